@@ -1,0 +1,1 @@
+"""Sub-commands of the ``voxuda`` CLI (see ``voxuda.cli.COMMANDS``)."""

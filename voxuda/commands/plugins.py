@@ -1,0 +1,61 @@
+"""``voxuda plugins``: what is registered, by whom, and which plugins failed."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
+    parser.add_argument("--kind", help="only components of this kind")
+
+
+def run(args: argparse.Namespace) -> int:
+    from voxuda.registry import get_registry
+
+    registry = get_registry()
+    specs = registry.list(args.kind)
+    conflicts = registry.conflicts()
+    if args.json:
+        payload = {
+            "components": [
+                {
+                    "kind": s.kind,
+                    "name": s.name,
+                    "qualified_name": s.qualified_name,
+                    "plugin": s.plugin,
+                    "distribution": s.distribution,
+                    "version": s.version,
+                    "aliases": list(s.aliases),
+                    "summary": s.summary,
+                    **({"priority": s.priority, "available": s.is_available()[0]} if s.kind == "op" else {}),
+                }
+                for s in specs
+            ],
+            "plugins": [
+                {"plugin": p, "distribution": d, "version": v} for p, d, v in registry.loaded_plugins
+            ],
+            "failed": [{"plugin": f.plugin, "distribution": f.distribution, "error": f.error} for f in registry.failures],
+            "conflicts": [
+                {"kind": k, "name": n, "claimed_by": [s.qualified_name for s in c]} for k, n, c in conflicts
+            ],
+        }
+        print(json.dumps(payload, indent=2))
+        return 0
+    rows = [("KIND", "NAME", "PLUGIN", "DISTRIBUTION", "VERSION", "SUMMARY")]
+    for s in specs:
+        summary = s.summary
+        if s.kind == "op":
+            available, reason = s.is_available()
+            summary += f" [priority {s.priority}; {'available' if available else 'unavailable: ' + reason}]"
+        rows.append((s.kind, s.name, s.plugin, s.distribution or "-", s.version or "-", summary))
+    widths = [max(len(r[i]) for r in rows) for i in range(5)]
+    for r in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(r[:5], widths)) + "  " + r[5])
+    for kind, name, claimants in conflicts:
+        names = ", ".join(s.qualified_name for s in claimants)
+        print(f"conflict: {kind} {name!r} is claimed by {names}; use a qualified name")
+    for f in registry.failures:
+        print(f"failed plugin: {f.plugin} ({f.distribution or 'no distribution'}): {f.error}")
+    return 0

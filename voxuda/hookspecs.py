@@ -1,0 +1,78 @@
+"""pluggy hook specifications: one registration hook per component kind.
+
+Each hook receives a ``register`` callback already bound to the calling plugin, so the registry always
+knows which plugin (and which distribution) a component came from. Hooks only ever gain optional
+arguments; they are never renamed or removed (see pluggy issues 170 and 178 for why renames break
+installed plugins).
+
+``register(name, *, factory, config=None, aliases=(), summary="", priority=0, probe=None)``:
+
+- ``factory``: ``"module:attr"``. Called as ``factory(config_instance)`` when ``config`` is given,
+  else ``factory()``.
+- ``config``: ``"module:Class"`` of an attrs class, or ``None``.
+- ``priority`` and ``probe`` matter for op backends: ``auto`` picks the available backend with the
+  highest priority; ``probe`` is ``"module:function"`` returning ``(available, reason)``.
+
+String references keep registration free of heavy imports: nothing is imported until a component is
+built or described.
+"""
+
+from __future__ import annotations
+
+import pluggy
+
+PROJECT_NAME = "voxuda"
+
+#: Major version of the plugin API. A plugin declaring another major version is refused with a clear
+#: error instead of failing later in an obscure way.
+PLUGIN_API_VERSION = "1.0"
+
+hookspec = pluggy.HookspecMarker(PROJECT_NAME)
+hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
+
+
+@hookspec
+def voxuda_register_backbones(register):  # type: ignore[no-untyped-def]
+    """Register 3D segmentation networks that return ``(logits, {tap_name: features})``."""
+
+
+@hookspec
+def voxuda_register_noise_models(register):  # type: ignore[no-untyped-def]
+    """Register noise models that perturb source volumes (e.g. the NGM of Vox-UDA)."""
+
+
+@hookspec
+def voxuda_register_denoisers(register):  # type: ignore[no-untyped-def]
+    """Register denoisers applied to volumes before a teacher or a model sees them."""
+
+
+@hookspec
+def voxuda_register_methods(register):  # type: ignore[no-untyped-def]
+    """Register adaptation methods (objects with ``training_step`` and ``predictor``)."""
+
+
+@hookspec
+def voxuda_register_ops(register):  # type: ignore[no-untyped-def]
+    """Register op backends (with ``priority`` and an availability ``probe``)."""
+
+
+@hookspec
+def voxuda_register_datasets(register):  # type: ignore[no-untyped-def]
+    """Register datasets of source/target subtomograms."""
+
+
+@hookspec
+def voxuda_register_validators(register):  # type: ignore[no-untyped-def]
+    """Register model-selection validators (label-free criteria that score a checkpoint)."""
+
+
+#: hook name -> component kind it registers. The single source of truth for the kinds.
+HOOK_KINDS: dict[str, str] = {
+    "voxuda_register_backbones": "backbone",
+    "voxuda_register_noise_models": "noise_model",
+    "voxuda_register_denoisers": "denoiser",
+    "voxuda_register_methods": "method",
+    "voxuda_register_ops": "op",
+    "voxuda_register_datasets": "dataset",
+    "voxuda_register_validators": "validator",
+}

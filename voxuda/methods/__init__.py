@@ -1,0 +1,1 @@
+"""Adaptation methods. The contract every method follows is in :mod:`voxuda.methods.base`."""
