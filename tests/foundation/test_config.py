@@ -1,0 +1,98 @@
+"""Config structuring, overrides and errors."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import attrs
+import pytest
+
+from voxuda.config import (
+    ComponentRef,
+    apply_overrides,
+    dump_toml,
+    load_toml,
+    parse_override,
+    ref_field,
+    structure,
+    unstructure,
+)
+from voxuda.errors import ConfigError
+
+
+@attrs.define(kw_only=True)
+class Inner:
+    sigma: float = 1.0
+
+
+@attrs.define(kw_only=True)
+class Outer:
+    steps: int = 10
+    taps: tuple[float, ...] = (0.2, 0.2, 0.3, 0.3)
+    mode: Literal["cosine", "mse"] = "cosine"
+    inner: Inner = attrs.field(factory=Inner)
+    denoiser: ComponentRef = ref_field("identity", help="teacher input denoiser")
+    note: str | None = None
+
+
+def test_structure_coerces_and_nests():
+    cfg = structure(Outer, {"steps": 5, "taps": [0.1, 0.1, 0.4, 0.4], "inner": {"sigma": 2},
+                            "denoiser": {"name": "gaussian", "sigma": 1.5}})
+    assert cfg.steps == 5 and cfg.taps == (0.1, 0.1, 0.4, 0.4)
+    assert cfg.inner.sigma == 2.0 and isinstance(cfg.inner.sigma, float)
+    assert cfg.denoiser == ComponentRef("gaussian", {"sigma": 1.5})
+
+
+def test_unknown_key_suggests_the_right_one():
+    with pytest.raises(ConfigError, match=r"method: unknown key 'stpes'; did you mean 'steps'\?"):
+        structure(Outer, {"stpes": 3}, where="method")
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"steps": "ten"}, "cfg.steps: expected an integer"),
+        ({"steps": True}, "cfg.steps: expected an integer"),
+        ({"mode": "l1"}, "cfg.mode: 'l1' is not one of 'cosine', 'mse'"),
+        ({"taps": 0.2}, "cfg.taps: expected a list"),
+        ({"inner": {"sigma": "x"}}, "cfg.inner.sigma: expected a number"),
+        ({"denoiser": {"sigma": 1}}, "needs a 'name' key"),
+    ],
+)
+def test_wrong_types_name_the_key(data, message):
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(")):
+        structure(Outer, data, where="cfg")
+
+
+def test_overrides_parse_as_toml_not_python():
+    assert parse_override("method.ema_momentum=0.99") == (["method", "ema_momentum"], 0.99)
+    assert parse_override("a.b=[1, 2]") == (["a", "b"], [1, 2])
+    assert parse_override("a.b=true") == (["a", "b"], True)
+    # not TOML: kept as a string, never evaluated
+    assert parse_override("a.b=__import__('os')") == (["a", "b"], "__import__('os')")
+    with pytest.raises(ConfigError):
+        parse_override("novalue")
+
+
+def test_apply_overrides_turns_component_name_into_table():
+    data = {"method": {"name": "vox_uda", "noise": "ngm"}}
+    out = apply_overrides(data, ["method.noise.n_samples=5", "method.ema_momentum=0.99"])
+    assert out["method"]["noise"] == {"name": "ngm", "n_samples": 5}
+    assert out["method"]["ema_momentum"] == 0.99
+    assert data["method"]["noise"] == "ngm"  # input untouched
+
+
+def test_round_trip_through_toml(tmp_path):
+    cfg = structure(Outer, {"denoiser": {"name": "gaussian", "sigma": 1.0}})
+    path = tmp_path / "c.toml"
+    path.write_text(dump_toml(unstructure(cfg)))
+    assert structure(Outer, load_toml(path)) == cfg
+
+
+def test_missing_and_broken_toml_files_name_the_file(tmp_path):
+    with pytest.raises(ConfigError, match="nope.toml: config file not found"):
+        load_toml(tmp_path / "nope.toml")
+    bad = tmp_path / "bad.toml"
+    bad.write_text("a = [1,\n")
+    with pytest.raises(ConfigError, match="bad.toml: invalid TOML"):
+        load_toml(bad)
