@@ -15,9 +15,9 @@ def _as_ref(name_or_config: str | Mapping[str, Any] | ComponentRef) -> Component
     return component_ref(name_or_config)
 
 
-def component_config(kind: str, name_or_config: str | Mapping[str, Any] | ComponentRef, **overrides: Any) -> tuple[
-    ComponentSpec, Any
-]:
+def component_config(
+    kind: str, name_or_config: str | Mapping[str, Any] | ComponentRef, **overrides: Any
+) -> tuple[ComponentSpec, Any]:
     """Resolve a component and structure its config (with dotted ``overrides``) without building it."""
     ref = _as_ref(name_or_config)
     spec = get_registry().resolve(kind, ref.name)
@@ -37,7 +37,9 @@ def resolved_config(kind: str, name_or_config: str | Mapping[str, Any] | Compone
     return {"name": spec.name, **data}
 
 
-def build_component(kind: str, name_or_config: str | Mapping[str, Any] | ComponentRef, **overrides: Any) -> Any:
+def build_component(
+    kind: str, name_or_config: str | Mapping[str, Any] | ComponentRef, **overrides: Any
+) -> Any:
     """Build a registered component of ``kind`` from a name, a ``{"name": ..., **params}`` table or a ref.
 
     ``overrides`` may use dotted keys (``**{"noise.sigma": 0.5}``) to reach into sub-component tables.

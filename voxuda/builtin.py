@@ -8,63 +8,136 @@ from __future__ import annotations
 from voxuda.hookspecs import hookimpl
 
 _BACKBONES = [
-    ("unet3d", "voxuda.backbones.unet3d:UNet3D", "voxuda.backbones.unet3d:UNet3DConfig",
-     "3D U-Net with configurable widths and norm layers; taps at every encoder level"),
-    ("voxresnet", "voxuda.backbones.voxresnet:VoxResNet", "voxuda.backbones.voxresnet:VoxResNetConfig",
-     "VoxResNet (Chen et al. 2018) with taps f_c, f_v2, f_v4, f_v6 as in the Vox-UDA figure"),
+    (
+        "unet3d",
+        "voxuda.backbones.unet3d:UNet3D",
+        "voxuda.backbones.unet3d:UNet3DConfig",
+        "3D U-Net with configurable widths and norm layers; taps at every encoder level",
+    ),
+    (
+        "voxresnet",
+        "voxuda.backbones.voxresnet:VoxResNet",
+        "voxuda.backbones.voxresnet:VoxResNetConfig",
+        "VoxResNet (Chen et al. 2018) with taps f_c, f_v2, f_v4, f_v6 as in the Vox-UDA figure",
+    ),
 ]
 
 _NOISE_MODELS = [
-    ("none", "voxuda.noise.basic:NoNoise", "voxuda.noise.basic:NoNoiseConfig",
-     "leave source volumes unchanged (ablation: no NGM)"),
-    ("gaussian", "voxuda.noise.basic:GaussianNoise", "voxuda.noise.basic:GaussianNoiseConfig",
-     "white Gaussian noise of a fixed sigma or SNR"),
-    ("ngm", "voxuda.noise.ngm:NoiseGenerationModule", "voxuda.noise.ngm:NGMConfig",
-     "Vox-UDA noise generation module: target noise variance from an FFT high-pass"),
-    ("spectral_ngm", "voxuda.noise.spectral:SpectralNoise", "voxuda.noise.spectral:SpectralNoiseConfig",
-     "NGM variant: Gaussian noise shaped to the target's radial noise spectrum"),
+    (
+        "none",
+        "voxuda.noise.basic:NoNoise",
+        "voxuda.noise.basic:NoNoiseConfig",
+        "leave source volumes unchanged (ablation: no NGM)",
+    ),
+    (
+        "gaussian",
+        "voxuda.noise.basic:GaussianNoise",
+        "voxuda.noise.basic:GaussianNoiseConfig",
+        "white Gaussian noise of a fixed sigma or SNR",
+    ),
+    (
+        "ngm",
+        "voxuda.noise.ngm:NoiseGenerationModule",
+        "voxuda.noise.ngm:NGMConfig",
+        "Vox-UDA noise generation module: target noise variance from an FFT high-pass",
+    ),
+    (
+        "spectral_ngm",
+        "voxuda.noise.spectral:SpectralNoise",
+        "voxuda.noise.spectral:SpectralNoiseConfig",
+        "NGM variant: Gaussian noise shaped to the target's radial noise spectrum",
+    ),
 ]
 
 _DENOISERS = [
-    ("identity", "voxuda.denoisers.basic:Identity", "voxuda.denoisers.basic:IdentityConfig",
-     "no denoising"),
-    ("gaussian", "voxuda.denoisers.basic:GaussianDenoiser", "voxuda.denoisers.basic:GaussianDenoiserConfig",
-     "separable 3D Gaussian smoothing"),
-    ("bilateral", "voxuda.denoisers.bilateral:BilateralDenoiser",
-     "voxuda.denoisers.bilateral:BilateralDenoiserConfig", "classic 3D bilateral filter"),
-    ("improved_bilateral", "voxuda.denoisers.bilateral:ImprovedBilateralDenoiser",
-     "voxuda.denoisers.bilateral:ImprovedBilateralDenoiserConfig",
-     "Vox-UDA improved bilateral filter (range kernel on gradients of the Laplacian)"),
+    ("identity", "voxuda.denoisers.basic:Identity", "voxuda.denoisers.basic:IdentityConfig", "no denoising"),
+    (
+        "gaussian",
+        "voxuda.denoisers.basic:GaussianDenoiser",
+        "voxuda.denoisers.basic:GaussianDenoiserConfig",
+        "separable 3D Gaussian smoothing",
+    ),
+    (
+        "bilateral",
+        "voxuda.denoisers.bilateral:BilateralDenoiser",
+        "voxuda.denoisers.bilateral:BilateralDenoiserConfig",
+        "classic 3D bilateral filter",
+    ),
+    (
+        "improved_bilateral",
+        "voxuda.denoisers.bilateral:ImprovedBilateralDenoiser",
+        "voxuda.denoisers.bilateral:ImprovedBilateralDenoiserConfig",
+        "Vox-UDA improved bilateral filter (range kernel on gradients of the Laplacian)",
+    ),
 ]
 
 _METHODS = [
-    ("source_only", "voxuda.methods.source_only:SourceOnly", "voxuda.methods.source_only:SourceOnlyConfig",
-     "supervised on labelled source only (the lower bound)"),
-    ("oracle", "voxuda.methods.oracle:Oracle", "voxuda.methods.oracle:OracleConfig",
-     "supervised on target labels: an upper bound, never a UDA result"),
-    ("dann", "voxuda.methods.dann:DANN", "voxuda.methods.dann:DANNConfig",
-     "domain-adversarial training with a gradient-reversal layer (Ganin and Lempitsky 2015)"),
-    ("mean_teacher", "voxuda.methods.mean_teacher:MeanTeacher", "voxuda.methods.mean_teacher:MeanTeacherConfig",
-     "EMA-teacher self-training with confidence-thresholded pseudo-labels"),
-    ("vox_uda", "voxuda.methods.vox_uda:VoxUDA", "voxuda.methods.vox_uda:VoxUDAConfig",
-     "Vox-UDA (Li et al., AAAI 2025): NGM + denoised pseudo-labels + consistency + adversarial"),
+    (
+        "source_only",
+        "voxuda.methods.source_only:SourceOnly",
+        "voxuda.methods.source_only:SourceOnlyConfig",
+        "supervised on labelled source only (the lower bound)",
+    ),
+    (
+        "oracle",
+        "voxuda.methods.oracle:Oracle",
+        "voxuda.methods.oracle:OracleConfig",
+        "supervised on target labels: an upper bound, never a UDA result",
+    ),
+    (
+        "dann",
+        "voxuda.methods.dann:DANN",
+        "voxuda.methods.dann:DANNConfig",
+        "domain-adversarial training with a gradient-reversal layer (Ganin and Lempitsky 2015)",
+    ),
+    (
+        "mean_teacher",
+        "voxuda.methods.mean_teacher:MeanTeacher",
+        "voxuda.methods.mean_teacher:MeanTeacherConfig",
+        "EMA-teacher self-training with confidence-thresholded pseudo-labels",
+    ),
+    (
+        "vox_uda",
+        "voxuda.methods.vox_uda:VoxUDA",
+        "voxuda.methods.vox_uda:VoxUDAConfig",
+        "Vox-UDA (Li et al., AAAI 2025): NGM + denoised pseudo-labels + consistency + adversarial",
+    ),
 ]
 
 _DATASETS = [
-    ("mrc_folder", "voxuda.data.datasets:MRCSubtomogramDataset", "voxuda.data.datasets:MRCDatasetConfig",
-     "a folder of MRC subtomograms with a CSV/JSON manifest"),
+    (
+        "mrc_folder",
+        "voxuda.data.datasets:MRCSubtomogramDataset",
+        "voxuda.data.datasets:MRCDatasetConfig",
+        "a folder of MRC subtomograms with a CSV/JSON manifest",
+    ),
 ]
 
 _VALIDATORS = [
-    ("source_val", "voxuda.engine.validators:SourceValidation", "voxuda.engine.validators:SourceValidationConfig",
-     "Dice on held-out labelled source volumes (needs no target labels)"),
-    ("entropy", "voxuda.engine.validators:PredictionEntropy", "voxuda.engine.validators:PredictionEntropyConfig",
-     "negative mean prediction entropy on target volumes (label-free)"),
-    ("agreement", "voxuda.engine.validators:TeacherStudentAgreement",
-     "voxuda.engine.validators:TeacherStudentAgreementConfig",
-     "agreement of predictions on raw and denoised target input (label-free)"),
-    ("target_oracle", "voxuda.engine.validators:TargetOracle", "voxuda.engine.validators:TargetOracleConfig",
-     "Dice on labelled target validation volumes: leaks target labels, flagged in every table"),
+    (
+        "source_val",
+        "voxuda.engine.validators:SourceValidation",
+        "voxuda.engine.validators:SourceValidationConfig",
+        "Dice on held-out labelled source volumes (needs no target labels)",
+    ),
+    (
+        "entropy",
+        "voxuda.engine.validators:PredictionEntropy",
+        "voxuda.engine.validators:PredictionEntropyConfig",
+        "negative mean prediction entropy on target volumes (label-free)",
+    ),
+    (
+        "agreement",
+        "voxuda.engine.validators:TeacherStudentAgreement",
+        "voxuda.engine.validators:TeacherStudentAgreementConfig",
+        "agreement of predictions on raw and denoised target input (label-free)",
+    ),
+    (
+        "target_oracle",
+        "voxuda.engine.validators:TargetOracle",
+        "voxuda.engine.validators:TargetOracleConfig",
+        "Dice on labelled target validation volumes: leaks target labels, flagged in every table",
+    ),
 ]
 
 
@@ -95,11 +168,19 @@ def voxuda_register_methods(register):  # type: ignore[no-untyped-def]
 
 @hookimpl
 def voxuda_register_ops(register):  # type: ignore[no-untyped-def]
-    register("torch", factory="voxuda.ops.backends.torch_backend:TorchBackend", priority=10,
-             summary="reference bilateral backend: shift-and-accumulate in PyTorch (CPU or GPU)")
-    register("cupy", factory="voxuda.ops.backends.cupy_backend:CupyBackend", priority=100,
-             probe="voxuda.ops.backends.cupy_backend:probe",
-             summary="CUDA RawKernel bilateral backend through CuPy (needs a GPU)")
+    register(
+        "torch",
+        factory="voxuda.ops.backends.torch_backend:TorchBackend",
+        priority=10,
+        summary="reference bilateral backend: shift-and-accumulate in PyTorch (CPU or GPU)",
+    )
+    register(
+        "cupy",
+        factory="voxuda.ops.backends.cupy_backend:CupyBackend",
+        priority=100,
+        probe="voxuda.ops.backends.cupy_backend:probe",
+        summary="CUDA RawKernel bilateral backend through CuPy (needs a GPU)",
+    )
 
 
 @hookimpl

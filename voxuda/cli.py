@@ -21,7 +21,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "simulate": ("voxuda.commands.simulate", "write the embedded synthetic UDA benchmark (MRC + manifest)"),
     "train": ("voxuda.commands.train", "train or adapt a model from a TOML config"),
     "evaluate": ("voxuda.commands.evaluate", "evaluate a run folder on a dataset split"),
-    "benchmark": ("voxuda.commands.benchmark", "run a benchmark or ablation suite and write tables and plots"),
+    "benchmark": (
+        "voxuda.commands.benchmark",
+        "run a benchmark or ablation suite and write tables and plots",
+    ),
     "segment": ("voxuda.commands.segment", "segment a whole tomogram MRC with a trained model"),
 }
 
@@ -29,7 +32,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="voxuda",
-        description="Unsupervised domain adaptation for cryo-ET subtomogram segmentation (Vox-UDA and baselines).",
+        description="Unsupervised domain adaptation for cryo-ET subtomogram segmentation (Vox-UDA, baselines).",
     )
     parser.add_argument("--version", action="version", version=f"voxuda {__version__}")
     parser.add_argument(

@@ -71,7 +71,9 @@ def help_field(default: Any = attrs.NOTHING, *, help: str, validator: Any = None
     """An attrs field with a one-line help string (shown by ``voxuda describe``)."""
     if isinstance(default, (list, dict, set)):
         value = default
-        return attrs.field(factory=lambda: type(value)(value), metadata={"help": help}, validator=validator, **kwargs)
+        return attrs.field(
+            factory=lambda: type(value)(value), metadata={"help": help}, validator=validator, **kwargs
+        )
     return attrs.field(default=default, metadata={"help": help}, validator=validator, **kwargs)
 
 
@@ -86,9 +88,7 @@ def structure(cls: type, data: Mapping[str, Any] | None, where: str = "config") 
         key = unknown[0]
         hint = difflib.get_close_matches(key, list(fields), n=1)
         did = f"; did you mean {hint[0]!r}?" if hint else ""
-        raise ConfigError(
-            f"{where}: unknown key {key!r}{did} (known keys: {', '.join(sorted(fields))})"
-        )
+        raise ConfigError(f"{where}: unknown key {key!r}{did} (known keys: {', '.join(sorted(fields))})")
     kwargs = {}
     for key, value in data.items():
         kwargs[key] = _coerce(value, fields[key].type, f"{where}.{key}")

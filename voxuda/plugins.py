@@ -106,9 +106,7 @@ def _build_registry() -> Registry:
     if not autoload_disabled():
         for ep in iter_entry_points():
             dist = getattr(ep, "dist", None)
-            candidates.append(
-                (ep.name, ep.load, getattr(dist, "name", None), getattr(dist, "version", None))
-            )
+            candidates.append((ep.name, ep.load, getattr(dist, "name", None), getattr(dist, "version", None)))
 
     for name, load, dist_name, dist_version in candidates:
         if name in origins:

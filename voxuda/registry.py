@@ -60,7 +60,9 @@ class ComponentSpec:
             return None
         cls = import_ref(self.config, what=f"config of {self.kind} {self.qualified_name!r}")
         if not attrs.has(cls):
-            raise PluginError(f"config of {self.kind} {self.qualified_name!r} ({self.config}) is not an attrs class")
+            raise PluginError(
+                f"config of {self.kind} {self.qualified_name!r} ({self.config}) is not an attrs class"
+            )
         return cls
 
     def is_available(self) -> tuple[bool, str]:
@@ -118,7 +120,7 @@ class Registry:
                 if owner is not None:
                     raise PluginError(
                         f"plugin {spec.plugin!r} ({spec.distribution}) may not register {spec.kind} "
-                        f"{claimed!r}: the built-in {owner.qualified_name!r} uses that name; choose another name"
+                        f"{claimed!r}: the built-in {owner.qualified_name!r} uses that name; choose another"
                     )
         table[spec.qualified_name] = spec
 
@@ -161,7 +163,9 @@ class Registry:
             return matches[0]
         if not matches:
             raise self._unknown(kind, name)
-        owners = ", ".join(f"{s.qualified_name!r} from {s.distribution or 'unknown distribution'}" for s in matches)
+        owners = ", ".join(
+            f"{s.qualified_name!r} from {s.distribution or 'unknown distribution'}" for s in matches
+        )
         raise AmbiguousComponentError(
             f"{kind} name {name!r} is claimed by several plugins ({owners}); use a qualified name"
         )

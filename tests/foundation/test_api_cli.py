@@ -34,7 +34,12 @@ def test_list_components_covers_every_kind():
     kinds = {spec.kind for spec in voxuda.list_components()}
     assert kinds == {"backbone", "noise_model", "denoiser", "method", "op", "dataset", "validator"}
     assert {s.name for s in voxuda.list_components("method")} >= {
-        "source_only", "oracle", "dann", "mean_teacher", "vox_uda"}
+        "source_only",
+        "oracle",
+        "dann",
+        "mean_teacher",
+        "vox_uda",
+    }
 
 
 def test_unknown_config_key_for_a_component(monkeypatch):
@@ -42,12 +47,23 @@ def test_unknown_config_key_for_a_component(monkeypatch):
     from voxuda import plugins
 
     def voxuda_register_denoisers(register):
-        register("scale", factory="tests.foundation.sample_components:Scale",
-                 config="tests.foundation.sample_components:ScaleConfig")
+        register(
+            "scale",
+            factory="tests.foundation.sample_components:Scale",
+            config="tests.foundation.sample_components:ScaleConfig",
+        )
 
-    monkeypatch.setattr(plugins, "iter_entry_points", lambda: [
-        FakeEntryPoint("demo", lambda: make_plugin("demo", voxuda_register_denoisers=voxuda_register_denoisers),
-                       "voxuda-demo")])
+    monkeypatch.setattr(
+        plugins,
+        "iter_entry_points",
+        lambda: [
+            FakeEntryPoint(
+                "demo",
+                lambda: make_plugin("demo", voxuda_register_denoisers=voxuda_register_denoisers),
+                "voxuda-demo",
+            )
+        ],
+    )
     plugins.reset()
     try:
         with pytest.raises(ConfigError, match="unknown key 'facter'; did you mean 'factor'"):
@@ -81,8 +97,9 @@ def test_cli_describe_unknown_name_is_one_clear_line(capsys):
 
 
 def test_cli_describe_subprocess_exit_code():
-    result = subprocess.run([sys.executable, "-m", "voxuda", "describe", "nosuchthing"],
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "voxuda", "describe", "nosuchthing"], capture_output=True, text=True
+    )
     assert result.returncode != 0
     assert result.stderr.strip().startswith("voxuda: error: no component called 'nosuchthing'")
     assert "Traceback" not in result.stderr

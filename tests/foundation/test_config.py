@@ -36,8 +36,15 @@ class Outer:
 
 
 def test_structure_coerces_and_nests():
-    cfg = structure(Outer, {"steps": 5, "taps": [0.1, 0.1, 0.4, 0.4], "inner": {"sigma": 2},
-                            "denoiser": {"name": "gaussian", "sigma": 1.5}})
+    cfg = structure(
+        Outer,
+        {
+            "steps": 5,
+            "taps": [0.1, 0.1, 0.4, 0.4],
+            "inner": {"sigma": 2},
+            "denoiser": {"name": "gaussian", "sigma": 1.5},
+        },
+    )
     assert cfg.steps == 5 and cfg.taps == (0.1, 0.1, 0.4, 0.4)
     assert cfg.inner.sigma == 2.0 and isinstance(cfg.inner.sigma, float)
     assert cfg.denoiser == ComponentRef("gaussian", {"sigma": 1.5})

@@ -16,7 +16,7 @@ def test_every_hook_spec_is_documented_with_its_signature():
     for name in hookspecs.HOOK_KINDS:
         signature = f"{name}{inspect.signature(getattr(hookspecs, name))}"
         assert signature in text, f"docs/plugins.md does not document {signature}"
-    assert "register(name, *, factory, config=None, aliases=(), summary=\"\", priority=0, probe=None)" in text
+    assert 'register(name, *, factory, config=None, aliases=(), summary="", priority=0, probe=None)' in text
 
 
 def test_every_cli_command_is_in_the_readme_or_docs():

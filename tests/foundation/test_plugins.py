@@ -13,8 +13,12 @@ from .conftest import FakeEntryPoint, make_plugin
 
 def _denoiser_plugin(module_name: str, name: str = "median"):
     def voxuda_register_denoisers(register):
-        register(name, factory="tests.foundation.sample_components:Scale",
-                 config="tests.foundation.sample_components:ScaleConfig", summary=f"from {module_name}")
+        register(
+            name,
+            factory="tests.foundation.sample_components:Scale",
+            config="tests.foundation.sample_components:ScaleConfig",
+            summary=f"from {module_name}",
+        )
 
     return make_plugin(module_name, voxuda_register_denoisers=voxuda_register_denoisers)
 
@@ -113,8 +117,11 @@ def test_hook_that_raises_is_isolated(fake_entry_points):
         raise RuntimeError("bad registration code")
 
     fake_entry_points.append(
-        FakeEntryPoint("raiser", lambda: make_plugin("raiser", voxuda_register_methods=voxuda_register_methods),
-                       dist="voxuda-raiser")
+        FakeEntryPoint(
+            "raiser",
+            lambda: make_plugin("raiser", voxuda_register_methods=voxuda_register_methods),
+            dist="voxuda-raiser",
+        )
     )
     registry = get_registry()
     assert "bad registration code" in registry.failures[0].error

@@ -17,16 +17,23 @@ def run(args: argparse.Namespace) -> int:
 
     descriptions = describe(args.name, kind=args.kind)
     if args.json:
-        print(json.dumps([
-            {
-                **d.spec.provenance(),
-                "summary": d.doc,
-                "fields": [
-                    {"name": f.name, "type": f.type, "default": f.default, "help": f.help} for f in d.fields
+        print(
+            json.dumps(
+                [
+                    {
+                        **d.spec.provenance(),
+                        "summary": d.doc,
+                        "fields": [
+                            {"name": f.name, "type": f.type, "default": f.default, "help": f.help}
+                            for f in d.fields
+                        ],
+                    }
+                    for d in descriptions
                 ],
-            }
-            for d in descriptions
-        ], indent=2, default=str))
+                indent=2,
+                default=str,
+            )
+        )
         return 0
     for d in descriptions:
         s = d.spec

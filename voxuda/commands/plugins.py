@@ -36,7 +36,10 @@ def run(args: argparse.Namespace) -> int:
             "plugins": [
                 {"plugin": p, "distribution": d, "version": v} for p, d, v in registry.loaded_plugins
             ],
-            "failed": [{"plugin": f.plugin, "distribution": f.distribution, "error": f.error} for f in registry.failures],
+            "failed": [
+                {"plugin": f.plugin, "distribution": f.distribution, "error": f.error}
+                for f in registry.failures
+            ],
             "conflicts": [
                 {"kind": k, "name": n, "claimed_by": [s.qualified_name for s in c]} for k, n, c in conflicts
             ],

@@ -16,8 +16,11 @@ def test_listed_with_its_distribution(capsys):
     assert main(["plugins", "--json"]) == 0
     payload = json.loads(capsys.readouterr().out)
     rows = [c for c in payload["components"] if c["name"] == "median"]
-    assert rows == [dict(rows[0], kind="denoiser", plugin="example", distribution="voxuda-plugin-example",
-                         version="0.1.0")]
+    assert rows == [
+        dict(
+            rows[0], kind="denoiser", plugin="example", distribution="voxuda-plugin-example", version="0.1.0"
+        )
+    ]
     assert not payload["failed"]
 
 
