@@ -1,0 +1,53 @@
+"""Gradient reversal (Ganin and Lempitsky 2015) and its usual weight schedule.
+
+The layer is the identity going forward and multiplies the gradient by ``-lambda`` going back, so one backward
+pass trains the discriminator to tell domains apart while pushing the feature extractor to make them alike.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+
+class _GradReverse(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx: Any, x: Tensor, lambd: float) -> Tensor:  # type: ignore[override]
+        ctx.lambd = lambd
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx: Any, grad_output: Tensor) -> tuple[Tensor, None]:  # type: ignore[override]
+        return -ctx.lambd * grad_output, None
+
+
+def grad_reverse(x: Tensor, lambd: float = 1.0) -> Tensor:
+    """Identity forward; gradient multiplied by ``-lambd`` backward."""
+    return _GradReverse.apply(x, float(lambd))
+
+
+class GradientReversal(nn.Module):
+    """Module form of :func:`grad_reverse`; set ``lambd`` each step from :func:`dann_lambda`."""
+
+    def __init__(self, lambd: float = 1.0) -> None:
+        super().__init__()
+        self.lambd = float(lambd)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return grad_reverse(x, self.lambd)
+
+    def extra_repr(self) -> str:
+        return f"lambd={self.lambd}"
+
+
+def dann_lambda(progress: float, max_weight: float = 1.0, gamma: float = 10.0) -> float:
+    """``max_weight * (2 / (1 + exp(-gamma p)) - 1)`` for training progress ``p`` in [0, 1].
+
+    Starts at 0 so that the noisy early discriminator does not wreck the features, and saturates at
+    ``max_weight``.
+    """
+    p = min(max(float(progress), 0.0), 1.0)
+    return max_weight * (2.0 / (1.0 + math.exp(-gamma * p)) - 1.0)
