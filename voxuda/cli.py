@@ -32,7 +32,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="voxuda",
-        description="Unsupervised domain adaptation for cryo-ET subtomogram segmentation (Vox-UDA, baselines).",
+        description="Unsupervised domain adaptation for cryo-ET subtomogram segmentation (Vox-UDA).",
     )
     parser.add_argument("--version", action="version", version=f"voxuda {__version__}")
     parser.add_argument(
