@@ -72,7 +72,10 @@ class SegmentationMethod(Method):
     def __init__(self, config: BaseMethodConfig) -> None:
         super().__init__(config)
         self.student = build_backbone(config)
-        self._records: dict[str, tuple[str, ComponentRef]] = {"backbone": ("backbone", config.backbone)}
+        backbone_ref = config.backbone.with_params(
+            in_channels=config.in_channels, num_classes=config.num_classes
+        )
+        self._records: dict[str, tuple[str, ComponentRef]] = {"backbone": ("backbone", backbone_ref)}
 
     def seg_loss(self, logits: Tensor, labels: Tensor) -> tuple[Tensor, dict[str, float]]:
         return segmentation_loss(
@@ -101,12 +104,13 @@ def build_denoiser(ref: ComponentRef) -> Any:
     try:
         return build_component("denoiser", ref)
     except (ModuleNotFoundError, PluginError) as exc:
-        if ref.name == "identity" and _missing_builtin_denoisers(exc):
+        if ref.name == "identity" and missing_builtin_denoisers(exc):
             return nn.Identity()
         raise
 
 
-def _missing_builtin_denoisers(exc: BaseException) -> bool:
+def missing_builtin_denoisers(exc: BaseException) -> bool:
+    """True if ``exc`` was caused by the built-in ``voxuda.denoisers`` modules not being importable."""
     cause: BaseException | None = exc
     while cause is not None:
         if isinstance(cause, ModuleNotFoundError) and (cause.name or "").startswith("voxuda.denoisers"):

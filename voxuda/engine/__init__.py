@@ -1,0 +1,1 @@
+"""Training and evaluation engine: run configs, the trainer loop, checkpoints, metrics and validators."""

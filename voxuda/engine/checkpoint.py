@@ -1,0 +1,102 @@
+"""Checkpoints: atomic writes and ``weights_only`` loads.
+
+A checkpoint is a plain dict of tensors, numbers, strings and containers, so that ``torch.load(...,
+weights_only=True)`` can read it without unpickling arbitrary objects:
+
+``{"format": "voxuda-checkpoint", "version": 1, "step": int, "method": state_dict, "optimizer": ...,
+"scheduler": ..., "sampler": ..., "rng": {"torch", "generator", "python", "numpy", "cuda"?: tensors},
+"best": {"score": float, "step": int}, "selection": str}``
+
+Writes go to a temporary file in the same folder, are fsync-ed and then ``os.replace``-d, so a crash leaves
+either the previous complete checkpoint or the new one, never a torn file.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from voxuda.errors import ConfigError
+
+FORMAT = "voxuda-checkpoint"
+VERSION = 1
+
+
+def save_atomic(payload: dict[str, Any], path: str | Path) -> Path:
+    """``torch.save`` to a temp file beside ``path``, fsync, then atomically replace ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            torch.save(payload, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp_name, path)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
+    try:  # make the rename itself durable
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+    except OSError:
+        return path
+    try:
+        os.fsync(dir_fd)
+    except OSError:
+        pass
+    finally:
+        os.close(dir_fd)
+    return path
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Load a checkpoint with ``weights_only=True`` and check its format marker."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: checkpoint not found")
+    try:
+        payload = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # a truncated or foreign file
+        raise ConfigError(f"{path}: not a readable checkpoint ({type(exc).__name__}: {exc})") from exc
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise ConfigError(f"{path}: not a voxuda checkpoint")
+    return payload
+
+
+def capture_rng(generator: torch.Generator) -> dict[str, torch.Tensor]:
+    """Every random state a run uses, as tensors (so ``weights_only`` loading works)."""
+    version, internal, gauss = random.getstate()
+    np_state = np.random.get_state()
+    state = {
+        "torch": torch.get_rng_state(),
+        "generator": generator.get_state(),
+        "python": torch.tensor([version, *internal], dtype=torch.int64),
+        "python_gauss": torch.tensor([float("nan") if gauss is None else gauss], dtype=torch.float64),
+        "numpy_keys": torch.from_numpy(np.asarray(np_state[1], dtype=np.int64)),
+        "numpy_pos": torch.tensor([int(np_state[2]), int(np_state[3]), ], dtype=torch.int64),
+        "numpy_gauss": torch.tensor([float(np_state[4])], dtype=torch.float64),
+    }
+    if torch.cuda.is_available():
+        states = torch.cuda.get_rng_state_all()
+        state["cuda"] = torch.stack(states) if states else torch.empty(0)
+    return state
+
+
+def restore_rng(state: dict[str, torch.Tensor], generator: torch.Generator) -> None:
+    """Inverse of :func:`capture_rng`."""
+    torch.set_rng_state(state["torch"])
+    generator.set_state(state["generator"])
+    py = state["python"].tolist()
+    gauss = float(state["python_gauss"][0])
+    random.setstate((int(py[0]), tuple(int(v) for v in py[1:]), None if gauss != gauss else gauss))
+    pos, has_gauss = (int(v) for v in state["numpy_pos"].tolist())
+    keys = state["numpy_keys"].numpy().astype(np.uint32)
+    np.random.set_state(("MT19937", keys, pos, has_gauss, float(state["numpy_gauss"][0])))
+    if "cuda" in state and torch.cuda.is_available() and len(state["cuda"]):
+        torch.cuda.set_rng_state_all(list(state["cuda"]))

@@ -1,0 +1,184 @@
+"""The run configuration: one TOML file (``seed``, ``[data]``, ``[method]``, ``[trainer]``, ``[evaluation]``).
+
+Everything is checked before any work starts: unknown keys, wrong types, unknown components and the
+method's own config (including its sub-components) fail with one :class:`~voxuda.errors.ConfigError` line
+naming the key.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import attrs
+
+from voxuda.config import (
+    ComponentRef,
+    apply_overrides,
+    help_field,
+    load_toml,
+    ref_field,
+    structure,
+    unstructure,
+)
+from voxuda.errors import ConfigError, VoxudaError
+
+
+def _positive(instance: object, attribute: attrs.Attribute, value: float) -> None:
+    if value <= 0:
+        raise ValueError(f"{attribute.name} must be positive, got {value!r}")
+
+
+def _non_negative(instance: object, attribute: attrs.Attribute, value: float) -> None:
+    if value < 0:
+        raise ValueError(f"{attribute.name} must not be negative, got {value!r}")
+
+
+@attrs.define
+class DataConfig:
+    """Where the source and target subtomograms come from and how they are prepared."""
+
+    root: str = help_field("", help="dataset folder (manifest + MRC files); required")
+    preset: str = help_field(
+        "", help="simulator preset (tiny, quick, paper) written to root first if root has no manifest"
+    )
+    source_domain: str = help_field("source", help="manifest domain of the labelled source")
+    target_domain: str = help_field("target", help="manifest domain of the unlabelled target")
+    train_split: str = help_field("train", help="split used for training (source and target)")
+    val_split: str = help_field("val", help="held-out split for validators (source_val, target_oracle)")
+    box: int = help_field(32, help="working box edge in voxels (resized to box^3)", validator=_positive)
+    normalization: Literal["zscore", "minmax", "none"] = help_field("zscore", help="per-volume normalisation")
+    canonical_polarity: Literal["bright", "dark", "keep"] = help_field(
+        "bright", help="invert volumes whose manifest polarity differs ('keep' = never invert)"
+    )
+    num_classes: int = help_field(2, help="label values 0..num_classes-1", validator=_positive)
+    manifest: str = help_field("manifest.csv", help="manifest file name inside root")
+
+
+@attrs.define
+class TrainerConfig:
+    """Optimisation and bookkeeping of the training loop."""
+
+    steps: int = help_field(1000, help="optimiser steps", validator=_positive)
+    batch_size: int = help_field(8, help="source and target volumes per step (each)", validator=_positive)
+    sampling: Literal["random", "epoch"] = help_field(
+        "random", help="random: with replacement; epoch: shuffled passes without replacement"
+    )
+    lr: float = help_field(1e-3, help="peak learning rate", validator=_positive)
+    optimizer: Literal["adam", "adamw", "sgd"] = help_field("adam", help="adam, adamw or sgd (momentum 0.9)")
+    weight_decay: float = help_field(0.0, help="weight decay", validator=_non_negative)
+    schedule: Literal["constant", "step", "cosine"] = help_field("constant", help="learning-rate schedule")
+    step_size: int = help_field(0, help="step schedule: decay every N steps (0 = steps // 3)",
+                                validator=_non_negative)
+    step_gamma: float = help_field(0.1, help="step schedule: decay factor", validator=_positive)
+    warmup: int = help_field(0, help="linear learning-rate warm-up steps", validator=_non_negative)
+    grad_clip: float = help_field(0.0, help="clip the global gradient norm to this (0 = off)",
+                                  validator=_non_negative)
+    amp: bool = help_field(False, help="autocast to bfloat16 (CPU) or float16/bfloat16 (CUDA) in the forward")
+    log_every: int = help_field(1, help="write metrics.jsonl every N steps", validator=_positive)
+    eval_every: int = help_field(0, help="run the validator every N steps (0 = only at the end)",
+                                 validator=_non_negative)
+    checkpoint_every: int = help_field(0, help="write last.pt every N steps (0 = only at the end)",
+                                       validator=_non_negative)
+    num_threads: int = help_field(2, help="torch CPU threads (torch.set_num_threads)", validator=_positive)
+    device: str = help_field("cpu", help="cpu, cuda, cuda:N or auto")
+    deterministic: bool = help_field(True, help="torch.use_deterministic_algorithms (warn only)")
+    progress: bool = help_field(True, help="show a tqdm progress bar with running losses")
+
+
+@attrs.define
+class EvaluationConfig:
+    """Model selection and test-time options."""
+
+    selection: str = help_field("last", help="'last' or a registered validator (source_val, entropy, ...)")
+    validator: ComponentRef | None = help_field(
+        None, help="optional table of validator parameters ({name = ..., ...}); overrides 'selection'"
+    )
+    input_denoiser: ComponentRef = ref_field("identity", help="denoiser applied to model input at evaluation")
+    batch_size: int = help_field(8, help="evaluation batch size", validator=_positive)
+    split: str = help_field("test", help="split evaluated at the end of training ('' = skip)")
+
+
+@attrs.define
+class RunConfig:
+    """A whole training run."""
+
+    method: ComponentRef = ref_field("source_only", help="adaptation method and its parameters")
+    seed: int = help_field(0, help="seed of everything (weights, sampling, augmentation)")
+    data: DataConfig = help_field(attrs.Factory(DataConfig), help="data")
+    trainer: TrainerConfig = help_field(attrs.Factory(TrainerConfig), help="trainer")
+    evaluation: EvaluationConfig = help_field(attrs.Factory(EvaluationConfig), help="evaluation")
+
+    @property
+    def selection_ref(self) -> ComponentRef | None:
+        """The validator used for selection, or ``None`` for 'last'."""
+        if self.evaluation.validator is not None:
+            return self.evaluation.validator
+        if self.evaluation.selection == "last":
+            return None
+        return ComponentRef(self.evaluation.selection)
+
+    def to_dict(self) -> dict[str, Any]:
+        return unstructure(self)
+
+
+def run_config_from_dict(data: Mapping[str, Any], *, check_components: bool = True) -> RunConfig:
+    """Structure and validate a run config; every problem is one :class:`ConfigError` line."""
+    config: RunConfig = structure(RunConfig, data, where="config")
+    if check_components:
+        check_run_config(config)
+    return config
+
+
+def load_run_config(path: str | Path, overrides: Sequence[str] = ()) -> RunConfig:
+    """Read a TOML run config and apply ``--set key=value`` overrides."""
+    data = load_toml(path)
+    if overrides:
+        data = apply_overrides(data, overrides)
+    return run_config_from_dict(data)
+
+
+def check_run_config(config: RunConfig) -> None:
+    """Resolve every component ref (and structure its config) without building anything heavy."""
+    from voxuda.api import component_config
+    from voxuda.methods.common import missing_builtin_denoisers
+
+    def check(kind: str, ref: ComponentRef, key: str) -> Any:
+        try:
+            return component_config(kind, ref)[1]
+        except VoxudaError as exc:
+            if kind == "denoiser" and ref.name == "identity" and missing_builtin_denoisers(exc):
+                return None  # the built-in identity falls back to nn.Identity while its module is absent
+            raise ConfigError(f"{key}: {exc}") from exc
+
+    method_config = check("method", config.method, "method")
+    if attrs.has(type(method_config)):
+        for field in attrs.fields(type(method_config)):
+            value = getattr(method_config, field.name)
+            if isinstance(value, ComponentRef) and field.metadata.get("component"):
+                kind = _kind_of_field(field.name)
+                if kind is not None:
+                    check(kind, value, f"method.{field.name}")
+    selection = config.selection_ref
+    if selection is not None:
+        check("validator", selection, "evaluation.selection")
+    check("denoiser", config.evaluation.input_denoiser, "evaluation.input_denoiser")
+    if not config.data.root:
+        raise ConfigError(
+            "data.root: missing data path; set data.root to a dataset folder (or a new folder + data.preset)"
+        )
+    device = config.trainer.device
+    if device not in ("cpu", "auto") and not device.startswith("cuda"):
+        raise ConfigError(f"trainer.device: {device!r} is not cpu, cuda, cuda:N or auto")
+
+
+def _kind_of_field(name: str) -> str | None:
+    """Which registry a method's component field refers to, by its name (backbone, *noise*, *denoiser*)."""
+    if name == "backbone" or name.endswith("backbone"):
+        return "backbone"
+    if "denoiser" in name:
+        return "denoiser"
+    if "noise" in name:
+        return "noise_model"
+    return None

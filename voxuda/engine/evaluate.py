@@ -1,0 +1,184 @@
+"""Evaluate a run folder on a target split: Dice/IoU overall, per macromolecule class and per volume.
+
+``evaluate_run(run_dir, split="test", checkpoint="best", input_denoiser=None, invert=False)`` writes
+``eval_<split>_<checkpoint>[_<denoiser>][_inverted].json`` in the run folder and returns the same dict. Every
+result carries the method's flag (e.g. "upper bound"), the selection criterion (flagged when it leaked target
+labels) and the test-time input denoiser, so no number leaves the folder without its caveats.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from torch import nn
+
+from voxuda.config import ComponentRef, apply_overrides, component_ref, load_toml
+from voxuda.engine.checkpoint import load_checkpoint
+from voxuda.engine.config import RunConfig, run_config_from_dict
+from voxuda.engine.data import DomainSplit, RunData, ensure_dataset, load_domain
+from voxuda.engine.inference import InputTransform, make_input_transform, predict_labels
+from voxuda.engine.metrics import SegmentationMeter
+from voxuda.engine.provenance import now, write_json_atomic
+from voxuda.errors import ConfigError
+
+
+def evaluate_predictor(
+    predictor: nn.Module,
+    split: DomainSplit,
+    *,
+    num_classes: int,
+    batch_size: int = 8,
+    device: torch.device | str = "cpu",
+    input_transform: InputTransform | None = None,
+) -> dict[str, Any]:
+    """Metrics of ``predictor`` on a labelled split (see :class:`voxuda.engine.metrics.SegmentationMeter`)."""
+    if split.labels is None:
+        raise ConfigError("evaluation needs labelled volumes; the split has no labels")
+    meter = SegmentationMeter(num_classes)
+    for start in range(0, len(split), batch_size):
+        index = torch.arange(start, min(start + batch_size, len(split)))
+        part = split.take(index)
+        pred = predict_labels(
+            predictor, part.volumes, batch_size=batch_size, device=device, input_transform=input_transform
+        )
+        assert part.labels is not None
+        meter.update(pred, part.labels, part.class_names)
+    return meter.result()
+
+
+def load_run_config_from_dir(run_dir: Path) -> RunConfig:
+    path = run_dir / "config.toml"
+    if not path.is_file():
+        raise ConfigError(f"{run_dir}: not a run folder (no config.toml)")
+    return run_config_from_dict(load_toml(path), check_components=False)
+
+
+def _checkpoint_path(run_dir: Path, checkpoint: str) -> Path:
+    if checkpoint not in ("best", "last"):
+        raise ConfigError(f"--checkpoint must be best or last, got {checkpoint!r}")
+    if checkpoint == "best" and (run_dir / "best.pt").is_file():
+        return run_dir / "best.pt"
+    path = run_dir / "last.pt"
+    if not path.is_file():
+        raise ConfigError(f"{run_dir}: no checkpoint (last.pt) to evaluate; train first")
+    return path
+
+
+def load_predictor(run_dir: Path, config: RunConfig, checkpoint: str, device: torch.device) -> tuple[
+    nn.Module, Any, dict[str, Any]
+]:
+    """Rebuild the method from the run config, load the checkpoint and return its predictor."""
+    from voxuda.api import build_method
+
+    path = _checkpoint_path(run_dir, checkpoint)
+    payload = load_checkpoint(path, map_location=device)
+    method = build_method(config.method)
+    method.load_state_dict(payload["method"])
+    method.to(device)
+    method.eval()
+    info = {"requested": checkpoint, "file": path.name, "step": int(payload["step"])}
+    return method.predictor(), method, info
+
+
+def _denoiser_ref(
+    config: RunConfig, input_denoiser: str | Mapping[str, Any] | ComponentRef | None, overrides: Sequence[str]
+) -> ComponentRef:
+    ref = config.evaluation.input_denoiser if input_denoiser is None else component_ref(input_denoiser)
+    if overrides:
+        prefixed = []
+        for item in overrides:
+            key, sep, value = item.partition("=")
+            if not sep or not key.startswith("input_denoiser."):
+                raise ConfigError(f"--set {item!r}: evaluate accepts only input_denoiser.<param>=<value>")
+            prefixed.append(f"{key.removeprefix('input_denoiser.')}={value}")
+        ref = component_ref(apply_overrides(ref.to_dict(), prefixed))
+    return ref
+
+
+def evaluate_run(
+    run_dir: str | Path,
+    *,
+    split: str = "test",
+    checkpoint: Literal["best", "last"] | str = "best",
+    input_denoiser: str | Mapping[str, Any] | ComponentRef | None = None,
+    denoiser_overrides: Sequence[str] = (),
+    invert: bool = False,
+    data_override: RunData | None = None,
+    split_data: DomainSplit | None = None,
+) -> dict[str, Any]:
+    """Evaluate the run in ``run_dir`` on target ``split`` and write ``eval_<...>.json`` there.
+
+    ``split_data`` supplies the labelled volumes directly (tests); otherwise the target domain's ``split`` is
+    read from ``[data]``; with ``data_override`` (in-memory runs) the target ``val`` split stands in when no
+    files exist.
+    """
+    run_dir = Path(run_dir)
+    config = load_run_config_from_dir(run_dir)
+    from voxuda.engine.trainer import resolve_device
+
+    device = resolve_device(config.trainer.device)
+    torch.set_num_threads(config.trainer.num_threads)
+    predictor, method, info = load_predictor(run_dir, config, checkpoint, device)
+    ref = _denoiser_ref(config, input_denoiser, denoiser_overrides)
+    denoiser = None
+    if not (ref.name == "identity" and not ref.params):
+        from voxuda.methods.common import build_denoiser
+
+        denoiser = build_denoiser(ref)
+    transform = make_input_transform(denoiser, invert=invert)
+    if split_data is None:
+        split_data = _load_split(config, split, data_override)
+    metrics = evaluate_predictor(
+        predictor, split_data, num_classes=config.data.num_classes, batch_size=config.evaluation.batch_size,
+        device=device, input_transform=transform,
+    )
+    run_record = _read_json(run_dir / "run.json")
+    selection = run_record.get("selection", {"criterion": config.evaluation.selection, "label_leak": False})
+    flags = list(run_record.get("flags", []))
+    if method.flag and method.flag not in flags:
+        flags.append(method.flag)
+    result = {
+        "run": str(run_dir),
+        "method": config.method.name,
+        "method_flag": method.flag,
+        "flags": flags,
+        "selection": selection,
+        "split": split,
+        "domain": config.data.target_domain,
+        "checkpoint": info,
+        "input_denoiser": ref.to_dict(),
+        "inverted": invert,
+        "time": now(),
+        **metrics,
+    }
+    name = f"eval_{split}_{checkpoint}"
+    if ref.name != "identity" or ref.params:
+        name += f"_{ref.name.replace(':', '-')}"
+    if invert:
+        name += "_inverted"
+    write_json_atomic(result, run_dir / f"{name}.json")
+    return result
+
+
+def _load_split(config: RunConfig, split: str, data_override: RunData | None) -> DomainSplit:
+    if data_override is not None and not config.data.root:
+        if data_override.target_val is None:
+            raise ConfigError("in-memory data has no labelled target split to evaluate")
+        return data_override.target_val
+    if data_override is not None and not (Path(config.data.root) / config.data.manifest).is_file():
+        if data_override.target_val is None:
+            raise ConfigError("in-memory data has no labelled target split to evaluate")
+        return data_override.target_val
+    root = ensure_dataset(config.data, config.seed)
+    return load_domain(config.data, root, config.data.target_domain, split, with_labels=True)
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}

@@ -1,0 +1,390 @@
+"""The training loop: ``train(run_config, out_dir, resume=False) -> RunResult``.
+
+One run folder holds ``config.toml`` (resolved), ``run.json`` (provenance), ``metrics.jsonl`` (one line per
+logged step), ``last.pt`` and ``best.pt`` (when a validator selects) and ``eval_<split>_<ckpt>.json``.
+Determinism: everything random flows from ``seed`` (global torch/numpy/python RNGs for initialisation, one
+``torch.Generator`` for sampling and augmentation), and every state is in the checkpoint, so ``resume=True``
+continues to the same parameters as an uninterrupted run on CPU.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import random
+from pathlib import Path
+from typing import Any
+
+import attrs
+import numpy as np
+import torch
+
+from voxuda.config import dump_toml
+from voxuda.engine import provenance
+from voxuda.engine.checkpoint import FORMAT, VERSION, capture_rng, load_checkpoint, restore_rng, save_atomic
+from voxuda.engine.config import RunConfig, check_run_config
+from voxuda.engine.data import PairedSampler, RunData, load_run_data
+from voxuda.engine.inference import make_input_transform
+from voxuda.engine.metrics_log import MetricsLog
+from voxuda.engine.optim import build_optimizer, build_scheduler
+from voxuda.engine.validators import ValidationContext, build_validator, is_label_leak
+from voxuda.errors import ConfigError
+from voxuda.methods.base import Method, SourceBatch, TargetBatch, TrainContext
+
+
+@attrs.define
+class RunResult:
+    """What :func:`train` returns."""
+
+    out_dir: Path
+    step: int
+    completed: bool
+    last_checkpoint: Path
+    best_checkpoint: Path | None = None
+    best_score: float | None = None
+    best_step: int | None = None
+    final_losses: dict[str, float] = attrs.field(factory=dict)
+    evaluation: dict[str, Any] | None = None
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"trainer.device: {name!r} requested but CUDA is not available; use device = 'cpu'")
+    return device
+
+
+def resolved_run_config(config: RunConfig) -> dict[str, Any]:
+    """The run config with every component's defaults filled in (what ``config.toml`` holds)."""
+    from voxuda.api import resolved_config
+
+    data = config.to_dict()
+    data["method"] = resolved_config("method", config.method)
+    for key in list(data["method"]):
+        ref = getattr(_method_config(config), key, None)
+        kind = _ref_kind(key)
+        if kind is not None and hasattr(ref, "name"):
+            with contextlib.suppress(Exception):  # identity fallback while its module is absent
+                data["method"][key] = resolved_config(kind, ref)
+    with contextlib.suppress(Exception):
+        data["evaluation"]["input_denoiser"] = resolved_config("denoiser", config.evaluation.input_denoiser)
+    selection = config.selection_ref
+    if selection is not None:
+        data["evaluation"]["validator"] = resolved_config("validator", selection)
+    return data
+
+
+def _method_config(config: RunConfig) -> Any:
+    from voxuda.api import component_config
+
+    return component_config("method", config.method)[1]
+
+
+def _ref_kind(key: str) -> str | None:
+    from voxuda.engine.config import _kind_of_field
+
+    return _kind_of_field(key)
+
+
+def build_input_denoiser(config: RunConfig) -> Any:
+    from voxuda.methods.common import build_denoiser
+
+    ref = config.evaluation.input_denoiser
+    if ref.name == "identity" and not ref.params:
+        return None
+    return build_denoiser(ref)
+
+
+class _Trainer:
+    """State of one training session (fresh or resumed)."""
+
+    def __init__(self, config: RunConfig, out_dir: Path, resume: bool, data: RunData | None) -> None:
+        self.config = config
+        self.out_dir = out_dir
+        self.resume = resume
+        cfg = config.trainer
+        check_run_config(config)
+        torch.set_num_threads(cfg.num_threads)
+        if cfg.deterministic:
+            torch.use_deterministic_algorithms(True, warn_only=True)
+        self.device = resolve_device(cfg.device)
+        seed_everything(config.seed)
+        self.data = data if data is not None else load_run_data(config.data, config.seed)
+        from voxuda.api import build_method
+
+        self.method: Method = build_method(config.method)
+        self.method.to(self.device)
+        self.generator = torch.Generator().manual_seed(config.seed)
+        self.sampler = PairedSampler(self.data, cfg.batch_size, cfg.sampling)
+        self.method.on_train_start(
+            TrainContext(
+                total_steps=cfg.steps,
+                device=self.device,
+                sample_target=self._sample_target,
+                generator=self.generator,
+                extra={"run_config": config, "data": self.data},
+            )
+        )
+        self.optimizer = build_optimizer(self.method.trainable_parameters(), cfg)
+        self.scheduler = build_scheduler(self.optimizer, cfg)
+        selection = config.selection_ref
+        self.validator = build_validator(selection) if selection is not None else None
+        self.selection_name = selection.name if selection is not None else "last"
+        self.input_transform = make_input_transform(build_input_denoiser(config))
+        self.step = 0
+        self.best_score: float | None = None
+        self.best_step: int | None = None
+
+    # -- helpers --------------------------------------------------------------------------------------
+    def _sample_target(self, n: int) -> torch.Tensor:
+        index = torch.randint(0, len(self.data.target_train), (n,), generator=self.generator)
+        return self.data.target_train.volumes[index].to(self.device)
+
+    def _autocast(self) -> contextlib.AbstractContextManager[Any]:
+        if not self.config.trainer.amp:
+            return contextlib.nullcontext()
+        dtype = torch.bfloat16 if self.device.type == "cpu" else torch.float16
+        return torch.autocast(device_type=self.device.type, dtype=dtype)
+
+    def checkpoint_payload(self) -> dict[str, Any]:
+        return {
+            "format": FORMAT,
+            "version": VERSION,
+            "step": self.step,
+            "method": self.method.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "sampler": self.sampler.state_dict(),
+            "rng": capture_rng(self.generator),
+            "best": {
+                "score": float("nan") if self.best_score is None else self.best_score,
+                "step": -1 if self.best_step is None else self.best_step,
+            },
+            "selection": self.selection_name,
+        }
+
+    def save(self, name: str) -> Path:
+        return save_atomic(self.checkpoint_payload(), self.out_dir / name)
+
+    def restore(self, path: Path) -> None:
+        payload = load_checkpoint(path, map_location=self.device)
+        self.method.load_state_dict(payload["method"])
+        self.optimizer.load_state_dict(payload["optimizer"])
+        self.scheduler.load_state_dict(payload["scheduler"])
+        self.sampler.load_state_dict(payload["sampler"])
+        restore_rng(payload["rng"], self.generator)
+        self.step = int(payload["step"])
+        best = payload.get("best", {})
+        score = float(best.get("score", float("nan")))
+        self.best_score = None if math.isnan(score) else score
+        step = int(best.get("step", -1))
+        self.best_step = None if step < 0 else step
+
+    def validate(self) -> float | None:
+        if self.validator is None:
+            return None
+        context = ValidationContext(
+            data=self.data,
+            num_classes=self.config.data.num_classes,
+            device=self.device,
+            batch_size=self.config.evaluation.batch_size,
+            input_transform=self.input_transform,
+        )
+        return float(self.validator.score(self.method.predictor(), context))
+
+    # -- the loop -------------------------------------------------------------------------------------
+    def run(self, log: MetricsLog, stop_after: int | None) -> RunResult:
+        cfg = self.config.trainer
+        uses_labels = bool(getattr(self.method, "uses_target_labels", False))
+        running: dict[str, float] = {}
+        session_steps = 0
+        progress = None
+        if cfg.progress:
+            from tqdm.auto import tqdm
+
+            progress = tqdm(total=cfg.steps, initial=self.step, desc="train", dynamic_ncols=True, leave=False)
+        last_losses: dict[str, float] = {}
+        try:
+            while self.step < cfg.steps:
+                if stop_after is not None and session_steps >= stop_after:
+                    break
+                last_losses = self._one_step(uses_labels)
+                self.step += 1
+                session_steps += 1
+                for key, value in last_losses.items():
+                    running[key] = value if key not in running else 0.9 * running[key] + 0.1 * value
+                if self.step % cfg.log_every == 0 or self.step == cfg.steps:
+                    log.write({"step": self.step, "lr": self.scheduler.get_last_lr()[0], **last_losses})
+                if cfg.eval_every and self.step % cfg.eval_every == 0 and self.step < cfg.steps:
+                    self._select(log)
+                if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0:
+                    self.save("last.pt")
+                if progress is not None:
+                    progress.update(1)
+                    keys = ("loss", "seg", "pseudo", "domain")
+                    shown = {k: f"{v:.3g}" for k, v in running.items() if k in keys}
+                    progress.set_postfix(shown, refresh=False)
+        finally:
+            if progress is not None:
+                progress.close()
+        completed = self.step >= cfg.steps
+        if completed:
+            self._select(log)
+        last = self.save("last.pt")
+        best_path = self.out_dir / "best.pt"
+        return RunResult(
+            out_dir=self.out_dir,
+            step=self.step,
+            completed=completed,
+            last_checkpoint=last,
+            best_checkpoint=best_path if best_path.is_file() else None,
+            best_score=self.best_score,
+            best_step=self.best_step,
+            final_losses=last_losses,
+        )
+
+    def _one_step(self, uses_labels: bool) -> dict[str, float]:
+        cfg = self.config.trainer
+        src, tgt = self.sampler.next(self.generator)
+        assert src.labels is not None
+        source = SourceBatch(src.volumes.to(self.device), src.labels.to(self.device))
+        target_label = tgt.labels.to(self.device) if (uses_labels and tgt.labels is not None) else None
+        target = TargetBatch(tgt.volumes.to(self.device), target_label)
+        self.method.train()
+        with self._autocast():
+            out = self.method.training_step(source, target, self.step)
+        if not torch.isfinite(out.loss):
+            raise FloatingPointError(
+                f"loss became {float(out.loss)} at step {self.step + 1}; lower trainer.lr"
+            )
+        self.optimizer.zero_grad(set_to_none=True)
+        out.loss.backward()
+        values: dict[str, float] = {"loss": float(out.loss.detach())}
+        if cfg.grad_clip > 0:
+            params = [p for group in self.optimizer.param_groups for p in group["params"]]
+            norm = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+            values["grad_norm"] = float(norm)
+        self.optimizer.step()
+        self.scheduler.step()
+        self.method.on_after_optimizer_step(self.step)
+        values.update(out.losses)
+        values.update(out.metrics)
+        return values
+
+    def _select(self, log: MetricsLog) -> None:
+        score = self.validate()
+        if score is None:
+            return
+        improved = self.best_score is None or score > self.best_score
+        log.write({"step": self.step, "event": "validation", "criterion": self.selection_name,
+                   "score": score, "improved": improved})
+        if improved:
+            self.best_score, self.best_step = score, self.step
+            self.save("best.pt")
+
+
+def train(
+    run_config: RunConfig,
+    out_dir: str | Path,
+    resume: bool = False,
+    *,
+    data: RunData | None = None,
+    stop_after: int | None = None,
+    evaluate_split: bool = True,
+) -> RunResult:
+    """Train ``run_config`` into ``out_dir``.
+
+    ``resume=True`` continues from ``out_dir/last.pt``. ``stop_after`` ends this session after that many steps
+    with a checkpoint (time-sliced training, and how the resume tests simulate an interruption). ``data``
+    injects in-memory data instead of reading ``[data]`` (tests, notebooks). At the end of a completed run
+    the selected checkpoint is evaluated on ``evaluation.split`` unless it is empty or ``evaluate_split`` is
+    false.
+    """
+    out = Path(out_dir)
+    last = out / "last.pt"
+    if resume and not last.is_file():
+        raise ConfigError(f"{out}: nothing to resume (no last.pt); run without --resume")
+    if not resume and last.is_file():
+        raise ConfigError(f"{out}: run folder already holds a run; pass --resume or choose another --out")
+    out.mkdir(parents=True, exist_ok=True)
+    trainer = _Trainer(run_config, out, resume, data)
+    run_json = out / "run.json"
+    if resume:
+        trainer.restore(last)
+        record = _read_json(run_json)
+        record.setdefault("resumed", []).append({"time": provenance.now(), "step": trainer.step})
+    else:
+        (out / "config.toml").write_text(dump_toml(resolved_run_config(run_config)), encoding="utf-8")
+        record = _run_record(run_config, trainer)
+    provenance.write_json_atomic(record, run_json)
+    with MetricsLog(out / "metrics.jsonl") as log:
+        if resume:
+            log.write({"event": "resume", "step": trainer.step})
+        result = trainer.run(log, stop_after)
+    record.update(
+        {
+            "end_time": provenance.now() if result.completed else None,
+            "step": result.step,
+            "completed": result.completed,
+            "best": {"score": result.best_score, "step": result.best_step},
+            "op_backend": provenance.op_backend_used() or record.get("op_backend"),
+        }
+    )
+    provenance.write_json_atomic(record, run_json)
+    split = run_config.evaluation.split
+    if result.completed and evaluate_split and split:
+        from voxuda.engine.evaluate import evaluate_run
+
+        result.evaluation = evaluate_run(out, split=split, checkpoint="best", data_override=data)
+    return result
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    import json
+
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+
+
+def _run_record(config: RunConfig, trainer: _Trainer) -> dict[str, Any]:
+    method = trainer.method
+    components: dict[str, Any] = {"method": provenance.component_record("method", config.method)}
+    components.update(method.components())
+    selection = config.selection_ref
+    if selection is not None:
+        components["validator"] = provenance.component_record("validator", selection)
+    with contextlib.suppress(Exception):
+        ref = config.evaluation.input_denoiser
+        components["input_denoiser"] = provenance.component_record("denoiser", ref)
+    flags = []
+    if method.flag:
+        flags.append(method.flag)
+    leak = trainer.validator is not None and is_label_leak(trainer.validator)
+    if leak:
+        flags.append(getattr(trainer.validator, "flag", "label leak"))
+    return {
+        "seed": config.seed,
+        "config": resolved_run_config(config),
+        "versions": provenance.package_versions(),
+        "components": components,
+        "method_flag": method.flag,
+        "uses_target_labels": bool(method.uses_target_labels),
+        "selection": {"criterion": trainer.selection_name, "label_leak": leak},
+        "flags": flags,
+        "input_denoiser": config.evaluation.input_denoiser.to_dict(),
+        "device": str(trainer.device),
+        "num_threads": config.trainer.num_threads,
+        "op_backend": provenance.op_backend_used(),
+        "start_time": provenance.now(),
+        "end_time": None,
+    }
