@@ -26,7 +26,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from voxuda.backbones.common import LogitsOnly
 from voxuda.config import ComponentRef, help_field, ref_field
 from voxuda.errors import ConfigError
 from voxuda.methods.base import SourceBatch, StepOutput, TargetBatch, TrainContext
@@ -70,8 +69,6 @@ class VoxUDAConfig(MeanTeacherConfig):
         help="denoiser in front of the teacher only (IBF [P]; the student sees the raw target [R])")
     student_input_denoiser: ComponentRef = ref_field(
         "identity", help="denoiser on the student's target input in training (identity [R]: raw target)")
-    predict_denoiser: ComponentRef = ref_field(
-        "identity", help="denoiser on every input of predictor() at evaluation (identity [R]; [I] option)")
     # -- loss weights ------------------------------------------------------------------------------------
     w_seg: float = help_field(1.0, help="weight of L_seg (CE + Dice on clean source); 1 [R]",
                               validator=_non_negative)
@@ -111,7 +108,8 @@ class VoxUDAConfig(MeanTeacherConfig):
     augment: bool = help_field(
         False, help="flip/rotate the student's target view (pseudo-labels follow); off [R]: raw target")
     predict_with: Literal["teacher", "student"] = help_field(
-        "teacher", help="network behind predictor(): the EMA teacher [I] (smoother) or the student")
+        "teacher", help="network behind predictor(): the EMA teacher [I] (smoother) or the student; "
+        "test-time input denoising is the trainer's evaluation.input_denoiser")
 
 
 def feature_consistency(clean: Tensor, noisy: Tensor, form: ConsistencyForm) -> Tensor:
@@ -120,6 +118,10 @@ def feature_consistency(clean: Tensor, noisy: Tensor, form: ConsistencyForm) -> 
     ``cosine`` compares each voxel's channel vector (1 - cosine similarity, mean over voxels and batch);
     ``cosine_flat`` compares each sample's whole flattened feature map; ``mse`` is the mean squared
     difference. All are exactly 0 when ``clean`` equals ``noisy``.
+
+    1 - cos is computed as ``0.5 |a/|a| - b/|b||^2`` with zero vectors left at zero. The two agree for
+    non-zero vectors, but after a ReLU whole channel vectors are often zero, where ``F.cosine_similarity``
+    returns 0 and would charge a loss of 1 for two identical (zero) features.
     """
     if clean.shape != noisy.shape:
         raise ValueError(f"consistency: feature shapes differ, {tuple(clean.shape)} vs {tuple(noisy.shape)}")
@@ -128,9 +130,9 @@ def feature_consistency(clean: Tensor, noisy: Tensor, form: ConsistencyForm) -> 
         return F.mse_loss(b, a)
     if form == "cosine_flat":
         a, b = a.flatten(1), b.flatten(1)
-    similarity = F.cosine_similarity(a, b, dim=1, eps=1e-8)
-    # identical inputs may give 1 + rounding; clamp so the loss is never negative
-    return (1.0 - similarity).clamp_min(0.0).mean()
+    a_hat = F.normalize(a, dim=1, eps=1e-8)
+    b_hat = F.normalize(b, dim=1, eps=1e-8)
+    return 0.5 * (a_hat - b_hat).pow(2).sum(dim=1).mean()
 
 
 class VoxUDA(MeanTeacher):
@@ -146,8 +148,6 @@ class VoxUDA(MeanTeacher):
         self.record_component("noise", "noise_model", config.noise)
         self.student_input_denoiser = self._frozen(build_denoiser(config.student_input_denoiser))
         self.record_component("student_input_denoiser", "denoiser", config.student_input_denoiser)
-        self.predict_denoiser = self._frozen(build_denoiser(config.predict_denoiser))
-        self.record_component("predict_denoiser", "denoiser", config.predict_denoiser)
 
         self.taps = self._resolve_taps(config)
         self.tap_weights = tuple(float(w) for w in config.tap_weights)
@@ -270,31 +270,12 @@ class VoxUDA(MeanTeacher):
     def trainable_parameters(self) -> Iterator[nn.Parameter]:
         """Student and discriminator parameters; never the teacher or any denoiser."""
         frozen = {id(p) for p in self.teacher.parameters()}
-        for module in (self.teacher_denoiser, self.student_input_denoiser, self.predict_denoiser):
+        for module in (self.teacher_denoiser, self.student_input_denoiser):
             if isinstance(module, nn.Module):
                 frozen |= {id(p) for p in module.parameters()}
         return (p for p in self.parameters() if p.requires_grad and id(p) not in frozen)
-
-    def predictor(self) -> nn.Module:
-        """The teacher (default) or student, behind ``predict_denoiser`` (identity by default)."""
-        network = self.teacher if self.config.predict_with == "teacher" else self.student
-        return _DenoisedPredictor(self.predict_denoiser, LogitsOnly(network))
 
     def components(self) -> dict[str, Any]:
         records = super().components()
         records["noise"] = {**records["noise"], "state": self.noise.state()}
         return records
-
-
-class _DenoisedPredictor(nn.Module):
-    """``logits = network(denoiser(x))``; with the identity denoiser this is just the network."""
-
-    def __init__(self, denoiser: Any, network: nn.Module) -> None:
-        super().__init__()
-        self.denoiser = denoiser
-        self.network = network
-
-    def forward(self, x: Tensor) -> Tensor:
-        with torch.no_grad():
-            x = self.denoiser(x)
-        return self.network(x)

@@ -1,0 +1,182 @@
+"""Unit behaviour of vox_uda: who sees the denoiser, the consistency and adversarial terms, config checks."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from voxuda.errors import ConfigError
+from voxuda.methods.base import SourceBatch, TargetBatch
+from voxuda.methods.vox_uda import feature_consistency
+
+from .helpers import start, tiny_domains, tiny_method, train
+
+# the unit tests use the identity teacher denoiser unless the denoiser is what they test
+ID = {"teacher_denoiser": "identity"}
+
+
+@pytest.mark.parametrize("form", ["cosine", "cosine_flat", "mse"])
+def test_consistency_is_zero_for_identical_features(form: str) -> None:
+    a = torch.randn(2, 5, 4, 4, 4, generator=torch.Generator().manual_seed(0))
+    assert float(feature_consistency(a, a.clone(), form)) == pytest.approx(0.0, abs=1e-6)
+    assert float(feature_consistency(a, a + torch.randn_like(a), form)) > 0.05
+
+
+def test_cosine_forms_differ_in_what_they_compare() -> None:
+    """Per-voxel cosine ignores a per-voxel rescaling of the channel vector; flattened cosine does not."""
+    a = torch.randn(1, 3, 4, 4, 4, generator=torch.Generator().manual_seed(1))
+    scale = torch.rand(1, 1, 4, 4, 4, generator=torch.Generator().manual_seed(2)) + 0.5
+    assert float(feature_consistency(a, a * scale, "cosine")) == pytest.approx(0.0, abs=1e-6)
+    assert float(feature_consistency(a, a * scale, "cosine_flat")) > 1e-3
+
+
+def test_consistency_term_is_zero_without_noise() -> None:
+    method = tiny_method(noise="none", **ID)
+    out = train(method, steps=1)[0]
+    assert out.losses["con"] == pytest.approx(0.0, abs=1e-6)
+    assert out.metrics["noise_sigma2"] == 0.0
+
+
+class _Spy(nn.Module):
+    """A denoiser that records its inputs and returns a recognisable volume (input + 100)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[Tensor] = []
+
+    def forward(self, x: Tensor) -> Tensor:
+        self.seen.append(x.clone())
+        return x + 100.0
+
+
+def test_denoiser_feeds_the_teacher_only() -> None:
+    method = tiny_method(noise="none", **ID)
+    spy = _Spy()
+    method.teacher_denoiser = spy
+    inputs: dict[str, list[Tensor]] = {"student": [], "teacher": []}
+    method.student.register_forward_pre_hook(lambda m, args: inputs["student"].append(args[0].clone()))
+    method.teacher.register_forward_pre_hook(lambda m, args: inputs["teacher"].append(args[0].clone()))
+    source, label, target, _ = tiny_domains()
+    start(method, target)
+    method.training_step(SourceBatch(source[:2], label[:2]), TargetBatch(target[:2]), step=0)
+
+    assert len(spy.seen) == 1 and torch.equal(spy.seen[0], target[:2])
+    assert len(inputs["teacher"]) == 1 and torch.equal(inputs["teacher"][0], target[:2] + 100.0)
+    assert any(torch.equal(x, target[:2]) for x in inputs["student"])  # the raw target
+    assert all(float(x.max()) < 50 for x in inputs["student"])  # never the denoised volume
+
+
+def test_student_input_denoiser_is_the_place_to_denoise_the_student() -> None:
+    method = tiny_method(noise="none", **ID)
+    spy = _Spy()
+    method.student_input_denoiser = spy
+    seen: list[Tensor] = []
+    method.student.register_forward_pre_hook(lambda m, args: seen.append(args[0].clone()))
+    source, label, target, _ = tiny_domains()
+    start(method, target)
+    method.training_step(SourceBatch(source[:2], label[:2]), TargetBatch(target[:2]), step=0)
+    assert any(torch.equal(x, target[:2] + 100.0) for x in seen)
+
+
+def test_discriminator_gradient_is_reversed_on_the_feature_extractor() -> None:
+    """With only L_dis on, student gradients are minus those of the plain domain-classification loss, and
+    the discriminator's own gradients are not reversed."""
+    method = tiny_method(noise="none", w_seg=0.0, w_con=0.0, pseudo_weight=0.0, grl_schedule="constant",
+                         grl_lambda=1.0, **ID)
+    source, label, target, _ = tiny_domains()
+    start(method, target)
+    out = method.training_step(SourceBatch(source[:2], label[:2]), TargetBatch(target[:2]), step=0)
+    out.loss.backward()
+    reversed_grads = {n: p.grad.clone() for n, p in method.named_parameters() if p.grad is not None}
+    method.zero_grad()
+
+    tap = method.discriminator_tap
+    _, fs = method.student(source[:2])
+    _, ft = method.student(target[:2])
+    ls, lt = method.discriminator(fs[tap]), method.discriminator(ft[tap])
+    plain = 0.5 * (F.binary_cross_entropy_with_logits(ls, torch.zeros_like(ls))
+                   + F.binary_cross_entropy_with_logits(lt, torch.ones_like(lt)))
+    plain.backward()
+    student_checked = 0
+    for name, p in method.named_parameters():
+        if p.grad is None or name not in reversed_grads:
+            continue
+        if name.startswith("student."):
+            assert torch.allclose(reversed_grads[name], -p.grad, atol=1e-6), name
+            student_checked += int(p.grad.abs().sum() > 0)
+        elif name.startswith("discriminator."):
+            assert torch.allclose(reversed_grads[name], p.grad, atol=1e-6), name
+    assert student_checked > 0
+
+
+def test_taps_and_weights_are_configurable_and_checked() -> None:
+    method = tiny_method(taps=["enc1", "bottleneck"], tap_weights=[0.5, 0.5], **ID)
+    assert method.taps == ("enc1", "bottleneck")
+    out = train(method, steps=1)[0]
+    assert set(k for k in out.losses if k.startswith("con_")) == {"con_enc1", "con_bottleneck"}
+    with pytest.raises(ConfigError, match="tap_weights"):
+        tiny_method(taps=["enc1"], **ID)
+    with pytest.raises(ConfigError, match="no tap"):
+        tiny_method(taps=["nope", "enc1", "enc2", "enc3"], **ID)
+    default = tiny_method(**ID)
+    assert default.taps == tuple(default.student.tap_names) and len(default.taps) == 4
+    assert default.discriminator_tap == default.student.deepest_tap
+
+
+def test_warmup_then_ramped_pseudo_labels_with_logged_metrics() -> None:
+    method = tiny_method(warmup_steps=2, pseudo_rampup_steps=4, **ID)
+    outs = train(method, steps=4)
+    assert [o.metrics["pseudo_weight"] for o in outs[:2]] == [0.0, 0.0]
+    assert "pseudo" not in outs[0].losses and "pseudo_keep_fraction" not in outs[0].metrics
+    assert 0 < outs[2].metrics["pseudo_weight"] < outs[3].metrics["pseudo_weight"] <= 1.0
+    last = outs[3]
+    assert 0.0 <= last.metrics["pseudo_keep_fraction"] <= 1.0
+    for key in ("seg", "ce", "dice", "con", "dis", "pseudo", "total"):
+        assert key in last.losses
+    assert last.metrics["noise_sigma2"] > 0
+
+
+def test_noise_model_is_fitted_at_start_and_refitted() -> None:
+    method = tiny_method(noise={"name": "ngm", "n_samples": 3, "refit_every": 2}, **ID)
+    source, label, target, _ = tiny_domains()
+    with pytest.raises(RuntimeError, match="on_train_start"):
+        method.training_step(SourceBatch(source[:2], label[:2]), TargetBatch(target[:2]), step=0)
+    train(method, steps=5)
+    state = method.noise.state()
+    assert len(state["per_sample_sigma2"]) == 3
+    assert state["n_fits"] == 3  # at start, step 2 and step 4
+
+
+def test_components_report_provenance_and_noise_state() -> None:
+    method = tiny_method(**ID)
+    train(method, steps=1)
+    records = method.components()
+    assert {"backbone", "noise", "teacher_denoiser", "student_input_denoiser"} <= set(records)
+    assert records["noise"]["name"] == "ngm" and records["noise"]["plugin"] == "voxuda"
+    assert records["noise"]["state"]["sigma2"] > 0
+    assert records["backbone"]["config"]["widths"] == [4, 8, 8, 8]
+
+
+def test_predictor_is_teacher_or_student_and_teacher_is_not_trained() -> None:
+    method = tiny_method(**ID)
+    teacher_ids = {id(p) for p in method.teacher.parameters()}
+    assert not teacher_ids & {id(p) for p in method.trainable_parameters()}
+    assert any(p is q for p in method.trainable_parameters() for q in method.discriminator.parameters())
+    x = torch.randn(1, 1, 16, 16, 16)
+    assert torch.equal(method.predictor()(x), method.teacher(x)[0])
+    student = tiny_method(predict_with="student", **ID)
+    assert torch.equal(student.predictor()(x), student.student(x)[0])
+
+
+def test_defaults_and_their_origins_are_described() -> None:
+    from voxuda.api import describe
+
+    fields = {f.name: f for f in describe("vox_uda", kind="method")[0].fields}
+    assert fields["ema_momentum"].default == 0.999 and "[R-own]" in fields["ema_momentum"].help
+    assert fields["confidence_threshold"].default == 0.85
+    assert fields["tap_weights"].default == [0.2, 0.2, 0.3, 0.3]
+    assert fields["noise"].default == {"name": "ngm"}
+    assert fields["teacher_denoiser"].default == {"name": "improved_bilateral"}
+    assert all(f.help for f in fields.values())
