@@ -1,0 +1,48 @@
+"""``voxuda evaluate RUN_DIR [--split test] [--checkpoint best|last] [--input-denoiser NAME] [--set ...]
+[--invert]``: Dice/IoU of a trained run on a target split, written to ``RUN_DIR/eval_<...>.json``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run_dir", help="run folder written by 'voxuda train'")
+    parser.add_argument("--split", default="test", help="target split to evaluate (default: test)")
+    parser.add_argument("--checkpoint", choices=("best", "last"), default="best",
+                        help="best (selected by the run's criterion; last when it selected none) or last")
+    parser.add_argument("--input-denoiser", dest="input_denoiser",
+                        help="test-time denoiser on the model input (default: evaluation.input_denoiser)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[],
+                        metavar="input_denoiser.KEY=VALUE",
+                        help="parameter of the input denoiser, e.g. --set input_denoiser.sigma=1")
+    parser.add_argument("--invert", action="store_true", help="invert the input contrast (polarity check)")
+    parser.add_argument("--json", action="store_true", help="print the whole result as JSON")
+
+
+def run(args: argparse.Namespace) -> int:
+    from voxuda.engine.evaluate import evaluate_run
+
+    result = evaluate_run(
+        args.run_dir, split=args.split, checkpoint=args.checkpoint, input_denoiser=args.input_denoiser,
+        denoiser_overrides=args.overrides, invert=args.invert,
+    )
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return 0
+    overall = result["overall"]
+    print(f"{result['method']} on {result['domain']}/{result['split']} ({result['checkpoint']['file']}, "
+          f"step {result['checkpoint']['step']}, input {result['input_denoiser']['name']}"
+          f"{', inverted' if result['inverted'] else ''})")
+    print(f"  overall: Dice {overall['dice_fg']:.4f}  IoU {overall['iou_fg']:.4f}  mean Dice "
+          f"{overall['dice_mean']:.4f}  mean IoU {overall['iou_mean']:.4f}  per-volume Dice "
+          f"{result['per_volume_dice_mean']:.4f}")
+    for name, scores in result["per_macromolecule"].items():
+        print(f"  {name}: Dice {scores['dice_fg']:.4f}  IoU {scores['iou_fg']:.4f}  "
+              f"({scores['volumes']} volumes)")
+    for flag in result["flags"]:
+        print(f"  FLAG: {flag}")
+    if result["selection"].get("label_leak"):
+        print("  FLAG: checkpoint selected on target labels (label leak)")
+    return 0
