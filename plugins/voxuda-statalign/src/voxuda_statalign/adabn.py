@@ -1,0 +1,152 @@
+"""AdaBN (Li et al., "Revisiting batch normalization for practical domain adaptation", 2016) in 3D.
+
+Training is plain source supervision of a backbone with BatchNorm3d layers. Adaptation happens in the
+normalisation statistics only: the predictor normalises with running means/variances re-estimated on
+target volumes, so target features are centred and scaled by target statistics.
+
+How it is triggered (no trainer support needed):
+
+1. ``training_step`` keeps the most recent ``stat_batches`` target batches (volumes only; the labels never
+   reach this method).
+2. ``on_after_optimizer_step`` re-estimates the target statistics after the last step (and every
+   ``stat_every`` steps if set), so the ``last.pt`` checkpoint written after training already holds them.
+3. ``predictor()`` re-estimates lazily when the weights changed since the last estimate (a validator
+   choosing ``best.pt`` calls it before the checkpoint is written), and returns a *copy* of the student
+   carrying target statistics; the student itself keeps its source statistics for training.
+4. The statistics are buffers of the method (``target_stats.*``), so they are saved in every checkpoint and
+   a fresh process evaluating a checkpoint predicts with them without seeing target data again.
+   ``adapt_to_target(volumes)`` re-estimates them on any volumes you pass (e.g. a new tomogram's
+   subtomograms at inference time).
+"""
+
+from __future__ import annotations
+
+import collections
+import copy
+import warnings
+from collections.abc import Iterable
+
+import attrs
+from torch import Tensor, nn
+
+from voxuda.backbones.common import LogitsOnly
+from voxuda.config import ComponentRef, help_field, ref_field
+from voxuda.errors import ConfigError
+from voxuda.methods.base import SourceBatch, StepOutput, TargetBatch, TrainContext
+from voxuda.methods.common import BaseMethodConfig, SegmentationMethod
+from voxuda_statalign.bnstats import BNStatistics, batch_norm_layers, reestimate_bn_statistics
+
+
+def _positive(instance: object, attribute: attrs.Attribute, value: int) -> None:
+    if value < 1:
+        raise ValueError(f"{attribute.name} must be at least 1, got {value!r}")
+
+
+def _non_negative(instance: object, attribute: attrs.Attribute, value: int) -> None:
+    if value < 0:
+        raise ValueError(f"{attribute.name} must not be negative, got {value!r}")
+
+
+@attrs.define
+class AdaBNConfig(BaseMethodConfig):
+    """Configuration of :class:`AdaBN`."""
+
+    backbone: ComponentRef = ref_field(
+        "unet3d",
+        help="segmentation network with BatchNorm layers (norm='batch' is filled in when the backbone has a "
+        "norm setting and none is given)",
+        norm="batch",
+    )
+    stat_batches: int = help_field(
+        16, help="most recent target batches kept to re-estimate the BN statistics", validator=_positive
+    )
+    stat_every: int = help_field(
+        0, help="also re-estimate every this many steps (0: after the last step and on demand only)",
+        validator=_non_negative,
+    )
+
+
+def with_batch_norm(ref: ComponentRef) -> ComponentRef:
+    """``ref`` with ``norm="batch"`` when its backbone has a ``norm`` setting that the config left unset.
+
+    A suite's ``[defaults.method] backbone = {name = "unet3d", widths = [...]}`` replaces this method's
+    default backbone table; filling in the norm keeps AdaBN meaningful there, while an explicit
+    ``norm = "group"`` is respected (and rejected by :class:`AdaBN`).
+    """
+    if "norm" in ref.params:
+        return ref
+    from voxuda.registry import resolve
+
+    config_cls = resolve("backbone", ref.name).load_config_class()
+    if config_cls is not None and attrs.has(config_cls) and "norm" in attrs.fields_dict(config_cls):
+        return ref.with_params(norm="batch")
+    return ref
+
+
+class AdaBN(SegmentationMethod):
+    """Source-supervised training; evaluation with BatchNorm statistics re-estimated on target volumes."""
+
+    config: AdaBNConfig
+
+    def __init__(self, config: AdaBNConfig) -> None:
+        config = attrs.evolve(config, backbone=with_batch_norm(config.backbone))
+        super().__init__(config)
+        layers = batch_norm_layers(self.student)
+        if not layers:
+            raise ConfigError(
+                f"method adabn: backbone {config.backbone.name!r} has no BatchNorm layers with running "
+                "statistics, so AdaBN would change nothing; use e.g. method.backbone.norm = \"batch\""
+            )
+        self.target_stats = BNStatistics(layers)
+        self._target_volumes: collections.deque[Tensor] = collections.deque(maxlen=config.stat_batches)
+        self.total_steps = 0
+
+    def on_train_start(self, context: TrainContext) -> None:
+        self.total_steps = int(context.total_steps)
+
+    def training_step(self, source: SourceBatch, target: TargetBatch, step: int) -> StepOutput:
+        self._target_volumes.append(target.volume.detach())
+        logits, _ = self.student(source.volume)
+        loss, parts = self.seg_loss(logits, source.label)
+        return StepOutput(
+            loss=loss,
+            losses={"seg": float(loss.detach()), **parts},
+            metrics={"target_stat_batches": float(len(self._target_volumes))},
+        )
+
+    def on_after_optimizer_step(self, step: int) -> None:
+        self.target_stats.valid.fill_(False)
+        every = self.config.stat_every
+        if step + 1 == self.total_steps or (every and (step + 1) % every == 0):
+            self.adapt_to_target()
+
+    def adapt_to_target(self, volumes: Iterable[Tensor] | None = None) -> int:
+        """Re-estimate the target BN statistics on ``volumes`` (batches ``(n, C, D, H, W)``).
+
+        Without ``volumes``, the target batches kept from training are used. Returns the number of batches
+        used (0 leaves the statistics as they were).
+        """
+        batches = list(self._target_volumes if volumes is None else volumes)
+        work = copy.deepcopy(self.student)
+        used = reestimate_bn_statistics(work, batches)
+        if used:
+            self.target_stats.capture(batch_norm_layers(work))
+        return used
+
+    def predictor(self) -> nn.Module:
+        """A copy of the student with target BN statistics (source statistics, with a warning, if none)."""
+        if not bool(self.target_stats.valid) and self._target_volumes:
+            self.adapt_to_target()
+        net = copy.deepcopy(self.student)
+        if bool(self.target_stats.valid):
+            self.target_stats.apply_to(batch_norm_layers(net))
+        else:
+            warnings.warn(
+                "adabn: no target statistics for the current weights (no target batch seen since loading); "
+                "predicting with source BatchNorm statistics. Call adapt_to_target(volumes) first.",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+        for parameter in net.parameters():
+            parameter.requires_grad_(False)
+        return LogitsOnly(net)
