@@ -180,3 +180,15 @@ def test_defaults_and_their_origins_are_described() -> None:
     assert fields["noise"].default == {"name": "ngm"}
     assert fields["teacher_denoiser"].default == {"name": "improved_bilateral"}
     assert all(f.help for f in fields.values())
+
+
+@pytest.mark.parametrize("noise", ["ngm", "spectral_ngm", "none"])
+def test_fitted_noise_survives_a_state_dict_round_trip(noise: str) -> None:
+    method = tiny_method(noise={"name": noise, "n_samples": 3} if noise != "none" else "none", **ID)
+    train(method, steps=1)
+    fresh = tiny_method(noise={"name": noise, "n_samples": 3} if noise != "none" else "none", **ID)
+    fresh.load_state_dict(method.state_dict())
+    assert fresh.noise.state() == method.noise.state()
+    x = torch.zeros(1, 1, 16, 16, 16)
+    assert torch.equal(fresh.noise(x, torch.Generator().manual_seed(1)),
+                       method.noise(x, torch.Generator().manual_seed(1)))

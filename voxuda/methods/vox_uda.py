@@ -275,6 +275,14 @@ class VoxUDA(MeanTeacher):
                 frozen |= {id(p) for p in module.parameters()}
         return (p for p in self.parameters() if p.requires_grad and id(p) not in frozen)
 
+    def get_extra_state(self) -> dict[str, Any]:
+        """The noise model's fitted statistics travel in the method's ``state_dict`` (checkpoints), so a
+        resumed run adds the same noise as the uninterrupted one even with ``refit_every``."""
+        return {"noise": self.noise.state_dict()}
+
+    def set_extra_state(self, state: dict[str, Any]) -> None:
+        self.noise.load_state_dict(state.get("noise", {}))
+
     def components(self) -> dict[str, Any]:
         records = super().components()
         records["noise"] = {**records["noise"], "state": self.noise.state()}

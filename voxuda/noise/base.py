@@ -40,6 +40,13 @@ class NoiseModel:
     def fitted(self) -> bool:
         return True
 
+    def state_dict(self) -> dict[str, Any]:
+        """What :meth:`load_state_dict` needs to restore the fitted statistics (checkpoints, resume)."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore statistics saved by :meth:`state_dict`; the base model has none."""
+
 
 def gaussian_like(x: Tensor, generator: torch.Generator | None) -> Tensor:
     """Standard normal noise shaped like ``x``, drawn from ``generator`` on the generator's device.

@@ -150,6 +150,19 @@ class NoiseGenerationModule(NoiseModel):
         check_volumes(x, "NGM")
         return x + math.sqrt(self.sigma2) * gaussian_like(x, generator)
 
+    def state_dict(self) -> dict[str, Any]:
+        estimate = attrs.asdict(self.estimate) if self.estimate is not None else None
+        return {"estimate": estimate, "n_fits": self.n_fits, "grid": list(self._grid)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        raw = state.get("estimate")
+        self.estimate = None if raw is None else NGMEstimate(
+            sigma2=float(raw["sigma2"]), per_sample_sigma2=tuple(raw["per_sample_sigma2"]),
+            sides=tuple(raw["sides"]), passed_fraction=float(raw["passed_fraction"]),
+            compensation=float(raw["compensation"]))
+        self.n_fits = int(state.get("n_fits", 0))
+        self._grid = tuple(state.get("grid", ()))
+
     def state(self) -> dict[str, Any]:
         out: dict[str, Any] = {"combine": self.config.combine, "compensate": self.config.compensate,
                                "n_fits": self.n_fits}

@@ -117,6 +117,22 @@ class SpectralNoise(NoiseModel):
             raise RuntimeError("spectral NGM: not fitted")
         return float((self.amplitude(self._fit_shape, torch.device("cpu")) ** 2).mean().item())
 
+    def state_dict(self) -> dict[str, Any]:
+        if self.radii is None or self.power is None:
+            return {"n_fits": self.n_fits}
+        return {"radii": self.radii.tolist(), "power": self.power.tolist(),
+                "fit_shape": list(self._fit_shape), "n_fits": self.n_fits}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.n_fits = int(state.get("n_fits", 0))
+        self._filters.clear()
+        if "power" not in state:
+            self.radii = self.power = None
+            return
+        self.radii = torch.tensor(state["radii"], dtype=torch.float32)
+        self.power = torch.tensor(state["power"], dtype=torch.float32)
+        self._fit_shape = tuple(state["fit_shape"])
+
     def state(self) -> dict[str, Any]:
         out: dict[str, Any] = {"low_shells": self.config.low_shells, "cutoff_cycles_per_voxel": self.cutoff,
                                "n_fits": self.n_fits}
