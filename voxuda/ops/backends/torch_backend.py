@@ -42,20 +42,20 @@ def _filter_slab(
 ) -> None:
     """Filter one slab: ``xp``/``gp`` are padded by r on every side, ``out`` is the unpadded output slab.
 
-    ``gp`` is already scaled by sqrt(1 / (2 sigma_r^2)) so that the squared guide distance is the exponent.
+    ``xp`` carries an extra trailing channel of ones, so one ``addcmul_`` per tap accumulates numerator
+    and normaliser together.  ``gp`` is already scaled by sqrt(1 / (2 sigma_r^2)) so that the squared guide
+    distance is the range exponent; the spatial exponent enters as the constant the first ``addcmul``
+    starts from, so sub + addcmul + exp is all it takes to get a weight.
     """
-    n, c, d, h, w = out.shape
+    n, c1, d, h, w = xp.shape[0], xp.shape[1], *out.shape[2:]
     g = gp.shape[1]
-    acc = out
-    acc.copy_(xp[:, :, r : r + d, r : r + h, r : r + w])  # centre tap, weight 1
-    wsum = torch.ones((n, 1, d, h, w), dtype=out.dtype, device=out.device)
+    acc = xp[:, :, r : r + d, r : r + h, r : r + w].clone()  # centre tap, weight 1
     big = (n, 1, d + 2 * r, h + 2 * r, w + 2 * r)
     e_store = torch.empty(big, dtype=out.dtype, device=out.device)
     t_store = torch.empty(big, dtype=out.dtype, device=out.device)
-    for oz, oy, ox in _half_offsets(r):
-        ks = math.exp(-params.spatial_exponent(oz, oy, ox))
-        o = (oz, oy, ox)
-        size = (d + abs(oz), h + abs(oy), w + abs(ox))
+    for o in _half_offsets(r):
+        start_e = torch.tensor(-params.spatial_exponent(*o), dtype=out.dtype, device=out.device)
+        size = (d + abs(o[0]), h + abs(o[1]), w + abs(o[2]))
         start = tuple(r - max(a, 0) for a in o)
         box = tuple(slice(s, s + L) for s, L in zip(start, size))
         sbox = tuple(slice(s + a, s + a + L) for s, a, L in zip(start, o, size))
@@ -63,23 +63,19 @@ def _filter_slab(
         t = t_store[:, :, : size[0], : size[1], : size[2]]
         for ch in range(g):
             base = gp[:, ch : ch + 1, box[0], box[1], box[2]]
-            shifted = gp[:, ch : ch + 1, sbox[0], sbox[1], sbox[2]]
+            torch.sub(base, gp[:, ch : ch + 1, sbox[0], sbox[1], sbox[2]], out=t)
             if ch == 0:
-                torch.sub(base, shifted, out=t)
-                torch.mul(t, t, out=e)
+                torch.addcmul(start_e, t, t, value=-1.0, out=e)
             else:
-                torch.sub(base, shifted, out=t)
-                e.addcmul_(t, t)
-        e.neg_().exp_()
+                e.addcmul_(t, t, value=-1.0)
+        e.exp_()
         # e[Q] = weight between Q and Q + o; tap +o at P uses Q = P, tap -o uses Q = P - o.
         for sign in (1, -1):
             a0 = tuple(max(sign * a, 0) for a in o)
             wv = e[:, :, a0[0] : a0[0] + d, a0[1] : a0[1] + h, a0[2] : a0[2] + w]
             q0 = tuple(r + sign * a for a in o)
-            xs = xp[:, :, q0[0] : q0[0] + d, q0[1] : q0[1] + h, q0[2] : q0[2] + w]
-            acc.addcmul_(wv, xs, value=ks)
-            wsum.add_(wv, alpha=ks)
-    acc.div_(wsum)
+            acc.addcmul_(wv, xp[:, :, q0[0] : q0[0] + d, q0[1] : q0[1] + h, q0[2] : q0[2] + w])
+    torch.div(acc[:, : c1 - 1], acc[:, c1 - 1 :], out=out)
 
 
 class TorchBackend:
@@ -102,7 +98,8 @@ class TorchBackend:
         with torch.no_grad():
             scale = math.sqrt(1.0 / (2.0 * params.sigma_range**2))
             pad = (r, r, r, r, r, r)
-            xp = F.pad(x, pad, mode="replicate")
+            ones = torch.ones((n, 1, d, h, w), dtype=x.dtype, device=x.device)
+            xp = F.pad(torch.cat([x, ones], dim=1), pad, mode="replicate")
             gp = F.pad(guide * scale, pad, mode="replicate")
             out = torch.empty_like(x)
             slab = max(1, min(d, _SLAB_ELEMENTS // max(1, n * (h + 2 * r) * (w + 2 * r))))
