@@ -153,8 +153,8 @@ def compute_map(coords: Path) -> tuple[np.ndarray, float, dict[str, float]]:
     dc.put_model_density_on_grid(model)
     fine = np.array(dc.grid, copy=True).transpose(2, 1, 0)  # gemmi (x, y, z) -> numpy (z, y, x)
     spacing = edge / fine.shape[0]
-    # Anti-alias to 10 Å (sigma ~ 0.4 output voxels), then resample to the cube of the molecule.
-    sig = 0.4 * VOXEL / spacing
+    # Anti-alias to 10 Å (sigma 0.8 output voxels, ~ tomographic resolution), then resample to the cube of the molecule.
+    sig = 0.8 * VOXEL / spacing
     fine = ndimage.gaussian_filter(fine, sig)
     half = int(math.ceil(radius / VOXEL)) + 2
     n = 2 * half + 1
