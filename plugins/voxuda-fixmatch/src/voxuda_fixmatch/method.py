@@ -1,0 +1,125 @@
+"""FixMatch (Sohn et al., NeurIPS 2020) as a 3D segmentation UDA method.
+
+Per step: supervised CE + Dice on source; on the target batch, the student (no gradient) labels a *weak*
+view (flips / quarter turns) and its confident voxels (max softmax >= ``confidence_threshold``) become
+hard pseudo-labels for the student on a *strong* view (a further flip / quarter turn, intensity jitter,
+Gaussian noise, blur and 3D cutout), with cross-entropy averaged over the kept voxels. Unlike the mean
+teacher there is no EMA network: the consistency between views is the whole signal, and the threshold
+keeps early, unreliable predictions out of it. ``pseudo_keep_fraction`` is logged because it is what to
+watch when self-training stalls (too few voxels) or collapses (all voxels one class).
+"""
+
+from __future__ import annotations
+
+import attrs
+import torch
+
+from voxuda.config import help_field
+from voxuda.methods.base import SourceBatch, StepOutput, TargetBatch, TrainContext
+from voxuda.methods.common import BaseMethodConfig, SegmentationMethod
+from voxuda.methods.losses import masked_cross_entropy
+from voxuda_fixmatch.photometric import StrongPhotometric
+from voxuda_fixmatch.views import Views, make_views, pseudo_targets
+
+
+def _unit_interval(instance: object, attribute: attrs.Attribute, value: float) -> None:
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"{attribute.name} must lie in [0, 1], got {value!r}")
+
+
+def _non_negative(instance: object, attribute: attrs.Attribute, value: float) -> None:
+    if value < 0:
+        raise ValueError(f"{attribute.name} must not be negative, got {value!r}")
+
+
+@attrs.define
+class FixMatchConfig(BaseMethodConfig):
+    """Configuration of :class:`FixMatch`."""
+
+    confidence_threshold: float = help_field(
+        0.95, help="weak-view confidence (max softmax) a voxel needs to become a pseudo-label (paper: 0.95)",
+        validator=_unit_interval,
+    )
+    unlabeled_weight: float = help_field(
+        1.0, help="weight lambda_u of the strong-view pseudo-label loss", validator=_non_negative
+    )
+    warmup_steps: int = help_field(0, help="initial steps trained on source only", validator=_non_negative)
+    weak_flip_rot: bool = help_field(True, help="weak view: random flips and quarter turns")
+    strong_flip_rot: bool = help_field(
+        True, help="strong view: a further random flip / quarter turn (pseudo-labels follow it)"
+    )
+    intensity_scale: float = help_field(
+        0.2, help="strong: multiply by U[1-a, 1+a]", validator=_unit_interval
+    )
+    intensity_shift: float = help_field(
+        0.2, help="strong: add U[-b, b] times the volume's std", validator=_non_negative
+    )
+    noise_std: float = help_field(
+        0.3, help="strong: add Gaussian noise of std U[0, s] times the volume's std", validator=_non_negative
+    )
+    blur_sigma: float = help_field(
+        1.0, help="strong: Gaussian blur of sigma U[sigma/4, sigma] voxels (0 disables)",
+        validator=_non_negative,
+    )
+    blur_prob: float = help_field(
+        0.5, help="strong: probability of blurring a volume", validator=_unit_interval
+    )
+    cutout_fraction: float = help_field(
+        0.4, help="strong: cutout box sides are U[f/2, f] of each axis (0 disables); ignored in the loss",
+        validator=_unit_interval,
+    )
+    cutout_prob: float = help_field(0.5, help="strong: probability of a cutout box", validator=_unit_interval)
+
+    def photometric(self) -> StrongPhotometric:
+        return StrongPhotometric(
+            intensity_scale=self.intensity_scale,
+            intensity_shift=self.intensity_shift,
+            noise_std=self.noise_std,
+            blur_sigma=self.blur_sigma,
+            blur_prob=self.blur_prob,
+            cutout_fraction=self.cutout_fraction,
+            cutout_prob=self.cutout_prob,
+        )
+
+
+class FixMatch(SegmentationMethod):
+    """Source supervision + confident weak-view pseudo-labels enforced on a strong view of the target."""
+
+    config: FixMatchConfig
+
+    def __init__(self, config: FixMatchConfig) -> None:
+        super().__init__(config)
+        self.strong_augment = config.photometric()
+        self.generator = torch.Generator().manual_seed(0)
+
+    def on_train_start(self, context: TrainContext) -> None:
+        """Share the run's generator so the views are deterministic and checkpointed with the run."""
+        self.generator = context.generator
+
+    def views(self, volume: torch.Tensor) -> Views:
+        cfg = self.config
+        return make_views(
+            volume, self.generator, self.strong_augment,
+            weak_flip_rot=cfg.weak_flip_rot, strong_flip_rot=cfg.strong_flip_rot,
+        )
+
+    def training_step(self, source: SourceBatch, target: TargetBatch, step: int) -> StepOutput:
+        cfg = self.config
+        logits_s, _ = self.student(source.volume)
+        seg, parts = self.seg_loss(logits_s, source.label)
+        losses = {"seg": float(seg.detach()), **parts}
+        if step < cfg.warmup_steps or cfg.unlabeled_weight == 0:
+            return StepOutput(loss=seg, losses=losses, metrics={"pseudo_keep_fraction": 0.0})
+        views = self.views(target.volume)
+        with torch.no_grad():
+            weak_probs = self.student(views.weak)[0].float().softmax(dim=1)
+        labels, mask, confident = pseudo_targets(weak_probs, views, cfg.confidence_threshold)
+        logits_strong, _ = self.student(views.strong)
+        pseudo = masked_cross_entropy(logits_strong, labels, mask)
+        losses["pseudo"] = float(pseudo.detach())
+        metrics = {
+            "pseudo_keep_fraction": float(mask.float().mean()),
+            "pseudo_confident_fraction": float(confident.float().mean()),
+            "pseudo_foreground_fraction": float((labels[mask] > 0).float().mean()) if mask.any() else 0.0,
+        }
+        return StepOutput(loss=seg + cfg.unlabeled_weight * pseudo, losses=losses, metrics=metrics)
