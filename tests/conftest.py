@@ -18,6 +18,13 @@ SIZE = 16
 CLASSES = ("ball", "rod")
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _one_torch_thread() -> None:
+    """One intra-op thread: the machine's two cores are shared, and OpenMP spinning under contention is
+    far slower than single-threaded work on 16^3 volumes."""
+    torch.set_num_threads(1)
+
+
 def make_blobs(
     n: int, *, seed: int, size: int = SIZE, contrast: float = 1.0, noise: float = 0.4
 ) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
