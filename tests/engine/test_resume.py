@@ -1,0 +1,43 @@
+"""A run interrupted and resumed from last.pt ends with the same parameters as an uninterrupted run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from voxuda.engine.checkpoint import load_checkpoint
+from voxuda.engine.config import run_config_from_dict
+from voxuda.engine.metrics_log import read_metrics
+from voxuda.engine.trainer import train
+
+
+@pytest.mark.parametrize("method", ["mean_teacher", "dann"])
+def test_resume_matches_uninterrupted(run_dict, tmp_path: Path, method: str) -> None:  # type: ignore[no-untyped-def]
+    config = run_config_from_dict(run_dict(method, steps=6, sampling="epoch", schedule="cosine",
+                                           checkpoint_every=2, grad_clip=1.0))
+    full = train(config, tmp_path / "full", evaluate_split=False)
+    partial = train(config, tmp_path / "parts", stop_after=3, evaluate_split=False)
+    assert partial.step == 3 and not partial.completed
+    resumed = train(config, tmp_path / "parts", resume=True, evaluate_split=False)
+    assert resumed.completed and resumed.step == 6
+    a = load_checkpoint(full.last_checkpoint)["method"]
+    b = load_checkpoint(resumed.last_checkpoint)["method"]
+    assert a.keys() == b.keys()
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=1e-6, msg=key)
+    losses_full = [r["loss"] for r in read_metrics(tmp_path / "full" / "metrics.jsonl")]
+    losses_parts = [r["loss"] for r in read_metrics(tmp_path / "parts" / "metrics.jsonl")]
+    assert losses_full == pytest.approx(losses_parts, abs=1e-6)
+
+
+def test_refuses_to_overwrite_or_resume_nothing(run_dict, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from voxuda.errors import ConfigError
+
+    config = run_config_from_dict(run_dict(steps=1))
+    with pytest.raises(ConfigError, match="nothing to resume"):
+        train(config, tmp_path / "run", resume=True)
+    train(config, tmp_path / "run", evaluate_split=False)
+    with pytest.raises(ConfigError, match="already holds a run"):
+        train(config, tmp_path / "run")
