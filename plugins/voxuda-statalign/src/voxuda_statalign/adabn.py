@@ -30,7 +30,7 @@ import attrs
 from torch import Tensor, nn
 
 from voxuda.backbones.common import LogitsOnly
-from voxuda.config import ComponentRef, help_field, ref_field
+from voxuda.config import ComponentRef, component_ref, help_field
 from voxuda.errors import ConfigError
 from voxuda.methods.base import SourceBatch, StepOutput, TargetBatch, TrainContext
 from voxuda.methods.common import BaseMethodConfig, SegmentationMethod
@@ -47,15 +47,40 @@ def _non_negative(instance: object, attribute: attrs.Attribute, value: int) -> N
         raise ValueError(f"{attribute.name} must not be negative, got {value!r}")
 
 
+def with_batch_norm(value: object) -> ComponentRef:
+    """attrs converter: the backbone ref, with ``norm="batch"`` when the backbone has a ``norm`` setting and
+    the config left it unset.
+
+    A suite's ``[defaults.method] backbone = {name = "unet3d", widths = [...]}`` replaces this method's
+    default backbone table; filling in the norm keeps AdaBN meaningful there. Doing it in the config (not at
+    build time) puts ``norm = "batch"`` into the run's resolved ``config.toml``, so a checkpoint is rebuilt
+    with the same layers. An explicit ``norm = "group"`` is respected (and rejected by :class:`AdaBN`).
+    """
+    ref = component_ref(value)
+    if "norm" in ref.params:
+        return ref
+    from voxuda.registry import resolve
+
+    try:
+        config_cls = resolve("backbone", ref.name).load_config_class()
+    except Exception:  # an unknown backbone: building it reports the error with the registry's hints
+        return ref
+    if config_cls is not None and attrs.has(config_cls) and "norm" in attrs.fields_dict(config_cls):
+        return ref.with_params(norm="batch")
+    return ref
+
+
 @attrs.define
 class AdaBNConfig(BaseMethodConfig):
     """Configuration of :class:`AdaBN`."""
 
-    backbone: ComponentRef = ref_field(
-        "unet3d",
-        help="segmentation network with BatchNorm layers (norm='batch' is filled in when the backbone has a "
-        "norm setting and none is given)",
-        norm="batch",
+    backbone: ComponentRef = attrs.field(
+        default=ComponentRef("unet3d", {"norm": "batch"}),
+        converter=with_batch_norm,
+        metadata={
+            "help": "segmentation network with BatchNorm layers (norm = 'batch' is filled in when unset)",
+            "component": True,
+        },
     )
     stat_batches: int = help_field(
         16, help="most recent target batches kept to re-estimate the BN statistics", validator=_positive
@@ -66,30 +91,12 @@ class AdaBNConfig(BaseMethodConfig):
     )
 
 
-def with_batch_norm(ref: ComponentRef) -> ComponentRef:
-    """``ref`` with ``norm="batch"`` when its backbone has a ``norm`` setting that the config left unset.
-
-    A suite's ``[defaults.method] backbone = {name = "unet3d", widths = [...]}`` replaces this method's
-    default backbone table; filling in the norm keeps AdaBN meaningful there, while an explicit
-    ``norm = "group"`` is respected (and rejected by :class:`AdaBN`).
-    """
-    if "norm" in ref.params:
-        return ref
-    from voxuda.registry import resolve
-
-    config_cls = resolve("backbone", ref.name).load_config_class()
-    if config_cls is not None and attrs.has(config_cls) and "norm" in attrs.fields_dict(config_cls):
-        return ref.with_params(norm="batch")
-    return ref
-
-
 class AdaBN(SegmentationMethod):
     """Source-supervised training; evaluation with BatchNorm statistics re-estimated on target volumes."""
 
     config: AdaBNConfig
 
     def __init__(self, config: AdaBNConfig) -> None:
-        config = attrs.evolve(config, backbone=with_batch_norm(config.backbone))
         super().__init__(config)
         layers = batch_norm_layers(self.student)
         if not layers:
@@ -142,8 +149,8 @@ class AdaBN(SegmentationMethod):
             self.target_stats.apply_to(batch_norm_layers(net))
         else:
             warnings.warn(
-                "adabn: no target statistics for the current weights (no target batch seen since loading); "
-                "predicting with source BatchNorm statistics. Call adapt_to_target(volumes) first.",
+                "adabn: no target statistics for the current weights (no target batch seen yet or since "
+                "loading); predicting with source BatchNorm statistics. Call adapt_to_target(volumes) first.",
                 RuntimeWarning,
                 stacklevel=2,
             )
