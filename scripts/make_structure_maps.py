@@ -153,7 +153,7 @@ def compute_map(coords: Path) -> tuple[np.ndarray, float, dict[str, float]]:
     dc.put_model_density_on_grid(model)
     fine = np.array(dc.grid, copy=True).transpose(2, 1, 0)  # gemmi (x, y, z) -> numpy (z, y, x)
     spacing = edge / fine.shape[0]
-    # Anti-alias to 10 Å (sigma 0.8 output voxels, ~ tomographic resolution), then resample to the cube of the molecule.
+    # Anti-alias to 10 Å (sigma 0.8 output voxels, ~ tomographic resolution), then resample to a cube.
     sig = 0.8 * VOXEL / spacing
     fine = ndimage.gaussian_filter(fine, sig)
     half = int(math.ceil(radius / VOXEL)) + 2

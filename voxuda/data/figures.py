@@ -22,7 +22,8 @@ def plot_domains(root: str | os.PathLike[str], out_png: str | os.PathLike[str], 
 
     rows = read_manifest(Path(root) / "manifest.csv")
     domains = list(dict.fromkeys(r.domain for r in rows))
-    fig, axes = plt.subplots(len(domains), 2 * per_domain, figsize=(2 * per_domain * 1.3, len(domains) * 1.55))
+    size = (2 * per_domain * 1.3, len(domains) * 1.55)
+    fig, axes = plt.subplots(len(domains), 2 * per_domain, figsize=size)
     for i, dom in enumerate(domains):
         picks = [r for r in rows if r.domain == dom][:per_domain]
         for j, r in enumerate(picks):
