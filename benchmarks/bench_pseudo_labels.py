@@ -38,6 +38,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--widths", default="8,16,32,64", help="U-Net widths")
+    p.add_argument("--target-domains", default="insitu_ribosome,dense_cell,purified_thin_ice",
+                   help="comma-separated target domains of the manifest, each scored separately")
     p.add_argument("--threshold", type=float, default=0.85, help="confidence threshold (vox_uda default)")
     p.add_argument("--denoisers", default="identity,gaussian,bilateral,improved_bilateral")
     p.add_argument("--set", action="append", default=[], metavar="NAME.KEY=VALUE",
@@ -115,36 +117,40 @@ def main(argv: list[str] | None = None) -> int:
     torch.manual_seed(args.seed)
     from voxuda.api import build_component, resolved_config
     from voxuda.engine.config import DataConfig
-    from voxuda.engine.data import load_run_data
+    from voxuda.engine.data import ensure_dataset, load_domain, load_run_data
 
     root = args.root or f"data_cache/{args.preset}"
+    domains = [d for d in args.target_domains.split(",") if d]
     t0 = time.perf_counter()
-    data = load_run_data(DataConfig(root=root, preset=args.preset), args.seed)
-    target = data.target_train
-    if target.labels is None:
-        raise SystemExit(f"{root}: target training volumes have no labels to score against")
-    volumes, labels = target.volumes, target.labels
-    if args.max_target:
-        volumes, labels = volumes[:args.max_target], labels[:args.max_target]
-    print(f"data {root}: {len(data.source_train)} source, {volumes.shape[0]} target volumes "
-          f"{tuple(volumes.shape[2:])} ({time.perf_counter() - t0:.1f} s)")
+    data_cfg = DataConfig(root=root, preset=args.preset, target_domain=domains[0])
+    data = load_run_data(data_cfg, args.seed)
+    print(f"data {root}: {len(data.source_train)} source volumes ({time.perf_counter() - t0:.1f} s)")
 
     t0 = time.perf_counter()
     model = train_source_only(data, args)
     print(f"source-only teacher trained for {args.steps} steps ({time.perf_counter() - t0:.1f} s)")
 
+    refs = denoiser_refs(args)
+    denoisers = {name: build_component("denoiser", ref) for name, ref in refs.items()}
     results = []
-    for name, ref in denoiser_refs(args).items():
-        denoiser = build_component("denoiser", ref)
-        t0 = time.perf_counter()
-        row = score(model, denoiser, volumes, labels, args.threshold)
-        row.update(denoiser=name, config=resolved_config("denoiser", ref), seconds=time.perf_counter() - t0)
-        results.append(row)
-
-    print(f"\npseudo-label quality on {volumes.shape[0]} target volumes (threshold {args.threshold}):")
-    print(f"{'teacher input':<20} {'Dice':>7} {'kept':>7} {'Dice(kept)':>11}")
-    for r in results:
-        print(f"{r['denoiser']:<20} {r['dice']:7.3f} {r['keep_fraction']:7.3f} {r['dice_kept']:11.3f}")
+    for domain in domains:
+        target = load_domain(data_cfg, ensure_dataset(data_cfg, args.seed), domain, data_cfg.train_split,
+                             with_labels=True)
+        if target.labels is None:
+            raise SystemExit(f"{root}: target domain {domain!r} has no labels to score against")
+        volumes, labels = target.volumes, target.labels
+        if args.max_target:
+            volumes, labels = volumes[:args.max_target], labels[:args.max_target]
+        print(f"\n{domain}: pseudo-labels of {volumes.shape[0]} target volumes (threshold {args.threshold})")
+        print(f"{'teacher input':<20} {'Dice':>7} {'kept':>7} {'Dice(kept)':>11}")
+        for name, denoiser in denoisers.items():
+            t0 = time.perf_counter()
+            row = score(model, denoiser, volumes, labels, args.threshold)
+            row.update(domain=domain, denoiser=name, config=resolved_config("denoiser", refs[name]),
+                       seconds=time.perf_counter() - t0)
+            results.append(row)
+            print(f"{name:<20} {row['dice']:7.3f} {row['keep_fraction']:7.3f} {row['dice_kept']:11.3f}",
+                  flush=True)
     if args.json:
         payload = {"args": vars(args), "results": results}
         Path(args.json).write_text(json.dumps(payload, indent=2, default=str), encoding="utf-8")

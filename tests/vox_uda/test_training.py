@@ -46,7 +46,9 @@ def test_suite_covers_the_paper_ablations() -> None:
         (0.1, 0.1, 0.4, 0.4), (0.2, 0.2, 0.3, 0.3), (0.3, 0.3, 0.2, 0.2), (0.4, 0.4, 0.1, 0.1)]
     assert values("ngm_samples", lambda c: c.noise.params["n_samples"]) == [5, 10, 15, 20]
     assert values("filter_rate", lambda c: c.noise.params["filter_rate"]) == [0.084, 0.178, 0.244, 0.422]
-    assert len(groups["sigma_d"]) == 4 and len(groups["sigma_r"]) == 4
+    assert values("sigma_d", lambda c: c.teacher_denoiser.params["sigma_spatial"]) == [100, 120, 140, 160]
+    assert values("sigma_r", lambda c: c.teacher_denoiser.params["sigma_range"]) == [0.8, 1.0, 1.2, 1.4]
+    assert {values("sigma_r", lambda c: c.teacher_denoiser.name)[0]} == {"improved_bilateral"}
     off = {e["name"]: configs[e["name"]] for e in groups["loss_terms"]}
     assert off["off_con"].w_con == 0 and off["off_dis"].w_dis == 0 and off["off_pseudo"].pseudo_weight == 0
     assert off["off_noise"].noise.name == "none"
