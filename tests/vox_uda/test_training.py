@@ -99,3 +99,22 @@ def test_ablation_trains_with_the_trainer(entry: dict[str, Any], tmp_path: Path)
     assert '"noise"' in run_json and '"teacher_denoiser"' in run_json
     metrics = (tmp_path / "run" / "metrics.jsonl").read_text(encoding="utf-8")
     assert "pseudo_keep_fraction" in metrics or table.get("pseudo_weight") == 0.0
+
+
+def test_shipped_run_config_is_valid_and_spells_out_the_defaults() -> None:
+    """configs/vox_uda.toml must load as a run config, and its [method] must equal the code's defaults
+    (apart from the sub-component parameters it writes out), so the file documents the real defaults."""
+    from voxuda.config import load_toml
+    from voxuda.engine.config import run_config_from_dict
+
+    path = Path(__file__).resolve().parents[2] / "configs" / "vox_uda.toml"
+    config = run_config_from_dict(load_toml(path))
+    written = component_config("method", config.method)[1]
+    default = VoxUDAConfig()
+    for field in ("w_seg", "w_con", "w_dis", "pseudo_weight", "tap_weights", "consistency", "ema_momentum",
+                  "confidence_threshold", "augment", "predict_with", "grl_schedule", "discriminator_mode"):
+        assert getattr(written, field) == getattr(default, field), field
+    assert written.noise.name == default.noise.name == "ngm"
+    assert written.teacher_denoiser.name == default.teacher_denoiser.name
+    ngm = component_config("noise_model", written.noise)[1]
+    assert ngm == component_config("noise_model", "ngm")[1]  # the written NGM parameters are the defaults
