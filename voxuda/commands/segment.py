@@ -1,0 +1,76 @@
+"""``voxuda segment RUN TOMOGRAM.mrc -o LABELS.mrc``: segment a whole tomogram with a trained model.
+
+Heavy imports (torch) stay inside :func:`run` so that ``voxuda --help`` remains fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add = parser.add_argument
+    add("run", metavar="RUN_DIR_OR_CHECKPOINT", help="a training run folder or a .pt checkpoint")
+    add("tomogram", metavar="TOMOGRAM.mrc", help="the tomogram to segment (any MRC mode)")
+    add("-o", "--output", required=True, metavar="LABELS.mrc",
+        help="int8 label map to write (same shape, voxel size and origin as the input)")
+    add("--probabilities", metavar="PROB.mrc", help="also write float32 foreground probabilities")
+    add("--patch", type=int, default=32, help="window edge in voxels (default 32)")
+    add("--overlap", type=float, default=0.5, help="fraction of overlap between windows (default 0.5)")
+    add("--batch", type=int, default=4, help="windows per forward pass (default 4)")
+    add("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
+    add("--input-denoiser", metavar="NAME",
+        help="registered denoiser applied to each normalised window (default: the run's)")
+    add("--set", dest="overrides", action="append", default=[], metavar="input_denoiser.KEY=VALUE",
+        help="parameter of the input denoiser, e.g. --set input_denoiser.sigma=1 (repeatable)")
+    add("--invert", action="store_true", help="invert the contrast before normalising")
+    add("--normalization", choices=["zscore", "minmax", "none"], help="override the run's normalisation")
+    add("--scope", choices=["patch", "tomogram"], default="patch",
+        help="normalise each window (default, like training subtomograms) or the whole tomogram")
+    add("--model-voxel-size", type=float, metavar="ANGSTROM",
+        help="voxel size the model was trained at (overrides the run's record)")
+    add("--no-resample", action="store_true",
+        help="segment on the tomogram's own grid even if the voxel sizes differ")
+    add("--no-progress", action="store_true", help="hide the progress bar")
+
+
+def _denoiser_params(items: list[str]) -> dict[str, object]:
+    from voxuda.config import parse_override
+    from voxuda.segment.errors import SegmentError
+
+    params: dict[str, object] = {}
+    for item in items:
+        path, value = parse_override(item)
+        if path[0] != "input_denoiser" or len(path) < 2:
+            raise SegmentError(f"--set {item!r}: only input_denoiser.KEY=VALUE is accepted by segment")
+        params[".".join(path[1:])] = value
+    return params
+
+
+def run(args: argparse.Namespace) -> int:
+    from voxuda.segment import segment_tomogram
+
+    result = segment_tomogram(
+        args.run,
+        args.tomogram,
+        args.output,
+        probabilities=args.probabilities,
+        patch=args.patch,
+        overlap=args.overlap,
+        batch_size=args.batch,
+        device=args.device,
+        input_denoiser=args.input_denoiser,
+        denoiser_params=_denoiser_params(args.overrides),
+        invert=args.invert,
+        normalization=args.normalization,
+        scope=args.scope,
+        model_voxel_size=args.model_voxel_size,
+        resample=not args.no_resample,
+        progress=not args.no_progress,
+        log=lambda message: print(f"voxuda: note: {message}", file=sys.stderr),
+    )
+    written = f"{result.labels}" + (f" and {result.probabilities}" if result.probabilities else "")
+    print(f"segmented {result.shape} in {result.seconds:.1f} s ({result.voxels_per_second / 1e6:.2f} Mvox/s, "
+          f"{result.windows} windows): wrote {written}")
+    return 0

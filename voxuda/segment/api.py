@@ -1,0 +1,226 @@
+"""``segment_tomogram``: a whole tomogram in, an int8 label map (and optionally foreground probabilities) out.
+
+The pipeline, each stage streaming in z so memory is bounded by one band of planes whatever the tomogram size:
+
+    memory-mapped MRC -> [resample to the model's voxel size] -> windows -> polarity, normalisation,
+    [input denoiser] -> predictor -> Gaussian-weighted blending -> [resample back] -> labels / probabilities
+    written plane band by plane band to temporary files, renamed into place at the very end.
+
+Everything that can be checked is checked before the first output byte is written (output folder, patch size
+versus the network's down-sampling factor, the model, the input's dimensionality), and any failure later
+deletes the temporary files, so an error never leaves a partial output.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import attrs
+import numpy as np
+import torch
+from torch import nn
+
+from voxuda.segment.errors import SegmentError
+from voxuda.segment.model import LoadedModel, load_model
+from voxuda.segment.preprocess import Preprocessing
+from voxuda.segment.sliding import count_windows, sliding_window
+from voxuda.segment.source import MRCSource, PlaneSource, ResampledSource, resampled_shape
+from voxuda.segment.writer import MRCPlaneWriter, PlaneSink, ResampleSink, SegmentationSink
+
+__all__ = ["SegmentResult", "segment_tomogram"]
+
+#: relative voxel-size difference below which no resampling is done (header rounding noise)
+VOXEL_TOLERANCE = 0.01
+
+
+@attrs.define
+class SegmentResult:
+    """What :func:`segment_tomogram` wrote and how fast."""
+
+    labels: Path
+    probabilities: Path | None
+    shape: tuple[int, int, int]
+    working_shape: tuple[int, int, int]
+    windows: int
+    seconds: float
+    notes: list[str] = attrs.field(factory=list)
+
+    @property
+    def voxels_per_second(self) -> float:
+        return float(np.prod(self.shape)) / max(self.seconds, 1e-9)
+
+
+def _check_output(path: Path, what: str) -> Path:
+    path = Path(path)
+    if path.is_dir():
+        raise SegmentError(f"{path}: {what} path is a folder; give a file name such as {path / 'labels.mrc'}")
+    folder = path.parent if str(path.parent) else Path(".")
+    if not folder.is_dir():
+        raise SegmentError(f"{path}: output folder {folder} does not exist; create it first")
+    if not os.access(folder, os.W_OK):
+        raise SegmentError(f"{path}: output folder {folder} is not writable")
+    return path
+
+
+def _resolve_model(model_or_run: Any, device: torch.device) -> LoadedModel:
+    if isinstance(model_or_run, LoadedModel):
+        model_or_run.predictor.to(device).eval()
+        return model_or_run
+    if isinstance(model_or_run, nn.Module):
+        return LoadedModel(predictor=model_or_run.to(device).eval(), num_classes=0,
+                           divisor=int(getattr(model_or_run, "divisor", 1) or 1))
+    if callable(model_or_run) and not isinstance(model_or_run, (str, os.PathLike)):
+        return LoadedModel(predictor=model_or_run, num_classes=0)  # type: ignore[arg-type]
+    return load_model(model_or_run, device)
+
+
+def _build_denoiser(name: Any, overrides: Mapping[str, Any], model: LoadedModel) -> Any:
+    """The input denoiser: explicit name/ref/callable, else the run's ``evaluation.input_denoiser``."""
+    if callable(name):
+        return name
+    if name is None:
+        evaluation = model.config.get("evaluation")
+        evaluation = evaluation if isinstance(evaluation, dict) else {}
+        name = evaluation.get("input_denoiser")
+        if isinstance(name, dict) and name.get("name") == "identity":
+            name = None
+    if name is None or name == "identity" and not overrides:
+        if overrides:
+            raise SegmentError("--set input_denoiser.* given but no --input-denoiser named")
+        return None
+    from voxuda.config import apply_overrides, component_ref
+    from voxuda.methods.common import build_denoiser
+
+    ref = component_ref(name)
+    if overrides:
+        ref = component_ref({"name": ref.name, **apply_overrides(dict(ref.params), dict(overrides))})
+    return build_denoiser(ref)
+
+
+def segment_tomogram(
+    model_or_run: Any,
+    input_path: str | os.PathLike[str],
+    output_path: str | os.PathLike[str],
+    *,
+    probabilities: str | os.PathLike[str] | None = None,
+    patch: int = 32,
+    overlap: float = 0.5,
+    batch_size: int = 4,
+    device: str | torch.device = "cpu",
+    input_denoiser: Any = None,
+    denoiser_params: Mapping[str, Any] | None = None,
+    invert: bool = False,
+    normalization: str | None = None,
+    scope: str = "patch",
+    model_voxel_size: float | None = None,
+    resample: bool = True,
+    importance: str = "gaussian",
+    progress: bool = True,
+    log: Callable[[str], object] | None = None,
+) -> SegmentResult:
+    """Segment the MRC tomogram ``input_path`` and write an int8 label MRC to ``output_path``.
+
+    ``model_or_run`` is a run folder, a checkpoint file, a :class:`~voxuda.segment.model.LoadedModel` or a
+    predictor module (``(N, 1, p, p, p)`` -> logits). ``probabilities`` optionally names a float32 MRC of the
+    foreground probability. ``normalization`` defaults to the run's ``[data] normalization`` (z-score for a
+    bare module); ``scope`` is ``patch`` (default, like training subtomograms) or ``tomogram``.
+    ``model_voxel_size`` (Å) overrides the run's recorded voxel size; with ``resample`` the tomogram is
+    resampled to it and the result back to the tomogram's grid. Outputs keep the input's shape, voxel size
+    and origin. See docs/segment.md.
+    """
+    started = time.perf_counter()
+    notes: list[str] = []
+
+    def note(message: str) -> None:
+        notes.append(message)
+        if log is not None:
+            log(message)
+
+    out = _check_output(Path(output_path), "output")
+    prob_path = _check_output(Path(probabilities), "probabilities") if probabilities is not None else None
+    inp = Path(input_path)
+    resolved = {out.resolve(), *([prob_path.resolve()] if prob_path else [])}
+    if inp.resolve() in resolved or (prob_path is not None and prob_path.resolve() == out.resolve()):
+        raise SegmentError(f"{out}: output paths must differ from each other and from the input")
+    if patch < 1 or not 0.0 <= overlap < 1.0 or batch_size < 1:
+        raise SegmentError(
+            f"need patch >= 1, 0 <= overlap < 1 and batch >= 1; got {patch}, {overlap}, {batch_size}"
+        )
+    torch_device = torch.device(device)
+    if torch_device.type == "cuda" and not torch.cuda.is_available():
+        raise SegmentError("--device cuda requested but CUDA is not available; use --device cpu")
+    model = _resolve_model(model_or_run, torch_device)
+    if patch % model.divisor:
+        raise SegmentError(f"patch {patch} must be a multiple of {model.divisor} (the network down-samples)")
+    denoiser = _build_denoiser(input_denoiser, denoiser_params or {}, model)
+
+    source = MRCSource.open(inp)
+    writers: list[MRCPlaneWriter] = []
+    try:
+        shape = source.shape
+        info = source.info
+        working: PlaneSource = source
+        target_vs = model_voxel_size if model_voxel_size is not None else model.voxel_size
+        if resample and target_vs is not None:
+            if any(v <= 0 for v in info.voxel_size):
+                note(f"{inp}: header voxel size is {info.voxel_size}; cannot resample to the model's "
+                     f"{target_vs:g} Å, segmenting on the tomogram's own grid")
+            elif any(abs(v / target_vs - 1.0) > VOXEL_TOLERANCE for v in info.voxel_size):
+                new_shape = resampled_shape(shape, info.voxel_size, target_vs)
+                working = ResampledSource(source, new_shape)
+                note(f"resampling {shape} at {info.voxel_size} Å to {new_shape} at the model's "
+                     f"{target_vs:g} Å and back")
+        elif resample and target_vs is None and model.run_dir is not None:
+            note("the run records no training voxel size; segmenting on the tomogram's own grid "
+                 "(pass --model-voxel-size to resample)")
+        prep = Preprocessing(
+            normalization=normalization or model.normalization,  # type: ignore[arg-type]
+            scope=scope,  # type: ignore[arg-type]
+            invert=invert,
+            denoiser=denoiser,
+        )
+        prep.prepare(working)
+        windows = count_windows(working.shape, patch, overlap)
+        writers.append(MRCPlaneWriter(out, shape, np.int8, info))
+        if prob_path is not None:
+            writers.append(MRCPlaneWriter(prob_path, shape, np.float32, info))
+        sink: PlaneSink = SegmentationSink(writers[0], writers[1] if prob_path is not None else None)
+        if working is not source:
+            sink = ResampleSink(sink, working.shape[0], shape)
+        bar = _progress_bar(windows, progress, inp.name)
+        try:
+            sliding_window(
+                working, model.predictor, sink, patch=patch, overlap=overlap, batch_size=batch_size,
+                device=torch_device, preprocess=prep, importance=importance,
+                progress=bar.update if bar is not None else None,
+            )
+        finally:
+            if bar is not None:
+                bar.close()
+        for writer in writers:
+            writer.commit()
+    except BaseException:
+        for writer in writers:
+            writer.abort()
+        raise
+    finally:
+        source.close()
+    return SegmentResult(
+        labels=out, probabilities=prob_path, shape=shape, working_shape=working.shape,
+        windows=windows, seconds=time.perf_counter() - started, notes=notes,
+    )
+
+
+def _progress_bar(total: int, enabled: bool, name: str) -> Any:
+    if not enabled:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=f"segment {name}", unit="win", dynamic_ncols=True, file=sys.stderr)
+
+
