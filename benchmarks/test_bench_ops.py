@@ -1,0 +1,62 @@
+"""pytest-benchmark benchmarks of the bilateral backends (not part of `pytest tests`).
+
+Run: pytest benchmarks/test_bench_ops.py --benchmark-only --benchmark-enable
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import voxuda.ops as ops
+
+BACKENDS = [s.name for s in ops.available_backends()]
+
+
+def _device(name: str) -> str:
+    return "cuda" if name == "cupy" else "cpu"
+
+
+def _skip_unavailable(name: str) -> None:
+    st = {s.name: s for s in ops.available_backends()}[name]
+    if not st.available:
+        pytest.skip(f"backend {name} unavailable: {st.reason}")
+
+
+def _sync(dev: str) -> None:
+    if dev == "cuda":
+        torch.cuda.synchronize()
+
+
+@pytest.mark.benchmark(group="bilateral-5^3-64^3")
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_bench_bilateral_5cubed_64(benchmark, backend):
+    _skip_unavailable(backend)
+    dev = _device(backend)
+    x = torch.randn(1, 1, 64, 64, 64, device=dev)
+
+    def run():
+        out = ops.bilateral3d(x, radius=2, sigma_spatial=0.8, sigma_range=1.0, backend=backend)
+        _sync(dev)
+        return out
+
+    run()  # warm-up: CuPy compiles on first call
+    out = benchmark(run)
+    assert out.shape == x.shape and ops.last_backend_used() == backend
+
+
+@pytest.mark.benchmark(group="ibf-16x1x32^3")
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_bench_ibf_batch(benchmark, backend):
+    _skip_unavailable(backend)
+    dev = _device(backend)
+    x = torch.randn(16, 1, 32, 32, 32, device=dev)
+
+    def run():
+        out = ops.improved_bilateral3d(x, backend=backend)
+        _sync(dev)
+        return out
+
+    run()
+    out = benchmark(run)
+    assert out.shape == x.shape
