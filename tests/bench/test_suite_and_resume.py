@@ -1,0 +1,208 @@
+"""Suite parsing/composition and the runner's resume logic, with a fake engine (no training, fast)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from voxuda.bench.engine import BenchEngine, EvalResult
+from voxuda.bench.runner import BenchmarkOptions, run_benchmark
+from voxuda.bench.suite import builtin_suites, expand, load_suite, parse_suite
+from voxuda.config import ComponentRef
+from voxuda.errors import ConfigError
+
+SUITE = """
+name = "fake"
+[defaults]
+preset = "tiny"
+targets = ["t1", "t2"]
+seeds = 2
+test_time_denoisers = ["identity", {name = "gaussian", sigma = 1.0}]
+[defaults.trainer]
+steps = 10
+[defaults.method]
+backbone = {name = "unet3d", widths = [4, 8]}
+
+[[runs]]
+label = "source_only"
+method = "source_only"
+
+[[runs]]
+label = "adapted"
+method = {name = "mean_teacher", ema_momentum = 0.9}
+init_from = "source_only"
+overrides = {"trainer.steps" = 5}
+
+[[runs]]
+label = "oracle"
+method = "oracle"
+selection = "last"
+"""
+
+#: Dice the fake engine reports per method (identity input); gaussian input adds 0.05.
+FAKE_DICE = {"source_only": 0.5, "mean_teacher": 0.6, "oracle": 0.8}
+
+
+class FakeEngine(BenchEngine):
+    """Counts trainer calls; 'trains' by writing last.pt/best.pt markers; scores from FAKE_DICE."""
+
+    def __init__(self, fail_on: str | None = None) -> None:
+        super().__init__()
+        self.train_calls: list[tuple[str, bool, Path | None]] = []
+        self.fail_on = fail_on
+
+    def prepare_data(self, preset: str, data_dir: Path, seed: int, *, progress: bool = True) -> Path:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        return data_dir
+
+    def target_domains(self, data_dir: Path, source_domain: str | None) -> list[str]:
+        return ["t1", "t2", "t3"]
+
+    def train(self, config: Any, run_dir: Path, *, resume: bool, init_checkpoint: Path | None = None,
+              regret: bool = True) -> None:
+        self.train_calls.append((str(run_dir), resume, init_checkpoint))
+        if self.fail_on and self.fail_on in str(run_dir):
+            (run_dir / "last.pt").write_text("half")
+            raise KeyboardInterrupt
+        (run_dir / "last.pt").write_text("ckpt")
+        (run_dir / "best.pt").write_text("ckpt")
+        (run_dir / "metrics.jsonl").write_text(json.dumps({"step": 1, "loss": 1.0}) + "\n")
+
+    def oracle_choice_checkpoint(self, run_dir: Path) -> Path | None:
+        return run_dir / "last.pt"
+
+    def method_flag(self, method: str) -> str:
+        return "upper bound" if method == "oracle" else ""
+
+    def evaluate(self, config: Any, run_dir: Path, checkpoint: Path, denoiser: ComponentRef) -> EvalResult:
+        dice = FAKE_DICE[config["method"]["name"]] + (0.05 if denoiser.name == "gaussian" else 0.0)
+        dice += 0.01 * config["seed"] + (0.02 if checkpoint.name == "last.pt" else 0.0)
+        return EvalResult(dice=dice, iou=dice / (2 - dice), per_class={"ribo": {"dice": dice, "iou": 0.5}},
+                          step=10, n_volumes=4)
+
+    def example_panels(self, config: Any, run_dir: Path, n: int = 3) -> list[tuple[str, Any]]:
+        return []
+
+
+@pytest.fixture
+def suite_file(tmp_path: Path) -> Path:
+    path = tmp_path / "fake.toml"
+    path.write_text(SUITE)
+    return path
+
+
+def options(tmp_path: Path, **kw: Any) -> BenchmarkOptions:
+    return BenchmarkOptions(out_dir=tmp_path / "out", data_root=tmp_path / "data", plots=False,
+                            progress=False, **kw)
+
+
+def test_builtin_suites_parse_and_expand(tmp_path: Path) -> None:
+    names = builtin_suites()
+    for required in ("tiny", "quick", "paper"):
+        assert required in names
+    for name in names:
+        suite = load_suite(name)
+        plans = expand(suite, targets=["x"], data_root=tmp_path)
+        labels = {p.label for p in plans}
+        assert any(p.method == "source_only" for p in plans), name
+        # every table must hold the "source-only + test-time Gaussian" baseline row
+        assert any(d.name == "gaussian" for d in suite.test_time_denoisers), name
+        for p in plans:  # warm-start parents come first
+            if p.init_from:
+                assert p.init_from in labels
+
+
+def test_expansion_orders_parents_first_and_merges_configs(suite_file: Path, tmp_path: Path) -> None:
+    suite = load_suite(suite_file)
+    plans = expand(suite, targets=["t1"], seeds=1, data_root=tmp_path)
+    assert [p.label for p in plans] == ["source_only", "adapted", "oracle"]
+    adapted = plans[1]
+    assert adapted.config["method"] == {"backbone": {"name": "unet3d", "widths": [4, 8]},
+                                        "name": "mean_teacher", "ema_momentum": 0.9}
+    assert adapted.config["trainer"]["steps"] == 5 and plans[0].config["trainer"]["steps"] == 10
+    assert adapted.config["data"]["target_domain"] == "t1"
+    assert plans[2].selection == "last" and plans[0].selection == "source_val"
+
+
+def test_suite_errors_name_the_key(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="init_from"):
+        parse_suite({"runs": [{"method": "dann", "init_from": "nope"}]})
+    with pytest.raises(ConfigError, match="unknown key defaults.step"):
+        parse_suite({"defaults": {"step": 3}, "runs": [{"method": "dann"}]})
+    with pytest.raises(ConfigError, match="used twice"):
+        parse_suite({"runs": [{"method": "dann"}, {"method": "dann"}]})
+    with pytest.raises(ConfigError, match="built-in suite"):
+        load_suite(tmp_path / "missing.toml")
+
+
+def test_include_and_drop_compose_suites(tmp_path: Path, suite_file: Path) -> None:
+    child = tmp_path / "child.toml"
+    child.write_text('include = "fake.toml"\nname = "child"\ndrop = ["oracle"]\n[defaults]\nseeds = 3\n'
+                     '[[runs]]\nlabel = "dann"\nmethod = "dann"\n')
+    suite = load_suite(child)
+    assert suite.seeds == 3 and suite.preset == "tiny"
+    assert [r.label for r in suite.runs] == ["source_only", "adapted", "dann"]
+
+
+def test_resume_does_not_repeat_finished_runs(tmp_path: Path, suite_file: Path) -> None:
+    suite = load_suite(suite_file)
+    engine = FakeEngine(fail_on="t2/adapted/seed1")
+    with pytest.raises(KeyboardInterrupt):
+        run_benchmark(suite, options(tmp_path), engine)
+    finished = len(engine.train_calls) - 1
+    assert finished == 3 * 2 + 3 + 1  # t1: 3 runs x 2 seeds; t2: seed 0, seed 1 source_only; adapted fails
+    engine2 = FakeEngine()
+    result = run_benchmark(suite, options(tmp_path), engine2)
+    trained = [c[0] for c in engine2.train_calls]
+    assert len(trained) == 12 - finished  # only the unfinished runs
+    interrupted = [c for c in engine2.train_calls if "t2/adapted/seed1" in c[0]]
+    assert interrupted and interrupted[0][1] is True  # resumed, since it left a last.pt
+    assert interrupted[0][2] is not None and "t2/source_only/seed1" in str(interrupted[0][2])
+    assert len(result.skipped) == finished
+    engine3 = FakeEngine()
+    run_benchmark(suite, options(tmp_path), engine3)
+    assert engine3.train_calls == []  # everything done: nothing retrained, tables rebuilt
+
+
+def test_tables_gap_closed_and_flags(tmp_path: Path, suite_file: Path) -> None:
+    suite = load_suite(suite_file)
+    result = run_benchmark(suite, options(tmp_path, targets=("t1",)), FakeEngine())
+    out = tmp_path / "out"
+    for name in ("results.csv", "results.json", "results.md"):
+        assert (out / name).is_file()
+    rows = json.loads((out / "results.json").read_text())["rows"]
+    by = {(r["label"], r["input_denoiser"]): r for r in rows}
+    assert set(by) == {(lab, den) for lab in ("source_only", "adapted", "oracle")
+                       for den in ("identity", "gaussian(sigma=1.0)")}
+    so, orc = by[("source_only", "identity")], by[("oracle", "identity")]
+    assert so["gap_closed"] == pytest.approx(0.0) and orc["gap_closed"] == pytest.approx(1.0)
+    assert by[("adapted", "identity")]["gap_closed"] == pytest.approx(0.1 / 0.3)
+    assert by[("source_only", "gaussian(sigma=1.0)")]["gap_closed"] == pytest.approx(0.05 / 0.3)
+    assert orc["flag"] == "upper bound" and so["flag"] == ""
+    assert so["selection_regret_dice"] == pytest.approx(0.02)  # fake: last.pt scores 0.02 higher
+    assert orc["selection_regret_dice"] is None  # the oracle selects nothing ('last'): no regret
+    assert so["dice_mean"] == pytest.approx(0.505) and so["dice_std"] == pytest.approx(0.01 / 2**0.5)
+    assert by[("adapted", "identity")]["init_from"] == "source_only"
+    md = (out / "results.md").read_text()
+    assert "oracle (upper bound)" in md and "warm start from source_only" in md
+    assert "gaussian(sigma=1.0)" in result.table
+
+
+def test_leaky_selection_is_flagged_everywhere(tmp_path: Path, suite_file: Path) -> None:
+    suite = load_suite(suite_file, sets=['selection="target_oracle"'])
+    run_benchmark(suite, options(tmp_path, targets=("t1",), seeds=1), FakeEngine())
+    out = tmp_path / "out"
+    rows = json.loads((out / "results.json").read_text())["rows"]
+    so = next(r for r in rows if r["label"] == "source_only")
+    assert so["selection_uses_target_labels"] is True
+    assert "target labels used for selection" in (out / "results.md").read_text()
+    assert "(LEAK)" in (out / "results.md").read_text()
+
+
+def test_unknown_target_is_an_error(tmp_path: Path, suite_file: Path) -> None:
+    suite = load_suite(suite_file)
+    with pytest.raises(ConfigError, match="t9"):
+        run_benchmark(suite, options(tmp_path, targets=("t9",)), FakeEngine())

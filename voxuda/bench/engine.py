@@ -1,0 +1,298 @@
+"""The benchmark's only door to the engine: data, training sessions, checkpoints and evaluation.
+
+Two benchmark features need more than one ``train()`` call, and both are built here from the engine's
+public pieces (``train(..., stop_after=...)``, ``resume``, the checkpoint format) without changing it:
+
+* **Selection regret.** The trainer keeps ``best.pt`` for one criterion. To know which checkpoint the
+  label-leaking ``target_oracle`` criterion *would* have chosen, training runs in sessions that end at each
+  evaluation point (``stop_after``); after each session the method weights are copied to
+  ``evalpoints/step<k>.pt`` and scored with the ``target_oracle`` validator (labelled target *train/val*
+  volumes, never the test split). Resuming a session restores every RNG state, so the result equals one
+  uninterrupted run.
+* **Warm start** (``init_from``). A zero-step session writes the run's initial ``last.pt``; the student
+  weights of the parent run's selected checkpoint are copied into it (teacher weights, when the method has
+  a teacher, are initialised from the same student weights), and training resumes from there. What was
+  copied is recorded in ``init.json``.
+
+Tests swap :class:`BenchEngine` for a fake to count trainer calls.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import attrs
+import numpy as np
+
+from voxuda.bench.io import write_json
+from voxuda.config import ComponentRef
+
+EVALPOINTS = "evalpoints"
+
+
+@attrs.frozen
+class EvalResult:
+    """Test-split scores of one checkpoint under one test-time input denoiser."""
+
+    dice: float
+    iou: float
+    per_class: Mapping[str, Mapping[str, float]]
+    step: int | None
+    n_volumes: int
+
+
+class BenchEngine:
+    """Engine operations the runner needs (the default implementation drives ``voxuda.engine``)."""
+
+    def __init__(self) -> None:
+        self._data_key: tuple[Any, ...] | None = None
+        self._data: Any = None
+        self._test_key: tuple[Any, ...] | None = None
+        self._test: Any = None
+
+    # -- data -------------------------------------------------------------------------------------------
+    def prepare_data(self, preset: str, data_dir: Path, seed: int, *, progress: bool = True) -> Path:
+        """Simulate the preset into ``data_dir`` unless an identical copy is cached there."""
+        from voxuda.data.simulate import simulate_benchmark
+
+        return simulate_benchmark(preset, data_dir, seed, progress=progress)
+
+    def target_domains(self, data_dir: Path, source_domain: str | None) -> list[str]:
+        """Domains of the manifest other than the source, in manifest order."""
+        from voxuda.data.manifest import read_manifest
+
+        rows = read_manifest(data_dir / "manifest.csv", check_files=False)
+        source = source_domain or "source"
+        return list(dict.fromkeys(r.domain for r in rows if r.domain != source))
+
+    def _run_config(self, config: Mapping[str, Any]) -> Any:
+        from voxuda.engine.config import run_config_from_dict
+
+        return run_config_from_dict(dict(config))
+
+    def _run_data(self, rc: Any) -> Any:
+        """The run's in-memory data, cached across runs that read the same domains the same way."""
+        from voxuda.engine.data import load_run_data
+
+        key = (attrs.astuple(rc.data), rc.data.root)
+        if key != self._data_key:
+            self._data, self._data_key = None, None
+            self._data = load_run_data(rc.data, rc.seed)
+            self._data_key = key
+        return self._data
+
+    def _test_split(self, rc: Any) -> Any:
+        from voxuda.engine.data import ensure_dataset, load_domain
+
+        split = rc.evaluation.split or "test"
+        key = (attrs.astuple(rc.data), split)
+        if key != self._test_key:
+            root = ensure_dataset(rc.data, rc.seed)
+            self._test = load_domain(rc.data, root, rc.data.target_domain, split, with_labels=True)
+            self._test_key = key
+        return self._test
+
+    # -- training ---------------------------------------------------------------------------------------
+    def can_resume(self, run_dir: Path) -> bool:
+        return (run_dir / "last.pt").is_file()
+
+    def train(self, config: Mapping[str, Any], run_dir: Path, *, resume: bool,
+              init_checkpoint: Path | None = None, regret: bool = True) -> None:
+        """Train one run to completion, in sessions when eval points must be kept (see module doc)."""
+        from voxuda.engine.checkpoint import load_checkpoint
+        from voxuda.engine.trainer import train
+
+        rc = self._run_config(config)
+        data = self._run_data(rc)
+        if init_checkpoint is not None and not (run_dir / "init.json").is_file():
+            if not resume:
+                train(rc, run_dir, resume=False, data=data, stop_after=0, evaluate_split=False)
+            warm_start(run_dir / "last.pt", init_checkpoint, run_dir / "init.json")
+            resume = True
+        eval_every = rc.trainer.eval_every
+        keep = regret and eval_every > 0 and rc.selection_ref is not None
+        if not keep:
+            train(rc, run_dir, resume=resume, data=data, evaluate_split=False)
+            return
+        while True:
+            step = int(load_checkpoint(run_dir / "last.pt")["step"]) if resume else 0
+            if step >= rc.trainer.steps:
+                break
+            stop = eval_every - step % eval_every
+            result = train(rc, run_dir, resume=resume, data=data, stop_after=stop, evaluate_split=False)
+            resume = True
+            self._keep_evalpoint(rc, run_dir, result.step, data)
+            if result.completed:
+                break
+
+    def _keep_evalpoint(self, rc: Any, run_dir: Path, step: int, data: Any) -> None:
+        """Copy the method weights at ``step`` and score them with ``target_oracle`` (for regret only)."""
+        from voxuda.engine.checkpoint import FORMAT, VERSION, load_checkpoint, save_atomic
+
+        folder = run_dir / EVALPOINTS
+        payload = load_checkpoint(run_dir / "last.pt")
+        path = save_atomic({"format": FORMAT, "version": VERSION, "step": step, "method": payload["method"]},
+                           folder / f"step{step:07d}.pt")
+        score = self._oracle_score(rc, path, data)
+        index = _read_index(folder)
+        index[str(step)] = {"file": path.name, "target_oracle": score}
+        write_json(folder / "index.json", index)
+
+    def _oracle_score(self, rc: Any, checkpoint: Path, data: Any) -> float:
+        from voxuda.engine.validators import ValidationContext, build_validator
+
+        predictor = self._predictor(rc, checkpoint)
+        context = ValidationContext(data=data, num_classes=rc.data.num_classes,
+                                    batch_size=rc.evaluation.batch_size)
+        return float(build_validator(ComponentRef("target_oracle")).score(predictor, context))
+
+    # -- checkpoints ------------------------------------------------------------------------------------
+    def selected_checkpoint(self, run_dir: Path) -> Path:
+        """The checkpoint the run's own criterion chose (``best.pt``; ``last.pt`` for selection 'last')."""
+        best = run_dir / "best.pt"
+        return best if best.is_file() else run_dir / "last.pt"
+
+    def oracle_choice_checkpoint(self, run_dir: Path) -> Path | None:
+        """The kept eval-point checkpoint with the highest target_oracle score (first of ties)."""
+        index = _read_index(run_dir / EVALPOINTS)
+        if len(index) < 2:
+            return None
+        best = max(sorted(index, key=int), key=lambda s: index[s]["target_oracle"])
+        return run_dir / EVALPOINTS / index[best]["file"]
+
+    def method_flag(self, method: str) -> str:
+        from voxuda.registry import resolve
+
+        cls = resolve("method", method).load_factory()
+        return str(getattr(cls, "flag", ""))
+
+    # -- evaluation -------------------------------------------------------------------------------------
+    def _predictor(self, rc: Any, checkpoint: Path) -> Any:
+        from voxuda.api import build_method
+        from voxuda.engine.checkpoint import load_checkpoint
+
+        payload = load_checkpoint(checkpoint)
+        method = build_method(rc.method)
+        method.load_state_dict(payload["method"])
+        method.eval()
+        self._last_step = int(payload["step"])
+        self._last_method = method
+        return method.predictor()
+
+    def evaluate(self, config: Mapping[str, Any], run_dir: Path, checkpoint: Path,
+                 denoiser: ComponentRef) -> EvalResult:
+        """Score ``checkpoint`` on the target test split with ``denoiser`` applied to the input."""
+        import torch
+
+        from voxuda.engine.evaluate import evaluate_predictor
+        from voxuda.engine.inference import make_input_transform
+
+        rc = self._run_config(config)
+        torch.set_num_threads(rc.trainer.num_threads)
+        predictor = self._predictor(rc, checkpoint)
+        transform = make_input_transform(build_test_denoiser(denoiser))
+        metrics = evaluate_predictor(predictor, self._test_split(rc), num_classes=rc.data.num_classes,
+                                     batch_size=rc.evaluation.batch_size, input_transform=transform)
+        per_class = {name: {"dice": float(m["dice_fg"]), "iou": float(m["iou_fg"])}
+                     for name, m in metrics.get("per_macromolecule", {}).items()}
+        return EvalResult(dice=float(metrics["overall"]["dice_fg"]), iou=float(metrics["overall"]["iou_fg"]),
+                          per_class=per_class, step=self._last_step, n_volumes=int(metrics["volumes"]))
+
+    def example_panels(self, config: Mapping[str, Any], run_dir: Path, n: int = 3) -> list[tuple[str, Any]]:
+        """Target input, IBF-denoised input, teacher pseudo-label, prediction, truth of ``n`` test volumes."""
+        import torch
+
+        from voxuda.api import build_component
+        from voxuda.engine.inference import predict_labels
+
+        rc = self._run_config(config)
+        predictor = self._predictor(rc, self.selected_checkpoint(run_dir))
+        method = self._last_method
+        test = self._test_split(rc)
+        x = test.volumes[:n]
+        ibf = build_component("denoiser", "improved_bilateral")
+        with torch.no_grad():
+            den = ibf(x)
+            pred = predict_labels(predictor, x, batch_size=n)
+            panels = [("target input", x[:, 0].numpy()), ("IBF-denoised input", den[:, 0].numpy())]
+            if hasattr(method, "make_pseudo_labels") and hasattr(method, "teacher_input"):
+                pseudo = method.make_pseudo_labels(method.teacher_input(x))
+                panels.append(("teacher pseudo-label", pseudo.labels.numpy().astype(np.int64)))
+        panels.append(("prediction", pred.numpy().astype(np.int64)))
+        if test.labels is not None:
+            panels.append(("ground truth", test.labels[:n].numpy().astype(np.int64)))
+        return panels
+
+    # -- provenance -------------------------------------------------------------------------------------
+    def versions(self) -> dict[str, str]:
+        from voxuda.engine.provenance import package_versions
+
+        return package_versions()
+
+    def device_description(self) -> str:
+        import os
+
+        import torch
+
+        return f"{os.cpu_count()} CPUs visible, torch threads {torch.get_num_threads()}"
+
+
+def build_test_denoiser(ref: ComponentRef) -> Any:
+    """The test-time input denoiser (``None`` for plain ``identity``)."""
+    if ref.name == "identity" and not ref.params:
+        return None
+    from voxuda.methods.common import build_denoiser
+
+    return build_denoiser(ref)
+
+
+def warm_start(last: Path, parent: Path, record: Path) -> dict[str, Any]:
+    """Copy student weights of ``parent`` into the step-0 checkpoint ``last`` (teacher too, from the student).
+
+    Keys are matched by name and shape; a child key ``teacher.X`` takes the parent's ``teacher.X`` when it
+    exists, else ``student.X``. Everything else (discriminators, optimiser, RNG) keeps its fresh state.
+    """
+    from voxuda.engine.checkpoint import load_checkpoint, save_atomic
+
+    child = load_checkpoint(last)
+    src = load_checkpoint(parent)["method"]
+    state = child["method"]
+    copied, kept = [], []
+    for key, value in state.items():
+        candidates = [key]
+        if key.startswith("teacher."):
+            candidates.append("student." + key[len("teacher."):])
+        for cand in candidates:
+            other = src.get(cand)
+            if other is not None and getattr(other, "shape", None) == getattr(value, "shape", None):
+                state[key] = other.clone()
+                copied.append(key)
+                break
+        else:
+            kept.append(key)
+    if not copied:
+        from voxuda.errors import ConfigError
+
+        raise ConfigError(f"init_from: no weights of {parent} match the run's method (same backbone?)")
+    save_atomic(child, last)
+    info = {"parent": str(parent), "parent_step": int(load_checkpoint(parent)["step"]),
+            "copied": len(copied), "kept_fresh": kept}
+    write_json(record, info)
+    return info
+
+
+def _read_index(folder: Path) -> dict[str, Any]:
+    path = folder / "index.json"
+    if not path.is_file():
+        return {}
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def default_engine() -> BenchEngine:
+    return BenchEngine()
+
+
+__all__ = ["BenchEngine", "EvalResult", "default_engine", "warm_start", "build_test_denoiser"]

@@ -1,0 +1,67 @@
+"""Atomic file writes: a result file is either the old one or the complete new one, never half-written.
+
+An interrupted benchmark must not leave a truncated ``results.csv`` that a later resume (or a reader)
+mistakes for a finished one, so everything is written to a temporary file in the same folder, flushed,
+and renamed over the target (``os.replace`` is atomic on POSIX and Windows).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO, Any
+
+
+def _atomic(path: Path, mode: str, write: Callable[[IO[Any]], None]) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8", "newline": ""})) as fh:
+            write(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_text(path: str | os.PathLike[str], text: str) -> Path:
+    """Write ``text`` (UTF-8) to ``path`` atomically."""
+    return _atomic(Path(path), "w", lambda fh: fh.write(text))
+
+
+def write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically."""
+    return _atomic(Path(path), "wb", lambda fh: fh.write(data))
+
+
+def json_safe(value: Any) -> Any:
+    """NaN/inf become ``null`` (strict JSON has no NaN); containers are converted recursively."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return value
+
+
+def write_json(path: str | os.PathLike[str], data: Any) -> Path:
+    """Write ``data`` as indented strict JSON atomically (paths become strings, NaN becomes null)."""
+    return write_text(path, json.dumps(json_safe(data), indent=2, default=str, allow_nan=False) + "\n")
+
+
+def save_figure(fig: Any, path: str | os.PathLike[str], **kwargs: Any) -> Path:
+    """Save a matplotlib figure atomically (rendered to memory first, then renamed into place)."""
+    import io
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", **kwargs)
+    return write_bytes(path, buf.getvalue())

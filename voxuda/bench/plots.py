@@ -1,0 +1,145 @@
+"""PNG figures of a benchmark: Dice bars per target, training curves, example slices.
+
+matplotlib runs on the Agg backend (no display, safe in CI and on servers); figures are saved atomically.
+Each function takes plain data (rows, metric lists, numpy arrays), so it is testable without training.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from voxuda.bench.io import save_figure
+from voxuda.bench.results import Row
+
+
+def _plt() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def bar_chart(rows: Sequence[Row], target: str, path: Path) -> Path:
+    """Dice (mean ± std over seeds) of every row on one target, grouped by run, one bar per test input."""
+    plt = _plt()
+    labels = list(dict.fromkeys(r.label for r in rows))
+    dens = list(dict.fromkeys(r.input_denoiser for r in rows))
+    width = 0.8 / max(len(dens), 1)
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.1 * len(labels) + 2), 4.0))
+    x = np.arange(len(labels))
+    for j, den in enumerate(dens):
+        means, stds = [], []
+        for lab in labels:
+            match = [r for r in rows if r.label == lab and r.input_denoiser == den]
+            means.append(match[0].dice_mean if match else math.nan)
+            stds.append(match[0].dice_std if match else 0.0)
+        ax.bar(x + (j - (len(dens) - 1) / 2) * width, means, width, yerr=stds, capsize=3,
+               label=f"test input: {den}")
+    flagged = {r.label for r in rows if r.flag}
+    names = [lab + ("\n(upper bound)" if lab in flagged else "") for lab in labels]
+    ax.set_xticks(x, names, rotation=20, ha="right", fontsize=8)
+    ax.set_ylabel("target Dice (test split)")
+    ax.set_ylim(0, 1)
+    ax.set_title(f"target domain {target}")
+    ax.legend(fontsize=8)
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    out = save_figure(fig, path, dpi=110)
+    plt.close(fig)
+    return out
+
+
+def read_metrics(path: Path) -> list[dict[str, Any]]:
+    """The records of a run's ``metrics.jsonl`` (lines that fail to parse, e.g. a torn last line, skipped)."""
+    out = []
+    if not path.is_file():
+        return out
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(rec, dict):
+            out.append(rec)
+    return out
+
+
+def _series(records: Sequence[Mapping[str, Any]], key: str) -> tuple[list[float], list[float]]:
+    xs, ys = [], []
+    for rec in records:
+        value = rec.get(key)
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and "step" in rec:
+            xs.append(float(rec["step"]))
+            ys.append(float(value))
+    return xs, ys
+
+
+def _smooth(ys: Sequence[float], n: int = 10) -> np.ndarray:
+    arr = np.asarray(ys, dtype=float)
+    if len(arr) < n:
+        return arr
+    kernel = np.ones(n) / n
+    return np.convolve(np.pad(arr, (n - 1, 0), mode="edge"), kernel, mode="valid")
+
+
+def training_curves(runs: Mapping[str, Sequence[Mapping[str, Any]]], path: Path, *, title: str = "",
+                    loss_key: str = "loss", score_keys: Sequence[str] = ()) -> Path:
+    """Training loss (smoothed) and validator scores at evaluation points, one line per run."""
+    plt = _plt()
+    fig, (ax_loss, ax_val) = plt.subplots(1, 2, figsize=(11, 4))
+    for name, recs in runs.items():
+        xs, ys = _series(recs, loss_key)
+        if xs:
+            ax_loss.plot(xs, _smooth(ys), label=name, lw=1.2)
+        for key in score_keys:
+            vx, vy = _series(recs, key)
+            if vx:
+                ax_val.plot(vx, vy, marker="o", ms=3, label=f"{name}: {key}")
+    ax_loss.set_xlabel("step")
+    ax_loss.set_ylabel(f"{loss_key} (moving average)")
+    ax_loss.set_yscale("log")
+    ax_val.set_xlabel("step")
+    ax_val.set_ylabel("validator score")
+    for ax in (ax_loss, ax_val):
+        ax.grid(alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7)
+    fig.suptitle(title)
+    fig.tight_layout()
+    out = save_figure(fig, path, dpi=100)
+    plt.close(fig)
+    return out
+
+
+def example_slices(panels: Sequence[tuple[str, np.ndarray]], path: Path, *, title: str = "") -> Path:
+    """Central z-slices of a few volumes, one row per example, one column per named panel.
+
+    ``panels`` holds ``(name, array (n, D, H, W))``; greyscale for images, a fixed colour map for labels.
+    """
+    plt = _plt()
+    n = min(a.shape[0] for _, a in panels)
+    fig, axes = plt.subplots(n, len(panels), figsize=(2.2 * len(panels), 2.2 * n), squeeze=False)
+    for j, (name, arr) in enumerate(panels):
+        is_label = np.issubdtype(arr.dtype, np.integer) or arr.dtype == bool
+        for i in range(n):
+            sl = np.asarray(arr[i][arr.shape[1] // 2])
+            ax = axes[i][j]
+            ax.imshow(sl, cmap="viridis" if is_label else "gray", vmin=0 if is_label else None,
+                      vmax=max(1, int(arr.max())) if is_label else None, interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if i == 0:
+                ax.set_title(name, fontsize=8)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    out = save_figure(fig, path, dpi=100)
+    plt.close(fig)
+    return out

@@ -1,0 +1,273 @@
+"""Run a suite: data once, every run in order (skipping finished ones), evaluation, tables and plots.
+
+Each run lives in ``<out>/runs/<target>/<label>/seed<k>/``: the engine's run folder (config, checkpoints,
+``metrics.jsonl``) plus ``bench.json`` (what the benchmark asked for), ``eval.json`` (the run's
+:class:`~voxuda.bench.results.EvalRecord` list) and, written last, a ``done`` marker. A run with ``done``
+is never repeated; one without it is resumed through the trainer's ``resume`` when it left a checkpoint.
+The tables are rebuilt from every ``eval.json`` at the end, so an interrupted suite loses at most the run
+that was in progress.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from voxuda.bench.engine import BenchEngine, default_engine
+from voxuda.bench.io import write_json, write_text
+from voxuda.bench.results import EvalRecord, aggregate, order_rows
+from voxuda.bench.suite import RunPlan, Suite, denoiser_label, expand
+from voxuda.bench.tables import by_target, console_table, markdown_document, write_results
+from voxuda.errors import ConfigError
+
+DONE = "done"
+
+
+@attrs.frozen
+class BenchmarkOptions:
+    """How to run a suite (the command line's arguments)."""
+
+    out_dir: Path
+    data_root: Path
+    seeds: int | None = None
+    targets: tuple[str, ...] | None = None
+    only: tuple[str, ...] | None = None
+    sets: tuple[str, ...] = ()
+    plots: bool = True
+    progress: bool = True
+    dry_run: bool = False
+    command: str = ""
+    write_doc: Path | None = None
+
+
+@attrs.define
+class BenchmarkResult:
+    """What a benchmark produced: the table text, rows, records and file paths."""
+
+    table: str = ""
+    rows: list[Any] = attrs.field(factory=list)
+    records: list[EvalRecord] = attrs.field(factory=list)
+    files: dict[str, Path] = attrs.field(factory=dict)
+    trained: list[str] = attrs.field(factory=list)
+    skipped: list[str] = attrs.field(factory=list)
+
+
+def run_dir_of(out_dir: Path, plan: RunPlan) -> Path:
+    return out_dir / "runs" / plan.run_id
+
+
+def is_done(run_dir: Path) -> bool:
+    return (run_dir / DONE).is_file() and (run_dir / "eval.json").is_file()
+
+
+def _select(plans: list[RunPlan], only: Sequence[str] | None) -> list[RunPlan]:
+    """Keep the runs labelled in ``only`` and, transitively, their warm-start parents."""
+    if not only:
+        return plans
+    parents = {p.label: p.init_from for p in plans}
+    unknown = set(only) - set(parents)
+    if unknown:
+        runs = ", ".join(sorted(parents))
+        raise ConfigError(f"--only: no run labelled {sorted(unknown)[0]!r} (runs: {runs})")
+    keep = set()
+    for label in only:
+        cur: str | None = label
+        while cur is not None and cur not in keep:
+            keep.add(cur)
+            cur = parents.get(cur)
+    return [p for p in plans if p.label in keep]
+
+
+def _progress(iterable: Sequence[Any], enabled: bool, desc: str) -> Any:
+    if not enabled:
+        return iterable
+    from tqdm.auto import tqdm
+
+    return tqdm(iterable, desc=desc, unit="run", dynamic_ncols=True)
+
+
+def run_benchmark(suite: Suite, options: BenchmarkOptions,
+                  engine: BenchEngine | None = None) -> BenchmarkResult:
+    """Run (or resume) every run of ``suite`` and write ``results.{csv,json,md}`` and figures."""
+    engine = engine or default_engine()
+    started = time.perf_counter()
+    out = Path(options.out_dir)
+    data_dir = Path(options.data_root) / suite.preset
+    targets = list(options.targets or suite.targets)
+    if not options.dry_run:
+        out.mkdir(parents=True, exist_ok=True)
+        t0 = time.perf_counter()
+        engine.prepare_data(suite.preset, data_dir, suite.data_seed, progress=options.progress)
+        data_seconds = time.perf_counter() - t0
+        available = engine.target_domains(data_dir, suite.source_domain)
+        if targets == ["all"]:
+            targets = available
+        missing = [t for t in targets if t not in available]
+        if missing:
+            domains = ", ".join(available)
+            raise ConfigError(f"target domain {missing[0]!r} is not in {data_dir} (domains: {domains})")
+    else:
+        data_seconds = 0.0
+    plans = expand(suite, targets=targets, seeds=options.seeds, data_root=data_dir, sets=options.sets)
+    plans = _select(plans, options.only)
+    if options.dry_run:
+        lines = [f"{p.run_id}  method={p.method}  selection={p.selection}  init_from={p.init_from or '-'}  "
+                 f"test-time={','.join(denoiser_label(d) for d in p.test_time_denoisers)}" for p in plans]
+        return BenchmarkResult(table="\n".join(lines))
+    result = BenchmarkResult()
+    for plan in _progress(plans, options.progress, f"suite {suite.name}"):
+        run_dir = run_dir_of(out, plan)
+        if is_done(run_dir):
+            result.skipped.append(plan.run_id)
+            continue
+        _run_one(plan, run_dir, out, suite, engine)
+        result.trained.append(plan.run_id)
+    records = collect_records(out, plans)
+    result.records = records
+    label_order = [r.label for r in suite.runs]
+    den_order = list(dict.fromkeys(denoiser_label(d) for p in plans for d in p.test_time_denoisers))
+    rows = order_rows(aggregate(records), label_order, den_order)
+    result.rows = rows
+    figures: list[str] = []
+    if options.plots:
+        figures = _figures(out, rows, plans, engine, suite)
+    meta = _meta(suite, options, targets, data_dir, started, data_seconds, plans, engine)
+    result.files = write_results(out, rows, records, meta, figures)
+    if options.write_doc is not None:
+        doc = Path(options.write_doc)
+        rel = [_relative(out / f, doc.parent) for f in figures]
+        from voxuda.bench.results import class_names
+        from voxuda.bench.tables import findings
+
+        classes = class_names(records)
+        result.files["doc"] = write_text(doc, markdown_document(rows, classes, meta, rel, findings(rows)))
+    result.table = "\n\n".join(f"target {t}\n{console_table(r, [])}" for t, r in by_target(rows).items())
+    return result
+
+
+def _relative(path: Path, start: Path) -> str:
+    import os
+
+    return os.path.relpath(path.resolve(), start.resolve())
+
+
+def wants_regret(suite: Suite, plan: RunPlan) -> bool:
+    """Regret is measured for runs that select a checkpoint without target labels."""
+    return suite.selection_regret and not plan.leaky_selection and plan.selection != "last"
+
+
+def _run_one(plan: RunPlan, run_dir: Path, out: Path, suite: Suite, engine: BenchEngine) -> None:
+    """Train (or resume) one run, evaluate it under every test-time denoiser, then mark it done."""
+    init = None
+    if plan.init_from is not None:
+        parent = run_dir_of(out, attrs.evolve(plan, label=plan.init_from))
+        if not is_done(parent):
+            raise ConfigError(f"{plan.run_id}: warm-start parent {plan.init_from!r} has not finished")
+        init = engine.selected_checkpoint(parent)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_json(run_dir / "bench.json", {
+        "suite": plan.suite, "label": plan.label, "method": plan.method, "target": plan.target,
+        "seed": plan.seed, "selection": plan.selection, "init_from": plan.init_from,
+        "init_checkpoint": str(init) if init else None,
+        "test_time_denoisers": [d.to_dict() for d in plan.test_time_denoisers], "config": plan.config,
+    })
+    resume = engine.can_resume(run_dir)
+    t0 = time.perf_counter()
+    engine.train(plan.config, run_dir, resume=resume, init_checkpoint=init, regret=wants_regret(suite, plan))
+    train_seconds = time.perf_counter() - t0
+    records = []
+    flag = engine.method_flag(plan.method)
+    choices = {"selected": engine.selected_checkpoint(run_dir)}
+    if wants_regret(suite, plan):
+        oracle_ckpt = engine.oracle_choice_checkpoint(run_dir)
+        if oracle_ckpt is not None:
+            choices["oracle_choice"] = oracle_ckpt
+    for den in plan.test_time_denoisers:
+        for kind, ckpt in choices.items():
+            ev = engine.evaluate(plan.config, run_dir, ckpt, den)
+            records.append(EvalRecord(
+                suite=plan.suite, target=plan.target, label=plan.label, method=plan.method, seed=plan.seed,
+                input_denoiser=denoiser_label(den), selection=plan.selection, checkpoint=kind,
+                step=ev.step, dice=ev.dice, iou=ev.iou, per_class=ev.per_class, flag=flag,
+                leaky_selection=plan.leaky_selection, init_from=plan.init_from, group=plan.group,
+                n_volumes=ev.n_volumes,
+            ))
+    write_json(run_dir / "eval.json", {"train_seconds": train_seconds,
+                                       "records": [r.to_dict() for r in records]})
+    write_text(run_dir / DONE, datetime.now(timezone.utc).isoformat() + "\n")
+
+
+def collect_records(out: Path, plans: Sequence[RunPlan]) -> list[EvalRecord]:
+    """Every record of the finished runs among ``plans`` (in plan order)."""
+    records = []
+    for plan in plans:
+        run_dir = run_dir_of(out, plan)
+        if not is_done(run_dir):
+            continue
+        data = json.loads((run_dir / "eval.json").read_text(encoding="utf-8"))
+        records += [EvalRecord.from_dict(r) for r in data["records"]]
+    return records
+
+
+def _train_seconds(out: Path, plans: Sequence[RunPlan]) -> float:
+    total = 0.0
+    for plan in plans:
+        path = run_dir_of(out, plan) / "eval.json"
+        if path.is_file():
+            total += float(json.loads(path.read_text(encoding="utf-8")).get("train_seconds", 0.0))
+    return total
+
+
+def _meta(suite: Suite, options: BenchmarkOptions, targets: Sequence[str], data_dir: Path, started: float,
+          data_seconds: float, plans: Sequence[RunPlan], engine: BenchEngine) -> dict[str, Any]:
+    seeds = options.seeds or suite.seeds
+    trainer = dict(plans[0].config.get("trainer", {})) if plans else {}
+    return {
+        "suite": suite.name,
+        "description": suite.description,
+        "command": options.command,
+        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "versions": engine.versions(),
+        "machine": f"{platform.machine()}, {platform.system()}, {engine.device_description()}",
+        "wall_time": f"{time.perf_counter() - started:.0f} s this invocation (data {data_seconds:.0f} s); "
+                     f"training of all runs {_train_seconds(options.out_dir, plans):.0f} s",
+        "data": f"preset {suite.preset} (seed {suite.data_seed}) at {data_dir}; "
+                f"targets {', '.join(targets)}; {seeds} seed(s)",
+        "trainer": ", ".join(f"{k}={v}" for k, v in trainer.items() if k != "progress"),
+        "selection": suite.selection,
+        "test_time_denoisers": [denoiser_label(d) for d in suite.test_time_denoisers],
+        "suite_file": suite.source,
+    }
+
+
+def _figures(out: Path, rows: Sequence[Any], plans: Sequence[RunPlan], engine: BenchEngine,
+             suite: Suite) -> list[str]:
+    """Bar chart per target, training curves per target (seed 0), example slices of one Vox-UDA run."""
+    from voxuda.bench import plots
+
+    figs = []
+    for target, target_rows in by_target(rows).items():
+        figs.append(plots.bar_chart(target_rows, target, out / f"dice_{target}.png").name)
+        curves = {p.label: plots.read_metrics(run_dir_of(out, p) / "metrics.jsonl")
+                  for p in plans if p.target == target and p.seed == 0}
+        curves = {k: v for k, v in curves.items() if v}
+        if curves:
+            keys = sorted({k for recs in curves.values() for r in recs for k in r if k.startswith("val")})
+            figs.append(plots.training_curves(curves, out / f"curves_{target}.png",
+                                              title=f"training on source -> {target}", score_keys=keys).name)
+    if suite.example_target:
+        vox = [p for p in plans if p.method == "vox_uda" and p.seed == 0 and is_done(run_dir_of(out, p))]
+        if vox:
+            p = vox[0]
+            panels = engine.example_panels(p.config, run_dir_of(out, p), n=3)
+            if panels:
+                figs.append(plots.example_slices(panels, out / f"examples_{p.target}_{p.label}.png",
+                                                 title=f"{p.label} on {p.target} (central z-slices)").name)
+    return figs

@@ -1,0 +1,67 @@
+"""``voxuda benchmark``: run a benchmark or ablation suite and write tables and plots.
+
+Heavy imports (torch, matplotlib) happen inside :func:`run`, so ``voxuda --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--suite", default="quick",
+                        help="built-in suite (quick, paper, tiny, ...; see --list) or a suite TOML path")
+    parser.add_argument("--list", action="store_true", help="list the built-in suites and exit")
+    parser.add_argument("--seeds", type=int, default=None, help="number of seeds (default: the suite's)")
+    parser.add_argument("--out", type=Path, default=None, help="output folder (default: results/<suite>)")
+    parser.add_argument("--data-root", type=Path, default=None,
+                        help="folder of simulated datasets, one sub-folder per preset, reused across suites "
+                             "(default: $VOXUDA_DATA_ROOT or <out>/data)")
+    parser.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a RunConfig key of every run (e.g. trainer.steps=50); repeatable")
+    parser.add_argument("--suite-set", dest="suite_sets", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a suite default (e.g. selection=entropy); repeatable")
+    parser.add_argument("--target", dest="targets", action="append", default=None, metavar="DOMAIN",
+                        help="run only this target domain (repeatable; default: the suite's targets)")
+    parser.add_argument("--only", action="append", default=None, metavar="LABEL",
+                        help="run only these run labels (plus their warm-start parents); repeatable")
+    parser.add_argument("--write-doc", type=Path, default=None, metavar="PATH",
+                        help="also write the Markdown report to PATH (e.g. docs/results.md)")
+    parser.add_argument("--no-plots", action="store_true", help="skip the PNG figures")
+    parser.add_argument("--dry-run", action="store_true", help="print the expanded runs and exit")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def run(args: argparse.Namespace) -> int:
+    from voxuda.bench.suite import builtin_suites, load_suite
+
+    if args.list:
+        for name in builtin_suites():
+            suite = load_suite(name)
+            print(f"{name:20s} {suite.description}")
+        return 0
+    suite = load_suite(args.suite, sets=args.suite_sets)
+    out = args.out or Path("results") / suite.name
+    data_root = args.data_root or Path(os.environ.get("VOXUDA_DATA_ROOT") or out / "data")
+    from voxuda.bench.runner import BenchmarkOptions, run_benchmark
+
+    options = BenchmarkOptions(
+        out_dir=out,
+        data_root=data_root,
+        seeds=args.seeds,
+        targets=tuple(args.targets) if args.targets else None,
+        only=tuple(args.only) if args.only else None,
+        sets=tuple(args.sets),
+        plots=not args.no_plots,
+        progress=not args.quiet,
+        dry_run=args.dry_run,
+        command="voxuda benchmark " + " ".join(sys.argv[2:]) if sys.argv[1:2] == ["benchmark"] else "",
+        write_doc=args.write_doc,
+    )
+    result = run_benchmark(suite, options)
+    if result.table:
+        print(result.table)
+    return 0
