@@ -172,6 +172,7 @@ def voxuda_register_ops(register):  # type: ignore[no-untyped-def]
         "torch",
         factory="voxuda.ops.backends.torch_backend:TorchBackend",
         priority=10,
+        probe="voxuda.ops.backends.torch_backend:probe",
         summary="reference bilateral backend: shift-and-accumulate in PyTorch (CPU or GPU)",
     )
     register(
