@@ -64,3 +64,26 @@ def test_adabn_checkpoints_carry_target_statistics_through_the_engine(tmp_path):
         # target volumes are shifted by +0.5 and scaled by 1.5: their first-layer statistics differ
         assert not torch.allclose(state["target_stats.var_0"], state["student.encoders.0.1.running_var"])
     assert 0.0 <= result.evaluation["overall"]["dice_mean"] <= 1.0
+
+
+def test_adabn_resumed_run_has_the_statistics_of_an_uninterrupted_run(tmp_path):
+    """The statistics set is drawn in on_train_start, which the trainer calls with a freshly seeded
+    generator before restoring a checkpoint, so an interrupted run re-draws the same volumes."""
+    from voxuda.engine.checkpoint import load_checkpoint
+
+    data = RunData(source_train=_split(4, 0), target_train=_split(6, 1, 0.5, 1.5))
+    config = run_config_from_dict({
+        "seed": 0,
+        "method": {"name": "adabn", "backbone": {"name": "unet3d", "widths": [4, 8]}, "stat_volumes": 4},
+        "data": {"root": str(tmp_path / "no_dataset"), "box": 8},
+        "trainer": {"steps": 4, "batch_size": 2, "progress": False, "num_threads": 1},
+        "evaluation": {"split": ""},
+    })
+    full = train(config, tmp_path / "full", data=data)
+    train(config, tmp_path / "parts", data=data, stop_after=2)
+    resumed = train(config, tmp_path / "parts", resume=True, data=data)
+    a = load_checkpoint(full.last_checkpoint)["method"]
+    b = load_checkpoint(resumed.last_checkpoint)["method"]
+    assert bool(a["target_stats.valid"]) and bool(b["target_stats.valid"])
+    for key in (k for k in a if k.startswith("target_stats.")):
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=1e-6, msg=key)

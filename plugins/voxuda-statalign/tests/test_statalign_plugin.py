@@ -29,13 +29,20 @@ def batches(seed: int = 0, n: int = 2, size: int = 8) -> tuple[SourceBatch, Targ
     return SourceBatch(source, label), TargetBatch(target)
 
 
-def train(method, steps: int, n: int = 2, lr: float = 1e-2) -> list[TargetBatch]:  # type: ignore[no-untyped-def]
+def stat_set(n: int = 8, size: int = 8) -> torch.Tensor:
+    """Target volumes from a shifted and scaled domain (what ``context.sample_target`` would return)."""
+    return 2.0 * torch.randn(n, 1, size, size, size, generator=torch.Generator().manual_seed(99)) + 3.0
+
+
+def train(method, steps: int, n: int = 2, lr: float = 1e-2, context: bool = True):  # type: ignore[no-untyped-def]
     """The trainer's protocol on fresh batches each step; returns the target batches it showed."""
     shown = []
-    method.on_train_start(
-        TrainContext(total_steps=steps, device=torch.device("cpu"), sample_target=lambda k: None,
-                     generator=torch.Generator().manual_seed(0))
-    )
+    if context:
+        volumes = stat_set()
+        method.on_train_start(
+            TrainContext(total_steps=steps, device=torch.device("cpu"), sample_target=lambda k: volumes[:k],
+                         generator=torch.Generator().manual_seed(0))
+        )
     optimiser = torch.optim.Adam(list(method.trainable_parameters()), lr=lr)
     for step in range(steps):
         source, target = batches(seed=step, n=n)
@@ -47,6 +54,17 @@ def train(method, steps: int, n: int = 2, lr: float = 1e-2) -> list[TargetBatch]
         optimiser.step()
         method.on_after_optimizer_step(step)
     return shown
+
+
+def first_layer_statistics(method, chunks: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:  # type: ignore[no-untyped-def]
+    """By hand: the mean over chunks of each chunk's per-channel mean and unbiased variance of the first
+    convolution's output (the first BatchNorm normalises that bias-free convolution)."""
+    conv = method.student.encoders[0][0]
+    with torch.no_grad():
+        outputs = [conv(chunk) for chunk in chunks]
+    mean = torch.stack([o.mean(dim=(0, 2, 3, 4)) for o in outputs]).mean(0)
+    var = torch.stack([o.var(dim=(0, 2, 3, 4)) for o in outputs]).mean(0)
+    return mean, var
 
 
 def test_both_methods_are_listed_with_this_distribution(capsys):
@@ -73,19 +91,17 @@ def test_adabn_fills_in_batch_norm_and_refuses_a_backbone_without_it():
 @pytest.mark.parametrize("batch_size", [2, 8])
 def test_adabn_statistics_move_to_the_target(batch_size):
     torch.manual_seed(0)
-    method = voxuda.build_method("adabn", backbone=TINY, stat_batches=3)
+    method = voxuda.build_method("adabn", backbone=TINY, stat_volumes=8, stat_batch_size=batch_size)
     shown = train(method, steps=4, n=batch_size)
     # re-estimated after the last optimiser step, without anyone asking for a predictor
     assert bool(method.target_stats.valid)
-    first_bn = batch_norm_layers(method.student)[0]
-    conv = method.student.encoders[0][0]  # the first BN normalises this bias-free convolution
-    with torch.no_grad():
-        outputs = [conv(t.volume) for t in shown[-3:]]  # the 3 kept batches
-    expected_mean = torch.stack([o.mean(dim=(0, 2, 3, 4)) for o in outputs]).mean(0)
-    expected_var = torch.stack([o.var(dim=(0, 2, 3, 4)) for o in outputs]).mean(0)
+    chunks = list(stat_set().split(batch_size))
+    assert len(method.statistics_batches()) == len(chunks) == 8 // batch_size
+    expected_mean, expected_var = first_layer_statistics(method, chunks)
     assert torch.allclose(method.target_stats.mean_0, expected_mean, rtol=1e-4, atol=1e-5)
     assert torch.allclose(method.target_stats.var_0, expected_var, rtol=1e-4, atol=1e-5)
     # ... and they are far from the source statistics the student keeps for training
+    first_bn = batch_norm_layers(method.student)[0]
     assert (method.target_stats.mean_0 - first_bn.running_mean).abs().max() > 0.5
     predictor = method.predictor()
     assert torch.equal(batch_norm_layers(predictor)[0].running_mean, method.target_stats.mean_0)
@@ -93,6 +109,15 @@ def test_adabn_statistics_move_to_the_target(batch_size):
     target = shown[-1].volume
     with torch.no_grad():
         assert not torch.allclose(predictor.eval()(target), source_net(target), atol=1e-3)
+
+
+def test_adabn_without_a_context_uses_the_first_target_volumes_seen():
+    torch.manual_seed(0)
+    method = voxuda.build_method("adabn", backbone=TINY, stat_volumes=4, stat_batch_size=2)
+    shown = train(method, steps=3, context=False)
+    method.adapt_to_target()
+    expected_mean, _ = first_layer_statistics(method, [shown[0].volume, shown[1].volume])
+    assert torch.allclose(method.target_stats.mean_0, expected_mean, rtol=1e-4, atol=1e-5)
 
 
 def test_adabn_statistics_travel_with_the_checkpoint():

@@ -6,9 +6,11 @@ target volumes, so target features are centred and scaled by target statistics.
 
 How it is triggered (no trainer support needed):
 
-1. ``training_step`` keeps the most recent ``stat_batches`` target batches (volumes only; the labels never
-   reach this method).
-2. ``on_after_optimizer_step`` re-estimates the target statistics after the last step (and every
+1. ``on_train_start`` draws a fixed *statistics set* of ``stat_volumes`` target volumes once, with the run's
+   generator (``context.sample_target``; volumes only, labels never reach this method). Because the trainer
+   calls ``on_train_start`` with a freshly seeded generator before it restores a checkpoint, a resumed run
+   draws the same set, so its statistics equal those of an uninterrupted run.
+2. ``on_after_optimizer_step`` re-estimates the target statistics on that set after the last step (and every
    ``stat_every`` steps if set), so the ``last.pt`` checkpoint written after training already holds them.
 3. ``predictor()`` re-estimates lazily when the weights changed since the last estimate (a validator
    choosing ``best.pt`` calls it before the checkpoint is written), and returns a *copy* of the student
@@ -17,16 +19,19 @@ How it is triggered (no trainer support needed):
    a fresh process evaluating a checkpoint predicts with them without seeing target data again.
    ``adapt_to_target(volumes)`` re-estimates them on any volumes you pass (e.g. a new tomogram's
    subtomograms at inference time).
+
+Without ``on_train_start`` (a bare ``training_step`` loop), the first ``stat_volumes`` target volumes seen in
+training form the statistics set instead.
 """
 
 from __future__ import annotations
 
-import collections
 import copy
 import warnings
 from collections.abc import Iterable
 
 import attrs
+import torch
 from torch import Tensor, nn
 
 from voxuda.backbones.common import LogitsOnly
@@ -82,8 +87,13 @@ class AdaBNConfig(BaseMethodConfig):
             "component": True,
         },
     )
-    stat_batches: int = help_field(
-        16, help="most recent target batches kept to re-estimate the BN statistics", validator=_positive
+    stat_volumes: int = help_field(
+        64, help="target volumes drawn once at the start of training to estimate the BN statistics on",
+        validator=_positive,
+    )
+    stat_batch_size: int = help_field(
+        4, help="volumes per forward pass of the statistics estimate (each pass's statistics are averaged)",
+        validator=_positive,
     )
     stat_every: int = help_field(
         0, help="also re-estimate every this many steps (0: after the last step and on demand only)",
@@ -105,21 +115,22 @@ class AdaBN(SegmentationMethod):
                 "statistics, so AdaBN would change nothing; use e.g. method.backbone.norm = \"batch\""
             )
         self.target_stats = BNStatistics(layers)
-        self._target_volumes: collections.deque[Tensor] = collections.deque(maxlen=config.stat_batches)
+        self._stat_set: Tensor | None = None  # (stat_volumes, C, D, H, W) target volumes
+        self._seen: list[Tensor] = []  # fallback without on_train_start: the first target volumes seen
         self.total_steps = 0
 
     def on_train_start(self, context: TrainContext) -> None:
         self.total_steps = int(context.total_steps)
+        volumes = context.sample_target(self.config.stat_volumes)
+        if isinstance(volumes, Tensor) and volumes.shape[0] > 0:
+            self._stat_set = volumes.detach()
 
     def training_step(self, source: SourceBatch, target: TargetBatch, step: int) -> StepOutput:
-        self._target_volumes.append(target.volume.detach())
+        if self._stat_set is None and sum(v.shape[0] for v in self._seen) < self.config.stat_volumes:
+            self._seen.append(target.volume.detach())
         logits, _ = self.student(source.volume)
         loss, parts = self.seg_loss(logits, source.label)
-        return StepOutput(
-            loss=loss,
-            losses={"seg": float(loss.detach()), **parts},
-            metrics={"target_stat_batches": float(len(self._target_volumes))},
-        )
+        return StepOutput(loss=loss, losses={"seg": float(loss.detach()), **parts})
 
     def on_after_optimizer_step(self, step: int) -> None:
         self.target_stats.valid.fill_(False)
@@ -127,13 +138,26 @@ class AdaBN(SegmentationMethod):
         if step + 1 == self.total_steps or (every and (step + 1) % every == 0):
             self.adapt_to_target()
 
+    def statistics_batches(self) -> list[Tensor]:
+        """The statistics set in batches of ``stat_batch_size`` (a short remainder is dropped when a full
+        batch exists: the cumulative average weighs every batch equally)."""
+        if self._stat_set is not None:
+            volumes = self._stat_set
+        elif self._seen:
+            volumes = torch.cat(self._seen)[: self.config.stat_volumes]
+        else:
+            return []
+        size = min(self.config.stat_batch_size, volumes.shape[0])
+        full = volumes.shape[0] // size
+        return [volumes[i * size : (i + 1) * size] for i in range(full)]
+
     def adapt_to_target(self, volumes: Iterable[Tensor] | None = None) -> int:
         """Re-estimate the target BN statistics on ``volumes`` (batches ``(n, C, D, H, W)``).
 
-        Without ``volumes``, the target batches kept from training are used. Returns the number of batches
-        used (0 leaves the statistics as they were).
+        Without ``volumes``, the statistics set is used. Returns the number of batches used (0 leaves the
+        statistics as they were).
         """
-        batches = list(self._target_volumes if volumes is None else volumes)
+        batches = self.statistics_batches() if volumes is None else list(volumes)
         work = copy.deepcopy(self.student)
         used = reestimate_bn_statistics(work, batches)
         if used:
@@ -142,15 +166,15 @@ class AdaBN(SegmentationMethod):
 
     def predictor(self) -> nn.Module:
         """A copy of the student with target BN statistics (source statistics, with a warning, if none)."""
-        if not bool(self.target_stats.valid) and self._target_volumes:
+        if not bool(self.target_stats.valid):
             self.adapt_to_target()
         net = copy.deepcopy(self.student)
         if bool(self.target_stats.valid):
             self.target_stats.apply_to(batch_norm_layers(net))
         else:
             warnings.warn(
-                "adabn: no target statistics for the current weights (no target batch seen yet or since "
-                "loading); predicting with source BatchNorm statistics. Call adapt_to_target(volumes) first.",
+                "adabn: no target statistics for the current weights (none loaded, and no target volumes "
+                "seen); predicting with source BatchNorm statistics. Call adapt_to_target(volumes) first.",
                 RuntimeWarning,
                 stacklevel=2,
             )
