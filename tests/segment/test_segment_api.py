@@ -161,3 +161,41 @@ def test_failure_mid_run_removes_the_temporary_outputs(planted, tmp_path: Path) 
     assert list(tmp_path.iterdir()) == []
     with pytest.raises(SegmentError, match="differ"):
         segment_tomogram(Exploding(), tomo, tomo, progress=False)
+
+
+def test_input_denoiser_by_name_with_parameters(planted, trained_run: Path, tmp_path: Path,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    tomo, truth = planted
+    base = ["segment", str(trained_run), str(tomo), "--no-progress", "--probabilities"]
+    assert main([*base, str(tmp_path / "p0.mrc"), "-o", str(tmp_path / "l0.mrc")]) == 0
+    assert main([*base, str(tmp_path / "p1.mrc"), "-o", str(tmp_path / "l1.mrc"),
+                 "--input-denoiser", "gaussian", "--set", "input_denoiser.sigma=1.5"]) == 0
+    with mrcfile.open(tmp_path / "p0.mrc") as a, mrcfile.open(tmp_path / "p1.mrc") as b:
+        assert float(np.abs(a.data - b.data).max()) > 0.1  # the denoiser really ran
+    with mrcfile.open(tmp_path / "l1.mrc") as mrc:
+        assert dice(mrc.data, truth) > 0.6
+    capsys.readouterr()
+    err = _cli_error(capsys, [*base, str(tmp_path / "p2.mrc"), "-o", str(tmp_path / "l2.mrc"),
+                              "--input-denoiser", "gausian"])
+    assert "gaussian" in err  # did-you-mean
+    err = _cli_error(capsys, [*base, str(tmp_path / "p2.mrc"), "-o", str(tmp_path / "l2.mrc"),
+                              "--set", "method.x=1"])
+    assert "input_denoiser" in err
+    assert not (tmp_path / "l2.mrc").exists() and not (tmp_path / "p2.mrc").exists()
+
+
+def test_tomogram_scope_normalisation_equals_a_globally_normalised_full_pass(planted, tmp_path: Path) -> None:
+    import torch
+
+    tomo, _ = planted
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv3d(1, 4, 1), torch.nn.Tanh(), torch.nn.Conv3d(4, 2, 1)).eval()
+    segment_tomogram(model, tomo, tmp_path / "l.mrc", probabilities=tmp_path / "p.mrc", scope="tomogram",
+                     invert=True, progress=False)
+    with mrcfile.open(tomo) as mrc:
+        volume = -np.array(mrc.data, dtype=np.float64)
+    normalised = ((volume - volume.mean()) / volume.std()).astype(np.float32)
+    with torch.inference_mode():
+        reference = torch.softmax(model(torch.from_numpy(normalised)[None, None]), 1)[0, 1].numpy()
+    with mrcfile.open(tmp_path / "p.mrc") as mrc:
+        np.testing.assert_allclose(mrc.data, reference, atol=1e-5)
