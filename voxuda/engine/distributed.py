@@ -68,6 +68,8 @@ class DistContext:
     local_rank: int = 0
     backend: str = ""
     device: torch.device = attrs.field(factory=lambda: torch.device("cpu"))
+    #: True when :func:`init_distributed` created the process group (so :func:`cleanup` may destroy it)
+    owns_group: bool = False
 
     @property
     def enabled(self) -> bool:
@@ -112,7 +114,8 @@ def init_distributed(device: str | torch.device = "cpu", backend: str | None = N
     chosen = backend or ("nccl" if wants_cuda else "gloo")
     if wants_cuda:
         torch.cuda.set_device(dev)
-    if not dist.is_initialized():
+    created = not dist.is_initialized()
+    if created:
         for key in ("MASTER_ADDR", "MASTER_PORT"):
             if key not in os.environ:
                 raise ValueError(f"{key} is not set; launch with torchrun (it sets it) or export it")
@@ -123,11 +126,17 @@ def init_distributed(device: str | torch.device = "cpu", backend: str | None = N
         if chosen == "nccl":
             kwargs["device_id"] = dev
         dist.init_process_group(**kwargs)
-    return DistContext(rank, world, local, chosen, dev)
+    return DistContext(rank, world, local, chosen, dev, owns_group=created)
 
 
 def cleanup(context: DistContext | None = None) -> None:
-    """Leave the process group (safe to call when none exists)."""
+    """Leave the process group (safe to call when none exists).
+
+    With a ``context``, only a group that :func:`init_distributed` created is destroyed, so ``train()`` called
+    from a script that set up its own group leaves that group alone.
+    """
+    if context is not None and not context.owns_group:
+        return
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
 

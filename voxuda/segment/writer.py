@@ -132,6 +132,8 @@ class SegmentationSink:
         self.probabilities = probabilities
 
     def put(self, z0: int, probs: np.ndarray) -> None:
+        if probs.shape[0] > 127:
+            raise ValueError(f"{probs.shape[0]} classes do not fit an int8 label map (at most 127)")
         self.labels.write(z0, probs.argmax(axis=0).astype(np.int8))
         if self.probabilities is not None:
             self.probabilities.write(z0, (1.0 - probs[0]).astype(np.float32))
