@@ -206,3 +206,23 @@ def test_unknown_target_is_an_error(tmp_path: Path, suite_file: Path) -> None:
     suite = load_suite(suite_file)
     with pytest.raises(ConfigError, match="t9"):
         run_benchmark(suite, options(tmp_path, targets=("t9",)), FakeEngine())
+
+
+def test_ablation_runs_follow_the_index_merge_rule(tmp_path: Path) -> None:
+    from voxuda.bench.ablations import merge_method
+
+    base = {"name": "vox_uda", "noise": {"name": "ngm", "n_samples": 10, "filter_rate": 0.244},
+            "teacher_denoiser": {"name": "improved_bilateral", "sigma_range": 1.2}}
+    merged = merge_method(base, {"noise": {"name": "ngm", "n_samples": 5},
+                                 "teacher_denoiser": {"name": "bilateral"}})
+    assert merged["noise"] == {"name": "ngm", "n_samples": 5, "filter_rate": 0.244}  # same name: merge
+    assert merged["teacher_denoiser"] == {"name": "bilateral"}  # other component: replace
+    suite = load_suite("ablation_components")
+    plans = {p.label: p for p in expand(suite, targets=["x"], data_root=tmp_path)}
+    assert {"source_only", "oracle", "abl_full", "abl_ngm_only", "abl_ngm_bilateral"} <= set(plans)
+    dens = {label: plans[label].config["method"]["teacher_denoiser"]["name"]
+            for label in ("abl_full", "abl_ngm_only", "abl_ngm_bilateral")}
+    assert dens == {"abl_full": "improved_bilateral", "abl_ngm_only": "identity",
+                    "abl_ngm_bilateral": "bilateral"}
+    assert plans["abl_full"].init_from == "source_only" and plans["abl_full"].group == "components"
+    assert plans["abl_full"].config["method"]["backbone"]["widths"] == [8, 16, 32]  # suite backbone kept

@@ -31,6 +31,8 @@ from voxuda.bench.io import write_json
 from voxuda.config import ComponentRef
 
 EVALPOINTS = "evalpoints"
+#: Labelled target train/val volumes the regret's target_oracle scores per eval point (bounded cost).
+ORACLE_VOLUMES = 64
 
 
 @attrs.frozen
@@ -147,7 +149,8 @@ class BenchEngine:
         predictor = self._predictor(rc, checkpoint)
         context = ValidationContext(data=data, num_classes=rc.data.num_classes,
                                     batch_size=rc.evaluation.batch_size)
-        return float(build_validator(ComponentRef("target_oracle")).score(predictor, context))
+        validator = build_validator(ComponentRef("target_oracle", {"max_volumes": ORACLE_VOLUMES}))
+        return float(validator.score(predictor, context))
 
     # -- checkpoints ------------------------------------------------------------------------------------
     def selected_checkpoint(self, run_dir: Path) -> Path:

@@ -139,15 +139,10 @@ def run_benchmark(suite: Suite, options: BenchmarkOptions,
     if options.plots:
         figures = _figures(out, rows, plans, engine, suite)
     meta = _meta(suite, options, targets, data_dir, started, data_seconds, plans, engine)
+    meta["invocations"] = _log_invocation(out, options, started, data_seconds, result)
     result.files = write_results(out, rows, records, meta, figures)
     if options.write_doc is not None:
-        doc = Path(options.write_doc)
-        rel = [_relative(out / f, doc.parent) for f in figures]
-        from voxuda.bench.results import class_names
-        from voxuda.bench.tables import findings
-
-        classes = class_names(records)
-        result.files["doc"] = write_text(doc, markdown_document(rows, classes, meta, rel, findings(rows)))
+        result.files["doc"] = _write_doc(Path(options.write_doc), out, suite, rows, records, meta, figures)
     result.table = "\n\n".join(f"target {t}\n{console_table(r, [])}" for t, r in by_target(rows).items())
     return result
 
@@ -156,6 +151,44 @@ def _relative(path: Path, start: Path) -> str:
     import os
 
     return os.path.relpath(path.resolve(), start.resolve())
+
+
+def _log_invocation(out: Path, options: BenchmarkOptions, started: float, data_seconds: float,
+                    result: BenchmarkResult) -> list[dict[str, Any]]:
+    """Append this invocation to ``invocations.json``: a resumed suite keeps the history of every session."""
+    path = out / "invocations.json"
+    history = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else []
+    history.append({
+        "command": options.command,
+        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "wall_seconds": round(time.perf_counter() - started, 1),
+        "cpu_seconds": round(time.process_time(), 1),
+        "data_seconds": round(data_seconds, 1),
+        "trained": len(result.trained),
+        "skipped": len(result.skipped),
+    })
+    write_json(path, history)
+    return history
+
+
+def _write_doc(doc: Path, out: Path, suite: Suite, rows: Sequence[Any], records: Sequence[EvalRecord],
+               meta: dict[str, Any], figures: Sequence[str]) -> Path:
+    """The Markdown report at ``doc``; figures are copied to ``<doc dir>/img/results_<suite>/`` and linked."""
+    import shutil
+
+    from voxuda.bench.results import class_names
+    from voxuda.bench.tables import findings
+
+    img = doc.parent / "img" / f"results_{suite.name}"
+    links = []
+    for name in figures:
+        img.mkdir(parents=True, exist_ok=True)
+        tmp = img / f".{name}.tmp"
+        shutil.copyfile(out / name, tmp)
+        tmp.replace(img / name)
+        links.append(_relative(img / name, doc.parent))
+    text = markdown_document(rows, class_names(records), meta, links, findings(rows))
+    return write_text(doc, text)
 
 
 def wants_regret(suite: Suite, plan: RunPlan) -> bool:

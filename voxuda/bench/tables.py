@@ -128,6 +128,13 @@ def markdown_document(rows: Sequence[Row], classes: Sequence[str], meta: Mapping
                 value = ", ".join(f"{k} {v}" for k, v in value.items())
             out.append(f"- **{key.replace('_', ' ')}**: `{value}`" if key == "command" else
                        f"- **{key.replace('_', ' ')}**: {value}")
+    sessions = meta.get("invocations") or []
+    if sessions:
+        out += ["", "Sessions of this suite (a resumed suite lists each; `cpu` = CPU time of the benchmark "
+                "process):", ""]
+        out += [f"- {s['date']}: `{s['command'] or '(library call)'}`, wall {s['wall_seconds']:.0f} s, "
+                f"cpu {s.get('cpu_seconds', float('nan')):.0f} s, data {s['data_seconds']:.0f} s, "
+                f"{s['trained']} run(s) trained, {s['skipped']} already done" for s in sessions]
     out.append("")
     if findings:
         out += ["## Findings (computed from the table)", ""] + [f"- {f}" for f in findings] + [""]
