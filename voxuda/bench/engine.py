@@ -121,6 +121,8 @@ class BenchEngine:
             return
         while True:
             step = int(load_checkpoint(run_dir / "last.pt")["step"]) if resume else 0
+            if step and step % eval_every == 0 and str(step) not in _read_index(run_dir / EVALPOINTS):
+                self._keep_evalpoint(rc, run_dir, step, data)  # interrupted right after a session
             if step >= rc.trainer.steps:
                 break
             stop = eval_every - step % eval_every

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
+import shlex
 from pathlib import Path
 
 
@@ -35,6 +35,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
+def command_line(args: argparse.Namespace) -> str:
+    """The invocation, rebuilt from the parsed arguments (recorded in results, so runs can be repeated)."""
+    parts = ["voxuda", "benchmark", "--suite", str(args.suite)]
+    for flag, value in (("--seeds", args.seeds), ("--out", args.out), ("--data-root", args.data_root),
+                        ("--write-doc", args.write_doc)):
+        if value is not None:
+            parts += [flag, str(value)]
+    for flag, values in (("--set", args.sets), ("--suite-set", args.suite_sets), ("--target", args.targets),
+                         ("--only", args.only)):
+        for value in values or []:
+            parts += [flag, shlex.quote(str(value))]
+    parts += [flag for flag, on in (("--no-plots", args.no_plots), ("--quiet", args.quiet)) if on]
+    return " ".join(parts)
+
+
 def run(args: argparse.Namespace) -> int:
     from voxuda.bench.suite import builtin_suites, load_suite
 
@@ -58,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
         plots=not args.no_plots,
         progress=not args.quiet,
         dry_run=args.dry_run,
-        command="voxuda benchmark " + " ".join(sys.argv[2:]) if sys.argv[1:2] == ["benchmark"] else "",
+        command=command_line(args),
         write_doc=args.write_doc,
     )
     result = run_benchmark(suite, options)
