@@ -168,6 +168,10 @@ class BenchEngine:
         best = max(sorted(index, key=int), key=lambda s: index[s]["target_oracle"])
         return run_dir / EVALPOINTS / index[best]["file"]
 
+    def oracle_scores(self, run_dir: Path) -> dict[int, float]:
+        """target_oracle score per kept eval point (for the curves figure)."""
+        return {int(s): float(v["target_oracle"]) for s, v in _read_index(run_dir / EVALPOINTS).items()}
+
     def method_flag(self, method: str) -> str:
         from voxuda.registry import resolve
 

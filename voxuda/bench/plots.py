@@ -91,18 +91,27 @@ def _smooth(ys: Sequence[float], n: int = 10) -> np.ndarray:
 
 
 def training_curves(runs: Mapping[str, Sequence[Mapping[str, Any]]], path: Path, *, title: str = "",
-                    loss_key: str = "loss", score_keys: Sequence[str] = ()) -> Path:
-    """Training loss (smoothed) and validator scores at evaluation points, one line per run."""
+                    loss_key: str = "loss",
+                    oracle_scores: Mapping[str, Mapping[int, float]] | None = None) -> Path:
+    """Training loss (smoothed) and, at evaluation points, the selection criterion's score (solid) and the
+    target_oracle score used for the selection regret (dashed), one colour per run."""
     plt = _plt()
     fig, (ax_loss, ax_val) = plt.subplots(1, 2, figsize=(11, 4))
-    for name, recs in runs.items():
-        xs, ys = _series(recs, loss_key)
+    for i, (name, recs) in enumerate(runs.items()):
+        colour = f"C{i % 10}"
+        xs, ys = _series([r for r in recs if "event" not in r], loss_key)
         if xs:
-            ax_loss.plot(xs, _smooth(ys), label=name, lw=1.2)
-        for key in score_keys:
-            vx, vy = _series(recs, key)
-            if vx:
-                ax_val.plot(vx, vy, marker="o", ms=3, label=f"{name}: {key}")
+            ax_loss.plot(xs, _smooth(ys), label=name, lw=1.2, color=colour)
+        val = [r for r in recs if r.get("event") == "validation"]
+        vx, vy = _series(val, "score")
+        if vx:
+            criterion = val[0].get("criterion", "")
+            ax_val.plot(vx, vy, marker="o", ms=3, color=colour, label=f"{name}: {criterion}")
+        oracle = (oracle_scores or {}).get(name, {})
+        if oracle:
+            steps = sorted(oracle)
+            ax_val.plot(steps, [oracle[s] for s in steps], ls="--", marker="x", ms=3, color=colour,
+                        label=f"{name}: target_oracle (regret only)")
     ax_loss.set_xlabel("step")
     ax_loss.set_ylabel(f"{loss_key} (moving average)")
     ax_loss.set_yscale("log")

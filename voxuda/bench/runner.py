@@ -292,9 +292,11 @@ def _figures(out: Path, rows: Sequence[Any], plans: Sequence[RunPlan], engine: B
                   for p in plans if p.target == target and p.seed == 0}
         curves = {k: v for k, v in curves.items() if v}
         if curves:
-            keys = sorted({k for recs in curves.values() for r in recs for k in r if k.startswith("val")})
+            oracle = {p.label: engine.oracle_scores(run_dir_of(out, p))
+                      for p in plans if p.target == target and p.seed == 0}
             figs.append(plots.training_curves(curves, out / f"curves_{target}.png",
-                                              title=f"training on source -> {target}", score_keys=keys).name)
+                                              title=f"training on source -> {target} (seed 0)",
+                                              oracle_scores=oracle).name)
     if suite.example_target:
         vox = [p for p in plans if p.method == "vox_uda" and p.seed == 0 and is_done(run_dir_of(out, p))]
         if vox:
