@@ -52,17 +52,20 @@ def table_lines(rows: Sequence[Row], classes: Sequence[str]) -> list[list[str]]:
     header = list(TABLE_COLUMNS[:-1]) + [f"Dice {c}" for c in classes] + [TABLE_COLUMNS[-1]]
     body = []
     for r in rows:
+        single = r.n_seeds < 2  # a std over one seed would read as "no variance": print the mean only
         cells = [
             r.label + (" (upper bound)" if r.flag else ""),
             r.method,
             r.input_denoiser,
             r.selection + (" (LEAK)" if r.leaky_selection else ""),
-            fmt(r.dice_mean, r.dice_std),
-            fmt(r.iou_mean, r.iou_std),
+            fmt(r.dice_mean, math.nan if single else r.dice_std),
+            fmt(r.iou_mean, math.nan if single else r.iou_std),
             fmt1(r.gap_closed),
             fmt1(r.regret_mean, 3),
         ]
-        cells += [fmt(*r.per_class.get(c, {}).get("dice", (math.nan, math.nan))) for c in classes]
+        for c in classes:
+            mean, std = r.per_class.get(c, {}).get("dice", (math.nan, math.nan))
+            cells.append(fmt(mean, math.nan if single else std))
         cells.append(notes(r))
         body.append(cells)
     return [header, *body]
@@ -163,9 +166,26 @@ def findings(rows: Sequence[Row]) -> list[str]:
             if beaten:
                 out.append(f"{target}: {name} beats " + ", ".join(
                     f"`{o.label}`/{o.input_denoiser} ({o.dice_mean:.3f})" for o in beaten) + ".")
-        close = [r for r in target_rows if r.n_seeds > 1 and r.dice_std > 0]
-        if close and vox:
-            out.append(f"{target}: differences smaller than about one std over seeds are not significant.")
+        so = {r.input_denoiser: r for r in target_rows if r.method == "source_only"}
+        if "identity" in so and len(so) > 1:
+            for den, r in so.items():
+                if den != "identity":
+                    raw = so["identity"].dice_mean
+                    out.append(f"{target}: test-time {den} on the source-only model (no adaptation training) "
+                               f"changes Dice by {r.dice_mean - raw:+.3f} ({raw:.3f} -> {r.dice_mean:.3f}).")
+        fair = [r for r in target_rows
+                if not r.flag and not r.leaky_selection and not math.isnan(r.dice_mean)]
+        if fair:
+            best = max(fair, key=lambda r: r.dice_mean)
+            out.append(f"{target}: best row without target labels: `{best.label}` with {best.input_denoiser} "
+                       f"input (Dice {best.dice_mean:.3f}).")
+        seeds = min((r.n_seeds for r in target_rows), default=0)
+        if seeds < 2:
+            out.append(f"{target}: one seed only; differences between rows are not tested against seed "
+                       "variance.")
+        else:
+            out.append(f"{target}: {seeds} seeds; differences smaller than about one std over seeds are not "
+                       "significant.")
     return out
 
 
