@@ -226,3 +226,11 @@ def test_ablation_runs_follow_the_index_merge_rule(tmp_path: Path) -> None:
                     "abl_ngm_bilateral": "bilateral"}
     assert plans["abl_full"].init_from == "source_only" and plans["abl_full"].group == "components"
     assert plans["abl_full"].config["method"]["backbone"]["widths"] == [8, 16, 32]  # suite backbone kept
+
+
+def test_a_finished_run_with_another_config_is_not_silently_reused(tmp_path: Path, suite_file: Path) -> None:
+    suite = load_suite(suite_file)
+    run_benchmark(suite, options(tmp_path, targets=("t1",), seeds=1), FakeEngine())
+    with pytest.raises(ConfigError, match="another config"):
+        changed = options(tmp_path, targets=("t1",), seeds=1, sets=("trainer.lr=0.5",))
+        run_benchmark(suite, changed, FakeEngine())

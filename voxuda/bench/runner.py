@@ -125,6 +125,7 @@ def run_benchmark(suite: Suite, options: BenchmarkOptions,
     for plan in _progress(plans, options.progress, f"suite {suite.name}"):
         run_dir = run_dir_of(out, plan)
         if is_done(run_dir):
+            _check_same_config(plan, run_dir)
             result.skipped.append(plan.run_id)
             continue
         _run_one(plan, run_dir, out, suite, engine)
@@ -189,6 +190,18 @@ def _write_doc(doc: Path, out: Path, suite: Suite, rows: Sequence[Any], records:
         links.append(_relative(img / name, doc.parent))
     text = markdown_document(rows, class_names(records), meta, links, findings(rows))
     return write_text(doc, text)
+
+
+def _check_same_config(plan: RunPlan, run_dir: Path) -> None:
+    """A finished run is reused only if it was trained with the same RunConfig (e.g. by another suite)."""
+    path = run_dir / "bench.json"
+    if not path.is_file():
+        return
+    done = json.loads(path.read_text(encoding="utf-8"))
+    same = json.loads(json.dumps(plan.config, default=str)) == done.get("config")
+    if not same or done.get("init_from") != plan.init_from:
+        raise ConfigError(f"{run_dir} holds a finished run with another config than this suite's "
+                          f"{plan.label!r}; use another --out folder or delete that run folder")
 
 
 def wants_regret(suite: Suite, plan: RunPlan) -> bool:
