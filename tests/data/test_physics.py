@@ -127,3 +127,19 @@ def test_target_protein_is_dark() -> None:
     )
     m = scene[4:36, 4:36, 4:36] > 0.5
     assert res.clean[m].mean() < res.clean[~m].mean()
+
+
+def test_snr_reference_option_scales_the_noise_by_the_filter_gain() -> None:
+    """The two readings of the Xu-lab SNR differ exactly by the filter's white-noise power gain."""
+    from voxuda.data.simulate.source_model import fourier_filters
+
+    scene = _scene()
+    corrected = FourierModelParams(snr=0.05)
+    plain = FourierModelParams(snr=0.05, snr_reference="filtered_signal")
+    gain = fourier_filters(scene.shape, 10.0, corrected).gain
+    ratio = predicted_final_snr(scene, 10.0, plain) / predicted_final_snr(scene, 10.0, corrected)
+    assert ratio == pytest.approx(1.0 / gain, rel=1e-6)
+    res = simulate_fourier(scene, 10.0, plain, np.random.default_rng(1))
+    assert res.snr_measured == pytest.approx(predicted_final_snr(scene, 10.0, plain), rel=0.2)
+    with pytest.raises(ValueError, match="snr_reference"):
+        simulate_fourier(scene, 10.0, FourierModelParams(snr_reference="bogus"), np.random.default_rng(0))
