@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 import json
 import os
 import sys
@@ -10,15 +9,6 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-def engine_has_resume_integration() -> bool:
-    """Whether the trainer carries the integration of .patches/distributed-trainer.diff (truncation on
-    resume, DDP, rank-0 writing). Until then the run-level tests are expected to fail (strict xfail)."""
-    from voxuda.engine import trainer
-
-    source = inspect.getsource(trainer)
-    return "truncate_metrics" in source and "wrap_ddp" in source
 
 
 def write_config(folder: Path, root: Path, method: str, **trainer: Any) -> Path:

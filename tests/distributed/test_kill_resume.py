@@ -12,17 +12,11 @@ import pytest
 import torch
 
 from tests.distributed.runs import (
-    engine_has_resume_integration,
     metric_lines,
     step_records,
     subprocess_env,
     train_command,
     write_config,
-)
-
-pytestmark = pytest.mark.xfail(
-    not engine_has_resume_integration(), strict=True,
-    reason="needs the trainer integration of .patches/distributed-trainer.diff (metrics cut back on resume)",
 )
 
 

@@ -11,14 +11,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.distributed.runs import engine_has_resume_integration, step_records, subprocess_env, write_config
+from tests.distributed.runs import step_records, subprocess_env, write_config
 from voxuda.engine.distributed import free_port
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.xfail(not engine_has_resume_integration(), strict=True,
-                      reason="needs the trainer integration of .patches/distributed-trainer.diff (DDP)"),
-]
+pytestmark = pytest.mark.slow
 
 
 def test_torchrun_two_processes_match_one_process(tiny_dataset: Path, tmp_path: Path) -> None:

@@ -50,6 +50,18 @@ def op_backend_used() -> str | None:
         return None
 
 
+def write_text_atomic(text: str, path: str | Path) -> Path:
+    """Write text through a temp file + fsync + ``os.replace`` (a kill never leaves half a config.toml)."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+    return path
+
+
 def write_json_atomic(data: dict[str, Any], path: str | Path) -> Path:
     """Write JSON through a temp file + ``os.replace`` (readers never see half a file)."""
     path = Path(path)

@@ -24,6 +24,18 @@ from voxuda.engine import provenance
 from voxuda.engine.checkpoint import FORMAT, VERSION, capture_rng, load_checkpoint, restore_rng, save_atomic
 from voxuda.engine.config import RunConfig, check_run_config
 from voxuda.engine.data import PairedSampler, RunData, load_run_data
+from voxuda.engine.distributed import (
+    DistContext,
+    ShardedPairedSampler,
+    all_reduce_mean,
+    barrier,
+    cleanup,
+    init_distributed,
+    main_process_first,
+    remove_stale_temporaries,
+    truncate_metrics,
+    wrap_ddp,
+)
 from voxuda.engine.inference import make_input_transform
 from voxuda.engine.metrics_log import MetricsLog
 from voxuda.engine.optim import build_optimizer, build_scheduler
@@ -103,10 +115,18 @@ def build_input_denoiser(config: RunConfig) -> Any:
     return build_denoiser(ref)
 
 
-class _Trainer:
-    """State of one training session (fresh or resumed)."""
+class _NullLog:
+    """What ranks other than 0 log to: nothing (only rank 0 writes files)."""
 
-    def __init__(self, config: RunConfig, out_dir: Path, resume: bool, data: RunData | None) -> None:
+    def write(self, record: dict[str, Any]) -> None:
+        pass
+
+
+class _Trainer:
+    """State of one training session (fresh or resumed), alone or on one rank of a distributed run."""
+
+    def __init__(self, config: RunConfig, out_dir: Path, resume: bool, data: RunData | None,
+                 dist_context: DistContext | None = None) -> None:
         self.config = config
         self.out_dir = out_dir
         self.resume = resume
@@ -115,15 +135,23 @@ class _Trainer:
         torch.set_num_threads(cfg.num_threads)
         if cfg.deterministic:
             torch.use_deterministic_algorithms(True, warn_only=True)
-        self.device = resolve_device(cfg.device)
+        self.dist = dist_context if dist_context is not None else DistContext()
+        # distributed: cuda -> cuda:LOCAL_RANK; the same seed on every rank (identical init and sampling)
+        self.device = self.dist.device if self.dist.enabled else resolve_device(cfg.device)
         seed_everything(config.seed)
-        self.data = data if data is not None else load_run_data(config.data, config.seed)
+        if data is not None:
+            self.data = data
+        else:
+            with main_process_first():  # rank 0 simulates a missing dataset, the others then read it
+                self.data = load_run_data(config.data, config.seed)
         from voxuda.api import build_method
 
         self.method: Method = build_method(config.method)
         self.method.to(self.device)
         self.generator = torch.Generator().manual_seed(config.seed)
-        self.sampler = PairedSampler(self.data, cfg.batch_size, cfg.sampling)
+        self.sampler: Any = PairedSampler(self.data, cfg.batch_size, cfg.sampling)
+        if self.dist.enabled:  # batch_size is the global batch; each rank keeps its contiguous share
+            self.sampler = ShardedPairedSampler(self.sampler, self.dist.rank, self.dist.world_size)
         self.method.on_train_start(
             TrainContext(
                 total_steps=cfg.steps,
@@ -134,6 +162,8 @@ class _Trainer:
             )
         )
         self.optimizer = build_optimizer(self.method.trainable_parameters(), cfg)
+        # DDP over training_step (broadcasts rank 0's weights, averages gradients); a plain wrapper alone
+        self.step_module = wrap_ddp(self.method, self.dist)
         self.scheduler = build_scheduler(self.optimizer, cfg)
         selection = config.selection_ref
         self.validator = build_validator(selection) if selection is not None else None
@@ -172,7 +202,10 @@ class _Trainer:
         }
 
     def save(self, name: str) -> Path:
-        return save_atomic(self.checkpoint_payload(), self.out_dir / name)
+        path = self.out_dir / name
+        if self.dist.is_main:  # only rank 0 writes; every rank holds the same state
+            save_atomic(self.checkpoint_payload(), path)
+        return path
 
     def restore(self, path: Path) -> None:
         payload = load_checkpoint(path, map_location=self.device)
@@ -189,7 +222,7 @@ class _Trainer:
         self.best_step = None if step < 0 else step
 
     def validate(self) -> float | None:
-        if self.validator is None:
+        if self.validator is None or not self.dist.is_main:
             return None
         context = ValidationContext(
             data=self.data,
@@ -201,7 +234,7 @@ class _Trainer:
         return float(self.validator.score(self.method.predictor(), context))
 
     # -- the loop -------------------------------------------------------------------------------------
-    def run(self, log: MetricsLog, stop_after: int | None) -> RunResult:
+    def run(self, log: MetricsLog | _NullLog, stop_after: int | None) -> RunResult:
         cfg = self.config.trainer
         uses_labels = bool(getattr(self.method, "uses_target_labels", False))
         running: dict[str, float] = {}
@@ -222,7 +255,8 @@ class _Trainer:
                 for key, value in last_losses.items():
                     running[key] = value if key not in running else 0.9 * running[key] + 0.1 * value
                 if self.step % cfg.log_every == 0 or self.step == cfg.steps:
-                    log.write({"step": self.step, "lr": self.scheduler.get_last_lr()[0], **last_losses})
+                    logged = all_reduce_mean(last_losses, self.device) if self.dist.enabled else last_losses
+                    log.write({"step": self.step, "lr": self.scheduler.get_last_lr()[0], **logged})
                 if cfg.eval_every and self.step % cfg.eval_every == 0 and self.step < cfg.steps:
                     self._select(log)
                 if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0:
@@ -260,14 +294,14 @@ class _Trainer:
         target = TargetBatch(tgt.volumes.to(self.device), target_label)
         self.method.train()
         with self._autocast():
-            out = self.method.training_step(source, target, self.step)
-        if not torch.isfinite(out.loss):
+            loss, losses, metrics = self.step_module(source, target, self.step)
+        if not torch.isfinite(loss):
             raise FloatingPointError(
-                f"loss became {float(out.loss)} at step {self.step + 1}; lower trainer.lr"
+                f"loss became {float(loss)} at step {self.step + 1}; lower trainer.lr"
             )
         self.optimizer.zero_grad(set_to_none=True)
-        out.loss.backward()
-        values: dict[str, float] = {"loss": float(out.loss.detach())}
+        loss.backward()  # under DDP this also averages the gradients over ranks
+        values: dict[str, float] = {"loss": float(loss.detach())}
         if cfg.grad_clip > 0:
             params = [p for group in self.optimizer.param_groups for p in group["params"]]
             norm = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
@@ -275,11 +309,11 @@ class _Trainer:
         self.optimizer.step()
         self.scheduler.step()
         self.method.on_after_optimizer_step(self.step)
-        values.update(out.losses)
-        values.update(out.metrics)
+        values.update(losses)
+        values.update(metrics)
         return values
 
-    def _select(self, log: MetricsLog) -> None:
+    def _select(self, log: MetricsLog | _NullLog) -> None:
         score = self.validate()
         if score is None:
             return
@@ -310,25 +344,45 @@ def train(
     """
     out = Path(out_dir)
     last = out / "last.pt"
-    if resume and not last.is_file():
+    if resume and not last.is_file() and not (out / "config.toml").is_file():
         raise ConfigError(f"{out}: nothing to resume (no last.pt); run without --resume")
     if not resume and last.is_file():
         raise ConfigError(f"{out}: run folder already holds a run; pass --resume or choose another --out")
-    out.mkdir(parents=True, exist_ok=True)
-    trainer = _Trainer(run_config, out, resume, data)
-    run_json = out / "run.json"
-    if resume:
-        trainer.restore(last)
-        record = _read_json(run_json)
-        record.setdefault("resumed", []).append({"time": provenance.now(), "step": trainer.step})
-    else:
-        (out / "config.toml").write_text(dump_toml(resolved_run_config(run_config)), encoding="utf-8")
-        record = _run_record(run_config, trainer)
-    provenance.write_json_atomic(record, run_json)
-    with MetricsLog(out / "metrics.jsonl") as log:
+    # a run killed before its first checkpoint has nothing complete to continue from: it restarts at step 0
+    resume = resume and last.is_file()
+    dist_context = init_distributed(run_config.trainer.device)  # a no-op context without torchrun
+    main = dist_context.is_main
+    try:
+        if main:
+            out.mkdir(parents=True, exist_ok=True)
+        barrier()
+        trainer = _Trainer(run_config, out, resume, data, dist_context)
+        run_json = out / "run.json"
         if resume:
-            log.write({"event": "resume", "step": trainer.step})
-        result = trainer.run(log, stop_after)
+            trainer.restore(last)
+            record = _read_json(run_json)
+            record.setdefault("resumed", []).append({"time": provenance.now(), "step": trainer.step})
+        else:
+            record = _run_record(run_config, trainer)
+        if main:
+            remove_stale_temporaries(out)  # temp files of atomic writes a kill interrupted
+            if resume:  # drop steps logged after the checkpoint (and a torn last line): no duplicates
+                truncate_metrics(out / "metrics.jsonl", trainer.step)
+            else:
+                config_text = dump_toml(resolved_run_config(run_config))
+                provenance.write_text_atomic(config_text, out / "config.toml")
+                (out / "metrics.jsonl").unlink(missing_ok=True)  # lines of a run killed before any checkpoint
+            provenance.write_json_atomic(record, run_json)
+        with MetricsLog(out / "metrics.jsonl") if main else contextlib.nullcontext(_NullLog()) as log:
+            if resume:
+                log.write({"event": "resume", "step": trainer.step})
+            result = trainer.run(log, stop_after)
+        barrier()
+    finally:
+        if dist_context.enabled:
+            cleanup(dist_context)
+    if not main:
+        return result
     record.update(
         {
             "end_time": provenance.now() if result.completed else None,
@@ -374,6 +428,8 @@ def _run_record(config: RunConfig, trainer: _Trainer) -> dict[str, Any]:
         flags.append(getattr(trainer.validator, "flag", "label leak"))
     return {
         "seed": config.seed,
+        "data": _data_record(trainer.data),
+        "distributed": {"world_size": trainer.dist.world_size, "backend": trainer.dist.backend or None},
         "config": resolved_run_config(config),
         "versions": provenance.package_versions(),
         "components": components,
@@ -388,3 +444,17 @@ def _run_record(config: RunConfig, trainer: _Trainer) -> dict[str, Any]:
         "start_time": provenance.now(),
         "end_time": None,
     }
+
+
+def _data_record(data: RunData) -> dict[str, Any]:
+    """Voxel sizes (Å, after resizing to the box) the model was trained at; ``voxuda segment`` resamples
+    tomograms to ``voxel_size`` (the target's: the domain the model was adapted to)."""
+
+    def median_voxel(split: Any) -> float | None:
+        values = [float(m["voxel_size"]) for m in getattr(split, "meta", None) or []
+                  if isinstance(m.get("voxel_size"), (int, float)) and m["voxel_size"] == m["voxel_size"]]
+        return float(np.median(values)) if values else None
+
+    source = median_voxel(data.source_train)
+    target = median_voxel(data.target_train)
+    return {"source_voxel_size": source, "target_voxel_size": target, "voxel_size": target or source}
