@@ -90,17 +90,7 @@ def _bandpass(shape: tuple[int, int, int], cut: float, smooth: float) -> np.ndar
 @functools.lru_cache(maxsize=32)
 def fourier_filters(shape: tuple[int, int, int], voxel: float, p: FourierModelParams) -> _Filters:
     """Cached real-FFT-layout filters for one box shape, voxel size and parameter set."""
-    k = radial_frequency(shape, voxel)
-    ctf = ctf_xulab(
-        k,
-        p.defocus_um,
-        k_nyquist=0.5 / voxel,
-        kv=p.kv,
-        cs_mm=p.cs_mm,
-        sigma=p.envelope_sigma,
-        contrast_sign=p.contrast_sign,
-    )
-    mask = wedge_mask(shape, p.tilt_min, p.tilt_max) * sphere_mask(shape)
+    ctf, mask = _ctf_and_mask(shape, voxel, p)
     bp = _bandpass(shape, p.bandpass_fraction * shape[0] / 2.0, p.bandpass_smooth)
     mtf = _bandpass(shape, 1.0, p.mtf_smooth_fraction * shape[0])
     gain = float(np.mean((ctf * mask) ** 2))
@@ -143,8 +133,10 @@ def _noise_variance(filtered_signal_var: float, gain: float, p: FourierModelPara
     raise ValueError(f"snr_reference must be 'filtered_signal' or 'gain_corrected', got {p.snr_reference!r}")
 
 
-@functools.lru_cache(maxsize=32)
-def _ctf_wedge(shape: tuple[int, int, int], voxel: float, p: FourierModelParams) -> np.ndarray:
+def _ctf_and_mask(
+    shape: tuple[int, int, int], voxel: float, p: FourierModelParams
+) -> tuple[np.ndarray, np.ndarray]:
+    """Full-spectrum Xu-lab CTF and missing-wedge (times sphere) mask."""
     k = radial_frequency(shape, voxel)
     ctf = ctf_xulab(
         k,
@@ -155,7 +147,12 @@ def _ctf_wedge(shape: tuple[int, int, int], voxel: float, p: FourierModelParams)
         sigma=p.envelope_sigma,
         contrast_sign=p.contrast_sign,
     )
-    mask = wedge_mask(shape, p.tilt_min, p.tilt_max) * sphere_mask(shape)
+    return ctf, wedge_mask(shape, p.tilt_min, p.tilt_max) * sphere_mask(shape)
+
+
+@functools.lru_cache(maxsize=32)
+def _ctf_wedge(shape: tuple[int, int, int], voxel: float, p: FourierModelParams) -> np.ndarray:
+    ctf, mask = _ctf_and_mask(shape, voxel, p)
     return np.ascontiguousarray((ctf * mask)[..., : shape[2] // 2 + 1])
 
 
