@@ -43,7 +43,7 @@ def _logged_steps(path: Path) -> int:
 
 @pytest.mark.parametrize(
     "checkpoint_every",
-    [5, pytest.param(0, marks=pytest.mark.slow)],
+    [5, 0],
     ids=["after-checkpoints", "before-any-checkpoint"],
 )
 def test_sigkill_then_resume_continues_without_gaps_or_duplicates(

@@ -14,7 +14,6 @@ import torch
 from tests.distributed.runs import step_records, subprocess_env, write_config
 from voxuda.engine.distributed import free_port
 
-pytestmark = pytest.mark.slow
 
 
 def test_torchrun_two_processes_match_one_process(tiny_dataset: Path, tmp_path: Path) -> None:
