@@ -8,12 +8,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 import torch
 
 from tests.distributed.runs import step_records, subprocess_env, write_config
 from voxuda.engine.distributed import free_port
-
 
 
 def test_torchrun_two_processes_match_one_process(tiny_dataset: Path, tmp_path: Path) -> None:
