@@ -90,11 +90,16 @@ def test_rerun_trains_nothing(tiny_run: Path, monkeypatch: pytest.MonkeyPatch) -
 
 @pytest.mark.slow
 def test_oracle_beats_source_only(tmp_path: Path) -> None:
-    """Sanity check of the benchmark itself: trained on target labels, the oracle must score higher."""
+    """Sanity check of the benchmark itself: trained on target labels, the oracle must score higher.
+
+    The tiny suite's 2-level, 4-channel U-Net at 16^3 never leaves the all-background solution in a few
+    hundred steps (measured), so this check uses the quick suite's model on the tiny data at 32^3.
+    """
     suite = load_suite("tiny")
+    sets = ("data.box=32", "method.backbone.widths=[8, 16, 32]", "trainer.steps=100", "trainer.batch_size=8",
+            "trainer.lr=2e-3", "trainer.eval_every=50")
     options = BenchmarkOptions(out_dir=tmp_path / "out", data_root=tmp_path / "data", plots=False,
-                               progress=False, only=("source_only", "oracle"),
-                               sets=("trainer.steps=150", "trainer.eval_every=50"))
+                               progress=False, only=("source_only", "oracle"), sets=sets)
     result = run_benchmark(suite, options)
     dice = {r.label: r.dice_mean for r in result.rows if r.input_denoiser == "identity"}
     assert dice["oracle"] > dice["source_only"] + 0.05, dice
