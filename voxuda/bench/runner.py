@@ -222,6 +222,7 @@ def _run_one(plan: RunPlan, run_dir: Path, out: Path, suite: Suite, engine: Benc
         "suite": plan.suite, "label": plan.label, "method": plan.method, "target": plan.target,
         "seed": plan.seed, "selection": plan.selection, "init_from": plan.init_from,
         "init_checkpoint": str(init) if init else None,
+        "data_version": data_version(Path(plan.config["data"]["root"])),
         "test_time_denoisers": [d.to_dict() for d in plan.test_time_denoisers], "config": plan.config,
     })
     resume = engine.can_resume(run_dir)
@@ -262,6 +263,24 @@ def collect_records(out: Path, plans: Sequence[RunPlan]) -> list[EvalRecord]:
     return records
 
 
+def data_version(data_dir: Path) -> str | None:
+    """The simulator code hash the dataset was written with (``benchmark.json``), if known."""
+    try:
+        return str(json.loads((data_dir / "benchmark.json").read_text(encoding="utf-8"))["code_hash"])
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def data_versions(out: Path, plans: Sequence[RunPlan]) -> list[str]:
+    """Distinct data versions the finished runs were trained on (unknown for runs of older voxuda)."""
+    seen = []
+    for plan in plans:
+        path = run_dir_of(out, plan) / "bench.json"
+        if path.is_file():
+            seen.append(json.loads(path.read_text(encoding="utf-8")).get("data_version") or "unknown")
+    return list(dict.fromkeys(seen))
+
+
 def _train_seconds(out: Path, plans: Sequence[RunPlan]) -> float:
     total = 0.0
     for plan in plans:
@@ -284,8 +303,10 @@ def _meta(suite: Suite, options: BenchmarkOptions, targets: Sequence[str], data_
         "machine": f"{platform.machine()}, {platform.system()}, {engine.device_description()}",
         "wall_time": f"{time.perf_counter() - started:.0f} s this invocation (data {data_seconds:.0f} s); "
                      f"training of all runs {_train_seconds(options.out_dir, plans):.0f} s",
-        "data": f"preset {suite.preset} (seed {suite.data_seed}) at {data_dir}; "
-                f"targets {', '.join(targets)}; {seeds} seed(s)",
+        "data": f"preset {suite.preset} (seed {suite.data_seed}) at {data_dir}, simulator version "
+                f"{data_version(data_dir)}; runs trained on data versions "
+                f"{', '.join(data_versions(options.out_dir, plans))}; targets {', '.join(targets)}; "
+                f"{seeds} seed(s)",
         "trainer": ", ".join(f"{k}={v}" for k, v in trainer.items() if k != "progress"),
         "selection": suite.selection,
         "test_time_denoisers": [denoiser_label(d) for d in suite.test_time_denoisers],

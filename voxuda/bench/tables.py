@@ -160,12 +160,14 @@ def findings(rows: Sequence[Row]) -> list[str]:
             not_beaten = [o for o in others if not math.isnan(o.dice_mean) and v.dice_mean <= o.dice_mean]
             name = f"`{v.label}` ({v.input_denoiser} input, Dice {v.dice_mean:.3f})"
             if not_beaten:
-                listed = ", ".join(f"`{o.label}` with {o.input_denoiser} input ({o.dice_mean:.3f})"
-                                   for o in not_beaten)
+                listed = ", ".join(
+                    f"`{o.label}` with {o.input_denoiser} input ({o.dice_mean:.3f}{_noise(v, o)})"
+                    for o in not_beaten)
                 out.append(f"{target}: {name} does NOT beat {listed}.")
             if beaten:
-                out.append(f"{target}: {name} beats " + ", ".join(
-                    f"`{o.label}`/{o.input_denoiser} ({o.dice_mean:.3f})" for o in beaten) + ".")
+                listed = ", ".join(f"`{o.label}`/{o.input_denoiser} ({o.dice_mean:.3f}{_noise(v, o)})"
+                                   for o in beaten)
+                out.append(f"{target}: {name} beats {listed}.")
         so = {r.input_denoiser: r for r in target_rows if r.method == "source_only"}
         if "identity" in so and len(so) > 1:
             for den, r in so.items():
@@ -187,6 +189,13 @@ def findings(rows: Sequence[Row]) -> list[str]:
             out.append(f"{target}: {seeds} seeds; differences smaller than about one std over seeds are not "
                        "significant.")
     return out
+
+
+def _noise(a: Row, b: Row) -> str:
+    """Marks a difference smaller than the larger of the two seed stds (not distinguishable from noise)."""
+    if a.n_seeds < 2 or b.n_seeds < 2:
+        return ""
+    return ", within 1 std" if abs(a.dice_mean - b.dice_mean) < max(a.dice_std, b.dice_std) else ""
 
 
 def write_results(out_dir: Path, rows: Sequence[Row], records: Sequence[EvalRecord],
