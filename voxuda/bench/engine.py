@@ -92,7 +92,7 @@ class BenchEngine:
         split = rc.evaluation.split or "test"
         key = (attrs.astuple(rc.data), split)
         if key != self._test_key:
-            root = ensure_dataset(rc.data, rc.seed)
+            root = ensure_dataset(rc.data)
             self._test = load_domain(rc.data, root, rc.data.target_domain, split, with_labels=True)
             self._test_key = key
         return self._test

@@ -43,6 +43,9 @@ class DataConfig:
     preset: str = help_field(
         "", help="simulator preset (tiny, quick, paper) written to root first if root has no manifest"
     )
+    preset_seed: int = help_field(
+        0, help="simulator seed of the preset: the data are the same whatever run (and run seed) makes them"
+    )
     source_domain: str = help_field("source", help="manifest domain of the labelled source")
     target_domain: str = help_field("target", help="manifest domain of the unlabelled target")
     train_split: str = help_field("train", help="split used for training (source and target)")

@@ -49,8 +49,12 @@ class RunData:
     target_val: DomainSplit | None = None
 
 
-def ensure_dataset(cfg: DataConfig, seed: int) -> Path:
-    """The dataset folder; simulated first with ``cfg.preset`` when it holds no manifest yet."""
+def ensure_dataset(cfg: DataConfig) -> Path:
+    """The dataset folder; simulated first with ``cfg.preset`` when it holds no manifest yet.
+
+    The simulator seed is ``cfg.preset_seed``, never the run's seed, so that a shared dataset does not depend
+    on which run happened to create it.
+    """
     root = Path(cfg.root).expanduser()
     if (root / cfg.manifest).is_file():
         return root
@@ -61,7 +65,7 @@ def ensure_dataset(cfg: DataConfig, seed: int) -> Path:
         )
     from voxuda.data.simulate import simulate_benchmark
 
-    simulate_benchmark(cfg.preset, root, seed)
+    simulate_benchmark(cfg.preset, root, cfg.preset_seed)
     if not (root / cfg.manifest).is_file():
         raise ConfigError(f"data.preset: simulating {cfg.preset!r} into {root} wrote no {cfg.manifest}")
     return root
@@ -97,7 +101,7 @@ def _optional(cfg: DataConfig, root: Path, domain: str, split: str) -> DomainSpl
 
 def load_run_data(cfg: DataConfig, seed: int) -> RunData:
     """Load the source and target splits of a run (simulating the dataset first if asked to)."""
-    root = ensure_dataset(cfg, seed)
+    root = ensure_dataset(cfg)
     source = load_domain(cfg, root, cfg.source_domain, cfg.train_split, with_labels=True)
     if source.labels is None:
         raise ConfigError(

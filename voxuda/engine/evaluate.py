@@ -173,7 +173,7 @@ def _load_split(config: RunConfig, split: str, data_override: RunData | None) ->
         if data_override.target_val is None:
             raise ConfigError("in-memory data has no labelled target split to evaluate")
         return data_override.target_val
-    root = ensure_dataset(config.data, config.seed)
+    root = ensure_dataset(config.data)
     return load_domain(config.data, root, config.data.target_domain, split, with_labels=True)
 
 
