@@ -4,43 +4,16 @@ evaluation of the built-ins) on tiny in-memory volumes, and their provenance nam
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
 torch = pytest.importorskip("torch")
 
-from voxuda.engine.config import run_config_from_dict  # noqa: E402
-from voxuda.engine.data import DomainSplit, RunData  # noqa: E402
-from voxuda.engine.trainer import train  # noqa: E402
-
-
-def _split(n: int, seed: int, shift: float = 0.0, scale: float = 1.0) -> DomainSplit:
-    g = torch.Generator().manual_seed(seed)
-    volume = torch.randn(n, 1, 8, 8, 8, generator=g)
-    label = (volume[:, 0] > 0.5).long()
-    meta = [{"id": f"{seed}-{i}", "class": "blob"} for i in range(n)]
-    return DomainSplit(scale * volume + shift, label, meta)
-
-
-def run_tiny(method: dict, tmp_path: Path, steps: int = 3):  # type: ignore[no-untyped-def]
-    """Train ``method`` for a few steps with source_val selection, then evaluate on the target split."""
-    data = RunData(source_train=_split(4, 0), target_train=_split(4, 1, 0.5, 1.5),
-                   source_val=_split(2, 2), target_val=_split(2, 3, 0.5, 1.5))
-    config = run_config_from_dict({
-        "seed": 0,
-        "method": {"backbone": {"name": "unet3d", "widths": [4, 8]}, **method},
-        "data": {"root": str(tmp_path / "no_dataset"), "box": 8},
-        "trainer": {"steps": steps, "batch_size": 2, "progress": False, "num_threads": 1},
-        "evaluation": {"batch_size": 2, "selection": "source_val"},
-    })
-    out = tmp_path / "run"
-    result = train(config, out, data=data)
-    return result, json.loads((out / "run.json").read_text())
+from voxuda.testing import train_tiny  # noqa: E402
 
 
 def test_trains_through_the_engine(tmp_path):
-    result, record = run_tiny({"name": "fixmatch", "confidence_threshold": 0.5}, tmp_path)
+    result, record = train_tiny({"name": "fixmatch", "confidence_threshold": 0.5}, tmp_path)
     assert result.completed and result.best_checkpoint is not None
     provenance = record["components"]["method"]
     assert (provenance["plugin"], provenance["distribution"], provenance["version"]) == (
