@@ -73,5 +73,7 @@ def spawn_entry(rank: int, world_size: int, port: int, steps: int, global_batch:
     try:
         result = run_steps(steps, global_batch, rank, world_size)
         torch.save(result, Path(out) / f"rank{rank}.pt")
-    finally:
-        cleanup()
+    except BaseException:
+        cleanup(synchronize=False)  # a failed peer never reaches the barrier
+        raise
+    cleanup()  # barrier, then destroy: no rank closes its sockets while the other still communicates

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import gc
 import os
 import zlib
 from collections.abc import Iterator, Mapping
@@ -129,15 +130,23 @@ def init_distributed(device: str | torch.device = "cpu", backend: str | None = N
     return DistContext(rank, world, local, chosen, dev, owns_group=created)
 
 
-def cleanup(context: DistContext | None = None) -> None:
+def cleanup(context: DistContext | None = None, *, synchronize: bool = True) -> None:
     """Leave the process group (safe to call when none exists).
 
     With a ``context``, only a group that :func:`init_distributed` created is destroyed, so ``train()`` called
     from a script that set up its own group leaves that group alone.
+
+    ``synchronize`` waits at a barrier first: a rank that tears gloo down (and exits) while a peer still
+    finishes its last collective closes the peer's sockets under it, and the peer aborts with "terminate
+    called without an active exception" (seen once in CI on the two-process test). Pass ``False`` on an
+    error path, where the peers may never reach the barrier.
     """
     if context is not None and not context.owns_group:
         return
     if dist.is_available() and dist.is_initialized():
+        if synchronize and dist.get_world_size() > 1:
+            dist.barrier()
+        gc.collect()  # a DDP wrapper in a reference cycle holds gloo work: free it while the group lives
         dist.destroy_process_group()
 
 

@@ -378,9 +378,13 @@ def train(
                 log.write({"event": "resume", "step": trainer.step})
             result = trainer.run(log, stop_after)
         barrier()
+        completed_normally = True
+    except BaseException:
+        completed_normally = False
+        raise
     finally:
         if dist_context.enabled:
-            cleanup(dist_context)
+            cleanup(dist_context, synchronize=completed_normally)
     if not main:
         return result
     record.update(
