@@ -45,6 +45,19 @@ def test_bench_bilateral_5cubed_64(benchmark, backend):
     assert out.shape == x.shape and ops.last_backend_used() == backend
 
 
+@pytest.mark.benchmark(group="bilateral-5^3-64^3")
+def test_bench_simpleitk_5cubed_64(benchmark):
+    """The reference the backends' ratios are read against (same group, same run, same window)."""
+    sitk = pytest.importorskip("SimpleITK")
+    f = sitk.BilateralImageFilter()
+    f.SetDomainSigma(2 / 2.5)  # ITK's radius is ceil(2.5 sigma_d): a 5^3 window
+    f.SetRangeSigma(1.0)
+    f.SetNumberOfWorkUnits(torch.get_num_threads())
+    image = sitk.GetImageFromArray(torch.randn(64, 64, 64).numpy())
+    out = benchmark(f.Execute, image)
+    assert out.GetSize() == (64, 64, 64)
+
+
 @pytest.mark.benchmark(group="ibf-16x1x32^3")
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_bench_ibf_batch(benchmark, backend):

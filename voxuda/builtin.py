@@ -176,6 +176,13 @@ def voxuda_register_ops(register):  # type: ignore[no-untyped-def]
         summary="reference bilateral backend: shift-and-accumulate in PyTorch (CPU or GPU)",
     )
     register(
+        "numba",
+        factory="voxuda.ops.backends.numba_backend:NumbaBackend",
+        priority=50,
+        probe="voxuda.ops.backends.numba_backend:probe",
+        summary="compiled multi-threaded CPU bilateral backend (optional extra: voxuda[numba])",
+    )
+    register(
         "cupy",
         factory="voxuda.ops.backends.cupy_backend:CupyBackend",
         priority=100,

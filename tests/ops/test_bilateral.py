@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.util
+
 import numpy as np
 import pytest
 import torch
@@ -107,12 +109,17 @@ def test_improved_rejects_unknown_guide():
         ops.improved_bilateral3d(torch.randn(1, 1, 4, 4, 4), guide="canny")
 
 
-def test_auto_without_gpu_uses_torch_and_records_it():
+def test_auto_without_gpu_takes_the_best_cpu_backend_and_records_it():
     ops.bilateral3d(torch.randn(1, 1, 4, 4, 4), radius=1, sigma_spatial=1.0, sigma_range=1.0)
-    assert ops.last_backend_used() == "torch"
+    has_numba = importlib.util.find_spec("numba") is not None
+    if not torch.cuda.is_available():
+        assert ops.last_backend_used() == ("numba" if has_numba else "torch")
     rows = {s.name: s for s in ops.available_backends()}
     assert rows["torch"].available and rows["torch"].priority == 10
+    assert rows["numba"].priority == 50 and rows["numba"].available == has_numba
     assert rows["cupy"].priority == 100
+    ops.bilateral3d(torch.randn(1, 1, 4, 4, 4), radius=1, sigma_spatial=1.0, sigma_range=1.0, backend="torch")
+    assert ops.last_backend_used() == "torch"
     if not torch.cuda.is_available():
         assert not rows["cupy"].available and rows["cupy"].reason
         with pytest.raises(ValueError, match="backend 'cupy' is not available"):
@@ -141,7 +148,7 @@ def test_provider_backend_takes_part_in_auto_and_can_decline():
         assert ops.last_backend_used() == "recording" and b.calls == 1
         b.supports = lambda x, g, p: (False, "declines")  # type: ignore[method-assign]
         ops.bilateral3d(torch.randn(1, 1, 4, 4, 4), radius=1, sigma_spatial=1.0, sigma_range=1.0)
-        assert ops.last_backend_used() == "torch" and b.calls == 1
+        assert ops.last_backend_used() in {"numba", "torch"} and b.calls == 1
     finally:
         ops.unregister_backend_provider(provider)
     assert "recording" not in {s.name for s in ops.available_backends()}
@@ -149,8 +156,9 @@ def test_provider_backend_takes_part_in_auto_and_can_decline():
 
 def test_backend_classes_construct_without_arguments():
     from voxuda.ops.backends.cupy_backend import CupyBackend
+    from voxuda.ops.backends.numba_backend import NumbaBackend
 
-    for cls in (TorchBackend, CupyBackend):
+    for cls in (TorchBackend, NumbaBackend, CupyBackend):
         b = cls()
         ok, reason = b.is_available()
         assert isinstance(ok, bool) and isinstance(reason, str)

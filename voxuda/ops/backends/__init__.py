@@ -24,6 +24,7 @@ from voxuda.ops.backends.base import BilateralBackend, FilterParams
 
 BUILTIN_BACKENDS: dict[str, str] = {
     "torch": "voxuda.ops.backends.torch_backend:TorchBackend",
+    "numba": "voxuda.ops.backends.numba_backend:NumbaBackend",
     "cupy": "voxuda.ops.backends.cupy_backend:CupyBackend",
 }
 
