@@ -5,7 +5,8 @@ The halo makes the core exact: an output voxel depends on inputs within ``radius
 ``radius + reach`` (improved filter, whose guide stencil reaches ``reach`` voxels further).  The filter's
 replicate border is applied at the edge of every chunk read, but the halo is clipped only at the true
 volume border, so replicate values only ever influence kept voxels at real borders, as in the unchunked
-filter.  Chunked and unchunked results therefore agree to the last bit on the torch backend (tested).
+filter.  Chunked and unchunked results therefore agree to the last bit on the torch and numba backends
+(tested).
 """
 
 from __future__ import annotations
