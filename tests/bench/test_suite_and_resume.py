@@ -234,3 +234,37 @@ def test_a_finished_run_with_another_config_is_not_silently_reused(tmp_path: Pat
     with pytest.raises(ConfigError, match="another config"):
         changed = options(tmp_path, targets=("t1",), seeds=1, sets=("trainer.lr=0.5",))
         run_benchmark(suite, changed, FakeEngine())
+
+
+def test_builtin_suites_only_read_files_a_wheel_ships() -> None:
+    """The ablation suites read the ablation index and variants: they must live in the package, matched by
+    the package-data globs, or `pip install voxuda` (no source checkout) could not run them."""
+    import os
+    from pathlib import PurePosixPath
+
+    import voxuda
+    from voxuda.bench.suite import find_suite
+    from voxuda.config import load_toml
+
+    package = Path(voxuda.__file__).resolve().parent
+    pyproject = load_toml(package.parent / "pyproject.toml")
+    globs = pyproject["tool"]["setuptools"]["package-data"]
+    # setuptools globs do not cross "/": compare part by part (PurePosixPath.match), not with fnmatch
+    patterns = [f"voxuda/{g}" for g in globs["voxuda"]]
+    read: list[Path] = []
+    for name in builtin_suites():
+        data = load_toml(find_suite(name))
+        spec = data.get("runs_from")
+        if not spec:
+            continue
+        # normpath, not resolve(): the checkout's configs/ symlink must not hide a path out of the package
+        index = Path(os.path.normpath(find_suite(name).parent / spec["index"]))
+        entries = load_toml(index)
+        read += [index, Path(os.path.normpath(index.parent / entries["base"]))]
+        read += [Path(os.path.normpath(index.parent / e["file"])) for e in entries["ablation"]]
+    assert len(read) > 20  # the seven ablation suites and their variants
+    for path in read:
+        assert path.is_relative_to(package), f"{path} lies outside the package"
+        rel = "voxuda/" + path.relative_to(package).as_posix()
+        assert any(PurePosixPath(rel).match(p) and rel.count("/") == p.count("/") for p in patterns), \
+            f"{rel} matches no package-data glob"
