@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import attrs
 import torch
 
@@ -52,46 +54,52 @@ def _backend_name(_inst: object, attribute: attrs.Attribute, value: object) -> N
         raise ValueError(f"{attribute.name} must be 'auto' or a backend name, got {value!r}")
 
 
+# Field factories shared by the two configs: one definition of each parameter, while each class keeps
+# its own field order and help texts (``voxuda describe`` prints them in declaration order).  ``Any``:
+# attrs.field returns a descriptor that the class decorator turns into the annotated attribute.
+def _radius_field() -> Any:
+    return attrs.field(default=1, validator=non_negative_int,
+                       metadata={"help": "window half-width in voxels"})
+
+
+def _sigma_spatial_field() -> Any:
+    return attrs.field(default=120.0, validator=positive,
+                       metadata={"help": "spatial sigma in voxels (120: flat in a 3^3 window)"})
+
+
+def _sigma_range_field(units: str) -> Any:
+    return attrs.field(default=1.2, validator=positive,
+                       metadata={"help": f"range sigma in {units} units (see range_scale)"})
+
+
+def _range_scale_field(what: str) -> Any:
+    helptext = f"'absolute': sigma_range as given (paper); 'guide_std': times {what}"
+    return attrs.field(default="absolute", validator=_in_choices(RANGE_SCALES), metadata={"help": helptext})
+
+
+def _backend_field() -> Any:
+    return attrs.field(default="auto", validator=_backend_name,
+                       metadata={"help": "op backend: 'auto', 'torch', 'numba', 'cupy', ..."})
+
+
 @attrs.define(kw_only=True)
 class BilateralDenoiserConfig:
     """Classic 3D bilateral filter (range kernel on intensities)."""
 
-    radius: int = attrs.field(
-        default=1, validator=non_negative_int, metadata={"help": "window half-width in voxels"}
-    )
-    sigma_spatial: float = attrs.field(
-        default=120.0,
-        validator=positive,
-        metadata={"help": "spatial sigma in voxels (120: flat in a 3^3 window)"},
-    )
-    sigma_range: float = attrs.field(
-        default=1.2, validator=positive, metadata={"help": "range sigma in intensity units (see range_scale)"}
-    )
-    range_scale: str = attrs.field(
-        default="absolute",
-        validator=_in_choices(RANGE_SCALES),
-        metadata={"help": "'absolute': sigma_range as given (paper); 'guide_std': times each volume's std"},
-    )
-    backend: str = attrs.field(
-        default="auto", validator=_backend_name, metadata={"help": "op backend: 'auto', 'torch', 'cupy', ..."}
-    )
+    radius: int = _radius_field()
+    sigma_spatial: float = _sigma_spatial_field()
+    sigma_range: float = _sigma_range_field("intensity")
+    range_scale: str = _range_scale_field("each volume's std")
+    backend: str = _backend_field()
 
 
 @attrs.define(kw_only=True)
 class ImprovedBilateralDenoiserConfig:
     """Vox-UDA's IBF: intensities averaged, weights from a structure guide (gradient of the Laplacian)."""
 
-    radius: int = attrs.field(
-        default=1, validator=non_negative_int, metadata={"help": "window half-width in voxels"}
-    )
-    sigma_spatial: float = attrs.field(
-        default=120.0,
-        validator=positive,
-        metadata={"help": "spatial sigma in voxels (120: flat in a 3^3 window)"},
-    )
-    sigma_range: float = attrs.field(
-        default=1.2, validator=positive, metadata={"help": "range sigma in guide units (see range_scale)"}
-    )
+    radius: int = _radius_field()
+    sigma_spatial: float = _sigma_spatial_field()
+    sigma_range: float = _sigma_range_field("guide")
     guide: str = attrs.field(
         default="laplacian_gradient",
         validator=_in_choices(GUIDES),
@@ -99,16 +107,8 @@ class ImprovedBilateralDenoiserConfig:
             "help": "vector compared by the range kernel: laplacian_gradient | sobel_gradient | intensity"
         },
     )
-    range_scale: str = attrs.field(
-        default="absolute",
-        validator=_in_choices(RANGE_SCALES),
-        metadata={
-            "help": "'absolute': sigma_range as given (paper); 'guide_std': times each volume's guide std"
-        },
-    )
-    backend: str = attrs.field(
-        default="auto", validator=_backend_name, metadata={"help": "op backend: 'auto', 'torch', 'cupy', ..."}
-    )
+    range_scale: str = _range_scale_field("each volume's guide std")
+    backend: str = _backend_field()
 
 
 class _BilateralBase:
