@@ -103,3 +103,27 @@ def test_missing_and_broken_toml_files_name_the_file(tmp_path):
     bad.write_text("a = [1,\n")
     with pytest.raises(ConfigError, match="bad.toml: invalid TOML"):
         load_toml(bad)
+
+
+def test_shared_checks_reject_nan_and_out_of_range_values() -> None:
+    """voxuda.checks: the validators every config uses; NaN compares false both ways and must not pass."""
+    import types
+
+    from voxuda.checks import at_least_one, non_negative, positive, unit_interval
+
+    field = types.SimpleNamespace(name="lr")
+    for check, good, bad, words in (
+        (non_negative, (0.0, 2.5), (-1e-9, float("nan")), "must not be negative"),
+        (positive, (1e-12, 3), (0.0, -1, float("nan")), "must be positive"),
+        (at_least_one, (1, 7), (0, float("nan")), "must be at least 1"),
+        (unit_interval, (0.0, 0.5, 1.0), (-0.1, 1.01, float("nan")), r"must lie in \[0, 1\]"),
+    ):
+        for value in good:
+            check(None, field, value)
+        for value in bad:
+            with pytest.raises(ValueError, match=f"lr {words}"):
+                check(None, field, value)
+    from voxuda.engine.config import TrainerConfig
+
+    with pytest.raises(ValueError, match="lr must be positive"):
+        TrainerConfig(lr=float("nan"))

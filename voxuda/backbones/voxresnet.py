@@ -20,12 +20,8 @@ import attrs
 from torch import Tensor, nn
 
 from voxuda.backbones.common import NormKind, check_input, make_norm
+from voxuda.checks import at_least_one
 from voxuda.config import help_field
-
-
-def _positive(instance: object, attribute: attrs.Attribute, value: int) -> None:
-    if int(value) < 1:
-        raise ValueError(f"{attribute.name} must be positive, got {value!r}")
 
 
 @attrs.define
@@ -35,10 +31,10 @@ class VoxResNetConfig:
     in_channels: int = help_field(1, help="input channels")
     num_classes: int = help_field(2, help="output classes")
     stem_width: int = help_field(32, help="channels of the two stem convolutions (tap f_c)",
-                                 validator=_positive)
+                                 validator=at_least_one)
     width: int = help_field(64, help="channels of the VoxRes stages (taps f_v2, f_v4, f_v6)",
-                            validator=_positive)
-    blocks_per_stage: int = help_field(2, help="VoxRes modules per stage", validator=_positive)
+                            validator=at_least_one)
+    blocks_per_stage: int = help_field(2, help="VoxRes modules per stage", validator=at_least_one)
     variant: Literal["full_resolution", "strided"] = help_field(
         "full_resolution",
         help="full_resolution (no downsampling) or strided (stride-2 stages + deconv heads)",

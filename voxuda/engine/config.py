@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 import attrs
 
+from voxuda.checks import non_negative, positive
 from voxuda.config import (
     ComponentRef,
     apply_overrides,
@@ -23,16 +24,6 @@ from voxuda.config import (
     unstructure,
 )
 from voxuda.errors import ConfigError, VoxudaError
-
-
-def _positive(instance: object, attribute: attrs.Attribute, value: float) -> None:
-    if value <= 0:
-        raise ValueError(f"{attribute.name} must be positive, got {value!r}")
-
-
-def _non_negative(instance: object, attribute: attrs.Attribute, value: float) -> None:
-    if value < 0:
-        raise ValueError(f"{attribute.name} must not be negative, got {value!r}")
 
 
 @attrs.define
@@ -50,12 +41,12 @@ class DataConfig:
     target_domain: str = help_field("target", help="manifest domain of the unlabelled target")
     train_split: str = help_field("train", help="split used for training (source and target)")
     val_split: str = help_field("val", help="held-out split for validators (source_val, target_oracle)")
-    box: int = help_field(32, help="working box edge in voxels (resized to box^3)", validator=_positive)
+    box: int = help_field(32, help="working box edge in voxels (resized to box^3)", validator=positive)
     normalization: Literal["zscore", "minmax", "none"] = help_field("zscore", help="per-volume normalisation")
     canonical_polarity: Literal["bright", "dark", "keep"] = help_field(
         "bright", help="invert volumes whose manifest polarity differs ('keep' = never invert)"
     )
-    num_classes: int = help_field(2, help="label values 0..num_classes-1", validator=_positive)
+    num_classes: int = help_field(2, help="label values 0..num_classes-1", validator=positive)
     manifest: str = help_field("manifest.csv", help="manifest file name inside root")
 
 
@@ -63,28 +54,28 @@ class DataConfig:
 class TrainerConfig:
     """Optimisation and bookkeeping of the training loop."""
 
-    steps: int = help_field(1000, help="optimiser steps", validator=_positive)
-    batch_size: int = help_field(8, help="source and target volumes per step (each)", validator=_positive)
+    steps: int = help_field(1000, help="optimiser steps", validator=positive)
+    batch_size: int = help_field(8, help="source and target volumes per step (each)", validator=positive)
     sampling: Literal["random", "epoch"] = help_field(
         "random", help="random: with replacement; epoch: shuffled passes without replacement"
     )
-    lr: float = help_field(1e-3, help="peak learning rate", validator=_positive)
+    lr: float = help_field(1e-3, help="peak learning rate", validator=positive)
     optimizer: Literal["adam", "adamw", "sgd"] = help_field("adam", help="adam, adamw or sgd (momentum 0.9)")
-    weight_decay: float = help_field(0.0, help="weight decay", validator=_non_negative)
+    weight_decay: float = help_field(0.0, help="weight decay", validator=non_negative)
     schedule: Literal["constant", "step", "cosine"] = help_field("constant", help="learning-rate schedule")
     step_size: int = help_field(0, help="step schedule: decay every N steps (0 = steps // 3)",
-                                validator=_non_negative)
-    step_gamma: float = help_field(0.1, help="step schedule: decay factor", validator=_positive)
-    warmup: int = help_field(0, help="linear learning-rate warm-up steps", validator=_non_negative)
+                                validator=non_negative)
+    step_gamma: float = help_field(0.1, help="step schedule: decay factor", validator=positive)
+    warmup: int = help_field(0, help="linear learning-rate warm-up steps", validator=non_negative)
     grad_clip: float = help_field(0.0, help="clip the global gradient norm to this (0 = off)",
-                                  validator=_non_negative)
+                                  validator=non_negative)
     amp: bool = help_field(False, help="autocast to bfloat16 (CPU) or float16/bfloat16 (CUDA) in the forward")
-    log_every: int = help_field(1, help="write metrics.jsonl every N steps", validator=_positive)
+    log_every: int = help_field(1, help="write metrics.jsonl every N steps", validator=positive)
     eval_every: int = help_field(0, help="run the validator every N steps (0 = only at the end)",
-                                 validator=_non_negative)
+                                 validator=non_negative)
     checkpoint_every: int = help_field(0, help="write last.pt every N steps (0 = only at the end)",
-                                       validator=_non_negative)
-    num_threads: int = help_field(2, help="torch CPU threads (torch.set_num_threads)", validator=_positive)
+                                       validator=non_negative)
+    num_threads: int = help_field(2, help="torch CPU threads (torch.set_num_threads)", validator=positive)
     device: str = help_field("cpu", help="cpu, cuda, cuda:N or auto")
     deterministic: bool = help_field(True, help="torch.use_deterministic_algorithms (warn only)")
     progress: bool = help_field(True, help="show a tqdm progress bar with running losses")
@@ -99,7 +90,7 @@ class EvaluationConfig:
         None, help="optional table of validator parameters ({name = ..., ...}); overrides 'selection'"
     )
     input_denoiser: ComponentRef = ref_field("identity", help="denoiser applied to model input at evaluation")
-    batch_size: int = help_field(8, help="evaluation batch size", validator=_positive)
+    batch_size: int = help_field(8, help="evaluation batch size", validator=positive)
     split: str = help_field("test", help="split evaluated at the end of training ('' = skip)")
 
 

@@ -13,20 +13,11 @@ import attrs
 from torch import Tensor, nn
 
 from voxuda.backbones.common import LogitsOnly
+from voxuda.checks import at_least_one, non_negative
 from voxuda.config import ComponentRef, help_field, ref_field
 from voxuda.errors import PluginError
 from voxuda.methods.base import Method
 from voxuda.methods.losses import segmentation_loss
-
-
-def _positive(instance: object, attribute: attrs.Attribute, value: int) -> None:
-    if value < 1:
-        raise ValueError(f"{attribute.name} must be at least 1, got {value!r}")
-
-
-def _non_negative(instance: object, attribute: attrs.Attribute, value: float) -> None:
-    if value < 0:
-        raise ValueError(f"{attribute.name} must not be negative, got {value!r}")
 
 
 @attrs.define
@@ -34,12 +25,12 @@ class BaseMethodConfig:
     """Fields every method has. Method configs subclass this and add their own."""
 
     backbone: ComponentRef = ref_field("unet3d", help="segmentation network (a registered backbone)")
-    in_channels: int = help_field(1, help="input channels", validator=_positive)
-    num_classes: int = help_field(2, help="classes (2: background and macromolecule)", validator=_positive)
+    in_channels: int = help_field(1, help="input channels", validator=at_least_one)
+    num_classes: int = help_field(2, help="classes (2: background and macromolecule)", validator=at_least_one)
     ce_weight: float = help_field(1.0, help="weight of cross-entropy in the supervised loss",
-                                  validator=_non_negative)
+                                  validator=non_negative)
     dice_weight: float = help_field(1.0, help="weight of soft Dice in the supervised loss",
-                                    validator=_non_negative)
+                                    validator=non_negative)
 
 
 def component_record(kind: str, ref: ComponentRef) -> dict[str, Any]:

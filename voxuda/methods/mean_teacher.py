@@ -24,6 +24,7 @@ import torch
 from torch import Tensor, nn
 
 from voxuda.backbones.common import LogitsOnly
+from voxuda.checks import non_negative, unit_interval
 from voxuda.config import ComponentRef, help_field, ref_field
 from voxuda.methods.augment import apply_batch, sample_batch_transforms
 from voxuda.methods.base import SourceBatch, StepOutput, TargetBatch, TrainContext
@@ -32,35 +33,25 @@ from voxuda.methods.ema import ema_update, make_ema_teacher, ramped_momentum
 from voxuda.methods.losses import confidence_mask, masked_cross_entropy
 
 
-def _unit_interval(instance: object, attribute: attrs.Attribute, value: float) -> None:
-    if not 0.0 <= value <= 1.0:
-        raise ValueError(f"{attribute.name} must lie in [0, 1], got {value!r}")
-
-
-def _non_negative(instance: object, attribute: attrs.Attribute, value: float) -> None:
-    if value < 0:
-        raise ValueError(f"{attribute.name} must not be negative, got {value!r}")
-
-
 @attrs.define
 class MeanTeacherConfig(BaseMethodConfig):
     """Configuration of :class:`MeanTeacher`."""
 
     ema_momentum: float = help_field(
         0.99, help="EMA momentum of the teacher (0.99: half-life ~70 steps; use 0.999 for long runs)",
-        validator=_unit_interval,
+        validator=unit_interval,
     )
     ema_ramp: bool = help_field(False, help="use min(momentum, 1 - 1/(step + 2)): early teachers follow fast")
     confidence_threshold: float = help_field(
         0.8, help="teacher confidence (max softmax) below which a voxel's pseudo-label is ignored",
-        validator=_unit_interval,
+        validator=unit_interval,
     )
-    pseudo_weight: float = help_field(1.0, help="weight of the pseudo-label loss", validator=_non_negative)
+    pseudo_weight: float = help_field(1.0, help="weight of the pseudo-label loss", validator=non_negative)
     pseudo_rampup_steps: int = help_field(
         0, help="steps (after warm-up) over which the pseudo weight ramps up as exp(-5 (1 - t)^2); 0 = none",
-        validator=_non_negative,
+        validator=non_negative,
     )
-    warmup_steps: int = help_field(0, help="initial steps trained on source only", validator=_non_negative)
+    warmup_steps: int = help_field(0, help="initial steps trained on source only", validator=non_negative)
     augment: bool = help_field(True, help="random 3D flips and quarter turns on the student's target view")
     teacher_denoiser: ComponentRef = ref_field("identity", help="denoiser before the teacher")
     predict_with: Literal["teacher", "student"] = help_field(

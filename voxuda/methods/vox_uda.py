@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from voxuda.checks import non_negative, unit_interval
 from voxuda.config import ComponentRef, help_field, ref_field
 from voxuda.errors import ConfigError
 from voxuda.methods.base import SourceBatch, StepOutput, TargetBatch, TrainContext
@@ -36,16 +37,6 @@ from voxuda.methods.grl import dann_lambda
 from voxuda.methods.mean_teacher import MeanTeacher, MeanTeacherConfig
 
 ConsistencyForm = Literal["cosine", "cosine_flat", "mse"]
-
-
-def _non_negative(instance: object, attribute: attrs.Attribute, value: float) -> None:
-    if value < 0:
-        raise ValueError(f"{attribute.name} must not be negative, got {value!r}")
-
-
-def _unit_interval(instance: object, attribute: attrs.Attribute, value: float) -> None:
-    if not 0.0 <= value <= 1.0:
-        raise ValueError(f"{attribute.name} must lie in [0, 1], got {value!r}")
 
 
 def _non_negative_all(instance: object, attribute: attrs.Attribute, value: Sequence[float]) -> None:
@@ -71,14 +62,14 @@ class VoxUDAConfig(MeanTeacherConfig):
         "identity", help="denoiser on the student's target input in training (identity [R]: raw target)")
     # -- loss weights ------------------------------------------------------------------------------------
     w_seg: float = help_field(1.0, help="weight of L_seg (CE + Dice on clean source); 1 [R]",
-                              validator=_non_negative)
+                              validator=non_negative)
     w_con: float = help_field(1.0, help="weight of L_con (feature consistency, clean vs noisy source); 1 [R]",
-                              validator=_non_negative)
+                              validator=non_negative)
     w_dis: float = help_field(1.0, help="weight of L_dis (GRL discriminator, source vs target); 1 [R]",
-                              validator=_non_negative)
+                              validator=non_negative)
     pseudo_weight: float = help_field(
         1.0, help="w_pseudo: weight of L_pseudo (CE on confident teacher labels); 1 [R]",
-        validator=_non_negative)
+        validator=non_negative)
     # -- consistency -------------------------------------------------------------------------------------
     taps: tuple[str, ...] = help_field(
         (), help="backbone taps for L_con, shallow to deep; () = the backbone's tap_names [R: four taps]")
@@ -98,13 +89,13 @@ class VoxUDAConfig(MeanTeacherConfig):
     grl_schedule: Literal["constant", "dann"] = help_field(
         "dann", help="gradient-reversal weight: constant grl_lambda, or DANN's 2/(1+exp(-10 p))-1 ramp [I]")
     grl_lambda: float = help_field(1.0, help="gradient-reversal weight (the maximum under 'dann') [I]",
-                                   validator=_non_negative)
+                                   validator=non_negative)
     # -- mean-teacher defaults that Vox-UDA changes ------------------------------------------------------
     ema_momentum: float = help_field(0.999, help="teacher EMA momentum; 0.999 [R-own] (for long schedules)",
-                                     validator=_unit_interval)
+                                     validator=unit_interval)
     confidence_threshold: float = help_field(
         0.85, help="teacher confidence below which voxels are ignored; 0.85 [R-own]",
-        validator=_unit_interval)
+        validator=unit_interval)
     augment: bool = help_field(
         False, help="flip/rotate the student's target view (pseudo-labels follow); off [R]: raw target")
     predict_with: Literal["teacher", "student"] = help_field(

@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call
 
+from voxuda.checks import at_least_one, non_negative
 from voxuda.config import help_field
 from voxuda.methods.base import SourceBatch, StepOutput, TargetBatch
 from voxuda.methods.common import BaseMethodConfig, SegmentationMethod
@@ -35,41 +36,31 @@ from voxuda_entropy.entropy import linear_ramp, mean_entropy, self_information
 AdversarialForm = Literal["nonsaturating", "grl"]
 
 
-def _non_negative(instance: object, attribute: attrs.Attribute, value: float) -> None:
-    if value < 0:
-        raise ValueError(f"{attribute.name} must not be negative, got {value!r}")
-
-
-def _positive(instance: object, attribute: attrs.Attribute, value: int) -> None:
-    if value < 1:
-        raise ValueError(f"{attribute.name} must be at least 1, got {value!r}")
-
-
 @attrs.define
 class AdventConfig(BaseMethodConfig):
     """Configuration of :class:`Advent` (weights default to the paper's lambda_adv = lambda_ent = 0.001)."""
 
     adversarial_weight: float = help_field(
-        0.001, help="weight of the segmenter's adversarial loss on target maps", validator=_non_negative
+        0.001, help="weight of the segmenter's adversarial loss on target maps", validator=non_negative
     )
     entropy_weight: float = help_field(
-        0.001, help="weight of direct target entropy minimisation (0: AdvEnt alone)", validator=_non_negative
+        0.001, help="weight of direct target entropy minimisation (0: AdvEnt alone)", validator=non_negative
     )
     discriminator_loss_weight: float = help_field(
         1.0, help="weight of the discriminator's own loss (its effective learning-rate factor)",
-        validator=_non_negative,
+        validator=non_negative,
     )
     adversarial_form: AdversarialForm = help_field(
         "nonsaturating", help="nonsaturating (ADVENT's losses, detached D for the segmenter) or grl"
     )
     discriminator_width: int = help_field(
-        16, help="channels of the first discriminator layer", validator=_positive
+        16, help="channels of the first discriminator layer", validator=at_least_one
     )
     discriminator_downsamplings: int = help_field(
-        3, help="stride-2 convolutions in the discriminator", validator=_positive
+        3, help="stride-2 convolutions in the discriminator", validator=at_least_one
     )
     ramp_steps: int = help_field(
-        0, help="steps over which the adversarial and entropy weights ramp from 0", validator=_non_negative
+        0, help="steps over which the adversarial and entropy weights ramp from 0", validator=non_negative
     )
 
 

@@ -9,15 +9,11 @@ from __future__ import annotations
 
 import attrs
 
+from voxuda.checks import non_negative
 from voxuda.config import help_field
 from voxuda.methods.base import SourceBatch, StepOutput, TargetBatch
 from voxuda.methods.common import BaseMethodConfig, SegmentationMethod
 from voxuda_entropy.entropy import linear_ramp, mean_entropy
-
-
-def _non_negative(instance: object, attribute: attrs.Attribute, value: float) -> None:
-    if value < 0:
-        raise ValueError(f"{attribute.name} must not be negative, got {value!r}")
 
 
 @attrs.define
@@ -25,11 +21,11 @@ class EntropyMinConfig(BaseMethodConfig):
     """Configuration of :class:`EntropyMin`."""
 
     entropy_weight: float = help_field(
-        1.0, help="weight of the mean normalised target entropy (in [0, 1])", validator=_non_negative
+        1.0, help="weight of the mean normalised target entropy (in [0, 1])", validator=non_negative
     )
     ramp_steps: int = help_field(
         0, help="steps over which the entropy weight ramps linearly from 0 (0: full weight at once)",
-        validator=_non_negative,
+        validator=non_negative,
     )
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import attrs
 import torch
 
+from voxuda.checks import non_negative, unit_interval
 from voxuda.config import help_field
 from voxuda.methods.base import SourceBatch, StepOutput, TargetBatch, TrainContext
 from voxuda.methods.common import BaseMethodConfig, SegmentationMethod
@@ -22,53 +23,43 @@ from voxuda_fixmatch.photometric import StrongPhotometric
 from voxuda_fixmatch.views import Views, make_views, pseudo_targets
 
 
-def _unit_interval(instance: object, attribute: attrs.Attribute, value: float) -> None:
-    if not 0.0 <= value <= 1.0:
-        raise ValueError(f"{attribute.name} must lie in [0, 1], got {value!r}")
-
-
-def _non_negative(instance: object, attribute: attrs.Attribute, value: float) -> None:
-    if value < 0:
-        raise ValueError(f"{attribute.name} must not be negative, got {value!r}")
-
-
 @attrs.define
 class FixMatchConfig(BaseMethodConfig):
     """Configuration of :class:`FixMatch`."""
 
     confidence_threshold: float = help_field(
         0.95, help="weak-view confidence (max softmax) a voxel needs to become a pseudo-label (paper: 0.95)",
-        validator=_unit_interval,
+        validator=unit_interval,
     )
     unlabeled_weight: float = help_field(
-        1.0, help="weight lambda_u of the strong-view pseudo-label loss", validator=_non_negative
+        1.0, help="weight lambda_u of the strong-view pseudo-label loss", validator=non_negative
     )
-    warmup_steps: int = help_field(0, help="initial steps trained on source only", validator=_non_negative)
+    warmup_steps: int = help_field(0, help="initial steps trained on source only", validator=non_negative)
     weak_flip_rot: bool = help_field(True, help="weak view: random flips and quarter turns")
     strong_flip_rot: bool = help_field(
         True, help="strong view: a further random flip / quarter turn (pseudo-labels follow it)"
     )
     intensity_scale: float = help_field(
-        0.2, help="strong: multiply by U[1-a, 1+a]", validator=_unit_interval
+        0.2, help="strong: multiply by U[1-a, 1+a]", validator=unit_interval
     )
     intensity_shift: float = help_field(
-        0.2, help="strong: add U[-b, b] times the volume's std", validator=_non_negative
+        0.2, help="strong: add U[-b, b] times the volume's std", validator=non_negative
     )
     noise_std: float = help_field(
-        0.3, help="strong: add Gaussian noise of std U[0, s] times the volume's std", validator=_non_negative
+        0.3, help="strong: add Gaussian noise of std U[0, s] times the volume's std", validator=non_negative
     )
     blur_sigma: float = help_field(
         1.0, help="strong: Gaussian blur of sigma U[sigma/4, sigma] voxels (0 disables)",
-        validator=_non_negative,
+        validator=non_negative,
     )
     blur_prob: float = help_field(
-        0.5, help="strong: probability of blurring a volume", validator=_unit_interval
+        0.5, help="strong: probability of blurring a volume", validator=unit_interval
     )
     cutout_fraction: float = help_field(
         0.4, help="strong: cutout box sides are U[f/2, f] of each axis (0 disables); ignored in the loss",
-        validator=_unit_interval,
+        validator=unit_interval,
     )
-    cutout_prob: float = help_field(0.5, help="strong: probability of a cutout box", validator=_unit_interval)
+    cutout_prob: float = help_field(0.5, help="strong: probability of a cutout box", validator=unit_interval)
 
     def photometric(self) -> StrongPhotometric:
         return StrongPhotometric(

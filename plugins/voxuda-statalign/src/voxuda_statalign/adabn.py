@@ -35,21 +35,12 @@ import torch
 from torch import Tensor, nn
 
 from voxuda.backbones.common import LogitsOnly
+from voxuda.checks import at_least_one, non_negative
 from voxuda.config import ComponentRef, component_ref, help_field
 from voxuda.errors import ConfigError
 from voxuda.methods.base import SourceBatch, StepOutput, TargetBatch, TrainContext
 from voxuda.methods.common import BaseMethodConfig, SegmentationMethod
 from voxuda_statalign.bnstats import BNStatistics, batch_norm_layers, reestimate_bn_statistics
-
-
-def _positive(instance: object, attribute: attrs.Attribute, value: int) -> None:
-    if value < 1:
-        raise ValueError(f"{attribute.name} must be at least 1, got {value!r}")
-
-
-def _non_negative(instance: object, attribute: attrs.Attribute, value: int) -> None:
-    if value < 0:
-        raise ValueError(f"{attribute.name} must not be negative, got {value!r}")
 
 
 def with_batch_norm(value: object) -> ComponentRef:
@@ -89,15 +80,15 @@ class AdaBNConfig(BaseMethodConfig):
     )
     stat_volumes: int = help_field(
         64, help="target volumes drawn once at the start of training to estimate the BN statistics on",
-        validator=_positive,
+        validator=at_least_one,
     )
     stat_batch_size: int = help_field(
         4, help="volumes per forward pass of the statistics estimate (each pass's statistics are averaged)",
-        validator=_positive,
+        validator=at_least_one,
     )
     stat_every: int = help_field(
         0, help="also re-estimate every this many steps (0: after the last step and on demand only)",
-        validator=_non_negative,
+        validator=non_negative,
     )
 
 

@@ -21,17 +21,13 @@ from typing import Literal
 import attrs
 from torch import Tensor
 
+from voxuda.checks import non_negative
 from voxuda.config import help_field
 from voxuda.methods.base import SourceBatch, StepOutput, TargetBatch
 from voxuda.methods.common import BaseMethodConfig, SegmentationMethod
 from voxuda.methods.dann import resolve_tap
 
 FeatureMode = Literal["voxel", "pooled"]
-
-
-def _non_negative(instance: object, attribute: attrs.Attribute, value: float) -> None:
-    if value < 0:
-        raise ValueError(f"{attribute.name} must not be negative, got {value!r}")
 
 
 @attrs.define
@@ -44,7 +40,7 @@ class DeepCORALConfig(BaseMethodConfig):
     )
     coral_weight: float = help_field(
         1.0, help="weight of the CORAL loss (tune it: the paper balances it against the supervised loss)",
-        validator=_non_negative,
+        validator=non_negative,
     )
 
 
