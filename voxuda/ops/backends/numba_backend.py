@@ -52,6 +52,10 @@ def exp2_coefficients(degree: int = POLY_DEGREE) -> np.ndarray:
     return np.polynomial.polynomial.polyfit(nodes, np.exp2(nodes), degree)
 
 
+#: The float32 polynomial, fitted once at import (``bilateral3d`` casts it to the call's dtype).
+_COEFFICIENTS = exp2_coefficients()
+
+
 def spatial_log2_table(params: FilterParams, dtype: np.dtype) -> np.ndarray:
     """(k, k, k) table of -log2 spatial weights, indexed by offset + radius."""
     cz, cy, cx, _ = params.exp2_coefficients()
@@ -90,7 +94,7 @@ class NumbaBackend:
             gp = F.pad(guide * scale, pad, mode="replicate").contiguous().numpy()
         out = np.empty(tuple(x.shape), dtype=dtype)
         floor = np.array([_LOG2_FLOOR[dtype]], dtype=dtype)
-        coef = exp2_coefficients().astype(dtype)
+        coef = _COEFFICIENTS.astype(dtype)
         from voxuda.ops.backends._numba_kernels import bilateral_rows  # imports numba: only here
         previous = numba.get_num_threads()
         numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))

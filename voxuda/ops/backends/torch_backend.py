@@ -51,8 +51,8 @@ def _flat_channels(padded: torch.Tensor) -> torch.Tensor:
 
 #: Weights below exp(-80) ~ 1.8e-35 are clamped up to it: exp of a more negative float32 is subnormal, and
 #: subnormal exps and products run ~8x slower on x86 (the IBF's Laplacian-gradient guide at sigma_r 1.2
-#: sent most weights there: 119 ms per 16 x 32^3 batch, 15 ms after the clamp). A weight of 1.8e-35 next to
-#: the centre tap's 1 changes no float32 result.
+#: sent most weights there: 119 ms per 16 x 32^3 batch, about 20 ms after the clamp). A weight of 1.8e-35
+#: next to the centre tap's 1 changes no float32 result.
 _LOWEST_LOG_WEIGHT = {torch.float32: -80.0, torch.float64: -700.0}
 
 
