@@ -143,3 +143,21 @@ def test_snr_reference_option_scales_the_noise_by_the_filter_gain() -> None:
     assert res.snr_measured == pytest.approx(predicted_final_snr(scene, 10.0, plain), rel=0.2)
     with pytest.raises(ValueError, match="snr_reference"):
         simulate_fourier(scene, 10.0, FourierModelParams(snr_reference="bogus"), np.random.default_rng(0))
+
+
+def test_quick_source_snr10_preset_measures_the_prototype_source_snr() -> None:
+    """The preset exists to reproduce the data notes' prototype source (measured SNR ~0.10)."""
+    from dataclasses import replace
+
+    from voxuda.data.simulate import PRESETS
+
+    preset, quick = PRESETS["quick_source_snr10"], PRESETS["quick"]
+    assert replace(preset, name="quick", description=quick.description,
+                   source=replace(preset.source, snr_choices=quick.source.snr_choices)) == quick
+    scene = _scene()
+    (nominal,) = preset.source.snr_choices
+    params = FourierModelParams(snr=nominal)
+    runs = [simulate_fourier(scene, 10.0, params, np.random.default_rng(i)) for i in (0, 1, 2)]
+    measured = [r.snr_measured for r in runs]
+    assert 0.08 < float(np.median(measured)) < 0.12
+    assert predicted_final_snr(scene, 10.0, FourierModelParams(snr=0.05)) < 0.02  # the default is far noisier
