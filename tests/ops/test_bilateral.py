@@ -148,7 +148,8 @@ def test_provider_backend_takes_part_in_auto_and_can_decline():
         assert ops.last_backend_used() == "recording" and b.calls == 1
         b.supports = lambda x, g, p: (False, "declines")  # type: ignore[method-assign]
         ops.bilateral3d(torch.randn(1, 1, 4, 4, 4), radius=1, sigma_spatial=1.0, sigma_range=1.0)
-        assert ops.last_backend_used() in {"numba", "torch"} and b.calls == 1
+        best_cpu = "numba" if importlib.util.find_spec("numba") else "torch"
+        assert ops.last_backend_used() == best_cpu and b.calls == 1
     finally:
         ops.unregister_backend_provider(provider)
     assert "recording" not in {s.name for s in ops.available_backends()}
