@@ -7,7 +7,8 @@ import os
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--preset", default="quick", help="preset: tiny, quick, paper, *_mismatched, quick_source_snr10")
+    parser.add_argument("--preset", default="quick",
+                        help="preset: tiny, quick, paper, *_mismatched, quick_source_snr10")
     parser.add_argument("--out", required=True, help="output folder (created; reused when already complete)")
     parser.add_argument("--seed", type=int, default=0, help="seed: the same seed gives byte-identical files")
     parser.add_argument(
