@@ -26,6 +26,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "run a benchmark or ablation suite and write tables and plots",
     ),
     "segment": ("voxuda.commands.segment", "segment a whole tomogram MRC with a trained model"),
+    "pick": ("voxuda.commands.pick", "particle positions (STAR/CSV) from a segmentation's components"),
+    "extract": ("voxuda.commands.extract", "cut subtomograms at picks into a dataset (MRC + manifest.csv)"),
 }
 
 

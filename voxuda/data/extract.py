@@ -54,8 +54,11 @@ def read_picks(path: str | os.PathLike[str], tomogram_name: str | None = None) -
                 p, "no loop with _rlnCoordinateX/Y/Z", "export picks as a RELION particle STAR file"
             )
         picks = []
+        names: set[str] = set()
         for r in rows:
             tomo = r.get("rlnTomoName", r.get("rlnMicrographName"))
+            if tomo is not None:
+                names.add(Path(tomo).stem)
             if tomogram_name is not None and tomo is not None and Path(tomo).stem != Path(tomogram_name).stem:
                 continue
             cls = r.get("rlnClassNumber", "unknown")
@@ -66,6 +69,11 @@ def read_picks(path: str | os.PathLike[str], tomogram_name: str | None = None) -
                     _num(p, r, "rlnCoordinateZ"),
                     cls,
                 )
+            )
+        if rows and not picks and tomogram_name is not None:
+            raise DataError(
+                p, f"no picks for tomogram {Path(tomogram_name).stem!r}; the file names {sorted(names)}",
+                "pass the tomogram name the picks were made on (voxuda extract --tomo-name)",
             )
         return picks
     if not p.is_file():

@@ -1,0 +1,33 @@
+"""``voxuda pick LABELS.mrc -o PICKS.star``: particle positions from a segmentation's connected components."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add = parser.add_argument
+    add("labels", metavar="LABELS.mrc", help="label map, e.g. written by voxuda segment")
+    add("-o", "--output", required=True, metavar="PICKS.star",
+        help="RELION particle STAR (.star) or CSV (.csv) with centroids in tomogram pixels")
+    add("--class-value", type=int, action="append", dest="class_values", metavar="N",
+        help="label value to pick (repeatable; default: every non-zero value)")
+    add("--min-voxels", type=int, default=1, help="drop components smaller than this (default 1)")
+    add("--max-voxels", type=int, help="drop components larger than this (e.g. merged clusters)")
+    add("--connectivity", type=int, choices=[6, 18, 26], default=26,
+        help="voxel neighbourhood of a component (default 26)")
+    add("--tomo-name", help="rlnTomoName to write (default: the label file's stem); voxuda extract and "
+        "RELION match picks to tomograms by it")
+
+
+def run(args: argparse.Namespace) -> int:
+    from voxuda.data.picking import pick_from_labels
+
+    particles = pick_from_labels(
+        args.labels, args.output,
+        class_values=tuple(args.class_values) if args.class_values else None,
+        min_voxels=args.min_voxels, max_voxels=args.max_voxels,
+        connectivity=args.connectivity, tomo_name=args.tomo_name,
+    )
+    print(f"picked {len(particles)} particles from {args.labels}: wrote {args.output}")
+    return 0
