@@ -87,13 +87,13 @@ class BenchEngine:
         return self._data
 
     def _test_split(self, rc: Any) -> Any:
-        from voxuda.engine.data import ensure_dataset, load_domain
+        from voxuda.engine.data import ensure_dataset, load_target
 
         split = rc.evaluation.split or "test"
         key = (attrs.astuple(rc.data), split)
         if key != self._test_key:
             root = ensure_dataset(rc.data)
-            self._test = load_domain(rc.data, root, rc.data.target_domain, split, with_labels=True)
+            self._test = load_target(rc.data, root, split)
             self._test_key = key
         return self._test
 

@@ -48,6 +48,10 @@ class DataConfig:
     )
     num_classes: int = help_field(2, help="label values 0..num_classes-1", validator=positive)
     manifest: str = help_field("manifest.csv", help="manifest file name inside root")
+    target_root: str = help_field(
+        "", help="folder of the target domain if not in root, e.g. `voxuda extract` output ('' = root)"
+    )
+    target_manifest: str = help_field("", help="manifest file name inside target_root ('' = manifest)")
 
 
 @attrs.define

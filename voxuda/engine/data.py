@@ -71,7 +71,32 @@ def ensure_dataset(cfg: DataConfig) -> Path:
     return root
 
 
-def load_domain(cfg: DataConfig, root: Path, domain: str, split: str, *, with_labels: bool) -> DomainSplit:
+def target_location(cfg: DataConfig, root: Path) -> tuple[Path, str]:
+    """Folder and manifest name of the target domain: ``root`` unless ``data.target_root`` names another.
+
+    Real target data usually live apart from the simulated source (``voxuda extract`` writes its own
+    folder and manifest), so the two need not be merged into one manifest first.
+    """
+    if not cfg.target_root:
+        return root, cfg.target_manifest or cfg.manifest
+    target = Path(cfg.target_root).expanduser()
+    manifest = cfg.target_manifest or cfg.manifest
+    if not (target / manifest).is_file():
+        raise ConfigError(
+            f"data.target_root: {target} has no {manifest}; point it at a dataset folder (e.g. written by "
+            "voxuda extract) or set data.target_manifest"
+        )
+    return target, manifest
+
+
+def load_target(cfg: DataConfig, root: Path, split: str, *, with_labels: bool = True) -> DomainSplit:
+    """The target domain's ``split`` from wherever :func:`target_location` says it lives."""
+    target_root, manifest = target_location(cfg, root)
+    return load_domain(cfg, target_root, cfg.target_domain, split, with_labels=with_labels, manifest=manifest)
+
+
+def load_domain(cfg: DataConfig, root: Path, domain: str, split: str, *, with_labels: bool,
+                manifest: str | None = None) -> DomainSplit:
     from voxuda.data.datasets import load_split
 
     volumes, labels, meta = load_split(
@@ -83,7 +108,7 @@ def load_domain(cfg: DataConfig, root: Path, domain: str, split: str, *, with_la
         canonical_polarity=None if cfg.canonical_polarity == "keep" else cfg.canonical_polarity,
         num_classes=cfg.num_classes,
         with_labels=with_labels,
-        manifest=cfg.manifest,
+        manifest=manifest or cfg.manifest,
     )
     return DomainSplit(volumes, labels, meta)
 
@@ -92,6 +117,8 @@ def _optional(cfg: DataConfig, root: Path, domain: str, split: str) -> DomainSpl
     from voxuda.data.errors import DataError
 
     try:
+        if domain == cfg.target_domain:
+            return load_target(cfg, root, split)
         return load_domain(cfg, root, domain, split, with_labels=True)
     except DataError as exc:
         if "no rows" in str(exc):
@@ -108,7 +135,7 @@ def load_run_data(cfg: DataConfig, seed: int) -> RunData:
             f"data.source_domain: {cfg.source_domain!r} {cfg.train_split} volumes have no labels"
         )
     # target labels are loaded for the oracle only; the trainer hides them from every other method
-    target = load_domain(cfg, root, cfg.target_domain, cfg.train_split, with_labels=True)
+    target = load_target(cfg, root, cfg.train_split)
     return RunData(
         source_train=source,
         target_train=target,

@@ -19,7 +19,7 @@ from torch import nn
 from voxuda.config import ComponentRef, apply_overrides, component_ref, load_toml
 from voxuda.engine.checkpoint import load_checkpoint
 from voxuda.engine.config import RunConfig, run_config_from_dict
-from voxuda.engine.data import DomainSplit, RunData, ensure_dataset, load_domain
+from voxuda.engine.data import DomainSplit, RunData, ensure_dataset, load_target
 from voxuda.engine.inference import InputTransform, make_input_transform, predict_labels
 from voxuda.engine.metrics import SegmentationMeter
 from voxuda.engine.provenance import now, write_json_atomic
@@ -174,7 +174,7 @@ def _load_split(config: RunConfig, split: str, data_override: RunData | None) ->
             raise ConfigError("in-memory data has no labelled target split to evaluate")
         return data_override.target_val
     root = ensure_dataset(config.data)
-    return load_domain(config.data, root, config.data.target_domain, split, with_labels=True)
+    return load_target(config.data, root, split)
 
 
 def _read_json(path: Path) -> dict[str, Any]:

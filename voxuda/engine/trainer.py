@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import math
 import random
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -357,6 +358,7 @@ def train(
             out.mkdir(parents=True, exist_ok=True)
         barrier()
         trainer = _Trainer(run_config, out, resume, data, dist_context)
+        target_unlabelled = trainer.data.target_train.labels is None
         run_json = out / "run.json"
         if resume:
             trainer.restore(last)
@@ -398,7 +400,11 @@ def train(
     )
     provenance.write_json_atomic(record, run_json)
     split = run_config.evaluation.split
-    if result.completed and evaluate_split and split:
+    if result.completed and evaluate_split and split and target_unlabelled:
+        # real target data (e.g. `voxuda extract` output) carry no labels: nothing to score against
+        print(f"voxuda: note: the target domain has no labels; skipped the evaluation on {split!r} "
+              "(set evaluation.split = \"\" to silence this)", file=sys.stderr)
+    elif result.completed and evaluate_split and split:
         from voxuda.engine.evaluate import evaluate_run
 
         result.evaluation = evaluate_run(out, split=split, checkpoint="best", data_override=data)
