@@ -98,6 +98,9 @@ def test_bad_inputs_are_one_line_errors_and_leave_no_file(files: dict[str, Path]
     assert len(err) == 4 and all(line.startswith("voxuda: error: ") for line in err)
     assert "missing.mrc" in err[0] and ".star or .csv" in err[1] and "does not exist" in err[2]
     assert not star.exists() and not list(tmp_path.glob(".*tmp*"))
+    assert main(["extract", str(files["tomogram"]), str(tmp_path / "x.csv"), "--out", str(tmp_path / "b"),
+                 "--box", "0"]) == 2
+    assert "box must be at least 1, got 0" in capsys.readouterr().err and not (tmp_path / "b").exists()
     # picks made on another tomogram: named, not silently empty
     assert main(["pick", str(files["labels"]), "-o", str(star), "--tomo-name", "other_tomo"]) == 0
     assert main(["extract", str(files["tomogram"]), str(star), "--out", str(tmp_path / "ds")]) == 2

@@ -27,8 +27,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from voxuda.data.extract import extract_subtomograms
 
-    if args.box < 1:
-        raise ValueError(f"--box must be at least 1, got {args.box}")
     manifest = extract_subtomograms(
         args.tomogram, args.picks, args.out, box=args.box, border=args.border, domain=args.domain,
         split=args.split, polarity=args.polarity, tomogram_name=args.tomo_name,

@@ -107,6 +107,8 @@ def extract_subtomograms(
     """
     if border not in ("skip", "pad"):
         raise ValueError(f"border must be skip or pad, got {border!r}")
+    if box < 1:
+        raise ValueError(f"box must be at least 1, got {box}")
     plist = picks if isinstance(picks, list) else read_picks(picks, tomogram_name or Path(tomogram).name)
     dest = Path(out)
     dest.mkdir(parents=True, exist_ok=True)

@@ -7,6 +7,7 @@ reproduce an uninterrupted run exactly.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -77,10 +78,10 @@ def target_location(cfg: DataConfig, root: Path) -> tuple[Path, str]:
     Real target data usually live apart from the simulated source (``voxuda extract`` writes its own
     folder and manifest), so the two need not be merged into one manifest first.
     """
-    if not cfg.target_root:
-        return root, cfg.target_manifest or cfg.manifest
-    target = Path(cfg.target_root).expanduser()
     manifest = cfg.target_manifest or cfg.manifest
+    if not cfg.target_root:
+        return root, manifest
+    target = Path(cfg.target_root).expanduser()
     if not (target / manifest).is_file():
         raise ConfigError(
             f"data.target_root: {target} has no {manifest}; point it at a dataset folder (e.g. written by "
@@ -113,13 +114,12 @@ def load_domain(cfg: DataConfig, root: Path, domain: str, split: str, *, with_la
     return DomainSplit(volumes, labels, meta)
 
 
-def _optional(cfg: DataConfig, root: Path, domain: str, split: str) -> DomainSplit | None:
+def _optional(load: Callable[[], DomainSplit]) -> DomainSplit | None:
+    """``load()``, or None when the manifest has no rows for that domain and split."""
     from voxuda.data.errors import DataError
 
     try:
-        if domain == cfg.target_domain:
-            return load_target(cfg, root, split)
-        return load_domain(cfg, root, domain, split, with_labels=True)
+        return load()
     except DataError as exc:
         if "no rows" in str(exc):
             return None
@@ -139,8 +139,10 @@ def load_run_data(cfg: DataConfig, seed: int) -> RunData:
     return RunData(
         source_train=source,
         target_train=target,
-        source_val=_optional(cfg, root, cfg.source_domain, cfg.val_split),
-        target_val=_optional(cfg, root, cfg.target_domain, cfg.val_split),
+        source_val=_optional(
+            lambda: load_domain(cfg, root, cfg.source_domain, cfg.val_split, with_labels=True)
+        ),
+        target_val=_optional(lambda: load_target(cfg, root, cfg.val_split)),
     )
 
 

@@ -400,14 +400,15 @@ def train(
     )
     provenance.write_json_atomic(record, run_json)
     split = run_config.evaluation.split
-    if result.completed and evaluate_split and split and target_unlabelled:
-        # real target data (e.g. `voxuda extract` output) carry no labels: nothing to score against
+    if not (result.completed and evaluate_split and split):
+        return result
+    if target_unlabelled:  # real target data (e.g. `voxuda extract` output): nothing to score against
         print(f"voxuda: note: the target domain has no labels; skipped the evaluation on {split!r} "
               "(set evaluation.split = \"\" to silence this)", file=sys.stderr)
-    elif result.completed and evaluate_split and split:
-        from voxuda.engine.evaluate import evaluate_run
+        return result
+    from voxuda.engine.evaluate import evaluate_run
 
-        result.evaluation = evaluate_run(out, split=split, checkpoint="best", data_override=data)
+    result.evaluation = evaluate_run(out, split=split, checkpoint="best", data_override=data)
     return result
 
 

@@ -86,12 +86,12 @@ class NumbaBackend:
         r = params.radius
         if r == 0:
             return x.clone()
-        dtype = np.dtype(torch.empty(0, dtype=x.dtype).numpy().dtype)
         with torch.no_grad():
             pad = (r, r, r, r, r, r)
             scale = math.sqrt(LOG2E / (2.0 * params.sigma_range**2))
             xp = F.pad(x, pad, mode="replicate").contiguous().numpy()
             gp = F.pad(guide * scale, pad, mode="replicate").contiguous().numpy()
+        dtype = xp.dtype
         out = np.empty(tuple(x.shape), dtype=dtype)
         floor = np.array([_LOG2_FLOOR[dtype]], dtype=dtype)
         coef = _COEFFICIENTS.astype(dtype)
