@@ -14,7 +14,8 @@ from voxuda.ops.backends.torch_backend import TorchBackend
 pytest.importorskip("numba")
 
 # (x shape, guide channels or None for the classic filter, radius, spacing): non-cubic, borders wider than
-# the volume, a batch, multi-channel x and guides, anisotropic spacing
+# the volume, a batch, multi-channel x and guides, anisotropic spacing; a plane split into three jobs of
+# 16, 16 and 8 rows (padded width 62) and rows longer than a job (padded width 1032 > PIECE)
 CASES = [
     ((1, 1, 7, 9, 11), None, 1, (1.0, 1.0, 1.0)),
     ((2, 1, 6, 5, 13), None, 2, (1.0, 1.0, 1.0)),
@@ -22,6 +23,8 @@ CASES = [
     ((1, 3, 5, 6, 7), None, 1, (2.0, 1.0, 0.5)),
     ((2, 2, 6, 7, 5), 3, 2, (1.0, 1.5, 1.0)),
     ((1, 1, 4, 9, 33), 8, 1, (1.0, 1.0, 1.0)),
+    ((1, 1, 3, 40, 60), None, 1, (1.0, 1.0, 1.0)),
+    ((1, 2, 2, 3, 1030), 2, 1, (1.0, 1.0, 1.0)),
 ]
 
 

@@ -10,9 +10,10 @@ The compiled code lives in :mod:`voxuda.ops.backends._numba_kernels` (imported o
 ``import voxuda.ops`` never imports numba; numba caches its machine code on disk).  How it is organised
 (each choice measured on 2 threads, ``benchmarks/bench_bilateral.py``):
 
-- one parallel job per output row (n, z, y); the row's numerator and normaliser live in small buffers and
-  every inner loop runs over x on contiguous row slices, which LLVM vectorises (indexing a flat array with
-  computed offsets instead defeated vectorisation: numba's negative-index wraparound got in the way);
+- one parallel job per run of ~1000 output voxels (whole rows of one plane), handled as one contiguous
+  span of the flattened padded volume, so each tap's loop is one long loop over contiguous slices, which
+  LLVM vectorises; the job's numerator and normaliser stay in L1 (indexing a flat array with computed
+  offsets instead of slicing defeated vectorisation: numba's negative-index wraparound got in the way);
 - weights are ``2**w`` with log2(e) folded into the guide scale and the spatial table on the host;
 - float32 evaluates ``2**w`` as 2**floor(w) (built from the exponent bits) times a degree-6 polynomial in
   the fraction, fitted at import time; unlike ``math.exp`` it vectorises (the libm call kept the loop
@@ -95,11 +96,11 @@ class NumbaBackend:
         out = np.empty(tuple(x.shape), dtype=dtype)
         floor = np.array([_LOG2_FLOOR[dtype]], dtype=dtype)
         coef = _COEFFICIENTS.astype(dtype)
-        from voxuda.ops.backends._numba_kernels import bilateral_rows  # imports numba: only here
+        from voxuda.ops.backends._numba_kernels import bilateral_pieces  # imports numba: only here
         previous = numba.get_num_threads()
         numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
         try:
-            bilateral_rows(xp, gp, out, r, spatial_log2_table(params, dtype), floor, coef)
+            bilateral_pieces(xp, gp, out, r, spatial_log2_table(params, dtype), floor, coef)
         finally:
             numba.set_num_threads(previous)
         return torch.from_numpy(out)

@@ -81,7 +81,7 @@ class _Weights:
     """
 
     def __init__(self, gf: torch.Tensor, shifts: list[tuple[int, float]], capacity: int) -> None:
-        self.rows = list(gf.unbind(0))
+        self.first, *self.others = gf.unbind(0)
         self.floor = _LOWEST_LOG_WEIGHT.get(gf.dtype, -80.0) if _needs_clamp(gf, shifts) else None
         kw = dict(dtype=gf.dtype, device=gf.device)
         self.stores = (torch.empty(capacity, **kw), torch.empty(capacity, **kw))
@@ -90,10 +90,10 @@ class _Weights:
     def span(self, lo: int, hi: int, shift: int, start: torch.Tensor, store: int = 0) -> torch.Tensor:
         """Weights for j in [lo, hi); ``start`` is the offset's log spatial weight (a 0-d tensor)."""
         e, t = self.stores[store][: hi - lo], self.scratch[: hi - lo]
-        first, *others = self.rows
+        first = self.first
         torch.sub(first[lo:hi], first[lo + shift : hi + shift], out=t)
         torch.addcmul(start, t, t, value=-1.0, out=e)
-        for row in others:
+        for row in self.others:
             torch.sub(row[lo:hi], row[lo + shift : hi + shift], out=t)
             e.addcmul_(t, t, value=-1.0)
         if self.floor is not None:
@@ -123,7 +123,18 @@ def _accumulate(xf: torch.Tensor, gf: torch.Tensor, shifts: list[tuple[int, floa
     plan = [(shift, torch.tensor(log_spatial, **kw)) for shift, log_spatial in shifts]
     for b0 in range(0, length, block):
         b1 = min(b0 + block, length)
+        den_block, num_block = den[b0:b1], num_rows[..., b0:b1]
         for shift, start in plan:
+            if shift <= b0 and b1 + shift <= length and shift < block:
+                # the common case, both sides whole: one span [b0 - s, b1) of weights serves both
+                e = weights.span(b0 - shift, b1, shift, start)
+                ep, eq = e[shift:], e[: b1 - b0]
+                den_block.add_(ep)
+                num_block.addcmul_(ep, x_rows[..., b0 + shift : b1 + shift])
+                den_block.add_(eq)
+                num_block.addcmul_(eq, x_rows[..., b0 - shift : b1 - shift])
+                continue
+            # near the ends of the array, or a shift longer than the block
             p_end = min(b1, length - shift)  # p side: j in [b0, p_end) pairs with j + s
             q_start = max(b0, shift)  # q side: k in [q_start, b1) pairs with k - s
             if shift < block:
