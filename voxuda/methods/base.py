@@ -92,6 +92,17 @@ class Method(nn.Module):
         """The network used for evaluation: maps ``(N, C, D, H, W)`` to logits ``(N, K, D, H, W)``."""
         raise NotImplementedError
 
+    def networks(self) -> dict[str, nn.Module]:
+        """The method's predicting networks by name (e.g. ``student``, ``teacher``), backbones returning
+        ``(logits, features)``. Tables report every one of them, and weight drift is measured on them, so
+        that a teacher which never leaves its warm start cannot hide behind the student's name."""
+        return {}
+
+    @property
+    def reported_network(self) -> str:
+        """The key of :meth:`networks` behind :meth:`predictor` (the network a method's table row uses)."""
+        return ""
+
     def components(self) -> dict[str, Any]:
         """Sub-components (name -> provenance dict) to record in ``run.json``."""
         return {}

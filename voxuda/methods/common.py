@@ -78,7 +78,14 @@ class SegmentationMethod(Method):
         self._records[key] = (kind, ref)
 
     def predictor(self) -> nn.Module:
-        return LogitsOnly(self.student)
+        return LogitsOnly(self.networks()[self.reported_network])
+
+    def networks(self) -> dict[str, nn.Module]:
+        return {"student": self.student}
+
+    @property
+    def reported_network(self) -> str:
+        return "student"
 
     def components(self) -> dict[str, Any]:
         return {key: component_record(kind, ref) for key, (kind, ref) in self._records.items()}

@@ -23,7 +23,6 @@ import attrs
 import torch
 from torch import Tensor, nn
 
-from voxuda.backbones.common import LogitsOnly
 from voxuda.checks import non_negative, unit_interval
 from voxuda.config import ComponentRef, help_field, ref_field
 from voxuda.methods.augment import apply_batch, sample_batch_transforms
@@ -168,6 +167,9 @@ class MeanTeacher(SegmentationMethod):
             frozen |= {id(p) for p in self.teacher_denoiser.parameters()}
         return (p for p in self.parameters() if p.requires_grad and id(p) not in frozen)
 
-    def predictor(self) -> nn.Module:
-        network = self.teacher if self.config.predict_with == "teacher" else self.student
-        return LogitsOnly(network)
+    def networks(self) -> dict[str, nn.Module]:
+        return {"student": self.student, "teacher": self.teacher}
+
+    @property
+    def reported_network(self) -> str:
+        return self.config.predict_with
