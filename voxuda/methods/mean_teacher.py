@@ -1,17 +1,19 @@
 """Mean-teacher self-training (Tarvainen and Valpola 2017; the DAFormer-style UDA form).
 
 Per step: supervised CE + Dice on source; then (after ``warmup_steps``) the EMA teacher labels the target,
-optionally denoised first (``teacher_denoiser``), voxels whose teacher confidence is below
-``confidence_threshold`` are ignored, and the student is trained on an augmented view of the target against
-the pseudo-labels moved by the same flips/rotations. The fraction of voxels kept is logged as
-``pseudo_keep_fraction`` because it is the first thing to look at when self-training stalls or collapses.
+optionally denoised first (``teacher_denoiser``); the pseudo-label selection (``pseudo_label_selection``:
+confidence threshold, CBST-style class balance or a class-proportion prior, in
+:mod:`voxuda.methods.pseudo_labels`) decides which voxels count; and the student is trained on an augmented
+view of the target against the pseudo-labels moved by the same flips/rotations. ``pseudo_keep_fraction``,
+``pseudo_fg_fraction`` (foreground share of the kept labels), ``teacher_fg_fraction`` and ``fg_prior`` are
+logged because they are the first thing to look at when self-training stalls or collapses.
 
 Default EMA momentum is 0.99 (teacher half-life about 70 steps), suited to runs of hundreds to a few thousand
 steps; the unofficial Vox-UDA reimplementation uses 0.999 for much longer schedules.
 
 The pieces are public for reuse (Vox-UDA builds on them): ``teacher``, ``teacher_denoiser``,
 ``teacher_input(x)``, ``make_pseudo_labels(teacher_input)``, ``pseudo_weight(step)``,
-``pseudo_label_loss(...)``, ``ema_momentum`` and ``generator``.
+``pseudo_label_loss(...)``, ``pseudo_objective(...)``, ``ema_momentum`` and ``generator``.
 """
 
 from __future__ import annotations
@@ -27,24 +29,26 @@ from voxuda.checks import non_negative, unit_interval
 from voxuda.config import ComponentRef, help_field, ref_field
 from voxuda.methods.augment import apply_batch, sample_batch_transforms
 from voxuda.methods.base import SourceBatch, StepOutput, TargetBatch, TrainContext
-from voxuda.methods.common import BaseMethodConfig, SegmentationMethod, build_denoiser
+from voxuda.methods.common import SegmentationMethod, build_denoiser
 from voxuda.methods.ema import ema_update, make_ema_teacher, ramped_momentum
-from voxuda.methods.losses import confidence_mask, masked_cross_entropy
+from voxuda.methods.losses import masked_cross_entropy
+from voxuda.methods.pseudo_labels import (
+    PseudoLabelConfig,
+    PseudoLabels,
+    PseudoLabelSelector,
+    selection_metrics,
+)
 
 
 @attrs.define
-class MeanTeacherConfig(BaseMethodConfig):
-    """Configuration of :class:`MeanTeacher`."""
+class MeanTeacherConfig(PseudoLabelConfig):
+    """Configuration of :class:`MeanTeacher` (pseudo-label selection fields: :class:`PseudoLabelConfig`)."""
 
     ema_momentum: float = help_field(
         0.99, help="EMA momentum of the teacher (0.99: half-life ~70 steps; use 0.999 for long runs)",
         validator=unit_interval,
     )
     ema_ramp: bool = help_field(False, help="use min(momentum, 1 - 1/(step + 2)): early teachers follow fast")
-    confidence_threshold: float = help_field(
-        0.8, help="teacher confidence (max softmax) below which a voxel's pseudo-label is ignored",
-        validator=unit_interval,
-    )
     pseudo_weight: float = help_field(1.0, help="weight of the pseudo-label loss", validator=non_negative)
     pseudo_rampup_steps: int = help_field(
         0, help="steps (after warm-up) over which the pseudo weight ramps up as exp(-5 (1 - t)^2); 0 = none",
@@ -56,20 +60,6 @@ class MeanTeacherConfig(BaseMethodConfig):
     predict_with: Literal["teacher", "student"] = help_field(
         "teacher", help="network used for evaluation: the EMA teacher (default) or the student"
     )
-
-
-@attrs.frozen
-class PseudoLabels:
-    """Teacher output on a target batch: labels, mask, confidence ``(N, D, H, W)``; probs ``(N, K, ...)``."""
-
-    labels: Tensor
-    mask: Tensor
-    confidence: Tensor
-    probs: Tensor
-
-    @property
-    def keep_fraction(self) -> float:
-        return float(self.mask.float().mean())
 
 
 class MeanTeacher(SegmentationMethod):
@@ -88,6 +78,7 @@ class MeanTeacher(SegmentationMethod):
         self.teacher_denoiser = denoiser
         self.record_component("teacher_denoiser", "denoiser", config.teacher_denoiser)
         self.generator = torch.Generator().manual_seed(0)
+        self.pseudo_selector = PseudoLabelSelector(config)
 
     # -- the reusable pieces ----------------------------------------------------------------------------
     @property
@@ -95,8 +86,9 @@ class MeanTeacher(SegmentationMethod):
         return self.config.ema_momentum
 
     def on_train_start(self, context: TrainContext) -> None:
-        """Share the run's generator so augmentation is deterministic and checkpointed with the run."""
+        """Share the run's generator (deterministic, checkpointed augmentation); measure the source prior."""
         self.generator = context.generator
+        self.pseudo_selector.on_train_start(context.extra)
 
     def teacher_input(self, volume: Tensor) -> Tensor:
         """The teacher's view of a target batch: the (no-grad) denoised volume."""
@@ -105,12 +97,10 @@ class MeanTeacher(SegmentationMethod):
 
     @torch.no_grad()
     def make_pseudo_labels(self, teacher_input: Tensor) -> PseudoLabels:
-        """Run the teacher (eval mode) and threshold its softmax confidence."""
+        """Run the teacher (eval mode) and select pseudo-labels from its softmax."""
         self.teacher.eval()
         logits, _ = self.teacher(teacher_input)
-        probs = logits.float().softmax(dim=1)
-        labels, mask, confidence = confidence_mask(probs, self.config.confidence_threshold)
-        return PseudoLabels(labels=labels, mask=mask, confidence=confidence, probs=probs)
+        return self.pseudo_selector.select(logits.float().softmax(dim=1))
 
     def pseudo_weight(self, step: int) -> float:
         """0 during warm-up, then ``pseudo_weight`` times the optional Gaussian ramp-up."""
@@ -136,6 +126,22 @@ class MeanTeacher(SegmentationMethod):
     def pseudo_label_loss(self, student_logits: Tensor, labels: Tensor, mask: Tensor) -> Tensor:
         return masked_cross_entropy(student_logits, labels, mask)
 
+    def pseudo_objective(
+        self, student_logits: Tensor, pseudo: PseudoLabels, labels: Tensor, mask: Tensor
+    ) -> tuple[Tensor, dict[str, float], dict[str, float]]:
+        """The target term (pseudo-label CE, plus the size penalty when ``size_prior_weight > 0``) on the
+        student's target logits, with its losses and the selection metrics to log."""
+        loss = self.pseudo_label_loss(student_logits, labels, mask)
+        losses = {"pseudo": float(loss.detach())}
+        metrics = selection_metrics(pseudo)
+        size = self.pseudo_selector.size_loss(student_logits)
+        if size is not None:
+            loss = loss + size
+            losses["size_prior"] = float(size.detach())
+        with torch.no_grad():
+            metrics["student_fg_fraction"] = float((student_logits.argmax(dim=1) > 0).float().mean())
+        return loss, losses, metrics
+
     # -- the step -----------------------------------------------------------------------------------------
     def training_step(self, source: SourceBatch, target: TargetBatch, step: int) -> StepOutput:
         logits_s, _ = self.student(source.volume)
@@ -148,10 +154,9 @@ class MeanTeacher(SegmentationMethod):
         pseudo = self.make_pseudo_labels(self.teacher_input(target.volume))
         student_view, labels, mask = self.augmented_target(target.volume, pseudo)
         logits_t, _ = self.student(student_view)
-        pseudo_loss = self.pseudo_label_loss(logits_t, labels, mask)
-        losses["pseudo"] = float(pseudo_loss.detach())
-        metrics["pseudo_keep_fraction"] = pseudo.keep_fraction
-        metrics["teacher_confidence"] = float(pseudo.confidence.mean())
+        pseudo_loss, pseudo_losses, pseudo_metrics = self.pseudo_objective(logits_t, pseudo, labels, mask)
+        losses.update(pseudo_losses)
+        metrics.update(pseudo_metrics)
         return StepOutput(loss=seg + weight * pseudo_loss, losses=losses, metrics=metrics)
 
     def on_after_optimizer_step(self, step: int) -> None:

@@ -8,7 +8,8 @@ One training step (docs/vox_uda.md has the full table of options and where each 
 2. The student sees the clean source, the noisy source and the raw target (optionally through
    ``student_input_denoiser``); features are read at the backbone's named taps.
 3. The EMA teacher sees ``teacher_denoiser(target)`` (the improved bilateral filter by default) and gives
-   argmax pseudo-labels; voxels with confidence below ``confidence_threshold`` are ignored.
+   pseudo-labels chosen by ``pseudo_label_selection`` (default: argmax where the confidence reaches
+   ``confidence_threshold``; see :mod:`voxuda.methods.pseudo_labels`).
 4. ``L = w_seg L_seg + w_con L_con + w_dis L_dis + w_pseudo(step) L_pseudo``.
 5. After the optimiser step the teacher follows the student by EMA (inherited from the mean teacher).
 
@@ -244,11 +245,10 @@ class VoxUDA(MeanTeacher):
                 losses["dis"] = float(dis.detach())
                 metrics.update(grl_lambda=lambd, domain_accuracy=accuracy)
             if pseudo is not None and labels is not None and mask is not None:
-                pseudo_loss = self.pseudo_label_loss(logits_t, labels, mask)
+                pseudo_loss, pseudo_parts, logged = self.pseudo_objective(logits_t, pseudo, labels, mask)
                 total = total + pseudo_w * pseudo_loss
-                losses["pseudo"] = float(pseudo_loss.detach())
-                metrics["pseudo_keep_fraction"] = pseudo.keep_fraction
-                metrics["teacher_confidence"] = float(pseudo.confidence.mean())
+                losses.update(pseudo_parts)
+                metrics.update(logged)
         losses["total"] = float(total.detach())
         return StepOutput(loss=total, losses=losses, metrics=metrics)
 

@@ -1,12 +1,16 @@
 """FixMatch (Sohn et al., NeurIPS 2020) as a 3D segmentation UDA method.
 
 Per step: supervised CE + Dice on source; on the target batch, the student (no gradient) labels a *weak*
-view (flips / quarter turns) and its confident voxels (max softmax >= ``confidence_threshold``) become
-hard pseudo-labels for the student on a *strong* view (a further flip / quarter turn, intensity jitter,
+view (flips / quarter turns) and the voxels its pseudo-label selection keeps (``pseudo_label_selection``:
+max softmax >= ``confidence_threshold`` as in the paper, CBST-style class balance, or a class-proportion
+prior; :mod:`voxuda.methods.pseudo_labels`, shared with the mean teacher and Vox-UDA) become hard
+pseudo-labels for the student on a *strong* view (a further flip / quarter turn, intensity jitter,
 Gaussian noise, blur and 3D cutout), with cross-entropy averaged over the kept voxels. Unlike the mean
 teacher there is no EMA network: the consistency between views is the whole signal, and the threshold
-keeps early, unreliable predictions out of it. ``pseudo_keep_fraction`` is logged because it is what to
-watch when self-training stalls (too few voxels) or collapses (all voxels one class).
+keeps early, unreliable predictions out of it. ``pseudo_keep_fraction`` (after cutout),
+``pseudo_confident_fraction`` (selected, before cutout), ``pseudo_fg_fraction`` (foreground share of the kept
+labels), ``teacher_fg_fraction`` (the weak view's argmax foreground share) and ``fg_prior`` are logged because
+they are what to watch when self-training stalls (too few voxels) or collapses (all voxels one class).
 """
 
 from __future__ import annotations
@@ -17,18 +21,20 @@ import torch
 from voxuda.checks import non_negative, unit_interval
 from voxuda.config import help_field
 from voxuda.methods.base import SourceBatch, StepOutput, TargetBatch, TrainContext
-from voxuda.methods.common import BaseMethodConfig, SegmentationMethod
+from voxuda.methods.common import SegmentationMethod
 from voxuda.methods.losses import masked_cross_entropy
+from voxuda.methods.pseudo_labels import PseudoLabelConfig, PseudoLabelSelector, selection_metrics
 from voxuda_fixmatch.photometric import StrongPhotometric
-from voxuda_fixmatch.views import Views, make_views, pseudo_targets
+from voxuda_fixmatch.views import Views, make_views, to_strong_targets
 
 
 @attrs.define
-class FixMatchConfig(BaseMethodConfig):
-    """Configuration of :class:`FixMatch`."""
+class FixMatchConfig(PseudoLabelConfig):
+    """Configuration of :class:`FixMatch` (pseudo-label selection fields: :class:`PseudoLabelConfig`)."""
 
     confidence_threshold: float = help_field(
-        0.95, help="weak-view confidence (max softmax) a voxel needs to become a pseudo-label (paper: 0.95)",
+        0.95, help="weak-view confidence (max softmax) a voxel needs to become a pseudo-label (paper: 0.95); "
+        "prior selection: background needs p_fg <= 1 - this",
         validator=unit_interval,
     )
     unlabeled_weight: float = help_field(
@@ -82,10 +88,12 @@ class FixMatch(SegmentationMethod):
         super().__init__(config)
         self.strong_augment = config.photometric()
         self.generator = torch.Generator().manual_seed(0)
+        self.pseudo_selector = PseudoLabelSelector(config)
 
     def on_train_start(self, context: TrainContext) -> None:
-        """Share the run's generator so the views are deterministic and checkpointed with the run."""
+        """Share the run's generator (deterministic, checkpointed views); measure the source prior."""
         self.generator = context.generator
+        self.pseudo_selector.on_train_start(context.extra)
 
     def views(self, volume: torch.Tensor) -> Views:
         cfg = self.config
@@ -104,13 +112,20 @@ class FixMatch(SegmentationMethod):
         views = self.views(target.volume)
         with torch.no_grad():
             weak_probs = self.student(views.weak)[0].float().softmax(dim=1)
-        labels, mask, confident = pseudo_targets(weak_probs, views, cfg.confidence_threshold)
+        selection = self.pseudo_selector.select(weak_probs)
+        labels, mask, selected = to_strong_targets(selection.labels, selection.mask, views)
         logits_strong, _ = self.student(views.strong)
         pseudo = masked_cross_entropy(logits_strong, labels, mask)
         losses["pseudo"] = float(pseudo.detach())
+        size = self.pseudo_selector.size_loss(logits_strong)
+        if size is not None:
+            pseudo = pseudo + size
+            losses["size_prior"] = float(size.detach())
+        n_kept = int(mask.sum())
         metrics = {
+            **selection_metrics(selection),
             "pseudo_keep_fraction": float(mask.float().mean()),
-            "pseudo_confident_fraction": float(confident.float().mean()),
-            "pseudo_foreground_fraction": float((labels[mask] > 0).float().mean()) if mask.any() else 0.0,
+            "pseudo_confident_fraction": float(selected.float().mean()),
+            "pseudo_fg_fraction": int(((labels > 0) & mask).sum()) / n_kept if n_kept else 0.0,
         }
         return StepOutput(loss=seg + cfg.unlabeled_weight * pseudo, losses=losses, metrics=metrics)

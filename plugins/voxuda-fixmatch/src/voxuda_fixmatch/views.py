@@ -60,6 +60,14 @@ def pseudo_targets(weak_probs: Tensor, views: Views, threshold: float) -> tuple[
     ``confident`` is the thresholded confidence alone (for logging the keep fraction).
     """
     labels, confident, _ = confidence_mask(weak_probs, threshold)
+    return to_strong_targets(labels, confident, views)
+
+
+def to_strong_targets(labels: Tensor, selected: Tensor, views: Views) -> tuple[Tensor, Tensor, Tensor]:
+    """Move weak-frame pseudo-labels and their selection mask (any selection) to the strong frame.
+
+    Returns ``(labels, mask, selected)`` in the strong frame; ``mask`` also drops the voxels cutout erased.
+    """
     labels = views.to_strong_frame(labels)
-    confident = views.to_strong_frame(confident)
-    return labels, confident & views.keep, confident
+    selected = views.to_strong_frame(selected)
+    return labels, selected & views.keep, selected
