@@ -29,6 +29,28 @@ def tiny_split(n: int, seed: int, shift: float = 0.0, scale: float = 1.0, size: 
     return DomainSplit(scale * volume + shift, label, meta)
 
 
+def sphere_split(
+    n: int, seed: int, *, noise: float, gain: float = 1.0, offset: float = 0.0, size: int = 16
+) -> DomainSplit:
+    """``n`` volumes with one bright sphere (radius 2.5-3.5 voxels, about 3 % foreground at 16^3) on white
+    noise of std ``noise``, z-scored per volume, then multiplied by ``gain`` and shifted by ``offset``.
+
+    Known-answer domain shifts for adaptation tests: a noise-level shift (a noisier target, the scenes drawn
+    the same way, so the foreground prior is shared) and a gain/offset shift (which per-volume z-scoring would
+    remove, so it is applied afterwards, as a detector or normalisation difference would be).
+    """
+    generator = torch.Generator().manual_seed(seed)
+    axis = torch.arange(size, dtype=torch.float32)
+    grid = torch.stack(torch.meshgrid(axis, axis, axis, indexing="ij"))
+    centre = size / 4 + size / 2 * torch.rand(n, 3, 1, 1, 1, generator=generator)
+    radius = 2.5 + torch.rand(n, 1, 1, 1, generator=generator)
+    label = ((grid[None] - centre) ** 2).sum(dim=1) <= radius**2
+    volume = label.float() + noise * torch.randn(n, size, size, size, generator=generator)
+    volume = (volume - volume.mean((1, 2, 3), keepdim=True)) / volume.std((1, 2, 3), keepdim=True)
+    meta = [{"id": f"{seed}-{i}", "class": "sphere"} for i in range(n)]
+    return DomainSplit(gain * volume[:, None] + offset, label.long(), meta)
+
+
 def tiny_run_data(size: int = 8) -> RunData:
     """Source and a shifted/scaled target, with train and val splits."""
     return RunData(
