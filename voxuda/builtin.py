@@ -133,6 +133,24 @@ _VALIDATORS = [
         "agreement of predictions on raw and denoised target input (label-free)",
     ),
     (
+        "target_prior",
+        "voxuda.engine.validators:TargetPrior",
+        "voxuda.engine.validators:TargetPriorConfig",
+        "-|ln(predicted target foreground fraction / source prior)| (label-free, looks at the target)",
+    ),
+    (
+        "target_agreement",
+        "voxuda.engine.validators:TargetAgreement",
+        "voxuda.engine.validators:TargetAgreementConfig",
+        "agreement of target predictions with those of a flipped or denoised view (label-free)",
+    ),
+    (
+        "target_combined",
+        "voxuda.engine.validators:TargetCombined",
+        "voxuda.engine.validators:TargetCombinedConfig",
+        "weighted sum of target_prior, target_agreement and entropy terms (label-free)",
+    ),
+    (
         "target_oracle",
         "voxuda.engine.validators:TargetOracle",
         "voxuda.engine.validators:TargetOracleConfig",

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from torch import nn
 
 from tests.conftest import blob_split
 from voxuda.api import build_component
-from voxuda.engine.data import RunData
+from voxuda.engine.data import DomainSplit, RunData
 from voxuda.engine.evaluate import evaluate_predictor
 from voxuda.engine.validators import ValidationContext, mean_entropy
+from voxuda.errors import ConfigError
 
 
 class Threshold(nn.Module):
@@ -68,3 +71,148 @@ def test_agreement_between_raw_and_denoised(context: ValidationContext) -> None:
         raise
     score = validator.score(Threshold(0.8), context)
     assert 0.0 <= score <= 1.0
+
+
+# -- label-free validators that look at the target --------------------------------------------------------
+LABEL_FREE = [
+    "entropy",
+    {"name": "agreement", "denoiser": "gaussian"},
+    "target_prior",
+    "target_agreement",
+    {"name": "target_agreement", "view": "denoised"},
+    "target_combined",
+    {"name": "target_combined", "entropy_weight": 1.0, "view": "denoised"},
+]
+
+
+class PoisonedLabels:
+    """Stands in for target labels: any use at all (indexing, shape, arithmetic, len) fails the test."""
+
+    def __getattr__(self, name: str):  # type: ignore[no-untyped-def]
+        raise AssertionError(f"a label-free validator read target labels (.{name})")
+
+    def __getitem__(self, item):  # type: ignore[no-untyped-def]
+        raise AssertionError("a label-free validator indexed target labels")
+
+    def __len__(self) -> int:
+        raise AssertionError("a label-free validator measured target labels")
+
+
+def poisoned_context(labels: object) -> ValidationContext:
+    source = blob_split(4, seed=1)
+    target = blob_split(4, seed=2, contrast=0.7)
+    target_val = blob_split(4, seed=4, contrast=0.7)
+    data = RunData(
+        source_train=source, source_val=blob_split(4, seed=3),
+        target_train=DomainSplit(target.volumes, labels, target.meta),  # type: ignore[arg-type]
+        target_val=DomainSplit(target_val.volumes, labels, target_val.meta),  # type: ignore[arg-type]
+    )
+    return ValidationContext(data=data, num_classes=2, batch_size=2)
+
+
+def _ref_id(ref: object) -> str:
+    return ref if isinstance(ref, str) else "-".join(map(str, ref.values()))  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("labels", [None, PoisonedLabels()], ids=["none", "poisoned"])
+@pytest.mark.parametrize("ref", LABEL_FREE, ids=_ref_id)
+def test_label_free_validators_never_read_target_labels(ref, labels) -> None:  # type: ignore[no-untyped-def]
+    validator = build_component("validator", ref)
+    assert not validator.label_leak
+    with torch.no_grad():
+        score = validator.score(Threshold(0.8), poisoned_context(labels))
+    assert math.isfinite(score)
+
+
+def fraction_predictor(fraction: float) -> nn.Module:
+    """Foreground exactly on the first ``fraction`` of each volume's voxels (in memory order)."""
+
+    class Fixed(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            n = x[0, 0].numel()
+            fg = (torch.arange(n) < round(fraction * n)).float().reshape(x.shape[2:])
+            logit = 10 * (2 * fg - 1)
+            return torch.stack([-logit, logit]).unsqueeze(0).expand(x.shape[0], 2, *x.shape[2:])
+
+    return Fixed()
+
+
+def test_target_prior_is_minus_the_log_ratio_to_the_prior(context: ValidationContext) -> None:
+    validator = build_component("validator", {"name": "target_prior", "fg_prior": [0.1, 0.1]})
+    with torch.no_grad():
+        assert validator.score(fraction_predictor(0.1), context) == pytest.approx(0.0, abs=1e-3)
+        assert validator.score(fraction_predictor(0.3), context) == pytest.approx(-math.log(3), abs=1e-2)
+        assert validator.score(fraction_predictor(0.05), context) == pytest.approx(-math.log(2), abs=1e-2)
+        inside = build_component("validator", {"name": "target_prior", "fg_prior": [0.05, 0.3]})
+        assert inside.score(fraction_predictor(0.2), context) == 0.0
+        empty = validator.score(fraction_predictor(0.0), context)
+        assert math.isfinite(empty) and empty < validator.score(fraction_predictor(0.05), context)
+
+
+def test_target_prior_measures_the_prior_on_source_labels(context: ValidationContext) -> None:
+    source_fraction = float((context.data.source_train.labels > 0).float().mean())
+    validator = build_component("validator", "target_prior")
+    with torch.no_grad():
+        # (within the rounding of the predictor's foreground to whole voxels)
+        assert validator.score(fraction_predictor(source_fraction), context) == pytest.approx(0.0, abs=5e-3)
+        assert validator.score(fraction_predictor(3 * source_fraction), context) == pytest.approx(
+            -math.log(3), abs=2e-2)
+    unlabelled = ValidationContext(
+        data=RunData(source_train=DomainSplit(context.data.source_train.volumes, None),
+                     target_train=context.data.target_train), num_classes=2)
+    with pytest.raises(ConfigError, match="target_prior.*fg_prior"):
+        validator.score(Threshold(0.8), unlabelled)
+
+
+class Shifted(nn.Module):
+    """Thresholds the input plus a ramp along W: not equivariant under flips, so its views disagree."""
+
+    def __init__(self, level: float, ramp: float) -> None:
+        super().__init__()
+        self.inner, self.ramp = Threshold(level), ramp
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        w = x.shape[-1]
+        return self.inner(x + self.ramp * (torch.arange(w, dtype=x.dtype) / w - 0.5))
+
+
+class SmoothThreshold(Threshold):
+    """Thresholds a 3^3 box average of the input: a reasonable blob segmenter, and flip-equivariant."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(torch.nn.functional.avg_pool3d(x, 3, stride=1, padding=1))
+
+
+def test_validators_rank_a_good_predictor_above_a_bad_one(context: ValidationContext) -> None:
+    """Good: a smoothed threshold near the source prior. Bad: over-predicts (a low threshold) and depends on
+    position (a ramp), so its flipped view disagrees."""
+    good, bad = SmoothThreshold(0.45), Shifted(0.0, 3.0)
+    truth_good = evaluate_predictor(good, context.data.target_val, num_classes=2)["overall"]["dice_fg"]
+    truth_bad = evaluate_predictor(bad, context.data.target_val, num_classes=2)["overall"]["dice_fg"]
+    assert truth_good > truth_bad + 0.2  # (the known answer, with labels the validators never see)
+    for name in ("target_prior", "target_agreement", "target_combined"):
+        validator = build_component("validator", name)
+        with torch.no_grad():
+            assert validator.score(good, context) > validator.score(bad, context), name
+
+
+def test_target_combined_is_the_weighted_sum_of_its_terms(context: ValidationContext) -> None:
+    predictor = Shifted(0.5, 1.0)
+    weights = {"prior_weight": 0.7, "agreement_weight": 2.0, "entropy_weight": 0.5}
+    combined = build_component("validator", {"name": "target_combined", **weights})
+    with torch.no_grad():
+        prior = build_component("validator", "target_prior").score(predictor, context)
+        agreement = build_component("validator", "target_agreement").score(predictor, context)
+        entropy = -build_component("validator", "entropy").score(predictor, context)
+        expected = 0.7 * prior + 2.0 * (agreement - 1) - 0.5 * entropy / math.log(2)
+        assert combined.score(predictor, context) == pytest.approx(expected, rel=1e-6)
+    assert agreement < 1.0 and prior < 0.0  # every term was exercised
+
+
+def test_flip_view_is_wedge_preserving_point_inversion() -> None:
+    from voxuda.engine.validators import flip_all
+
+    x = torch.randn(1, 1, 6, 6, 6)
+    assert torch.equal(flip_all(flip_all(x)), x)
+    spectrum, flipped = torch.fft.fftn(x[0, 0]), torch.fft.fftn(flip_all(x)[0, 0])
+    assert torch.allclose(flipped.abs(), spectrum.abs(), atol=1e-4)  # |F| is unchanged: the wedge stays put

@@ -53,7 +53,11 @@ def context() -> ValidationContext:
     return ValidationContext(data=data, num_classes=2, batch_size=2)
 
 
-@pytest.mark.parametrize("name", ["source_val", "entropy", "agreement", "target_oracle"])
+VALIDATORS = ["source_val", "entropy", "agreement", "target_oracle", "target_prior", "target_agreement",
+              "target_combined"]
+
+
+@pytest.mark.parametrize("name", VALIDATORS)
 def test_validator_ranks_broken_checkpoint_below_good(checkpoints, context, name):  # type: ignore[no-untyped-def]
     good, broken = checkpoints
     validator = build_component("validator", name)

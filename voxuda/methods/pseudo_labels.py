@@ -44,7 +44,8 @@ PseudoLabelSelection = Literal["threshold", "class_balanced", "prior"]
 PriorScope = Literal["batch", "volume"]
 
 
-def _prior_range(_instance: object, attribute: attrs.Attribute, value: Sequence[float]) -> None:
+def valid_prior_range(_instance: object, attribute: attrs.Attribute, value: Sequence[float]) -> None:
+    """attrs validator of a ``fg_prior`` field: empty, or ``[lo, hi]`` within [0, 1] with ``hi > 0``."""
     if len(value) == 0:
         return
     if len(value) != 2 or not 0.0 <= value[0] <= value[1] <= 1.0 or not value[1] > 0.0:
@@ -73,7 +74,7 @@ class PseudoLabelConfig(BaseMethodConfig):
     fg_prior: tuple[float, ...] = help_field(
         (), help="prior / size penalty: [lo, hi] foreground fraction; [] = the source train split's mean "
         "foreground fraction, measured when training starts [R-own: appearance probe]",
-        validator=_prior_range,
+        validator=valid_prior_range,
     )
     prior_scope: PriorScope = help_field(
         "batch", help="prior: rank voxels across the whole batch (volumes differ in size; default [I]) or "
