@@ -145,6 +145,10 @@ def test_target_prior_is_minus_the_log_ratio_to_the_prior(context: ValidationCon
         assert validator.score(fraction_predictor(0.05), context) == pytest.approx(-math.log(2), abs=1e-2)
         inside = build_component("validator", {"name": "target_prior", "fg_prior": [0.05, 0.3]})
         assert inside.score(fraction_predictor(0.2), context) == 0.0
+        tolerant = build_component("validator", {"name": "target_prior", "fg_prior": [0.1, 0.1],
+                                                 "prior_tolerance": 1.5})
+        assert tolerant.score(fraction_predictor(0.14), context) == 0.0
+        assert tolerant.score(fraction_predictor(0.3), context) == pytest.approx(-math.log(2), abs=1e-2)
         empty = validator.score(fraction_predictor(0.0), context)
         assert math.isfinite(empty) and empty < validator.score(fraction_predictor(0.05), context)
 
@@ -201,7 +205,8 @@ def test_target_combined_is_the_weighted_sum_of_its_terms(context: ValidationCon
     weights = {"prior_weight": 0.7, "agreement_weight": 2.0, "entropy_weight": 0.5}
     combined = build_component("validator", {"name": "target_combined", **weights})
     with torch.no_grad():
-        prior = build_component("validator", "target_prior").score(predictor, context)
+        prior = build_component("validator", {"name": "target_prior", "prior_tolerance": 1.5}).score(
+            predictor, context)
         agreement = build_component("validator", "target_agreement").score(predictor, context)
         entropy = -build_component("validator", "entropy").score(predictor, context)
         expected = 0.7 * prior + 2.0 * (agreement - 1) - 0.5 * entropy / math.log(2)

@@ -23,7 +23,7 @@ import attrs
 import torch
 from torch import Tensor, nn
 
-from voxuda.checks import non_negative
+from voxuda.checks import at_least_one, non_negative
 from voxuda.config import ComponentRef, help_field, ref_field
 from voxuda.engine.data import DomainSplit, RunData
 from voxuda.engine.inference import InputTransform, iter_probabilities, predict_labels
@@ -209,10 +209,18 @@ def view_agreement(
 
 
 def source_prior_range(
+    fg_prior: tuple[float, ...], context: ValidationContext, name: str, tolerance: float = 1.0
+) -> tuple[float, float]:
+    """``[lo / tolerance, hi * tolerance]``, with ``[lo, hi]`` as configured, else the labelled source train
+    split's foreground fraction twice (source labels are the supervision every method has; no target label
+    is read)."""
+    lo, hi = _configured_or_source_prior(fg_prior, context, name)
+    return lo / tolerance, hi * tolerance
+
+
+def _configured_or_source_prior(
     fg_prior: tuple[float, ...], context: ValidationContext, name: str
 ) -> tuple[float, float]:
-    """``[lo, hi]`` as configured, else the labelled source train split's foreground fraction twice (source
-    labels are the supervision every method has; no target label is read)."""
     if fg_prior:
         return float(fg_prior[0]), float(fg_prior[1])
     labels = context.data.source_train.labels
@@ -249,6 +257,8 @@ class TargetPriorConfig:
         (), help="[lo, hi] foreground fraction; [] = the source train split's (from its labels)",
         validator=valid_prior_range,
     )
+    prior_tolerance: float = help_field(
+        1.0, help="score 0 anywhere in [lo / t, hi * t]; 1 = exact [I]", validator=at_least_one)
     max_volumes: int = help_field(64, help="target-train volumes scored (0 = all)", validator=non_negative)
 
 
@@ -264,8 +274,9 @@ class TargetPrior(Validator):
 
     @torch.no_grad()
     def score(self, predictor: nn.Module, context: ValidationContext) -> float:
-        lo, hi = source_prior_range(self.config.fg_prior, context, "target_prior")
-        predictions = predict_target(predictor, target_volumes(context, self.config.max_volumes), context)
+        cfg = self.config
+        lo, hi = source_prior_range(cfg.fg_prior, context, "target_prior", cfg.prior_tolerance)
+        predictions = predict_target(predictor, target_volumes(context, cfg.max_volumes), context)
         return _prior_of_predictions(predictions, lo, hi)
 
 
@@ -316,6 +327,10 @@ class TargetCombinedConfig:
     fg_prior: tuple[float, ...] = help_field(
         (), help="[lo, hi] for the prior term; [] = the source train split's foreground fraction",
         validator=valid_prior_range)
+    prior_tolerance: float = help_field(
+        1.5, help="the prior term is 0 anywhere in [lo / t, hi * t]: agreement ranks checkpoints with a "
+        "plausible foreground fraction, the prior penalises clear miscalibration only [R-own: toy regret]",
+        validator=at_least_one)
     view: Literal["flip", "denoised"] = help_field("flip", help="second view of the agreement term")
     denoiser: ComponentRef = ref_field("gaussian", help="denoiser of the 'denoised' view")
     max_volumes: int = help_field(64, help="target-train volumes scored (0 = all)", validator=non_negative)
@@ -343,7 +358,7 @@ class TargetCombined(Validator):
         predictions = predict_target(predictor, volumes, context)
         total = 0.0
         if cfg.prior_weight > 0:
-            lo, hi = source_prior_range(cfg.fg_prior, context, "target_combined")
+            lo, hi = source_prior_range(cfg.fg_prior, context, "target_combined", cfg.prior_tolerance)
             total += cfg.prior_weight * _prior_of_predictions(predictions, lo, hi)
         if cfg.agreement_weight > 0:
             agreement = view_agreement(predictor, volumes, predictions.labels, context, self.denoiser)
