@@ -230,3 +230,18 @@ def test_self_training_methods_log_the_selection(name: str, selection: str) -> N
         assert out.metrics["pseudo_keep_fraction"] == pytest.approx(0.5, abs=2 / 1024)
     assert "size_prior" in out.losses and out.losses["size_prior"] >= 0.0
     out.loss.backward()
+
+
+def test_the_trainer_hands_the_source_prior_to_the_selection(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Through the real trainer: the prior is measured on the run's source split and logged every step."""
+    import json
+
+    from voxuda.testing import tiny_run_data, train_tiny
+
+    result, _ = train_tiny({"name": "mean_teacher", "pseudo_label_selection": "prior"}, tmp_path)
+    assert result.completed
+    expected = float((tiny_run_data().source_train.labels > 0).float().mean())
+    lines = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    steps = [line for line in lines if "fg_prior" in line]
+    assert steps and all(line["fg_prior"] == pytest.approx(expected) for line in steps)
+    assert all("pseudo_fg_fraction" in line and "teacher_fg_fraction" in line for line in steps)
