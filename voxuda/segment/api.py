@@ -121,8 +121,9 @@ def _build_aligner(name: Any, overrides: Mapping[str, Any], model: LoadedModel, 
     if name is None:
         if overrides:
             raise SegmentError("--set alignment.* given but no --alignment named")
-        data_cfg = model.config.get("data") if isinstance(model.config.get("data"), dict) else {}
-        name = recorded["aligner"] if recorded is not None else data_cfg.get("alignment")
+        data_cfg = model.config.get("data")
+        trained = data_cfg.get("alignment") if isinstance(data_cfg, dict) else None
+        name = recorded["aligner"] if recorded is not None else trained
     if name is None:
         return None
     ref = component_ref(name)

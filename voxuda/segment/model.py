@@ -120,7 +120,8 @@ def _model_voxel_size(record: dict[str, Any], config: dict[str, Any]) -> float |
     """The voxel size (Å) of the model's training input, if the run recorded it."""
     candidates: list[Any] = []
     if record:
-        data = record.get("data") if isinstance(record.get("data"), dict) else {}
+        recorded = record.get("data")
+        data: dict[str, Any] = recorded if isinstance(recorded, dict) else {}
         candidates += [data.get("target_voxel_size"), data.get("voxel_size"), record.get("voxel_size")]
     data_cfg = config.get("data") if isinstance(config.get("data"), dict) else {}
     candidates.append(data_cfg.get("voxel_size"))
