@@ -32,7 +32,7 @@ from voxuda.checks import positive
 from voxuda.config import help_field
 from voxuda.noise.fourier import radial_frequency, radial_power
 
-__all__ = ["SpectrumMatch", "SpectrumMatchConfig", "mean_radial_power", "shell_index"]
+__all__ = ["SpectrumMatch", "SpectrumMatchConfig", "mean_radial_power", "shell_count", "shell_index"]
 
 #: volumes per FFT when measuring spectra (bounds the memory of the complex spectra)
 CHUNK = 64
