@@ -31,9 +31,19 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import fft as sfft
 
-from voxuda.data.simulate.target_model import _recon_filter, noise_gain
+from voxuda.data.simulate.target_model import ProjectionParams, _recon_filter, noise_gain
 
-__all__ = ["IceLamella", "RampMeasurement", "wbp_ramp_after_ice_gradient", "writer_gradient"]
+__all__ = [
+    "IceLamella",
+    "RampMeasurement",
+    "wbp_ramp_after_ice_gradient",
+    "writer_gradient",
+    "ice_projections",
+    "filter_projections",
+    "backproject_window",
+    "plane_slope",
+    "tilt_angles",
+]
 
 
 @dataclass(frozen=True)
@@ -71,12 +81,13 @@ def writer_gradient(slope_per_voxel: np.ndarray | float, noise_std: float, box: 
     return np.asarray(slope_per_voxel) * (box / 2.0) / noise_std
 
 
-def _angles(tilt_min: float, tilt_max: float, step: float) -> tuple[float, ...]:
-    n = int(round((tilt_max - tilt_min) / step)) + 1
-    return tuple(float(a) for a in np.linspace(tilt_min, tilt_max, n))
+def tilt_angles(tilt_range: tuple[float, float], step: float) -> tuple[float, ...]:
+    """The simulator's tilt scheme (:attr:`.target_model.ProjectionParams.angles`)."""
+    return ProjectionParams(snr=1.0, defocus_um=1.0, tilt_min=tilt_range[0], tilt_max=tilt_range[1],
+                            tilt_step=step).angles
 
 
-def _projections(ice: IceLamella, angles: tuple[float, ...], fov_px: int, voxel_a: float) -> np.ndarray:
+def ice_projections(ice: IceLamella, angles: tuple[float, ...], fov_px: int, voxel_a: float) -> np.ndarray:
     """(T, fov_px) normalised contrast ``I / <I> - 1`` of the ice alone."""
     u = np.arange(fov_px) - (fov_px - 1) / 2.0
     rows = []
@@ -89,7 +100,7 @@ def _projections(ice: IceLamella, angles: tuple[float, ...], fov_px: int, voxel_
     return np.asarray(rows)
 
 
-def _filter(images: np.ndarray) -> np.ndarray:
+def filter_projections(images: np.ndarray) -> np.ndarray:
     """The simulator's ramp x MTF along the detector (y-row constant, so fy = 0)."""
     t, nd = images.shape
     filt, pad = _recon_filter(nd, 1)
@@ -97,7 +108,7 @@ def _filter(images: np.ndarray) -> np.ndarray:
     return np.real(sfft.ifft(spec * filt[:, 0][None, :], axis=1))[:, :nd]
 
 
-def _backproject_window(
+def backproject_window(
     filtered: np.ndarray, angles: tuple[float, ...], x0: float, box: int
 ) -> np.ndarray:
     """Pixel-driven linear-interpolation back-projection of one ``box`` x ``box`` (z, x) window at x0."""
@@ -116,7 +127,7 @@ def _backproject_window(
     return out * (math.pi / (2 * t))
 
 
-def _plane_slope(win: np.ndarray) -> float:
+def plane_slope(win: np.ndarray) -> float:
     n = win.shape[0]
     zz, xx = np.meshgrid(np.arange(n), np.arange(n), indexing="ij")
     a = np.stack([np.ones(n * n), zz.ravel(), xx.ravel()], axis=1)
@@ -141,11 +152,11 @@ def wbp_ramp_after_ice_gradient(
     ``dose_e_per_a2`` is the counted dose per tilt (e/Å²); with ``voxel_a`` it sets the per-pixel count
     ``D`` and so the reconstruction noise the ramp is compared with.
     """
-    angles = _angles(*tilt_range, tilt_step)
-    filtered = _filter(_projections(ice, angles, fov_px, voxel_a))
+    angles = tilt_angles(tilt_range, tilt_step)
+    filtered = filter_projections(ice_projections(ice, angles, fov_px, voxel_a))
     half = window_fraction * fov_px / 2.0 - box
     xs = np.linspace(-half, half, n_windows)
-    slopes = np.array([_plane_slope(_backproject_window(filtered, angles, x, box)) for x in xs])
+    slopes = np.array([plane_slope(backproject_window(filtered, angles, x, box)) for x in xs])
     d = dose_e_per_a2 * voxel_a**2
     noise_std = math.sqrt(noise_gain(box + 8, angles, box) / d)
     return RampMeasurement(xs, slopes, noise_std, box)
