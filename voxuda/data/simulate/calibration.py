@@ -4,9 +4,9 @@ The writer's ``gradient`` knob adds ``g * noise_std * ramp`` to a reconstructed 
 measures ``g`` from physics instead of guessing it, with the simulator's own reconstruction filter and
 back-projection scale (:mod:`.target_model`):
 
-1. A FIB lamella of vitreous ice, mid-plane z = 0, thickness ``t(x) = t0 + s x`` (``s``: the thickness
-   gradient perpendicular to the tilt axis; a gradient along the tilt axis only changes each detector row's
-   mean, which the ramp filter removes exactly).
+1. A FIB lamella of vitreous ice, mid-plane z = 0, thickness ``t = t0 + s x`` (gradient ``s`` across the
+   tilt axis) and, separately, ``t = t0 + s y`` (along it: each detector row is then a constant, which the
+   ramp filter reduces to truncation terms); the box sees both, and the slopes add as a vector.
 2. At tilt ``theta`` the ray through detector position ``u`` crosses ``L = t(u / cos theta) / cos theta`` of
    ice; zero-loss intensity ``exp(-L / lambda)`` (inelastic mean free path ``lambda``), times an optional
    illumination gradient across the detector. Each projection is normalised to its mean (contrast
@@ -42,6 +42,7 @@ __all__ = [
     "filter_projections",
     "backproject_window",
     "plane_slope",
+    "tilt_axis_trend",
     "tilt_angles",
 ]
 
@@ -127,12 +128,21 @@ def backproject_window(
     return out * (math.pi / (2 * t))
 
 
-def plane_slope(win: np.ndarray) -> float:
+def plane_slope(win: np.ndarray) -> tuple[float, float]:
+    """Least-squares plane ``a + b z + c x`` of a (z, x) window: its slopes (b, c) per voxel."""
     n = win.shape[0]
     zz, xx = np.meshgrid(np.arange(n), np.arange(n), indexing="ij")
     a = np.stack([np.ones(n * n), zz.ravel(), xx.ravel()], axis=1)
     coef, *_ = np.linalg.lstsq(a, win.ravel(), rcond=None)
-    return float(math.hypot(coef[1], coef[2]))
+    return float(coef[1]), float(coef[2])
+
+
+def tilt_axis_trend(ice: IceLamella, angles: tuple[float, ...], voxel_a: float) -> np.ndarray:
+    """Per tilt, the relative intensity change per pixel along the tilt axis (y) from a thickness gradient
+    along y: ``-s voxel / (lambda cos theta)``. Each detector row is then a constant, which the ramp filter
+    reduces to its truncation terms."""
+    cos = np.cos(np.radians(np.asarray(angles)))
+    return -(ice.gradient_nm_per_um * 1e-3 * voxel_a / 10.0) / (ice.mean_free_path_nm * cos)
 
 
 def wbp_ramp_after_ice_gradient(
@@ -154,9 +164,17 @@ def wbp_ramp_after_ice_gradient(
     """
     angles = tilt_angles(tilt_range, tilt_step)
     filtered = filter_projections(ice_projections(ice, angles, fov_px, voxel_a))
+    # The same gradient along the tilt axis: rows of constant value a_theta * y; the reconstruction is y
+    # times the back-projection of the filtered constant rows, so its slope along y is that back-projection.
+    rows = filter_projections(np.repeat(tilt_axis_trend(ice, angles, voxel_a)[:, None], fov_px, axis=1))
     half = window_fraction * fov_px / 2.0 - box
     xs = np.linspace(-half, half, n_windows)
-    slopes = np.array([plane_slope(backproject_window(filtered, angles, x, box)) for x in xs])
+    slopes = []
+    for x in xs:
+        bz, bx = plane_slope(backproject_window(filtered, angles, x, box))
+        by = float(backproject_window(rows, angles, x, box).mean())
+        slopes.append(math.sqrt(bz * bz + bx * bx + by * by))
+    slopes = np.asarray(slopes)
     d = dose_e_per_a2 * voxel_a**2
     noise_std = math.sqrt(noise_gain(box + 8, angles, box) / d)
     return RampMeasurement(xs, slopes, noise_std, box)

@@ -34,9 +34,9 @@ __all__ = [
 #: (10-90 %: 0.252-0.271) over 40 source volumes of every source class [R-own]; docs/data.md.
 FOURIER_MEASURED_PER_NOMINAL = 0.263
 
-#: In-box linear ramp after WBP from an ice-thickness gradient, in noise stds: <= 0.015 for a 100 nm/µm
-#: lamella wedge plus 10 % illumination gradient anywhere in a 512-2048 px field of view; 0.001-0.005 for
-#: typical values [R-own, :mod:`.calibration`]. The old guess (0.2-0.6) was 40-600x larger.
+#: In-box linear ramp after WBP from an ice-thickness gradient, in noise stds [R-own, :mod:`.calibration`]:
+#: 0.0004-0.0055 for a 10-50 nm/µm lamella wedge in the central 80 % of a 1024-px field of view, up to 0.015
+#: for 100 nm/µm at the field's edge. The old guess, 0.2-0.6 (kept by the content track), is 35-550x larger.
 CALIBRATED_GRADIENT = (0.0, 0.01)
 
 
