@@ -7,8 +7,8 @@ stamps (fixed MRC header label) and floats are written with ``repr``.
 Caching and crash safety: output is generated in a hidden temporary folder beside ``out`` and renamed into
 place at the end; ``benchmark.json`` (preset, its spec digest and file, seed, code hash, ``"complete":
 true``) is written last. A second call with the same preset (name and content), seed and code returns
-immediately; anything else found at ``out`` that
-is recognisably ours (or empty) is regenerated, and a folder of someone else's files is never deleted.
+immediately; anything else found at ``out`` that is recognisably ours (or empty) is regenerated, and a
+folder of someone else's files is never deleted.
 """
 
 from __future__ import annotations
