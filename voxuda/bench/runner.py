@@ -25,6 +25,7 @@ from voxuda.bench.io import write_json, write_text
 from voxuda.bench.results import EvalRecord, aggregate, order_rows
 from voxuda.bench.suite import RunPlan, Suite, denoiser_label, expand
 from voxuda.bench.tables import by_target, console_table, markdown_document, write_results
+from voxuda.data.simulate.presets import get_preset
 from voxuda.errors import ConfigError
 
 DONE = "done"
@@ -99,7 +100,7 @@ def run_benchmark(suite: Suite, options: BenchmarkOptions,
     engine = engine or default_engine()
     started = time.perf_counter()
     out = Path(options.out_dir)
-    data_dir = Path(options.data_root) / suite.preset
+    data_dir = Path(options.data_root) / get_preset(suite.preset).name  # a preset file: its name, not path
     targets = list(options.targets or suite.targets)
     if not options.dry_run:
         out.mkdir(parents=True, exist_ok=True)

@@ -89,7 +89,7 @@ def ensure_dataset(cfg: DataConfig) -> Path:
     if not cfg.preset:
         raise ConfigError(
             f"data.root: {root} has no {cfg.manifest}; point data.root at a dataset or set data.preset "
-            "(tiny, quick, paper) to simulate one there"
+            "(a built-in such as quick, or a .toml preset file) to simulate one there"
         )
     from voxuda.data.simulate import simulate_benchmark
 
