@@ -384,3 +384,21 @@ def test_anatomy_attributes_the_gap_knob_by_knob(tmp_path: Path) -> None:
     assert "![gap anatomy](img/results_anat/anatomy.png)" in text
     assert (tmp_path / "docs" / "img" / "results_anat" / "anatomy.png").stat().st_size > 1000
     assert "`a2` (CTF): drop +0.180, 51% of the gap" in text
+
+
+def test_a_target_subset_reuses_the_suites_shared_checkpoint(tmp_path: Path) -> None:
+    suite = load_suite(make_suite(tmp_path, seeds=1))
+    out = tmp_path / "out"
+    fresh = FakeEngine(dice=scripted)
+    result = run_benchmark(suite, options(out, targets=("t2",)), fresh)
+    trained = {str(Path(c[0]).relative_to(out / "runs")) for c in fresh.train_calls}
+    assert "t1/source_only/seed0" in trained and "t2/source_only/seed0" not in trained  # trained where shared
+    assert not any(t.startswith("t1/") and "source_only/" not in t for t in trained)
+    assert {r.target for r in result.records} == {"t2"}  # the support run is not reported
+    full = FakeEngine(dice=scripted)
+    run_benchmark(suite, options(out), full)  # the whole suite afterwards: only t1's other runs train
+    assert {str(Path(c[0]).relative_to(out / "runs")) for c in full.train_calls} == {
+        "t1/adapted/seed0", "t1/source_only_cont/seed0", "t1/oracle/seed0"}
+    again = FakeEngine(dice=scripted)
+    run_benchmark(suite, options(out, targets=("t2",)), again)
+    assert again.train_calls == []

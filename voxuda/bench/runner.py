@@ -112,6 +112,7 @@ def run_benchmark(suite: Suite, options: BenchmarkOptions,
     out = Path(options.out_dir)
     data_dir = Path(options.data_root) / suite.preset
     targets = list(options.targets or suite.targets)
+    suite_targets = list(suite.targets)
     if not options.dry_run:
         out.mkdir(parents=True, exist_ok=True)
         t0 = time.perf_counter()
@@ -120,13 +121,18 @@ def run_benchmark(suite: Suite, options: BenchmarkOptions,
         available = engine.target_domains(data_dir, suite.source_domain)
         if targets == ["all"]:
             targets = available
+        if suite_targets == ["all"]:
+            suite_targets = available
         missing = [t for t in targets if t not in available]
         if missing:
             domains = ", ".join(available)
             raise ConfigError(f"target domain {missing[0]!r} is not in {data_dir} (domains: {domains})")
     else:
         data_seconds = 0.0
-    plans = expand(suite, targets=targets, seeds=options.seeds, data_root=data_dir, sets=options.sets)
+    # shared runs train on the suite's first target, also when --target names a subset
+    shared_target = suite_targets[0] if suite_targets and suite_targets != ["all"] else None
+    plans = expand(suite, targets=targets, seeds=options.seeds, data_root=data_dir, sets=options.sets,
+                   shared_target=shared_target)
     plans = _select(plans, options.only)
     if options.dry_run:
         lines = [f"{p.run_id}  method={p.method}  selection={p.selection}  init_from={p.init_from or '-'}  "
@@ -142,12 +148,13 @@ def run_benchmark(suite: Suite, options: BenchmarkOptions,
             continue
         _run_one(plan, run_dir, out, suite, engine)
         (result.trained if plan.trains else result.reused).append(plan.run_id)
-    records = collect_records(out, plans)
+    reported = [p for p in plans if p.target in targets]  # not the shared runs' own target, if not asked
+    records = collect_records(out, reported)
     result.records = records
-    meta = _meta(suite, options, targets, data_dir, started, data_seconds, plans, engine)
+    meta = _meta(suite, options, targets, data_dir, started, data_seconds, reported, engine)
     meta["invocations"] = _log_invocation(out, options, started, data_seconds, result)
     results = SuiteResults(
-        meta=meta, records=records, diagnostics=collect_diagnostics(out, plans),
+        meta=meta, records=records, diagnostics=collect_diagnostics(out, reported),
         label_order=[r.label for r in suite.runs],
         denoiser_order=list(dict.fromkeys(denoiser_label(d) for p in plans for d in p.test_time_denoisers)),
     )

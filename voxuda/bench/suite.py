@@ -404,21 +404,30 @@ def _flatten(overrides: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def expand(suite: Suite, *, targets: Sequence[str], seeds: int | None = None, data_root: Path,
-           sets: Sequence[str] = ()) -> list[RunPlan]:
-    """All runs of ``suite`` on ``targets``, ordered so that every warm-start parent precedes its child."""
+           sets: Sequence[str] = (), shared_target: str | None = None) -> list[RunPlan]:
+    """All runs of ``suite`` on ``targets``, ordered so that every warm-start parent precedes its child.
+
+    ``shared`` runs train on ``shared_target`` (default: the first of ``targets``; the runner passes the
+    suite's first target, so that ``--target`` on a subset reuses the same checkpoint). When it is not among
+    ``targets``, the shared runs on it are planned first (they are needed, not reported).
+    """
     n_seeds = seeds if seeds is not None else suite.seeds
     order = _topological(suite.runs)
     shared = _effectively_shared(suite)
     parents = {r.init_from for r in suite.runs if r.init_from is not None}
+    owner = shared_target if shared_target is not None else (targets[0] if targets else None)
     plans = []
-    for target in targets:
+    support = [] if owner is None or owner in targets or not shared else [owner]
+    for target in [*support, *targets]:
         for seed in range(n_seeds):
             for entry in order:
+                if target in support and entry.label not in shared:
+                    continue
                 mode, weights_from = "train", None
                 if not entry.train:
                     mode, weights_from = "evaluate_only", run_id(target, str(entry.init_from), seed)
-                elif entry.label in shared and target != targets[0]:
-                    mode, weights_from = "shared", run_id(targets[0], entry.label, seed)
+                elif entry.label in shared and target != owner:
+                    mode, weights_from = "shared", run_id(str(owner), entry.label, seed)
                 plans.append(
                     RunPlan(
                         suite=suite.name,
