@@ -156,12 +156,13 @@ def anatomy_waterfall(steps: Sequence[Any], path: Path, *, title: str = "") -> P
         ax.bar(i, height, 0.6, bottom=low, color="C3" if step.drop > 0 else "C2")
         ax.plot([i - 1 + 0.3, i - 0.3], [prev, prev], color="0.4", lw=0.8)
         share = "" if math.isnan(step.share) else f"\n{step.share:.0%}"
-        ax.annotate(f"{-step.drop:+.3f}{share}", (i, low + height), ha="center", va="bottom", fontsize=7)
+        ax.annotate(f"{-step.drop:+.3f}{share}", (i, low), xytext=(0, -2), textcoords="offset points",
+                    ha="center", va="top", fontsize=7)
     oracle = [s.oracle for s in steps]
     if any(not math.isnan(v) for v in oracle):
         ax.plot(x, oracle, ls="none", marker="*", ms=8, color="k", label="oracle (target labels)")
         ax.legend(fontsize=8)
-    names = [f"{s.index}: {s.knob or s.domain}" for s in steps]
+    names = [f"{s.index}: {s.knob or s.domain.split(' (')[0]}" for s in steps]
     ax.set_xticks(x, names, rotation=25, ha="right", fontsize=7)
     ax.set_ylabel("source-only Dice")
     ax.set_ylim(0, 1)
