@@ -99,9 +99,22 @@ def test_rerun_trains_nothing(tiny_run: Path, monkeypatch: pytest.MonkeyPatch) -
     suite = load_suite("tiny")
     result = run_benchmark(suite, BenchmarkOptions(out_dir=tiny_run, data_root=tiny_run.parent / "data",
                                                    plots=False, progress=False))
-    assert calls == [] and result.trained == [] and len(result.skipped) == 5
+    assert calls == [] and result.trained == [] and len(result.skipped) == 6
     sessions = json.loads((tiny_run / "invocations.json").read_text())
-    assert [s["trained"] for s in sessions] == [5, 0]
+    assert [(s["trained"], s["reused"]) for s in sessions] == [(5, 1), (0, 0)]
+
+
+def test_evaluate_only_alignment_row(tiny_run: Path) -> None:
+    """source-only + alignment: the parent's checkpoint evaluated with data.alignment, nothing trained."""
+    run = tiny_run / "runs" / "insitu_ribosome" / "source_only_align" / "seed0"
+    bench = json.loads((run / "bench.json").read_text())
+    assert bench["mode"] == "evaluate_only" and bench["config"]["data"]["alignment"] == "spectrum_match"
+    assert bench["reused_checkpoint"].endswith("insitu_ribosome/source_only/seed0/best.pt")
+    assert not (run / "last.pt").exists() and not (run / "run.json").exists()
+    records = json.loads((run / "eval.json").read_text())["records"]
+    assert {r["checkpoint"] for r in records} == {"selected", "oracle_choice"}  # regret from re-scored points
+    md = (tiny_run / "results.md").read_text()
+    assert "Δ vs source_only_align (95 % CI)" in md and "evaluate-only: source_only's checkpoint" in md
 
 
 @pytest.mark.slow
