@@ -158,6 +158,27 @@ _VALIDATORS = [
     ),
 ]
 
+_ALIGNERS = [
+    (
+        "none",
+        "voxuda.align.detrend:NoAlignment",
+        "voxuda.align.detrend:NoAlignmentConfig",
+        "no input alignment (the default)",
+    ),
+    (
+        "detrend",
+        "voxuda.align.detrend:Detrend",
+        "voxuda.align.detrend:DetrendConfig",
+        "remove each volume's least-squares intensity plane (or polynomial), then normalise again",
+    ),
+    (
+        "spectrum_match",
+        "voxuda.align.spectrum:SpectrumMatch",
+        "voxuda.align.spectrum:SpectrumMatchConfig",
+        "detrend, then give target volumes the source's mean radial amplitude spectrum (phases kept)",
+    ),
+]
+
 
 def _register_all(register, table) -> None:  # type: ignore[no-untyped-def]
     for name, factory, config, summary in table:
@@ -217,3 +238,8 @@ def voxuda_register_datasets(register):  # type: ignore[no-untyped-def]
 @hookimpl
 def voxuda_register_validators(register):  # type: ignore[no-untyped-def]
     _register_all(register, _VALIDATORS)
+
+
+@hookimpl
+def voxuda_register_aligners(register):  # type: ignore[no-untyped-def]
+    _register_all(register, _ALIGNERS)

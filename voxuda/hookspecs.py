@@ -66,6 +66,11 @@ def voxuda_register_validators(register):  # type: ignore[no-untyped-def]
     """Register model-selection validators (label-free criteria that score a checkpoint)."""
 
 
+@hookspec
+def voxuda_register_aligners(register):  # type: ignore[no-untyped-def]
+    """Register label-free input aligners (``fit`` on unlabelled source/target, ``apply(x, domain)``)."""
+
+
 #: hook name -> component kind it registers. The single source of truth for the kinds.
 HOOK_KINDS: dict[str, str] = {
     "voxuda_register_backbones": "backbone",
@@ -75,4 +80,5 @@ HOOK_KINDS: dict[str, str] = {
     "voxuda_register_ops": "op",
     "voxuda_register_datasets": "dataset",
     "voxuda_register_validators": "validator",
+    "voxuda_register_aligners": "aligner",
 }

@@ -8,11 +8,11 @@ from typing import Any
 
 import pytest
 
-from voxuda.bench.engine import BenchEngine, EvalResult
 from voxuda.bench.runner import BenchmarkOptions, run_benchmark
 from voxuda.bench.suite import builtin_suites, expand, load_suite, parse_suite
-from voxuda.config import ComponentRef
 from voxuda.errors import ConfigError
+
+from .fakes import FakeEngine
 
 SUITE = """
 name = "fake"
@@ -41,50 +41,6 @@ label = "oracle"
 method = "oracle"
 selection = "last"
 """
-
-#: Dice the fake engine reports per method (identity input); gaussian input adds 0.05.
-FAKE_DICE = {"source_only": 0.5, "mean_teacher": 0.6, "oracle": 0.8}
-
-
-class FakeEngine(BenchEngine):
-    """Counts trainer calls; 'trains' by writing last.pt/best.pt markers; scores from FAKE_DICE."""
-
-    def __init__(self, fail_on: str | None = None) -> None:
-        super().__init__()
-        self.train_calls: list[tuple[str, bool, Path | None]] = []
-        self.fail_on = fail_on
-
-    def prepare_data(self, preset: str, data_dir: Path, seed: int, *, progress: bool = True) -> Path:
-        data_dir.mkdir(parents=True, exist_ok=True)
-        return data_dir
-
-    def target_domains(self, data_dir: Path, source_domain: str | None) -> list[str]:
-        return ["t1", "t2", "t3"]
-
-    def train(self, config: Any, run_dir: Path, *, resume: bool, init_checkpoint: Path | None = None,
-              regret: bool = True) -> None:
-        self.train_calls.append((str(run_dir), resume, init_checkpoint))
-        if self.fail_on and self.fail_on in str(run_dir):
-            (run_dir / "last.pt").write_text("half")
-            raise KeyboardInterrupt
-        (run_dir / "last.pt").write_text("ckpt")
-        (run_dir / "best.pt").write_text("ckpt")
-        (run_dir / "metrics.jsonl").write_text(json.dumps({"step": 1, "loss": 1.0}) + "\n")
-
-    def oracle_choice_checkpoint(self, run_dir: Path) -> Path | None:
-        return run_dir / "last.pt"
-
-    def method_flag(self, method: str) -> str:
-        return "upper bound" if method == "oracle" else ""
-
-    def evaluate(self, config: Any, run_dir: Path, checkpoint: Path, denoiser: ComponentRef) -> EvalResult:
-        dice = FAKE_DICE[config["method"]["name"]] + (0.05 if denoiser.name == "gaussian" else 0.0)
-        dice += 0.01 * config["seed"] + (0.02 if checkpoint.name == "last.pt" else 0.0)
-        return EvalResult(dice=dice, iou=dice / (2 - dice), per_class={"ribo": {"dice": dice, "iou": 0.5}},
-                          step=10, n_volumes=4)
-
-    def example_panels(self, config: Any, run_dir: Path, n: int = 3) -> list[tuple[str, Any]]:
-        return []
 
 
 @pytest.fixture
@@ -174,15 +130,18 @@ def test_tables_gap_closed_and_flags(tmp_path: Path, suite_file: Path) -> None:
     for name in ("results.csv", "results.json", "results.md"):
         assert (out / name).is_file()
     rows = json.loads((out / "results.json").read_text())["rows"]
-    by = {(r["label"], r["input_denoiser"]): r for r in rows}
+    by = {(r["label"], r["input_denoiser"]): r for r in rows if r["reported_network"]}
     assert set(by) == {(lab, den) for lab in ("source_only", "adapted", "oracle")
                        for den in ("identity", "gaussian(sigma=1.0)")}
+    student = [r for r in rows if not r["reported_network"]]  # mean teacher: its student is a row too
+    assert {(r["label"], r["network"]) for r in student} == {("adapted", "student")}
+    assert by[("adapted", "identity")]["network"] == "teacher"
     so, orc = by[("source_only", "identity")], by[("oracle", "identity")]
     assert so["gap_closed"] == pytest.approx(0.0) and orc["gap_closed"] == pytest.approx(1.0)
     assert by[("adapted", "identity")]["gap_closed"] == pytest.approx(0.1 / 0.3)
     assert by[("source_only", "gaussian(sigma=1.0)")]["gap_closed"] == pytest.approx(0.05 / 0.3)
     assert orc["flag"] == "upper bound" and so["flag"] == ""
-    assert so["selection_regret_dice"] == pytest.approx(0.02)  # fake: last.pt scores 0.02 higher
+    assert so["selection_regret_dice"] == pytest.approx(0.02)  # fake: the last eval point scores 0.02 higher
     assert orc["selection_regret_dice"] is None  # the oracle selects nothing ('last'): no regret
     assert so["dice_mean"] == pytest.approx(0.505) and so["dice_std"] == pytest.approx(0.01 / 2**0.5)
     assert by[("adapted", "identity")]["init_from"] == "source_only"

@@ -59,7 +59,19 @@ def test_table_columns_flags_and_denoising_rows(tiny_run: Path) -> None:
     assert init["vox_uda"] == "source_only" and init["source_only"] == ""
     md = (tiny_run / "results.md").read_text()
     assert "oracle (upper bound)" in md
-    assert "| source_only | source_only | gaussian(sigma=1.0) |" in md
+    assert "| source_only | student (reported) | source_only | gaussian(sigma=1.0) |" in md
+    # teacher-student methods: the reported teacher is the method's row, the student its own marked row
+    nets = {(r["label"], r["network"], r["reported_network"]) for r in rows
+            if r["input_denoiser"] == "identity"}
+    for label in ("mean_teacher", "vox_uda"):
+        assert (label, "teacher", "True") in nets and (label, "student", "False") in nets
+    assert "| mean_teacher [student] | student |" in md
+    # the control row, with paired columns against it (1 seed: untested)
+    control = next(r for r in rows if r["label"] == "mean_teacher" and r["reported_network"] == "True"
+                   and r["input_denoiser"] == "identity")
+    assert control["control"] == "source_only_cont" and control["delta_vs_control_n"] == "1"
+    assert "Δ vs control (95 % CI)" in md and "(1 seed: untested)" in md
+    assert "**checkpoint noise** of `source_only`" in md and "**parent** `source_only`" in md
 
 
 def test_eval_points_warm_start_and_regret(tiny_run: Path) -> None:
@@ -70,6 +82,10 @@ def test_eval_points_warm_start_and_regret(tiny_run: Path) -> None:
     assert init["copied"] > 0 and init["parent"].endswith("best.pt")
     records = json.loads((run / "eval.json").read_text())["records"]
     assert {r["checkpoint"] for r in records} == {"selected", "oracle_choice"}
+    # checkpoint noise: the warm-start parent's last kept eval points (steps 10, 20 of 20) on the test split
+    parent_eval = tiny_run / "runs/insitu_ribosome/source_only/seed0/eval.json"
+    parent = json.loads(parent_eval.read_text())["records"]
+    assert sorted(r["step"] for r in parent if r["checkpoint"] == "evalpoint") == [10, 20]
     data = json.loads((tiny_run / "results.json").read_text())
     vox = next(r for r in data["rows"] if r["label"] == "vox_uda" and r["input_denoiser"] == "identity")
     assert vox["selection_regret_dice"] is not None
@@ -83,9 +99,22 @@ def test_rerun_trains_nothing(tiny_run: Path, monkeypatch: pytest.MonkeyPatch) -
     suite = load_suite("tiny")
     result = run_benchmark(suite, BenchmarkOptions(out_dir=tiny_run, data_root=tiny_run.parent / "data",
                                                    plots=False, progress=False))
-    assert calls == [] and result.trained == [] and len(result.skipped) == 4
+    assert calls == [] and result.trained == [] and len(result.skipped) == 6
     sessions = json.loads((tiny_run / "invocations.json").read_text())
-    assert [s["trained"] for s in sessions] == [4, 0]
+    assert [(s["trained"], s["reused"]) for s in sessions] == [(5, 1), (0, 0)]
+
+
+def test_evaluate_only_alignment_row(tiny_run: Path) -> None:
+    """source-only + alignment: the parent's checkpoint evaluated with data.alignment, nothing trained."""
+    run = tiny_run / "runs" / "insitu_ribosome" / "source_only_align" / "seed0"
+    bench = json.loads((run / "bench.json").read_text())
+    assert bench["mode"] == "evaluate_only" and bench["config"]["data"]["alignment"] == "spectrum_match"
+    assert bench["reused_checkpoint"].endswith("insitu_ribosome/source_only/seed0/best.pt")
+    assert not (run / "last.pt").exists() and not (run / "run.json").exists()
+    records = json.loads((run / "eval.json").read_text())["records"]
+    assert {r["checkpoint"] for r in records} == {"selected", "oracle_choice"}  # regret from re-scored points
+    md = (tiny_run / "results.md").read_text()
+    assert "Δ vs source_only_align (95 % CI)" in md and "evaluate-only: source_only's checkpoint" in md
 
 
 @pytest.mark.slow

@@ -25,3 +25,52 @@ def test_unknown_preset_is_one_line(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "did you mean 'quick'" in err
     assert not (tmp_path / "x").exists()
+
+
+_SMALL = """
+base = "tiny"
+name = "small_shift"
+[source]
+splits = { train = 2, val = 1 }
+[[targets]]
+name = "purified_thin_ice"
+splits = { train = 2, test = 1 }
+"""
+
+
+def test_simulate_a_preset_file(tmp_path, capsys):
+    preset = tmp_path / "my.toml"
+    preset.write_text(_SMALL)
+    out = tmp_path / "bench"
+    argv = ["simulate", "--preset", str(preset), "--out", str(out), "--no-progress", "--workers", "1"]
+    assert main(argv) == 0
+    rows = list(csv.DictReader((out / "manifest.csv").open()))
+    assert {(r["domain"], r["split"]) for r in rows} == {
+        ("source", "train"), ("source", "val"), ("purified_thin_ice", "train"), ("purified_thin_ice", "test")
+    }
+    assert len(rows) == 6
+    assert "benchmark 'small_shift'" in capsys.readouterr().out
+
+
+def test_dump_preset_prints_a_file_that_reads_back(tmp_path, capsys):
+    from voxuda.data.simulate.preset_file import load_preset_file
+    from voxuda.data.simulate.presets import PRESETS
+
+    assert main(["simulate", "--dump-preset", "appearance"]) == 0
+    path = tmp_path / "appearance.toml"
+    path.write_text(capsys.readouterr().out)
+    assert load_preset_file(path) == PRESETS["appearance"]
+    assert main(["simulate", "--list-presets"]) == 0
+    listed = capsys.readouterr().out
+    assert "appearance" in listed and "anatomy" in listed and "a8_classes" in listed
+
+
+def test_bad_preset_file_is_one_line(tmp_path, capsys):
+    preset = tmp_path / "bad.toml"
+    preset.write_text('base = "tiny"\n[source]\nsnr_choices = [-1.0]\n')
+    assert main(["simulate", "--preset", str(preset), "--out", str(tmp_path / "x")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"{preset}: source.snr_choices: must be > 0" in err
+    assert not (tmp_path / "x").exists()
+    assert main(["simulate", "--preset", "tiny"]) == 2
+    assert "--out is required" in capsys.readouterr().err

@@ -32,7 +32,8 @@ def test_public_api_names():
 
 def test_list_components_covers_every_kind():
     kinds = {spec.kind for spec in voxuda.list_components()}
-    assert kinds == {"backbone", "noise_model", "denoiser", "method", "op", "dataset", "validator"}
+    assert kinds == {"backbone", "noise_model", "denoiser", "method", "op", "dataset", "validator", "aligner"}
+    assert {s.name for s in voxuda.list_components("aligner")} >= {"none", "detrend", "spectrum_match"}
     assert {s.name for s in voxuda.list_components("method")} >= {
         "source_only",
         "oracle",

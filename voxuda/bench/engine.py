@@ -13,6 +13,13 @@ public pieces (``train(..., stop_after=...)``, ``resume``, the checkpoint format
   weights of the parent run's selected checkpoint are copied into it (teacher weights, when the method has
   a teacher, are initialised from the same student weights), and training resumes from there. What was
   copied is recorded in ``init.json``.
+* **Reused checkpoints** (``train = false`` and ``shared`` runs). Such a run trains nothing: it evaluates
+  another run's selected checkpoint under its own config. Its regret candidates are that run's kept
+  eval-point files, re-scored with ``target_oracle`` on this run's target and config
+  (:meth:`BenchEngine.rescore_evalpoints`): the index refers to the files, it does not copy them.
+* **Every network.** :meth:`BenchEngine.evaluate` scores ``method.predictor()`` (the reported network, so a
+  plugin that overrides ``predictor()``, e.g. AdaBN's target statistics, is scored as it predicts) or one
+  named network of ``method.networks()`` (e.g. a mean teacher's student).
 
 Tests swap :class:`BenchEngine` for a fake to count trainer calls.
 """
@@ -145,6 +152,33 @@ class BenchEngine:
         index[str(step)] = {"file": path.name, "target_oracle": score}
         write_json(folder / "index.json", index)
 
+    def score_checkpoint_oracle(self, config: Mapping[str, Any], checkpoint: Path) -> float:
+        """``target_oracle`` score of ``checkpoint`` (labelled target train/val volumes of ``config``)."""
+        rc = self._run_config(config)
+        return self._oracle_score(rc, checkpoint, self._run_data(rc))
+
+    def rescore_evalpoints(self, config: Mapping[str, Any], source_dir: Path, run_dir: Path) -> int:
+        """Index ``source_dir``'s kept eval points in ``run_dir/evalpoints`` with ``target_oracle`` scores
+        under ``config`` (another target or config); returns how many. Files are referred to, not copied."""
+        import os
+
+        index = _read_index(source_dir / EVALPOINTS)
+        folder = run_dir / EVALPOINTS
+        done = _read_index(folder)
+        for step in sorted(index, key=int):
+            if step in done:
+                continue  # resumed after an interruption
+            path = source_dir / EVALPOINTS / index[step]["file"]
+            done[step] = {"file": os.path.relpath(path, folder),
+                          "target_oracle": self.score_checkpoint_oracle(config, path)}
+            write_json(folder / "index.json", done)
+        return len(done)
+
+    def kept_evalpoints(self, run_dir: Path) -> list[tuple[int, Path]]:
+        """The kept eval-point checkpoints of a run, ``(step, path)`` in step order."""
+        index = _read_index(run_dir / EVALPOINTS)
+        return [(int(s), run_dir / EVALPOINTS / index[s]["file"]) for s in sorted(index, key=int)]
+
     def _oracle_score(self, rc: Any, checkpoint: Path, data: Any) -> float:
         from voxuda.engine.validators import ValidationContext, build_validator
 
@@ -179,8 +213,20 @@ class BenchEngine:
         return str(getattr(cls, "flag", ""))
 
     # -- evaluation -------------------------------------------------------------------------------------
-    def _predictor(self, rc: Any, checkpoint: Path) -> Any:
+    def network_names(self, config: Mapping[str, Any]) -> tuple[str, tuple[str, ...]]:
+        """The method's reported network and all its predicting networks (``("", ())`` for a method that
+        does not name them: it is evaluated through ``predictor()`` only)."""
         from voxuda.api import build_method
+
+        method = build_method(self._run_config(config).method)
+        names = tuple(method.networks())
+        reported = method.reported_network if names else ""
+        return reported, names
+
+    def _predictor(self, rc: Any, checkpoint: Path, network: str | None = None) -> Any:
+        """``method.predictor()`` of ``checkpoint``, or the named network wrapped to return logits."""
+        from voxuda.api import build_method
+        from voxuda.backbones.common import LogitsOnly
         from voxuda.engine.checkpoint import load_checkpoint
 
         payload = load_checkpoint(checkpoint)
@@ -189,11 +235,14 @@ class BenchEngine:
         method.eval()
         self._last_step = int(payload["step"])
         self._last_method = method
-        return method.predictor()
+        if network is None:
+            return method.predictor()
+        return LogitsOnly(method.networks()[network]).eval()
 
     def evaluate(self, config: Mapping[str, Any], run_dir: Path, checkpoint: Path,
-                 denoiser: ComponentRef) -> EvalResult:
-        """Score ``checkpoint`` on the target test split with ``denoiser`` applied to the input."""
+                 denoiser: ComponentRef, network: str | None = None) -> EvalResult:
+        """Score ``checkpoint`` on the target test split with ``denoiser`` applied to the input; with
+        ``network``, that network of ``method.networks()`` instead of ``method.predictor()``."""
         import torch
 
         from voxuda.engine.evaluate import evaluate_predictor
@@ -201,7 +250,7 @@ class BenchEngine:
 
         rc = self._run_config(config)
         torch.set_num_threads(rc.trainer.num_threads)
-        predictor = self._predictor(rc, checkpoint)
+        predictor = self._predictor(rc, checkpoint, network)
         transform = make_input_transform(build_test_denoiser(denoiser))
         metrics = evaluate_predictor(predictor, self._test_split(rc), num_classes=rc.data.num_classes,
                                      batch_size=rc.evaluation.batch_size, input_transform=transform)

@@ -65,3 +65,18 @@ def save_figure(fig: Any, path: str | os.PathLike[str], **kwargs: Any) -> Path:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", **kwargs)
     return write_bytes(path, buf.getvalue())
+
+
+def read_metrics(path: Path) -> list[dict[str, Any]]:
+    """The records of a run's ``metrics.jsonl`` (lines that fail to parse, e.g. a torn last line, skipped)."""
+    out = []
+    if not path.is_file():
+        return out
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(rec, dict):
+            out.append(rec)
+    return out

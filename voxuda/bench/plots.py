@@ -6,7 +6,6 @@ Each function takes plain data (rows, metric lists, numpy arrays), so it is test
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -54,21 +53,6 @@ def bar_chart(rows: Sequence[Row], target: str, path: Path) -> Path:
     fig.tight_layout()
     out = save_figure(fig, path, dpi=110)
     plt.close(fig)
-    return out
-
-
-def read_metrics(path: Path) -> list[dict[str, Any]]:
-    """The records of a run's ``metrics.jsonl`` (lines that fail to parse, e.g. a torn last line, skipped)."""
-    out = []
-    if not path.is_file():
-        return out
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(rec, dict):
-            out.append(rec)
     return out
 
 
@@ -150,5 +134,41 @@ def example_slices(panels: Sequence[tuple[str, np.ndarray]], path: Path, *, titl
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     out = save_figure(fig, path, dpi=100)
+    plt.close(fig)
+    return out
+
+
+def anatomy_waterfall(steps: Sequence[Any], path: Path, *, title: str = "") -> Path:
+    """Gap anatomy as a waterfall: step 0's source-only Dice as a full bar, then one floating bar per knob
+    from the previous step's Dice to this step's (red: a drop, green: a gain), the oracle of each step as a
+    marker. ``steps`` are :class:`voxuda.bench.report.AnatomyStep` objects."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.9 * len(steps) + 2), 4.2))
+    x = np.arange(len(steps))
+    for i, step in enumerate(steps):
+        if math.isnan(step.source_only):
+            continue
+        if i == 0 or math.isnan(step.drop):
+            ax.bar(i, step.source_only, 0.6, color="C0")
+            continue
+        prev = step.source_only + step.drop
+        low, height = min(prev, step.source_only), abs(step.drop)
+        ax.bar(i, height, 0.6, bottom=low, color="C3" if step.drop > 0 else "C2")
+        ax.plot([i - 1 + 0.3, i - 0.3], [prev, prev], color="0.4", lw=0.8)
+        share = "" if math.isnan(step.share) else f"\n{step.share:.0%}"
+        ax.annotate(f"{-step.drop:+.3f}{share}", (i, low), xytext=(0, -2), textcoords="offset points",
+                    ha="center", va="top", fontsize=7)
+    oracle = [s.oracle for s in steps]
+    if any(not math.isnan(v) for v in oracle):
+        ax.plot(x, oracle, ls="none", marker="*", ms=8, color="k", label="oracle (target labels)")
+        ax.legend(fontsize=8)
+    names = [f"{s.index}: {s.knob or s.domain.split(' (')[0]}" for s in steps]
+    ax.set_xticks(x, names, rotation=25, ha="right", fontsize=7)
+    ax.set_ylabel("source-only Dice")
+    ax.set_ylim(0, 1)
+    ax.set_title(title or "gap anatomy")
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    out = save_figure(fig, path, dpi=110)
     plt.close(fig)
     return out

@@ -6,6 +6,13 @@ Each run lives in ``<out>/runs/<target>/<label>/seed<k>/``: the engine's run fol
 is never repeated; one without it is resumed through the trainer's ``resume`` when it left a checkpoint.
 The tables are rebuilt from every ``eval.json`` at the end, so an interrupted suite loses at most the run
 that was in progress.
+
+A run that trains nothing (``mode`` ``evaluate_only`` or ``shared``, see :mod:`voxuda.bench.suite`) gets
+the same files except the engine's: its ``bench.json`` names the run whose selected checkpoint it evaluates
+(``weights_from``) and that checkpoint, and its ``evalpoints/index.json`` re-scores that run's kept eval
+points on its own target (regret, checkpoint noise). Every network of a method is evaluated
+(:meth:`BenchEngine.network_names`); the last ``noise_points`` kept eval points of a warm-start parent are
+also scored on the test split (checkpoint noise).
 """
 
 from __future__ import annotations
@@ -20,11 +27,14 @@ from typing import Any
 
 import attrs
 
-from voxuda.bench.engine import BenchEngine, default_engine
-from voxuda.bench.io import write_json, write_text
-from voxuda.bench.results import EvalRecord, aggregate, order_rows
+from voxuda.bench.diagnostics import run_diagnostics
+from voxuda.bench.engine import BenchEngine, EvalResult, default_engine
+from voxuda.bench.io import read_metrics, write_json, write_text
+from voxuda.bench.results import EvalRecord, SuiteResults
 from voxuda.bench.suite import RunPlan, Suite, denoiser_label, expand
-from voxuda.bench.tables import by_target, console_table, markdown_document, write_results
+from voxuda.bench.tables import by_target, console_table, write_results
+from voxuda.config import ComponentRef
+from voxuda.data.simulate.presets import get_preset
 from voxuda.errors import ConfigError
 
 DONE = "done"
@@ -56,7 +66,9 @@ class BenchmarkResult:
     records: list[EvalRecord] = attrs.field(factory=list)
     files: dict[str, Path] = attrs.field(factory=dict)
     trained: list[str] = attrs.field(factory=list)
+    reused: list[str] = attrs.field(factory=list)  # evaluated without training (evaluate-only, shared)
     skipped: list[str] = attrs.field(factory=list)
+    results: SuiteResults | None = None
 
 
 def run_dir_of(out_dir: Path, plan: RunPlan) -> Path:
@@ -99,8 +111,9 @@ def run_benchmark(suite: Suite, options: BenchmarkOptions,
     engine = engine or default_engine()
     started = time.perf_counter()
     out = Path(options.out_dir)
-    data_dir = Path(options.data_root) / suite.preset
+    data_dir = Path(options.data_root) / get_preset(suite.preset).name  # a preset file: its name, not path
     targets = list(options.targets or suite.targets)
+    suite_targets = list(suite.targets)
     if not options.dry_run:
         out.mkdir(parents=True, exist_ok=True)
         t0 = time.perf_counter()
@@ -109,16 +122,22 @@ def run_benchmark(suite: Suite, options: BenchmarkOptions,
         available = engine.target_domains(data_dir, suite.source_domain)
         if targets == ["all"]:
             targets = available
+        if suite_targets == ["all"]:
+            suite_targets = available
         missing = [t for t in targets if t not in available]
         if missing:
             domains = ", ".join(available)
             raise ConfigError(f"target domain {missing[0]!r} is not in {data_dir} (domains: {domains})")
     else:
         data_seconds = 0.0
-    plans = expand(suite, targets=targets, seeds=options.seeds, data_root=data_dir, sets=options.sets)
+    # shared runs train on the suite's first target, also when --target names a subset
+    shared_target = suite_targets[0] if suite_targets and suite_targets != ["all"] else None
+    plans = expand(suite, targets=targets, seeds=options.seeds, data_root=data_dir, sets=options.sets,
+                   shared_target=shared_target)
     plans = _select(plans, options.only)
     if options.dry_run:
         lines = [f"{p.run_id}  method={p.method}  selection={p.selection}  init_from={p.init_from or '-'}  "
+                 f"mode={p.mode}{'  weights_from=' + p.weights_from if p.weights_from else ''}  "
                  f"test-time={','.join(denoiser_label(d) for d in p.test_time_denoisers)}" for p in plans]
         return BenchmarkResult(table="\n".join(lines))
     result = BenchmarkResult()
@@ -129,29 +148,33 @@ def run_benchmark(suite: Suite, options: BenchmarkOptions,
             result.skipped.append(plan.run_id)
             continue
         _run_one(plan, run_dir, out, suite, engine)
-        result.trained.append(plan.run_id)
-    records = collect_records(out, plans)
+        (result.trained if plan.trains else result.reused).append(plan.run_id)
+    reported = [p for p in plans if p.target in targets]  # not the shared runs' own target, if not asked
+    records = collect_records(out, reported)
     result.records = records
-    label_order = [r.label for r in suite.runs]
-    den_order = list(dict.fromkeys(denoiser_label(d) for p in plans for d in p.test_time_denoisers))
-    rows = order_rows(aggregate(records), label_order, den_order)
-    result.rows = rows
-    figures: list[str] = []
-    if options.plots:
-        figures = _figures(out, rows, plans, engine, suite)
-    meta = _meta(suite, options, targets, data_dir, started, data_seconds, plans, engine)
+    meta = _meta(suite, options, targets, data_dir, started, data_seconds, reported, engine)
     meta["invocations"] = _log_invocation(out, options, started, data_seconds, result)
-    result.files = write_results(out, rows, records, meta, figures)
+    results = SuiteResults(
+        meta=meta, records=records, diagnostics=collect_diagnostics(out, reported),
+        label_order=[r.label for r in suite.runs],
+        denoiser_order=list(dict.fromkeys(denoiser_label(d) for p in plans for d in p.test_time_denoisers)),
+    )
+    result.results = results
+    result.rows = results.rows
+    if options.plots:
+        results.figures = _figures(out, results, plans, engine, suite)
+    result.files = write_results(out, results, results.figures)
+    if suite.track == "anatomy":
+        from voxuda.bench.report import anatomy_steps, steps_to_json
+
+        result.files["anatomy"] = write_json(out / "anatomy.json", steps_to_json(anatomy_steps(results)))
     if options.write_doc is not None:
-        result.files["doc"] = _write_doc(Path(options.write_doc), out, suite, rows, records, meta, figures)
-    result.table = "\n\n".join(f"target {t}\n{console_table(r, [])}" for t, r in by_target(rows).items())
+        from voxuda.bench.report import write_document
+
+        result.files["doc"] = write_document(Path(options.write_doc), [(out, results)])
+    result.table = "\n\n".join(f"target {t}\n{console_table(r, [])}"
+                                for t, r in by_target(result.rows).items())
     return result
-
-
-def _relative(path: Path, start: Path) -> str:
-    import os
-
-    return os.path.relpath(path.resolve(), start.resolve())
 
 
 def _log_invocation(out: Path, options: BenchmarkOptions, started: float, data_seconds: float,
@@ -166,30 +189,11 @@ def _log_invocation(out: Path, options: BenchmarkOptions, started: float, data_s
         "cpu_seconds": round(time.process_time(), 1),
         "data_seconds": round(data_seconds, 1),
         "trained": len(result.trained),
+        "reused": len(result.reused),
         "skipped": len(result.skipped),
     })
     write_json(path, history)
     return history
-
-
-def _write_doc(doc: Path, out: Path, suite: Suite, rows: Sequence[Any], records: Sequence[EvalRecord],
-               meta: dict[str, Any], figures: Sequence[str]) -> Path:
-    """The Markdown report at ``doc``; figures are copied to ``<doc dir>/img/results_<suite>/`` and linked."""
-    import shutil
-
-    from voxuda.bench.results import class_names
-    from voxuda.bench.tables import findings
-
-    img = doc.parent / "img" / f"results_{suite.name}"
-    links = []
-    for name in figures:
-        img.mkdir(parents=True, exist_ok=True)
-        tmp = img / f".{name}.tmp"
-        shutil.copyfile(out / name, tmp)
-        tmp.replace(img / name)
-        links.append(_relative(img / name, doc.parent))
-    text = markdown_document(rows, class_names(records), meta, links, findings(rows))
-    return write_text(doc, text)
 
 
 def _check_same_config(plan: RunPlan, run_dir: Path) -> None:
@@ -199,7 +203,10 @@ def _check_same_config(plan: RunPlan, run_dir: Path) -> None:
         return
     done = json.loads(path.read_text(encoding="utf-8"))
     same = json.loads(json.dumps(plan.config, default=str)) == done.get("config")
-    if not same or done.get("init_from") != plan.init_from:
+    # a run that was trained on its own target is kept where the suite would now share one (older suites
+    # trained source-only per target); evaluated weights of another run are kept only if they are the same
+    reused_other = done.get("weights_from") is not None and done.get("weights_from") != plan.weights_from
+    if not same or done.get("init_from") != plan.init_from or reused_other:
         raise ConfigError(f"{run_dir} holds a finished run with another config than this suite's "
                           f"{plan.label!r}; use another --out folder or delete that run folder")
 
@@ -209,46 +216,99 @@ def wants_regret(suite: Suite, plan: RunPlan) -> bool:
     return suite.selection_regret and not plan.leaky_selection and plan.selection != "last"
 
 
+def selected_checkpoint_of(out: Path, run_dir: Path, engine: BenchEngine) -> Path:
+    """The checkpoint a finished run stands for: its own selection, or (for a run that trained nothing)
+    the selected checkpoint of the run it reuses, followed through ``bench.json``'s ``weights_from``."""
+    seen = set()
+    while True:
+        info = _read_json(run_dir / "bench.json")
+        source = info.get("weights_from")
+        if not source or source in seen:
+            return engine.selected_checkpoint(run_dir)
+        seen.add(source)
+        run_dir = out / "runs" / source
+
+
 def _run_one(plan: RunPlan, run_dir: Path, out: Path, suite: Suite, engine: BenchEngine) -> None:
-    """Train (or resume) one run, evaluate it under every test-time denoiser, then mark it done."""
+    """Train (or resume) one run, or take the checkpoint it reuses; evaluate every network under every
+    test-time denoiser (plus the oracle choice and the checkpoint-noise points), then mark it done."""
     init = None
-    if plan.init_from is not None:
+    source_dir = None
+    if plan.trains and plan.init_from is not None:
         parent = run_dir_of(out, attrs.evolve(plan, label=plan.init_from))
         if not is_done(parent):
             raise ConfigError(f"{plan.run_id}: warm-start parent {plan.init_from!r} has not finished")
-        init = engine.selected_checkpoint(parent)
+        init = selected_checkpoint_of(out, parent, engine)
+    if not plan.trains:
+        source_dir = out / "runs" / str(plan.weights_from)
+        if not is_done(source_dir):
+            raise ConfigError(f"{plan.run_id}: {plan.weights_from}, whose checkpoint it evaluates, has not "
+                              "finished")
     run_dir.mkdir(parents=True, exist_ok=True)
+    selected = selected_checkpoint_of(out, source_dir, engine) if source_dir is not None else None
     write_json(run_dir / "bench.json", {
         "suite": plan.suite, "label": plan.label, "method": plan.method, "target": plan.target,
         "seed": plan.seed, "selection": plan.selection, "init_from": plan.init_from,
         "init_checkpoint": str(init) if init else None,
+        "mode": plan.mode, "weights_from": plan.weights_from,
+        "reused_checkpoint": str(selected) if selected else None,
         "data_version": data_version(Path(plan.config["data"]["root"])),
         "test_time_denoisers": [d.to_dict() for d in plan.test_time_denoisers], "config": plan.config,
     })
-    resume = engine.can_resume(run_dir)
+    regret = wants_regret(suite, plan)
     t0 = time.perf_counter()
-    engine.train(plan.config, run_dir, resume=resume, init_checkpoint=init, regret=wants_regret(suite, plan))
+    if source_dir is None:
+        resume = engine.can_resume(run_dir)
+        engine.train(plan.config, run_dir, resume=resume, init_checkpoint=init, regret=regret)
+        selected = engine.selected_checkpoint(run_dir)
+    elif regret or plan.noise_points:
+        engine.rescore_evalpoints(plan.config, source_dir, run_dir)
     train_seconds = time.perf_counter() - t0
-    records = []
+    assert selected is not None
+    records = _evaluate_run(plan, run_dir, selected, engine, regret)
+    write_json(run_dir / "eval.json", {"train_seconds": train_seconds if plan.trains else 0.0,
+                                       "mode": plan.mode, "weights_from": plan.weights_from,
+                                       "records": [r.to_dict() for r in records]})
+    write_text(run_dir / DONE, datetime.now(timezone.utc).isoformat() + "\n")
+
+
+def _evaluate_run(plan: RunPlan, run_dir: Path, selected: Path, engine: BenchEngine,
+                  regret: bool) -> list[EvalRecord]:
+    """Records of every network (reported first) x test-time denoiser x checkpoint of one run."""
     flag = engine.method_flag(plan.method)
-    choices = {"selected": engine.selected_checkpoint(run_dir)}
-    if wants_regret(suite, plan):
+    reported, names = engine.network_names(plan.config)
+    # the reported network through method.predictor() (a plugin may override it), the others by name
+    networks: list[tuple[str, str | None]] = [(reported, None)] + [(n, n) for n in names if n != reported]
+    choices = {"selected": selected}
+    if regret:
         oracle_ckpt = engine.oracle_choice_checkpoint(run_dir)
         if oracle_ckpt is not None:
             choices["oracle_choice"] = oracle_ckpt
+
+    def record(ev: EvalResult, den: ComponentRef, kind: str, network: str, is_reported: bool) -> EvalRecord:
+        return EvalRecord(
+            suite=plan.suite, target=plan.target, label=plan.label, method=plan.method, seed=plan.seed,
+            input_denoiser=denoiser_label(den), selection=plan.selection, checkpoint=kind,
+            step=ev.step, dice=ev.dice, iou=ev.iou, per_class=ev.per_class, flag=flag,
+            leaky_selection=plan.leaky_selection, init_from=plan.init_from, group=plan.group,
+            n_volumes=ev.n_volumes, network=network, reported=is_reported, mode=plan.mode,
+            weights_from=plan.weights_from,
+        )
+
+    records = []
     for den in plan.test_time_denoisers:
-        for kind, ckpt in choices.items():
-            ev = engine.evaluate(plan.config, run_dir, ckpt, den)
-            records.append(EvalRecord(
-                suite=plan.suite, target=plan.target, label=plan.label, method=plan.method, seed=plan.seed,
-                input_denoiser=denoiser_label(den), selection=plan.selection, checkpoint=kind,
-                step=ev.step, dice=ev.dice, iou=ev.iou, per_class=ev.per_class, flag=flag,
-                leaky_selection=plan.leaky_selection, init_from=plan.init_from, group=plan.group,
-                n_volumes=ev.n_volumes,
-            ))
-    write_json(run_dir / "eval.json", {"train_seconds": train_seconds,
-                                       "records": [r.to_dict() for r in records]})
-    write_text(run_dir / DONE, datetime.now(timezone.utc).isoformat() + "\n")
+        for name, network in networks:
+            for kind, ckpt in choices.items():
+                if kind == "oracle_choice" and network is not None:
+                    continue  # target_oracle scored the reported predictor: its choice is that network's
+                ev = engine.evaluate(plan.config, run_dir, ckpt, den, network=network)
+                records.append(record(ev, den, kind, name, network is None))
+    if plan.noise_points:
+        identity = ComponentRef("identity")
+        for _step, ckpt in engine.kept_evalpoints(run_dir)[-plan.noise_points:]:
+            ev = engine.evaluate(plan.config, run_dir, ckpt, identity, network=None)
+            records.append(record(ev, identity, "evalpoint", reported, True))
+    return records
 
 
 def collect_records(out: Path, plans: Sequence[RunPlan]) -> list[EvalRecord]:
@@ -261,6 +321,33 @@ def collect_records(out: Path, plans: Sequence[RunPlan]) -> list[EvalRecord]:
         data = json.loads((run_dir / "eval.json").read_text(encoding="utf-8"))
         records += [EvalRecord.from_dict(r) for r in data["records"]]
     return records
+
+
+def training_dir(out: Path, plan: RunPlan) -> Path | None:
+    """The folder whose logs describe the training behind ``plan``'s weights (None: evaluate-only)."""
+    if plan.mode == "evaluate_only":
+        return None
+    if plan.mode == "shared" and plan.weights_from:
+        return out / "runs" / plan.weights_from
+    return run_dir_of(out, plan)
+
+
+def collect_diagnostics(out: Path, plans: Sequence[RunPlan]) -> dict[str, dict[str, Any]]:
+    """:func:`run_diagnostics` of every finished run among ``plans``, keyed by run id."""
+    diags = {}
+    for plan in plans:
+        folder = training_dir(out, plan)
+        if folder is not None and is_done(run_dir_of(out, plan)):
+            diags[plan.run_id] = run_diagnostics(folder)
+    return diags
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
 
 
 def data_version(data_dir: Path) -> str | None:
@@ -311,18 +398,23 @@ def _meta(suite: Suite, options: BenchmarkOptions, targets: Sequence[str], data_
         "selection": suite.selection,
         "test_time_denoisers": [denoiser_label(d) for d in suite.test_time_denoisers],
         "suite_file": suite.source,
+        "track": suite.track,
+        "knobs": dict(suite.knobs),
+        "targets": list(targets),
+        "noise_points": suite.noise_points,
     }
 
 
-def _figures(out: Path, rows: Sequence[Any], plans: Sequence[RunPlan], engine: BenchEngine,
+def _figures(out: Path, results: SuiteResults, plans: Sequence[RunPlan], engine: BenchEngine,
              suite: Suite) -> list[str]:
-    """Bar chart per target, training curves per target (seed 0), example slices of one Vox-UDA run."""
+    """Bar chart per target, training curves per target (seed 0), example slices of one Vox-UDA run, and
+    the gap-anatomy waterfall for an anatomy-track suite."""
     from voxuda.bench import plots
 
     figs = []
-    for target, target_rows in by_target(rows).items():
+    for target, target_rows in by_target(results.rows).items():
         figs.append(plots.bar_chart(target_rows, target, out / f"dice_{target}.png").name)
-        curves = {p.label: plots.read_metrics(run_dir_of(out, p) / "metrics.jsonl")
+        curves = {p.label: read_metrics(run_dir_of(out, p) / "metrics.jsonl")
                   for p in plans if p.target == target and p.seed == 0}
         curves = {k: v for k, v in curves.items() if v}
         if curves:
@@ -332,11 +424,19 @@ def _figures(out: Path, rows: Sequence[Any], plans: Sequence[RunPlan], engine: B
                                               title=f"training on source -> {target} (seed 0)",
                                               oracle_scores=oracle).name)
     if suite.example_target:
-        vox = [p for p in plans if p.method == "vox_uda" and p.seed == 0 and is_done(run_dir_of(out, p))]
+        vox = [p for p in plans if p.method == "vox_uda" and p.seed == 0 and p.trains
+               and is_done(run_dir_of(out, p))]
         if vox:
             p = vox[0]
             panels = engine.example_panels(p.config, run_dir_of(out, p), n=3)
             if panels:
                 figs.append(plots.example_slices(panels, out / f"examples_{p.target}_{p.label}.png",
                                                  title=f"{p.label} on {p.target} (central z-slices)").name)
+    if suite.track == "anatomy":
+        from voxuda.bench.report import anatomy_steps
+
+        steps = anatomy_steps(results)
+        if steps:
+            figs.append(plots.anatomy_waterfall(steps, out / "anatomy.png",
+                                                title=f"gap anatomy: {suite.name}").name)
     return figs

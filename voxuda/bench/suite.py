@@ -6,6 +6,8 @@ a suite by name and nothing here knows the built-ins. Format (docs/benchmark.md 
     include = "quick"                  # optional: start from another suite (its defaults and runs)
     name = "my_suite"
     description = "..."
+    track = "appearance"               # optional: appearance | content | anatomy (how reports group it)
+    knobs = {a1_noise = "noise level"} # optional: what each target adds (anatomy track)
 
     [defaults]                         # suite-level settings
     preset = "quick"                   # data preset of the simulator
@@ -23,9 +25,14 @@ a suite by name and nothing here knows the built-ins. Format (docs/benchmark.md 
     method = "vox_uda"                 # a registered name or {name = ..., params...}
     init_from = "source_only"          # optional warm start from that run's selected checkpoint
     overrides = {"trainer.steps" = 200}
+    train = true                       # false: evaluate init_from's selected checkpoint under this config
+    shared = false                     # true: train once per seed (first target), reuse on the others
 
 Expansion turns (target x seed x run) into :class:`RunPlan` objects holding a plain RunConfig mapping;
-the engine structures and validates it, so a typo in a suite fails with the engine's own message.
+the engine structures and validates it, so a typo in a suite fails with the engine's own message. A plan's
+``mode`` says whether the runner trains it (``train``), evaluates its parent's checkpoint under its own
+config (``evaluate_only``) or evaluates the checkpoint its ``shared`` run trained on the first target
+(``shared``); ``weights_from`` names the run folder whose selected checkpoint is then evaluated.
 """
 
 from __future__ import annotations
@@ -42,15 +49,24 @@ import attrs
 from voxuda.config import ComponentRef, apply_overrides, component_ref, load_toml
 from voxuda.errors import ConfigError
 
+#: Top-level keys of a composed suite (``include`` and ``runs_from`` are resolved before parsing).
+TOP_KEYS = frozenset({"name", "description", "track", "knobs", "drop", "defaults", "runs"})
 #: Keys allowed in ``[defaults]`` besides the RunConfig sections.
 SUITE_KEYS = frozenset(
     {"preset", "targets", "seeds", "selection", "selection_regret", "test_time_denoisers", "data_seed",
-     "source_domain", "example_target"}
+     "source_domain", "example_target", "noise_points"}
 )
 #: RunConfig sections a suite may set in ``[defaults.*]`` and a run's ``overrides``.
 CONFIG_SECTIONS = ("data", "method", "trainer", "evaluation")
 RUN_KEYS = frozenset({"label", "method", "init_from", "overrides", "selection", "test_time_denoisers",
-                      "note", "group"})
+                      "note", "group", "train", "shared"})
+#: Report tracks, in the order a combined report shows them (docs/benchmark.md, "Tracks").
+TRACKS = ("appearance", "content", "anatomy")
+#: Selection criteria that never look at the target domain: only runs selected by one of these may be
+#: ``shared`` across targets (a target-aware criterion would carry the first target into the others).
+TARGET_FREE_SELECTIONS = frozenset({"source_val", "last"})
+#: Kept evaluation points of a warm-start parent scored on the test split for "checkpoint noise" [I].
+DEFAULT_NOISE_POINTS = 3
 #: The label-leaking selection criterion; allowed, but flagged wherever it appears.
 LEAKY_SELECTION = "target_oracle"
 _LABEL_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
@@ -68,6 +84,8 @@ class RunEntry:
     test_time_denoisers: tuple[ComponentRef, ...] | None = None
     note: str = ""
     group: str = ""
+    train: bool = True
+    shared: bool = False
 
 
 @attrs.frozen
@@ -88,6 +106,9 @@ class Suite:
     runs: tuple[RunEntry, ...]
     source_domain: str | None = None
     example_target: bool = True
+    track: str = ""
+    knobs: Mapping[str, str] = attrs.field(factory=dict)
+    noise_points: int = DEFAULT_NOISE_POINTS
 
 
 @attrs.frozen
@@ -105,15 +126,27 @@ class RunPlan:
     init_from: str | None
     note: str = ""
     group: str = ""
+    mode: str = "train"  # "train", "evaluate_only" or "shared" (see the module doc)
+    weights_from: str | None = None  # run_id whose selected checkpoint this plan evaluates (not "train")
+    noise_points: int = 0  # kept eval points scored on the test split (warm-start parents only)
+
+    @property
+    def trains(self) -> bool:
+        return self.mode == "train"
 
     @property
     def run_id(self) -> str:
         """Folder name below the suite's output folder: ``<target>/<label>/seed<k>``."""
-        return f"{self.target}/{self.label}/seed{self.seed}"
+        return run_id(self.target, self.label, self.seed)
 
     @property
     def leaky_selection(self) -> bool:
         return self.selection == LEAKY_SELECTION
+
+
+def run_id(target: str, label: str, seed: int) -> str:
+    """The folder of one run below ``<out>/runs`` (also how runs refer to each other in ``bench.json``)."""
+    return f"{target}/{label}/seed{seed}"
 
 
 # -- finding and loading ----------------------------------------------------------------------------------
@@ -209,10 +242,16 @@ def _refs(value: Any, where: str) -> tuple[ComponentRef, ...]:
 def parse_suite(data: Mapping[str, Any], *, source: str = "<suite>") -> Suite:
     """Check a composed suite mapping and build a :class:`Suite` (one-line errors naming the key)."""
     where = str(data.get("__file__", source))
-    unknown_top = set(data) - {"name", "description", "defaults", "runs", "__file__", "drop"}
+    unknown_top = set(data) - TOP_KEYS - {"__file__"}
     if unknown_top:
         raise ConfigError(f"{where}: unknown top-level key {sorted(unknown_top)[0]!r} "
-                          "(known: name, description, include, runs_from, drop, defaults, runs)")
+                          f"(known: {', '.join(sorted(TOP_KEYS | {'include', 'runs_from'}))})")
+    track = str(data.get("track", ""))
+    if track and track not in TRACKS:
+        raise ConfigError(f"{where}: track = {track!r} is not a track (known: {', '.join(TRACKS)})")
+    knobs = data.get("knobs", {})
+    if not isinstance(knobs, Mapping) or not all(isinstance(v, str) for v in knobs.values()):
+        raise ConfigError(f"{where}: knobs must be a table of target domain = \"what this step adds\"")
     defaults = dict(data.get("defaults", {}))
     unknown = set(defaults) - SUITE_KEYS - set(CONFIG_SECTIONS)
     if unknown:
@@ -224,6 +263,9 @@ def parse_suite(data: Mapping[str, Any], *, source: str = "<suite>") -> Suite:
     seeds = defaults.get("seeds", 1)
     if not isinstance(seeds, int) or isinstance(seeds, bool) or seeds < 1:
         raise ConfigError(f"{where}: defaults.seeds must be a positive integer, got {seeds!r}")
+    noise_points = defaults.get("noise_points", DEFAULT_NOISE_POINTS)
+    if not isinstance(noise_points, int) or isinstance(noise_points, bool) or noise_points < 0:
+        raise ConfigError(f"{where}: defaults.noise_points must be an integer >= 0, got {noise_points!r}")
     ttd = _refs(defaults.get("test_time_denoisers", ["identity"]), f"{where}: defaults.test_time_denoisers")
     runs = tuple(_parse_run(r, f"{where}: runs[{i}]") for i, r in enumerate(data.get("runs", [])))
     if not runs:
@@ -236,6 +278,7 @@ def parse_suite(data: Mapping[str, Any], *, source: str = "<suite>") -> Suite:
         if r.init_from is not None and r.init_from not in labels:
             raise ConfigError(f"{where}: run {r.label!r}: init_from={r.init_from!r} is no run label")
     _check_acyclic(runs, where)
+    _check_reuse(runs, where)
     return Suite(
         name=str(data.get("name") or Path(where).stem),
         description=str(data.get("description", "")),
@@ -251,6 +294,9 @@ def parse_suite(data: Mapping[str, Any], *, source: str = "<suite>") -> Suite:
         runs=runs,
         source_domain=defaults.get("source_domain"),
         example_target=bool(defaults.get("example_target", True)),
+        track=track,
+        knobs={str(k): str(v) for k, v in knobs.items()},
+        noise_points=noise_points,
     )
 
 
@@ -271,6 +317,11 @@ def _parse_run(raw: Any, where: str) -> RunEntry:
     if not isinstance(overrides, Mapping):
         raise ConfigError(f"{where}: overrides must be a table of dotted keys")
     ttd = raw.get("test_time_denoisers")
+    flags = {}
+    for key in ("train", "shared"):
+        if key in raw and not isinstance(raw[key], bool):
+            raise ConfigError(f"{where}: {key} must be true or false, got {raw[key]!r}")
+        flags[key] = bool(raw.get(key, key == "train"))
     return RunEntry(
         label=label,
         method=method,
@@ -280,7 +331,30 @@ def _parse_run(raw: Any, where: str) -> RunEntry:
         test_time_denoisers=None if ttd is None else _refs(ttd, f"{where}.test_time_denoisers"),
         note=str(raw.get("note", "")),
         group=str(raw.get("group", "")),
+        **flags,
     )
+
+
+def _check_reuse(runs: Sequence[RunEntry], where: str) -> None:
+    """``train = false`` evaluates the parent's weights, so it needs a parent with the same method; a
+    ``shared`` run trains once for every target, so whatever it warm-starts from must be shared too."""
+    by_label = {r.label: r for r in runs}
+    for r in runs:
+        if not r.train:
+            if r.init_from is None:
+                raise ConfigError(f"{where}: run {r.label!r}: train = false needs init_from (the run whose "
+                                  "selected checkpoint it evaluates)")
+            parent = by_label[r.init_from]
+            if parent.method.name != r.method.name:
+                raise ConfigError(f"{where}: run {r.label!r}: train = false evaluates {r.init_from!r}'s "
+                                  f"weights, so its method must be {parent.method.name!r}, not "
+                                  f"{r.method.name!r}")
+            if r.shared:
+                raise ConfigError(f"{where}: run {r.label!r}: shared applies to trained runs; drop it "
+                                  "(an evaluate-only run is evaluated on every target anyway)")
+        if r.shared and r.init_from is not None and not by_label[r.init_from].shared:
+            raise ConfigError(f"{where}: run {r.label!r} is shared but its init_from {r.init_from!r} is not; "
+                              f"set shared = true on {r.init_from!r} too")
 
 
 def _check_acyclic(runs: Iterable[RunEntry], where: str) -> None:
@@ -330,14 +404,30 @@ def _flatten(overrides: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def expand(suite: Suite, *, targets: Sequence[str], seeds: int | None = None, data_root: Path,
-           sets: Sequence[str] = ()) -> list[RunPlan]:
-    """All runs of ``suite`` on ``targets``, ordered so that every warm-start parent precedes its child."""
+           sets: Sequence[str] = (), shared_target: str | None = None) -> list[RunPlan]:
+    """All runs of ``suite`` on ``targets``, ordered so that every warm-start parent precedes its child.
+
+    ``shared`` runs train on ``shared_target`` (default: the first of ``targets``; the runner passes the
+    suite's first target, so that ``--target`` on a subset reuses the same checkpoint). When it is not among
+    ``targets``, the shared runs on it are planned first (they are needed, not reported).
+    """
     n_seeds = seeds if seeds is not None else suite.seeds
     order = _topological(suite.runs)
+    shared = _effectively_shared(suite)
+    parents = {r.init_from for r in suite.runs if r.init_from is not None}
+    owner = shared_target if shared_target is not None else (targets[0] if targets else None)
     plans = []
-    for target in targets:
+    support = [] if owner is None or owner in targets or not shared else [owner]
+    for target in [*support, *targets]:
         for seed in range(n_seeds):
             for entry in order:
+                if target in support and entry.label not in shared:
+                    continue
+                mode, weights_from = "train", None
+                if not entry.train:
+                    mode, weights_from = "evaluate_only", run_id(target, str(entry.init_from), seed)
+                elif entry.label in shared and target != owner:
+                    mode, weights_from = "shared", run_id(str(owner), entry.label, seed)
                 plans.append(
                     RunPlan(
                         suite=suite.name,
@@ -352,9 +442,26 @@ def expand(suite: Suite, *, targets: Sequence[str], seeds: int | None = None, da
                         init_from=entry.init_from,
                         note=entry.note,
                         group=entry.group,
+                        mode=mode,
+                        weights_from=weights_from,
+                        noise_points=suite.noise_points if entry.label in parents and entry.train else 0,
                     )
                 )
     return plans
+
+
+def _effectively_shared(suite: Suite) -> set[str]:
+    """Labels trained once for all targets: ``shared = true``, selected by a criterion that does not look
+    at the target, and (if warm-started) from a parent that is itself shared. Any other ``shared`` run is
+    trained per target, and the dry run says so."""
+    by_label = {r.label: r for r in suite.runs}
+
+    def ok(entry: RunEntry) -> bool:
+        if not entry.shared or (entry.selection or suite.selection) not in TARGET_FREE_SELECTIONS:
+            return False
+        return entry.init_from is None or ok(by_label[entry.init_from])
+
+    return {r.label for r in suite.runs if ok(r)}
 
 
 def _topological(runs: Sequence[RunEntry]) -> list[RunEntry]:

@@ -1,9 +1,13 @@
-"""Result files: ``results.csv`` (one row per table line), ``results.json`` (rows, per-seed records,
-provenance) and ``results.md`` (one Markdown table per target domain with the flags spelled out).
+"""Result files: ``results.csv`` (one row per table line), ``results.json`` (rows, per-seed records, run
+diagnostics, provenance) and ``results.md`` (one Markdown table per target domain with the flags spelled out).
 
 Flags are part of the table, not a footnote somebody may drop: the oracle is marked "upper bound", a row
 whose checkpoint was chosen with target labels is marked "target labels used for selection", a warm start
-names its parent run.
+names its parent run, the control is marked as such, a network other than the method's reported one is
+its own row (``label [student]``), and a run whose discriminator stayed at chance says so. Each target's
+table states the parent's held-out source-validation Dice, the checkpoint noise and every run's selection
+rule. Differences between runs are **paired** over seeds (:mod:`voxuda.bench.stats`); the findings claim a
+difference only where its 95 % interval excludes zero.
 """
 
 from __future__ import annotations
@@ -15,12 +19,17 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from voxuda.bench.diagnostics import CHANCE_ACCURACY, TAIL_FRACTION, discriminator_at_chance
 from voxuda.bench.io import write_json, write_text
-from voxuda.bench.results import EvalRecord, Row, class_names
+from voxuda.bench.results import Row, SuiteResults, TargetSummary
+from voxuda.bench.stats import LEVEL, PairedInterval
 
-#: Columns of the Markdown/console table before the per-class Dice columns.
-TABLE_COLUMNS = ("run", "method", "test-time input", "selection", "Dice", "IoU", "gap closed",
-                 "selection regret", "notes")
+#: Columns of the Markdown table before the baseline, regret, per-class Dice and notes columns.
+TABLE_COLUMNS = ("run", "network", "method", "test-time input", "selection", "Dice", "IoU", "gap closed",
+                 "Δ vs control (95 % CI)", "Δ vs parent (95 % CI)")
+#: What the console printout keeps (per-class columns and notes do not fit a terminal).
+CONSOLE_COLUMNS = ("run", "network", "test-time input", "Dice", "gap closed", "Δ vs control (95 % CI)",
+                   "Δ vs parent (95 % CI)", "selection regret")
 
 
 def fmt(mean: float, std: float, digits: int = 3) -> str:
@@ -35,38 +44,77 @@ def fmt1(value: float, digits: int = 2) -> str:
     return "-" if value is None or math.isnan(value) else f"{value:+.{digits}f}"
 
 
-def notes(row: Row) -> str:
+def fmt_interval(interval: PairedInterval | None) -> str:
+    return "-" if interval is None else interval.text()
+
+
+def notes(row: Row, *, controls: Sequence[str] = (), reported_network: str = "") -> str:
+    """The notes cell: flags, warm start or reuse, control, network, discriminator, pseudo-labels, drift."""
     parts = []
     if row.flag:
         parts.append(f"**{row.flag}** (trained on target labels)")
     if row.leaky_selection:
         parts.append("**target labels used for selection**")
-    if row.init_from:
+    if row.mode == "evaluate_only":
+        parts.append(f"evaluate-only: {row.init_from}'s checkpoint under this run's config, no training")
+    elif row.init_from:
         parts.append(f"warm start from {row.init_from}")
+    if row.mode == "shared" and row.weights_from:
+        parts.append(f"trained once on {row.weights_from.split('/')[0]}, shared (never sees the target)")
+    if row.label in controls and row.reported:
+        parts.append("**control** (the adaptation runs' extra steps and schedule, no target)")
+    if not row.reported:
+        parts.append(f"**{row.network_name} network**, not the method's reported one"
+                     + (f" ({reported_network})" if reported_network else ""))
+    diag = row.diagnostics
+    if discriminator_at_chance(diag):
+        parts.append(f"**discriminator at chance** (acc {diag['domain_accuracy_tail']:.2f})")
+    elif "domain_accuracy_tail" in diag:
+        parts.append(f"discriminator acc {diag['domain_accuracy_tail']:.2f}")
+    fg = [f"{name} {diag[key]:.2%}" for key, name in (("pseudo_fg_fraction", "pseudo-label fg"),
+                                                       ("teacher_fg_fraction", "teacher fg")) if key in diag]
+    if fg:
+        parts.append(", ".join(fg))
+    if diag.get("drift"):
+        parts.append("drift from warm start " + ", ".join(f"{k} {v:.3f}" for k, v in diag["drift"].items()))
     parts.append(f"{row.n_seeds} seed{'s' if row.n_seeds != 1 else ''}")
     return "; ".join(parts)
 
 
+def _baselines(rows: Sequence[Row]) -> list[str]:
+    return list(dict.fromkeys(b for r in rows for b in r.vs_baselines))
+
+
 def table_lines(rows: Sequence[Row], classes: Sequence[str]) -> list[list[str]]:
     """Header + body cells of the result table (shared by Markdown and the console printout)."""
-    header = list(TABLE_COLUMNS[:-1]) + [f"Dice {c}" for c in classes] + [TABLE_COLUMNS[-1]]
+    baselines = _baselines(rows)
+    header = (list(TABLE_COLUMNS) + [f"Δ vs {b} (95 % CI)" for b in baselines] + ["selection regret"]
+              + [f"Dice {c}" for c in classes] + ["notes"])
+    controls = [r.control for r in rows if r.control]
+    reported_net = {r.label: r.network_name for r in rows if r.reported}
     body = []
     for r in rows:
         single = r.n_seeds < 2  # a std over one seed would read as "no variance": print the mean only
+        network = r.network_name + (" (reported)" if r.reported and r.network else "")
         cells = [
-            r.label + (" (upper bound)" if r.flag else ""),
+            r.display_label + (" (upper bound)" if r.flag else ""),
+            network,
             r.method,
             r.input_denoiser,
             r.selection + (" (LEAK)" if r.leaky_selection else ""),
             fmt(r.dice_mean, math.nan if single else r.dice_std),
             fmt(r.iou_mean, math.nan if single else r.iou_std),
             fmt1(r.gap_closed),
-            fmt1(r.regret_mean, 3),
+            fmt_interval(r.vs_control),
+            fmt_interval(r.vs_parent),
         ]
+        cells += [fmt_interval(r.vs_baselines.get(b)) for b in baselines]
+        cells.append(fmt1(r.regret_mean, 3))
         for c in classes:
             mean, std = r.per_class.get(c, {}).get("dice", (math.nan, math.nan))
             cells.append(fmt(mean, math.nan if single else std))
-        cells.append(notes(r))
+        cells.append(notes(r, controls=controls,
+                           reported_network="" if r.reported else reported_net.get(r.label, "")))
         body.append(cells)
     return [header, *body]
 
@@ -79,8 +127,10 @@ def markdown_table(rows: Sequence[Row], classes: Sequence[str]) -> str:
 
 
 def console_table(rows: Sequence[Row], classes: Sequence[str]) -> str:
-    """A plain fixed-width table (no per-class columns: they do not fit a terminal)."""
-    lines = [cells[:8] for cells in table_lines(rows, [])]
+    """A plain fixed-width table (no per-class columns or notes: they do not fit a terminal)."""
+    full = table_lines(rows, [])
+    keep = [full[0].index(c) for c in CONSOLE_COLUMNS]
+    lines = [[cells[i] for i in keep] for cells in full]
     widths = [max(len(c) for c in col) for col in zip(*lines)]
     text = []
     for i, cells in enumerate(lines):
@@ -102,28 +152,82 @@ def csv_text(rows: Sequence[Row], classes: Sequence[str]) -> str:
     flat = [r.flat(classes) for r in rows]
     if not flat:
         return ""
-    writer = csv.DictWriter(buf, fieldnames=list(flat[0]), lineterminator="\n")
+    fields = list(dict.fromkeys(k for f in flat for k in f))
+    writer = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n", restval="")
     writer.writeheader()
     writer.writerows(flat)
     return buf.getvalue()
 
 
-LEGEND = """\
-Columns: **Dice**/**IoU** of the macromolecule class on the target's labelled test split, mean ± std over
-seeds; **test-time input**: the denoiser applied to the target volume before the network at evaluation
-(`identity` = raw input); **selection**: the criterion that chose the evaluated checkpoint (`(LEAK)` = it
-used target labels); **gap closed** = (Dice − source-only) / (oracle − source-only), references without
-test-time denoising; **selection regret** = Dice of the checkpoint `target_oracle` would have chosen minus
-Dice of the one actually chosen (mean over seeds; `-` when not measured); **Dice <class>**: per macromolecule
-class (volumes grouped by the class of their central particle)."""
+LEGEND = f"""\
+Columns: **run** is the suite label; a network other than the method's reported predictor is its own row,
+`label [student]` or `label [teacher]`; **network** names the network a row scores (`(reported)`: the one
+behind the method's `predictor()`, i.e. the method's own row). **Dice**/**IoU** of the macromolecule class on
+the target's labelled test split, mean ± std over seeds; **test-time input**: the denoiser applied to the
+target volume before the network at evaluation (`identity` = raw input); **selection**: the criterion that
+chose the evaluated checkpoint (`(LEAK)` = it used target labels); **gap closed** = (Dice − source-only) /
+(oracle − source-only), references without test-time denoising, source-only = the parent of the warm starts;
+**Δ vs control** / **Δ vs parent** / **Δ vs <baseline>**: mean of the paired per-seed differences (this row
+minus the control, the warm-start parent, or an evaluate-only baseline of the same parent, matched by seed
+and test-time input) with its {LEVEL * 100:.0f} % interval (Student t, n − 1 degrees of freedom; `n.s.` = the
+interval contains 0, not significant; one seed = untested); the **control** is the trained `source_only` run
+continuing from the same parent for the adaptation runs' extra steps (`source_only_cont`); **selection
+regret** = Dice of the checkpoint `target_oracle` would have chosen minus Dice of the one actually chosen
+(mean over seeds; `-` when not measured, and for networks other than the reported one); **Dice <class>**:
+per macromolecule class (volumes grouped by the class of their central particle); notes: **discriminator
+at chance** = mean domain accuracy over the last {TAIL_FRACTION * 100:.0f} % of steps below {CHANCE_ACCURACY};
+pseudo-label and teacher foreground fractions are run means; drift = relative L2 distance of each network
+from the warm start (`run.json`)."""
 
 
-def markdown_document(rows: Sequence[Row], classes: Sequence[str], meta: Mapping[str, Any],
-                      figures: Sequence[str] = (), findings: Sequence[str] = ()) -> str:
-    """The whole ``results.md`` (also the body of the generated ``docs/results.md``)."""
-    out = [f"# Benchmark results: suite `{meta.get('suite')}`", ""]
-    out.append("Generated by `voxuda benchmark`; do not edit by hand.")
-    out.append("")
+def summary_lines(summary: TargetSummary) -> list[str]:
+    """The bullet lines above a target's table: parent, checkpoint noise, selection rules."""
+    out = []
+    parent = f"`{summary.parent}`" if summary.parent else "none"
+    if summary.parent_source_val is not None:
+        mean, std = summary.parent_source_val
+        n = summary.parent_source_val_seeds
+        spread = f" ± {std:.3f}" if n > 1 else ""
+        out.append(f"**parent** {parent}: held-out source-validation Dice {mean:.3f}{spread} "
+                   f"(best source_val score, {n} seed{'s' if n != 1 else ''})")
+    else:
+        out.append(f"**parent** {parent}: held-out source-validation Dice not logged (it was not selected "
+                   "by source_val)")
+    if summary.noise_seeds:
+        steps = ", ".join(str(s) for s in summary.noise_steps)
+        out.append(f"**checkpoint noise** of {parent}: target test Dice over its last kept evaluation points "
+                   f"(steps {steps}): std {summary.noise_std:.3f}, max − min {summary.noise_range:.3f} "
+                   f"(mean over {summary.noise_seeds} seed{'s' if summary.noise_seeds != 1 else ''}); "
+                   "differences of this size between checkpoints of one run are noise")
+    else:
+        out.append(f"**checkpoint noise** of {parent}: not measured (needs `selection_regret`, eval points "
+                   "and `noise_points` > 0)")
+    out.append("**selection rules**: " + "; ".join(summary.selection_rules))
+    return out
+
+
+def suite_sections(results: SuiteResults, figures: Sequence[str] = (), level: int = 2) -> list[str]:
+    """Findings and one table per target of one suite (headings at ``level``)."""
+    h = "#" * level
+    classes = results.classes
+    out = []
+    found = findings(results.rows)
+    if found:
+        out += [f"{h} Findings (computed from the table)", ""] + [f"- {f}" for f in found] + [""]
+    for target, target_rows in by_target(results.rows).items():
+        out += [f"{h} Target domain `{target}`", ""]
+        summary = results.summaries.get(target)
+        if summary is not None:
+            out += [f"- {line}" for line in summary_lines(summary)] + [""]
+        out += [markdown_table(target_rows, classes), ""]
+    out += [LEGEND, ""]
+    if figures:
+        out += [f"{h} Figures", ""] + [f"![{Path(f).stem}]({f})" for f in figures] + [""]
+    return out
+
+
+def provenance_lines(meta: Mapping[str, Any]) -> list[str]:
+    out = []
     for key in ("command", "date", "versions", "machine", "wall_time", "data", "trainer"):
         if key in meta and meta[key]:
             value = meta[key]
@@ -137,38 +241,60 @@ def markdown_document(rows: Sequence[Row], classes: Sequence[str], meta: Mapping
                 "process):", ""]
         out += [f"- {s['date']}: `{s['command'] or '(library call)'}`, wall {s['wall_seconds']:.0f} s, "
                 f"cpu {s.get('cpu_seconds', float('nan')):.0f} s, data {s['data_seconds']:.0f} s, "
-                f"{s['trained']} run(s) trained, {s['skipped']} already done" for s in sessions]
+                f"{s['trained']} run(s) trained, {s.get('reused', 0)} evaluated without training, "
+                f"{s['skipped']} already done" for s in sessions]
+    return out
+
+
+def markdown_document(results: SuiteResults, figures: Sequence[str] = ()) -> str:
+    """The whole ``results.md`` of one suite."""
+    meta = results.meta
+    out = [f"# Benchmark results: suite `{meta.get('suite')}`", ""]
+    out.append("Generated by `voxuda benchmark`; do not edit by hand.")
     out.append("")
-    if findings:
-        out += ["## Findings (computed from the table)", ""] + [f"- {f}" for f in findings] + [""]
-    for target, target_rows in by_target(rows).items():
-        out += [f"## Target domain `{target}`", "", markdown_table(target_rows, classes), ""]
-    out += [LEGEND, ""]
-    if figures:
-        out += ["## Figures", ""] + [f"![{Path(f).stem}]({f})" for f in figures] + [""]
+    if meta.get("track"):
+        out += [f"Track: **{meta['track']}**.", ""]
+    out += provenance_lines(meta)
+    out.append("")
+    out += suite_sections(results, figures)
     return "\n".join(out)
 
 
+def _compared(kind: str, label: str, interval: PairedInterval) -> str:
+    """``vs control `x`: significantly better (+0.030 [+0.010, +0.050])`` or ``vs parent `y`: +0.010
+    (1 seed: untested)``."""
+    if not interval.tested or interval.identical:
+        return f"vs {kind} `{label}`: {interval.text()}"
+    verdict = interval.verdict()
+    verdict = {"better": "significantly better", "worse": "significantly worse"}.get(verdict, verdict)
+    return f"vs {kind} `{label}`: {verdict} ({interval.text()})"
+
+
 def findings(rows: Sequence[Row]) -> list[str]:
-    """Plain statements computed from the rows: where Vox-UDA does and does not beat each baseline."""
+    """Plain statements computed from the rows. A row wins or loses against its control, its parent or an
+    evaluate-only baseline only where the paired 95 % interval excludes zero; each names its network."""
     out = []
     for target, target_rows in by_target(rows).items():
-        vox = [r for r in target_rows if r.method == "vox_uda" and not r.leaky_selection]
-        others = [r for r in target_rows if r.method != "vox_uda" and not r.flag and not r.leaky_selection]
-        for v in vox:
-            beaten = [o for o in others if not math.isnan(o.dice_mean) and v.dice_mean > o.dice_mean]
-            not_beaten = [o for o in others if not math.isnan(o.dice_mean) and v.dice_mean <= o.dice_mean]
-            name = f"`{v.label}` ({v.input_denoiser} input, Dice {v.dice_mean:.3f})"
-            if not_beaten:
-                listed = ", ".join(
-                    f"`{o.label}` with {o.input_denoiser} input ({o.dice_mean:.3f}{_noise(v, o)})"
-                    for o in not_beaten)
-                out.append(f"{target}: {name} does NOT beat {listed}.")
-            if beaten:
-                listed = ", ".join(f"`{o.label}`/{o.input_denoiser} ({o.dice_mean:.3f}{_noise(v, o)})"
-                                   for o in beaten)
-                out.append(f"{target}: {name} beats {listed}.")
-        so = {r.input_denoiser: r for r in target_rows if r.method == "source_only"}
+        for r in target_rows:
+            if r.flag or r.leaky_selection:
+                continue
+            comparisons = [("control", r.control, r.vs_control), ("parent", r.init_from, r.vs_parent)]
+            comparisons += [("baseline", b, i) for b, i in r.vs_baselines.items()]
+            said = [_compared(kind, label, i) for kind, label, i in comparisons if i is not None and label]
+            if not said:
+                continue
+            network = (f"{r.network_name} network, the method's reported one" if r.reported
+                       else f"{r.network_name} network, not the method's reported one")
+            out.append(f"{target}: `{r.display_label}` ({network}; {r.input_denoiser} input; Dice "
+                       f"{r.dice_mean:.3f}): " + "; ".join(said) + ".")
+        for r in target_rows:
+            if discriminator_at_chance(r.diagnostics) and r.reported and r.input_denoiser == "identity":
+                acc = r.diagnostics["domain_accuracy_tail"]
+                tail = f"{TAIL_FRACTION * 100:.0f} %"
+                out.append(f"{target}: `{r.label}`: discriminator at chance (mean domain accuracy {acc:.2f} "
+                           f"over the last {tail} of steps): its adversarial term did not act.")
+        so = {r.input_denoiser: r for r in target_rows
+              if r.method == "source_only" and r.init_from is None and r.reported}
         if "identity" in so and len(so) > 1:
             for den, r in so.items():
                 if den != "identity":
@@ -179,40 +305,27 @@ def findings(rows: Sequence[Row]) -> list[str]:
                 if not r.flag and not r.leaky_selection and not math.isnan(r.dice_mean)]
         if fair:
             best = max(fair, key=lambda r: r.dice_mean)
-            out.append(f"{target}: best row without target labels: `{best.label}` with {best.input_denoiser} "
-                       f"input (Dice {best.dice_mean:.3f}).")
+            out.append(f"{target}: highest mean Dice without target labels: `{best.display_label}` "
+                       f"({best.network_name} network) with {best.input_denoiser} input "
+                       f"({best.dice_mean:.3f}); a ranking of means, not a test.")
         seeds = min((r.n_seeds for r in target_rows), default=0)
         if seeds < 2:
-            out.append(f"{target}: one seed only; differences between rows are not tested against seed "
-                       "variance.")
+            out.append(f"{target}: one seed only; differences between rows are untested.")
         else:
-            out.append(f"{target}: {seeds} seeds; differences smaller than about one std over seeds are not "
-                       "significant.")
+            out.append(f"{target}: {seeds} seeds; intervals are paired {LEVEL * 100:.0f} % Student-t "
+                       "intervals over seeds (n − 1 degrees of freedom); a win or loss is claimed only where "
+                       "the interval excludes 0.")
     return out
 
 
-def _noise(a: Row, b: Row) -> str:
-    """Marks a difference smaller than the larger of the two seed stds (not distinguishable from noise)."""
-    if a.n_seeds < 2 or b.n_seeds < 2:
-        return ""
-    return ", within 1 std" if abs(a.dice_mean - b.dice_mean) < max(a.dice_std, b.dice_std) else ""
-
-
-def write_results(out_dir: Path, rows: Sequence[Row], records: Sequence[EvalRecord],
-                  meta: Mapping[str, Any], figures: Sequence[str] = ()) -> dict[str, Path]:
+def write_results(out_dir: Path, results: SuiteResults, figures: Sequence[str] = ()) -> dict[str, Path]:
     """Write results.csv, results.json and results.md atomically; return their paths."""
-    classes = class_names(records)
-    found = findings(rows)
-    md = markdown_document(rows, classes, meta, figures, found)
-    paths = {
+    classes = results.classes
+    rows = results.rows
+    data = results.to_json()
+    data.update({"classes": classes, "findings": findings(rows), "rows": [r.flat(classes) for r in rows]})
+    return {
         "csv": write_text(out_dir / "results.csv", csv_text(rows, classes)),
-        "json": write_json(out_dir / "results.json", {
-            "meta": dict(meta),
-            "classes": classes,
-            "findings": found,
-            "rows": [r.flat(classes) for r in rows],
-            "records": [r.to_dict() for r in records],
-        }),
-        "md": write_text(out_dir / "results.md", md),
+        "json": write_json(out_dir / "results.json", data),
+        "md": write_text(out_dir / "results.md", markdown_document(results, figures)),
     }
-    return paths

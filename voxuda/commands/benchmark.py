@@ -1,4 +1,5 @@
-"""``voxuda benchmark``: run a benchmark or ablation suite and write tables and plots.
+"""``voxuda benchmark``: run a benchmark or ablation suite and write tables and plots, or (``--from``)
+combine finished suites' result folders into one generated document.
 
 Heavy imports (torch, matplotlib) happen inside :func:`run`, so ``voxuda --help`` stays fast.
 """
@@ -29,7 +30,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--only", action="append", default=None, metavar="LABEL",
                         help="run only these run labels (plus their warm-start parents); repeatable")
     parser.add_argument("--write-doc", type=Path, default=None, metavar="PATH",
-                        help="also write the Markdown report to PATH (e.g. docs/results.md)")
+                        help="also write the Markdown report to PATH (e.g. docs/results.md; an anatomy-track "
+                             "suite writes the gap-anatomy document, e.g. docs/anatomy.md)")
+    parser.add_argument("--from", dest="report_from", action="append", default=None, type=Path,
+                        metavar="DIR",
+                        help="train nothing: combine the results.json of these finished suite output folders "
+                             "(repeatable) into --write-doc, tracks in order: appearance, content, anatomy")
     parser.add_argument("--no-plots", action="store_true", help="skip the PNG figures")
     parser.add_argument("--dry-run", action="store_true", help="print the expanded runs and exit")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -42,6 +48,11 @@ def command_line(args: argparse.Namespace) -> str:
                         ("--write-doc", args.write_doc)):
         if value is not None:
             parts += [flag, str(value)]
+    if getattr(args, "report_from", None):
+        parts = ["voxuda", "benchmark"]
+        for folder in args.report_from:
+            parts += ["--from", shlex.quote(str(folder))]
+        return " ".join(parts + ["--write-doc", str(args.write_doc)])
     for flag, values in (("--set", args.sets), ("--suite-set", args.suite_sets), ("--target", args.targets),
                          ("--only", args.only)):
         for value in values or []:
@@ -58,6 +69,8 @@ def run(args: argparse.Namespace) -> int:
             suite = load_suite(name)
             print(f"{name:20s} {suite.description}")
         return 0
+    if args.report_from:
+        return _report(args)
     suite = load_suite(args.suite, sets=args.suite_sets)
     out = args.out or Path("results") / suite.name
     data_root = args.data_root or Path(os.environ.get("VOXUDA_DATA_ROOT") or out / "data")
@@ -79,4 +92,17 @@ def run(args: argparse.Namespace) -> int:
     result = run_benchmark(suite, options)
     if result.table:
         print(result.table)
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    """``--from DIR ... --write-doc PATH``: one document from finished suites, nothing trained."""
+    from voxuda.bench.report import load_results, write_document
+    from voxuda.errors import ConfigError
+
+    if args.write_doc is None:
+        raise ConfigError("--from needs --write-doc PATH (the document to write, e.g. docs/results.md)")
+    suites = [(Path(folder), load_results(Path(folder))) for folder in args.report_from]
+    path = write_document(args.write_doc, suites)
+    print(f"wrote {path} from {len(suites)} suite(s): {', '.join(r.name for _, r in suites)}")
     return 0

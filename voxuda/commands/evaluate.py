@@ -1,5 +1,6 @@
 """``voxuda evaluate RUN_DIR [--split test] [--checkpoint best|last] [--input-denoiser NAME] [--set ...]
-[--invert]``: Dice/IoU of a trained run on a target split, written to ``RUN_DIR/eval_<...>.json``."""
+[--alignment NAME] [--invert]``: Dice/IoU of a trained run on a target split, written to
+``RUN_DIR/eval_<...>.json``."""
 
 from __future__ import annotations
 
@@ -17,6 +18,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--set", dest="overrides", action="append", default=[],
                         metavar="input_denoiser.KEY=VALUE",
                         help="parameter of the input denoiser, e.g. --set input_denoiser.sigma=1")
+    parser.add_argument("--alignment", metavar="NAME",
+                        help="input aligner for the target split instead of the run's data.alignment (e.g. "
+                             "detrend, spectrum_match: fitted on the unlabelled train splits)")
     parser.add_argument("--invert", action="store_true", help="invert the input contrast (polarity check)")
     parser.add_argument("--json", action="store_true", help="print the whole result as JSON")
 
@@ -26,14 +30,15 @@ def run(args: argparse.Namespace) -> int:
 
     result = evaluate_run(
         args.run_dir, split=args.split, checkpoint=args.checkpoint, input_denoiser=args.input_denoiser,
-        denoiser_overrides=args.overrides, invert=args.invert,
+        denoiser_overrides=args.overrides, invert=args.invert, alignment=args.alignment,
     )
     if args.json:
         print(json.dumps(result, indent=2))
         return 0
     overall = result["overall"]
     print(f"{result['method']} on {result['domain']}/{result['split']} ({result['checkpoint']['file']}, "
-          f"step {result['checkpoint']['step']}, input {result['input_denoiser']['name']}"
+          f"step {result['checkpoint']['step']}, input {result['input_denoiser']['name']}, "
+          f"alignment {result['alignment']['name']}"
           f"{', inverted' if result['inverted'] else ''})")
     print(f"  overall: Dice {overall['dice_fg']:.4f}  IoU {overall['iou_fg']:.4f}  mean Dice "
           f"{overall['dice_mean']:.4f}  mean IoU {overall['iou_mean']:.4f}  per-volume Dice "

@@ -22,8 +22,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
     add("--input-denoiser", metavar="NAME",
         help="registered denoiser applied to each normalised window (default: the run's)")
+    add("--alignment", metavar="NAME",
+        help="registered input aligner applied to each normalised window as the target domain (default: the "
+             "run's data.alignment with its recorded statistics; 'none' switches it off)")
     add("--set", dest="overrides", action="append", default=[], metavar="input_denoiser.KEY=VALUE",
-        help="parameter of the input denoiser, e.g. --set input_denoiser.sigma=1 (repeatable)")
+        help="parameter of the input denoiser or aligner, e.g. --set input_denoiser.sigma=1 or "
+             "--set alignment.order=2 (repeatable)")
     add("--invert", action="store_true", help="invert the contrast before normalising")
     add("--normalization", choices=["zscore", "minmax", "none"], help="override the run's normalisation")
     add("--scope", choices=["patch", "tomogram"], default="patch",
@@ -35,22 +39,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--no-progress", action="store_true", help="hide the progress bar")
 
 
-def _denoiser_params(items: list[str]) -> dict[str, object]:
+def _component_params(items: list[str]) -> dict[str, dict[str, object]]:
+    """``--set`` items split by component: ``{"input_denoiser": {...}, "alignment": {...}}``."""
     from voxuda.config import parse_override
     from voxuda.segment.errors import SegmentError
 
-    params: dict[str, object] = {}
+    params: dict[str, dict[str, object]] = {"input_denoiser": {}, "alignment": {}}
     for item in items:
         path, value = parse_override(item)
-        if path[0] != "input_denoiser" or len(path) < 2:
-            raise SegmentError(f"--set {item!r}: only input_denoiser.KEY=VALUE is accepted by segment")
-        params[".".join(path[1:])] = value
+        if path[0] not in params or len(path) < 2:
+            raise SegmentError(
+                f"--set {item!r}: only input_denoiser.KEY=VALUE or alignment.KEY=VALUE is accepted by segment"
+            )
+        params[path[0]][".".join(path[1:])] = value
     return params
 
 
 def run(args: argparse.Namespace) -> int:
     from voxuda.segment import segment_tomogram
 
+    params = _component_params(args.overrides)
     result = segment_tomogram(
         args.run,
         args.tomogram,
@@ -61,7 +69,9 @@ def run(args: argparse.Namespace) -> int:
         batch_size=args.batch,
         device=args.device,
         input_denoiser=args.input_denoiser,
-        denoiser_params=_denoiser_params(args.overrides),
+        denoiser_params=params["input_denoiser"],
+        alignment=args.alignment,
+        alignment_params=params["alignment"],
         invert=args.invert,
         normalization=args.normalization,
         scope=args.scope,

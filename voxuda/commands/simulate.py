@@ -7,31 +7,48 @@ import os
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--preset", default="quick",
-                        help="preset: tiny, quick, paper, *_mismatched, quick_source_snr10")
-    parser.add_argument("--out", required=True, help="output folder (created; reused when already complete)")
+    parser.add_argument(
+        "--preset",
+        default="quick",
+        help="a built-in preset (see --list-presets) or a .toml preset file (see --dump-preset)",
+    )
+    parser.add_argument("--out", help="output folder (created; reused when already complete)")
     parser.add_argument("--seed", type=int, default=0, help="seed: the same seed gives byte-identical files")
     parser.add_argument(
         "--workers", type=int, default=min(2, os.cpu_count() or 1), help="worker processes for simulation"
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--figure", help="also write a PNG of central slices of every domain here")
+    parser.add_argument(
+        "--dump-preset",
+        metavar="PRESET",
+        help="print PRESET (a built-in or a .toml file, resolved) as a complete preset file and exit",
+    )
+    parser.add_argument("--list-presets", action="store_true", help="list the built-in presets and exit")
 
 
 def run(args: argparse.Namespace) -> int:
-    from voxuda.data.simulate import PRESETS, simulate_benchmark
+    from voxuda.data.simulate import simulate_benchmark
+    from voxuda.data.simulate.presets import PRESETS, get_preset
     from voxuda.errors import ConfigError
 
-    if args.preset not in PRESETS:
-        import difflib
+    if args.list_presets:
+        width = max(map(len, PRESETS))
+        for name, p in PRESETS.items():
+            print(f"{name:<{width}}  {', '.join(t.name for t in p.targets)}: {p.description}")
+        return 0
+    if args.dump_preset:
+        from voxuda.data.simulate.preset_file import preset_to_toml
 
-        hint = difflib.get_close_matches(args.preset, list(PRESETS), n=1)
-        did = f"; did you mean {hint[0]!r}?" if hint else ""
-        raise ConfigError(f"unknown preset {args.preset!r}{did} (presets: {', '.join(PRESETS)})")
+        print(preset_to_toml(get_preset(args.dump_preset)), end="")
+        return 0
+    if not args.out:
+        raise ConfigError("voxuda simulate: --out is required (the folder to write the benchmark to)")
+    preset = get_preset(args.preset)  # one line for an unknown name or a bad preset file, before any work
     out = simulate_benchmark(
-        args.preset, args.out, seed=args.seed, progress=not args.no_progress, workers=max(1, args.workers)
+        preset, args.out, seed=args.seed, progress=not args.no_progress, workers=max(1, args.workers)
     )
-    print(f"benchmark {args.preset!r} (seed {args.seed}) ready in {out}")
+    print(f"benchmark {preset.name!r} (seed {args.seed}) ready in {out}")
     if args.figure:
         from voxuda.data.figures import plot_domains
 

@@ -26,6 +26,12 @@ from voxuda.config import (
 from voxuda.errors import ConfigError, VoxudaError
 
 
+def _of_kind(field: Any, kind: str) -> Any:
+    """Tag a :func:`ref_field` with its component kind, so no code has to guess it from the field's name."""
+    field.metadata["kind"] = kind
+    return field
+
+
 @attrs.define
 class DataConfig:
     """Where the source and target subtomograms come from and how they are prepared."""
@@ -52,6 +58,11 @@ class DataConfig:
         "", help="folder of the target domain if not in root, e.g. `voxuda extract` output ('' = root)"
     )
     target_manifest: str = help_field("", help="manifest file name inside target_root ('' = manifest)")
+    alignment: ComponentRef = _of_kind(ref_field(
+        "none",
+        help="label-free input aligner (none, detrend, spectrum_match), fitted on the unlabelled train "
+             "splits, applied to every split, in evaluation and in segment (docs/data.md, Input alignment)",
+    ), "aligner")
 
 
 @attrs.define
@@ -155,9 +166,15 @@ def check_run_config(config: RunConfig) -> None:
         for field in attrs.fields(type(method_config)):
             value = getattr(method_config, field.name)
             if isinstance(value, ComponentRef) and field.metadata.get("component"):
-                kind = _kind_of_field(field.name)
+                kind = _kind_of_field(field.name, field.metadata)
                 if kind is not None:
                     check(kind, value, f"method.{field.name}")
+    for field in attrs.fields(DataConfig):
+        value = getattr(config.data, field.name)
+        if isinstance(value, ComponentRef):
+            kind = _kind_of_field(field.name, field.metadata)
+            if kind is not None:
+                check(kind, value, f"data.{field.name}")
     selection = config.selection_ref
     if selection is not None:
         check("validator", selection, "evaluation.selection")
@@ -171,8 +188,12 @@ def check_run_config(config: RunConfig) -> None:
         raise ConfigError(f"trainer.device: {device!r} is not cpu, cuda, cuda:N or auto")
 
 
-def _kind_of_field(name: str) -> str | None:
-    """Which registry a method's component field refers to, by its name (backbone, *noise*, *denoiser*)."""
+def _kind_of_field(name: str, metadata: Mapping[str, Any] | None = None) -> str | None:
+    """Which registry a component field refers to: its ``kind`` tag (:func:`_of_kind`) when it has one, else
+    guessed from its name (backbone, *noise*, *denoiser*) for method configs, which carry no tag."""
+    tagged = (metadata or {}).get("kind")
+    if tagged:
+        return str(tagged)
     if name == "backbone" or name.endswith("backbone"):
         return "backbone"
     if "denoiser" in name:

@@ -1,9 +1,14 @@
 """Evaluate a run folder on a target split: Dice/IoU overall, per macromolecule class and per volume.
 
 ``evaluate_run(run_dir, split="test", checkpoint="best", input_denoiser=None, invert=False)`` writes
-``eval_<split>_<checkpoint>[_<denoiser>][_inverted].json`` in the run folder and returns the same dict. Every
-result carries the method's flag (e.g. "upper bound"), the selection criterion (flagged when it leaked target
-labels) and the test-time input denoiser, so no number leaves the folder without its caveats.
+``eval_<split>_<checkpoint>[_<denoiser>][_align-<aligner>][_inverted].json`` in the run folder and returns
+the same dict. Every result carries the method's flag (e.g. "upper bound"), the selection criterion (flagged
+when it leaked target labels), the test-time input denoiser and the input alignment, so no number leaves the
+folder without its caveats.
+
+The target split is aligned as the run was trained (``[data] alignment`` with the fitted statistics recorded
+in ``run.json``); ``alignment=`` evaluates with another aligner instead (e.g. ``detrend`` for a run trained
+without alignment: the "source-only + alignment" baseline), fitted on the dataset's unlabelled train splits.
 """
 
 from __future__ import annotations
@@ -13,17 +18,18 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
+import attrs
 import torch
 from torch import nn
 
 from voxuda.config import ComponentRef, apply_overrides, component_ref, load_toml
 from voxuda.engine.checkpoint import load_checkpoint
-from voxuda.engine.config import RunConfig, run_config_from_dict
-from voxuda.engine.data import DomainSplit, RunData, ensure_dataset, load_target
+from voxuda.engine.config import DataConfig, RunConfig, run_config_from_dict
+from voxuda.engine.data import DomainSplit, RunData, ensure_aligned, ensure_dataset, load_target
 from voxuda.engine.inference import InputTransform, make_input_transform, predict_labels
 from voxuda.engine.metrics import SegmentationMeter
 from voxuda.engine.provenance import now, write_json_atomic
-from voxuda.errors import ConfigError
+from voxuda.errors import ConfigError, VoxudaError
 
 
 def evaluate_predictor(
@@ -107,14 +113,16 @@ def evaluate_run(
     input_denoiser: str | Mapping[str, Any] | ComponentRef | None = None,
     denoiser_overrides: Sequence[str] = (),
     invert: bool = False,
+    alignment: str | Mapping[str, Any] | ComponentRef | None = None,
     data_override: RunData | None = None,
     split_data: DomainSplit | None = None,
 ) -> dict[str, Any]:
     """Evaluate the run in ``run_dir`` on target ``split`` and write ``eval_<...>.json`` there.
 
-    ``split_data`` supplies the labelled volumes directly (tests); otherwise the target domain's ``split`` is
-    read from ``[data]``; with ``data_override`` (in-memory runs) the target ``val`` split stands in when no
-    files exist.
+    ``split_data`` supplies the labelled volumes directly, used as given (tests); otherwise the target
+    domain's ``split`` is read from ``[data]`` and aligned like the run's training data (or with
+    ``alignment``, see the module doc); with ``data_override`` (in-memory runs) the target ``val`` split
+    stands in when no files exist.
     """
     run_dir = Path(run_dir)
     config = load_run_config_from_dir(run_dir)
@@ -130,13 +138,14 @@ def evaluate_run(
 
         denoiser = build_denoiser(ref)
     transform = make_input_transform(denoiser, invert=invert)
+    run_record = _read_json(run_dir / "run.json")
+    data_cfg, align_record = _alignment(config, run_record, alignment)
     if split_data is None:
-        split_data = _load_split(config, split, data_override)
+        split_data = _load_split(config, data_cfg, split, data_override, align_record)
     metrics = evaluate_predictor(
         predictor, split_data, num_classes=config.data.num_classes, batch_size=config.evaluation.batch_size,
         device=device, input_transform=transform,
     )
-    run_record = _read_json(run_dir / "run.json")
     selection = run_record.get("selection", {"criterion": config.evaluation.selection, "label_leak": False})
     flags = list(run_record.get("flags", []))
     if method.flag and method.flag not in flags:
@@ -151,6 +160,8 @@ def evaluate_run(
         "domain": config.data.target_domain,
         "checkpoint": info,
         "input_denoiser": ref.to_dict(),
+        "alignment": _resolved_aligner(data_cfg),
+        "alignment_override": alignment is not None,
         "inverted": invert,
         "time": now(),
         **metrics,
@@ -158,23 +169,54 @@ def evaluate_run(
     name = f"eval_{split}_{checkpoint}"
     if ref.name != "identity" or ref.params:
         name += f"_{ref.name.replace(':', '-')}"
+    if alignment is not None:
+        name += f"_align-{data_cfg.alignment.name.replace(':', '-')}"
     if invert:
         name += "_inverted"
     write_json_atomic(result, run_dir / f"{name}.json")
     return result
 
 
-def _load_split(config: RunConfig, split: str, data_override: RunData | None) -> DomainSplit:
-    if data_override is not None and not config.data.root:
-        if data_override.target_val is None:
+def _resolved_aligner(cfg: DataConfig) -> dict[str, Any]:
+    from voxuda.api import resolved_config
+
+    return resolved_config("aligner", cfg.alignment)
+
+
+def _alignment(
+    config: RunConfig, run_record: Mapping[str, Any], override: str | Mapping[str, Any] | ComponentRef | None
+) -> tuple[DataConfig, dict[str, Any] | None]:
+    """The data config to align with and the fitted record to use (None: fit on the train splits).
+
+    Without ``override`` the run's own alignment and its recorded statistics; with one, that aligner, reusing
+    the run's statistics only when the run was trained with exactly that aligner.
+    """
+    recorded = run_record.get("alignment")
+    recorded = recorded if isinstance(recorded, dict) else None
+    if override is None:
+        return config.data, recorded
+    cfg = attrs.evolve(config.data, alignment=component_ref(override))
+    try:
+        wanted = _resolved_aligner(cfg)
+    except VoxudaError as exc:
+        raise ConfigError(f"alignment: {exc}") from exc
+    same = recorded is not None and recorded.get("aligner") == wanted
+    return cfg, recorded if same else None
+
+
+def _load_split(config: RunConfig, data_cfg: DataConfig, split: str, data_override: RunData | None,
+                record: dict[str, Any] | None) -> DomainSplit:
+    in_memory = data_override is not None and (
+        not config.data.root or not (Path(config.data.root) / config.data.manifest).is_file()
+    )
+    if in_memory:
+        assert data_override is not None
+        data = ensure_aligned(data_override, data_cfg, record)
+        if data.target_val is None:
             raise ConfigError("in-memory data has no labelled target split to evaluate")
-        return data_override.target_val
-    if data_override is not None and not (Path(config.data.root) / config.data.manifest).is_file():
-        if data_override.target_val is None:
-            raise ConfigError("in-memory data has no labelled target split to evaluate")
-        return data_override.target_val
-    root = ensure_dataset(config.data)
-    return load_target(config.data, root, split)
+        return data.target_val
+    root = ensure_dataset(data_cfg)
+    return load_target(data_cfg, root, split, alignment=record)
 
 
 def _read_json(path: Path) -> dict[str, Any]:

@@ -24,7 +24,7 @@ from voxuda.config import dump_toml
 from voxuda.engine import provenance
 from voxuda.engine.checkpoint import FORMAT, VERSION, capture_rng, load_checkpoint, restore_rng, save_atomic
 from voxuda.engine.config import RunConfig, check_run_config
-from voxuda.engine.data import PairedSampler, RunData, load_run_data
+from voxuda.engine.data import PairedSampler, RunData, ensure_aligned, load_run_data
 from voxuda.engine.distributed import (
     DistContext,
     ShardedPairedSampler,
@@ -89,6 +89,7 @@ def resolved_run_config(config: RunConfig) -> dict[str, Any]:
                 data["method"][key] = resolved_config(kind, ref)
     with contextlib.suppress(Exception):
         data["evaluation"]["input_denoiser"] = resolved_config("denoiser", config.evaluation.input_denoiser)
+    data["data"]["alignment"] = resolved_config("aligner", config.data.alignment)
     selection = config.selection_ref
     if selection is not None:
         data["evaluation"]["validator"] = resolved_config("validator", selection)
@@ -141,7 +142,7 @@ class _Trainer:
         self.device = self.dist.device if self.dist.enabled else resolve_device(cfg.device)
         seed_everything(config.seed)
         if data is not None:
-            self.data = data
+            self.data = ensure_aligned(data, config.data)  # in-memory data get [data] alignment too
         else:
             with main_process_first():  # rank 0 simulates a missing dataset, the others then read it
                 self.data = load_run_data(config.data, config.seed)
@@ -431,6 +432,7 @@ def _run_record(config: RunConfig, trainer: _Trainer) -> dict[str, Any]:
     with contextlib.suppress(Exception):
         ref = config.evaluation.input_denoiser
         components["input_denoiser"] = provenance.component_record("denoiser", ref)
+    components["aligner"] = provenance.component_record("aligner", config.data.alignment)
     flags = []
     if method.flag:
         flags.append(method.flag)
@@ -449,6 +451,7 @@ def _run_record(config: RunConfig, trainer: _Trainer) -> dict[str, Any]:
         "selection": {"criterion": trainer.selection_name, "label_leak": leak},
         "flags": flags,
         "input_denoiser": config.evaluation.input_denoiser.to_dict(),
+        "alignment": trainer.data.alignment,  # the aligner and its fitted statistics (e.g. both spectra)
         "device": str(trainer.device),
         "num_threads": config.trainer.num_threads,
         "op_backend": provenance.op_backend_used(),

@@ -3,8 +3,9 @@
 The pipeline, each stage streaming in z so memory is bounded by one band of planes whatever the tomogram size:
 
     memory-mapped MRC -> [resample to the model's voxel size] -> windows -> polarity, normalisation,
-    [input denoiser] -> predictor -> Gaussian-weighted blending -> [resample back] -> labels / probabilities
-    written plane band by plane band to temporary files, renamed into place at the very end.
+    [input alignment] -> [input denoiser] -> predictor -> Gaussian-weighted blending -> [resample back]
+    -> labels / probabilities written plane band by plane band to temporary files, renamed into place at
+    the very end.
 
 Everything that can be checked is checked before the first output byte is written (output folder, patch size
 versus the network's down-sampling factor, the model, the input's dimensionality), and any failure later
@@ -25,6 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from voxuda.errors import VoxudaError
 from voxuda.segment.errors import SegmentError
 from voxuda.segment.model import LoadedModel, load_model
 from voxuda.segment.preprocess import Preprocessing
@@ -102,6 +104,53 @@ def _build_denoiser(name: Any, overrides: Mapping[str, Any], model: LoadedModel)
     return build_denoiser(ref)
 
 
+def _build_aligner(name: Any, overrides: Mapping[str, Any], model: LoadedModel, normalization: str) -> Any:
+    """The input aligner: explicit name/ref/callable, else the run's ``data.alignment`` as recorded.
+
+    An aligner with fitted statistics (``spectrum_match``) can only use the statistics the run recorded, so it
+    is refused for a run trained with another aligner: its target statistics would have to come from training
+    data this command never sees.
+    """
+    if callable(name):
+        return name
+    from voxuda.align import build_aligner, is_identity
+    from voxuda.api import resolved_config
+    from voxuda.config import apply_overrides, component_ref
+
+    recorded = model.alignment
+    if name is None:
+        if overrides:
+            raise SegmentError("--set alignment.* given but no --alignment named")
+        data_cfg = model.config.get("data")
+        trained = data_cfg.get("alignment") if isinstance(data_cfg, dict) else None
+        name = recorded["aligner"] if recorded is not None else trained
+    if name is None:
+        return None
+    ref = component_ref(name)
+    if overrides:
+        ref = component_ref({"name": ref.name, **apply_overrides(dict(ref.params), dict(overrides))})
+    if is_identity(ref):
+        return None
+    try:
+        aligner = build_aligner(ref, normalization)  # type: ignore[arg-type]
+        wanted = resolved_config("aligner", ref)
+    except VoxudaError as exc:
+        raise SegmentError(f"--alignment: {exc}") from exc
+    if aligner.needs_fit:
+        if recorded is None or recorded.get("aligner") != wanted:
+            trained = (recorded or {}).get("aligner", {"name": "none"})
+            raise SegmentError(
+                f"--alignment {ref.name}: needs statistics fitted on the training data, and the run records "
+                f"none for it (trained with {trained}); use --alignment detrend or none, or a run trained "
+                f"with data.alignment = {ref.name!r}"
+            )
+        try:
+            aligner.load_state(recorded.get("state") or {})
+        except ValueError as exc:
+            raise SegmentError(f"{model.run_dir}: run.json alignment cannot be restored ({exc})") from exc
+    return aligner
+
+
 def segment_tomogram(
     model_or_run: Any,
     input_path: str | os.PathLike[str],
@@ -114,6 +163,8 @@ def segment_tomogram(
     device: str | torch.device = "cpu",
     input_denoiser: Any = None,
     denoiser_params: Mapping[str, Any] | None = None,
+    alignment: Any = None,
+    alignment_params: Mapping[str, Any] | None = None,
     invert: bool = False,
     normalization: str | None = None,
     scope: str = "patch",
@@ -129,6 +180,8 @@ def segment_tomogram(
     predictor module (``(N, 1, p, p, p)`` -> logits). ``probabilities`` optionally names a float32 MRC of the
     foreground probability. ``normalization`` defaults to the run's ``[data] normalization`` (z-score for a
     bare module); ``scope`` is ``patch`` (default, like training subtomograms) or ``tomogram``.
+    ``alignment`` (a name, ref table or callable; default: the run's ``data.alignment`` with the statistics in
+    its ``run.json``, ``"none"`` to switch it off) is applied to every normalised window as the target domain.
     ``model_voxel_size`` (Å) overrides the run's recorded voxel size; with ``resample`` the tomogram is
     resampled to it and the result back to the tomogram's grid. Outputs keep the input's shape, voxel size
     and origin. See docs/segment.md.
@@ -158,6 +211,8 @@ def segment_tomogram(
     if patch % model.divisor:
         raise SegmentError(f"patch {patch} must be a multiple of {model.divisor} (the network down-samples)")
     denoiser = _build_denoiser(input_denoiser, denoiser_params or {}, model)
+    normalization = normalization or model.normalization
+    aligner = _build_aligner(alignment, alignment_params or {}, model, normalization)
 
     source = MRCSource.open(inp)
     writers: list[MRCPlaneWriter] = []
@@ -179,10 +234,11 @@ def segment_tomogram(
             note("the run records no training voxel size; segmenting on the tomogram's own grid "
                  "(pass --model-voxel-size to resample)")
         prep = Preprocessing(
-            normalization=normalization or model.normalization,  # type: ignore[arg-type]
+            normalization=normalization,  # type: ignore[arg-type]
             scope=scope,  # type: ignore[arg-type]
             invert=invert,
             denoiser=denoiser,
+            aligner=aligner,
         )
         prep.prepare(working)
         windows = count_windows(working.shape, patch, overlap)

@@ -6,8 +6,9 @@ config through the registry, so plugin backbones work like built-in ones; the ch
 ``torch.load(weights_only=True)`` (no arbitrary unpickling) and loaded strictly, because a silently partial
 load of a checkpoint from another backbone would produce plausible-looking garbage.
 
-Besides the network this module reads what preprocessing training used: ``[data] normalization`` and the
-voxel size the model was trained at (``run.json`` ``data.voxel_size``; see docs/segment.md).
+Besides the network this module reads what preprocessing training used: ``[data] normalization``, the
+voxel size the model was trained at (``run.json`` ``data.voxel_size``; see docs/segment.md) and the input
+alignment with its fitted statistics (``run.json`` ``alignment``; docs/data.md, "Input alignment").
 """
 
 from __future__ import annotations
@@ -43,6 +44,8 @@ class LoadedModel:
     checkpoint: Path | None = None
     run_dir: Path | None = None
     config: dict[str, Any] = attrs.field(factory=dict)
+    #: the run's input alignment as recorded in run.json (aligner config + fitted state), if any
+    alignment: dict[str, Any] | None = None
 
 
 def find_run_files(path: str | os.PathLike[str]) -> tuple[Path, Path]:
@@ -101,16 +104,24 @@ def _describe_mismatch(module: nn.Module, state: dict[str, torch.Tensor]) -> str
     return ", ".join(parts)
 
 
-def _model_voxel_size(run_dir: Path, config: dict[str, Any]) -> float | None:
+def _run_record(run_dir: Path) -> dict[str, Any]:
+    """``run.json`` of the run, or an empty dict when it is missing or unreadable."""
+    run_json = run_dir / "run.json"
+    if not run_json.is_file():
+        return {}
+    try:
+        record = json.loads(run_json.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return record if isinstance(record, dict) else {}
+
+
+def _model_voxel_size(record: dict[str, Any], config: dict[str, Any]) -> float | None:
     """The voxel size (Å) of the model's training input, if the run recorded it."""
     candidates: list[Any] = []
-    run_json = run_dir / "run.json"
-    if run_json.is_file():
-        try:
-            record = json.loads(run_json.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            record = {}
-        data = record.get("data") if isinstance(record.get("data"), dict) else {}
+    if record:
+        recorded = record.get("data")
+        data: dict[str, Any] = recorded if isinstance(recorded, dict) else {}
         candidates += [data.get("target_voxel_size"), data.get("voxel_size"), record.get("voxel_size")]
     data_cfg = config.get("data") if isinstance(config.get("data"), dict) else {}
     candidates.append(data_cfg.get("voxel_size"))
@@ -149,13 +160,16 @@ def load_model(path: str | os.PathLike[str], device: torch.device | str = "cpu")
     data_cfg = config.get("data") if isinstance(config.get("data"), dict) else {}
     method_classes = getattr(getattr(method, "config", None), "num_classes", 0)
     num_classes = int(method_classes or data_cfg.get("num_classes", 2))
+    record = _run_record(run_dir)
+    alignment = record.get("alignment")
     return LoadedModel(
         predictor=predictor,
         num_classes=num_classes,
         normalization=str(data_cfg.get("normalization", "zscore")),
-        voxel_size=_model_voxel_size(run_dir, config),
+        voxel_size=_model_voxel_size(record, config),
         divisor=int(getattr(inner, "divisor", 1) or 1),
         checkpoint=checkpoint,
         run_dir=run_dir,
         config=config,
+        alignment=alignment if isinstance(alignment, dict) else None,
     )

@@ -11,6 +11,11 @@ then resized to the working box. At inference the network must see inputs with t
 * ``scope="tomogram"`` normalises with statistics of the whole tomogram (one streaming pass; mean/std or
   min/max), for models trained on crops normalised that way.
 
+Input alignment (``[data] alignment``, docs/data.md) comes after normalisation, window by window, as the
+*target* domain with the statistics the run recorded: training aligned every normalised subtomogram the same
+way, so a window of the training box size gets exactly the training transform. The aligner normalises its
+output again (per window), whatever ``scope`` normalised its input.
+
 Resampling to the model's voxel size is done by :class:`~voxuda.segment.source.ResampledSource` before
 patches are cut, so the order is the training order (polarity, normalisation per patch, at the model's grid)
 up to the interchange of resampling and a global linear map, which commute.
@@ -61,12 +66,17 @@ def tomogram_stats(source: PlaneSource, band: int = 16) -> TomogramStats:
 
 @attrs.define
 class Preprocessing:
-    """Polarity, normalisation and an optional input denoiser, applied to batches of patches."""
+    """Polarity, normalisation, optional input aligner and optional input denoiser, on batches of patches.
+
+    ``aligner`` is a :class:`voxuda.align.Aligner` (applied as the target domain) or any callable on
+    ``(N, C, D, H, W)`` tensors.
+    """
 
     normalization: Normalization = "zscore"
     scope: Scope = "patch"
     invert: bool = False
     denoiser: Any = None
+    aligner: Any = None
     stats: TomogramStats | None = None
     eps: float = 1e-6
 
@@ -91,6 +101,9 @@ class Preprocessing:
                 x = torch.stack([normalize(v, self.normalization, self.eps) for v in x])
             else:
                 x = self._global(x)
+        if self.aligner is not None:
+            with torch.no_grad():
+                x = self.aligner(x)
         if self.denoiser is not None:
             with torch.no_grad():
                 x = self.denoiser(x)

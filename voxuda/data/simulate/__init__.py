@@ -3,8 +3,11 @@
 Modules, one job each: :mod:`.ctf` (contrast transfer), :mod:`.wedge` (missing wedge), :mod:`.shapes`
 (procedural templates), :mod:`.structures` (template catalogue incl. maps from PDB entries),
 :mod:`.geometry` (rotation and placement), :mod:`.source_model` (Xu-lab 3-D Fourier model),
-:mod:`.target_model` (tilt-series projection / WBP model), :mod:`.presets` (benchmark definitions) and
-:mod:`.writer` (deterministic, cached benchmark writing: :func:`simulate_benchmark`).
+:mod:`.target_model` (tilt-series projection / WBP model), :mod:`.spec` (what a domain and a preset are),
+:mod:`.presets` (the built-in presets and :func:`~.presets.get_preset`), :mod:`.tracks` (appearance track,
+crowded source, gap anatomy), :mod:`.preset_file` (presets as TOML files), :mod:`.calibration` (how large
+an ice ramp survives reconstruction) and :mod:`.writer` (deterministic, cached benchmark writing:
+:func:`simulate_benchmark`).
 
 Importing this package is cheap; heavy work starts only when a function is called.
 """

@@ -17,9 +17,12 @@ source; report them as a separate track, because a polarity flip alone dominates
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
-__all__ = ["DomainSpec", "BenchmarkPreset", "PRESETS", "get_preset", "SOURCE_CLASSES"]
+from voxuda.data.simulate.spec import BenchmarkPreset, DomainSpec
+from voxuda.data.simulate.tracks import ANATOMY_STEPS, anatomy_chain, appearance_targets, crowded_source
+
+__all__ = ["DomainSpec", "BenchmarkPreset", "PRESETS", "get_preset", "is_preset_path", "SOURCE_CLASSES"]
 
 #: "Known" source classes: procedural shapes plus two small real proteins; proteasome_like and
 #: pseudo_protein_a also occur in targets (partial class overlap).
@@ -33,47 +36,6 @@ SOURCE_CLASSES: tuple[tuple[str, float], ...] = (
     ("ruvab_7pbl", 1.0),
     ("enolase_3enl", 1.0),
 )
-
-
-@dataclass(frozen=True)
-class DomainSpec:
-    """How one domain is simulated. Ranges are (low, high); SNR ranges are sampled log-uniformly."""
-
-    name: str
-    model: str  # "fourier" (Xu-lab source) or "projection" (tilt series + WBP)
-    polarity: str  # polarity of protein in the written volumes: "bright" or "dark"
-    classes: tuple[tuple[str, float], ...]
-    splits: tuple[tuple[str, int], ...]
-    snr: tuple[float, float] = (0.05, 0.05)
-    snr_choices: tuple[float, ...] = ()  # Fourier model: fixed nominal levels to draw from
-    defocus_um: tuple[float, float] = (5.0, 5.0)
-    voxel_size: tuple[float, float] = (10.0, 10.0)
-    tilt_range: tuple[float, float] = (-60.0, 60.0)
-    tilt_step: float = 3.0
-    amplitude: float = 0.1
-    bfactor: tuple[float, float] = (100.0, 300.0)
-    astigmatism_a: float = 500.0
-    misalign_px: float = 1.0
-    neighbour_classes: tuple[str, ...] = ()
-    neighbours: tuple[int, int] = (0, 0)
-    same_class_neighbours: bool = False
-    outlier_probability: float = 0.0
-    gradient: tuple[float, float] = (0.0, 0.0)  # ice-thickness ramp amplitude, in units of the noise std
-    gain: tuple[float, float] = (1.0, 1.0)  # random gain (log-uniform) before writing
-    margin: int = 4  # scene margin around the box (voxels), so neighbours outside the box still project
-
-
-@dataclass(frozen=True)
-class BenchmarkPreset:
-    name: str
-    box: int
-    source: DomainSpec
-    targets: tuple[DomainSpec, ...]
-    description: str = ""
-
-    @property
-    def domains(self) -> tuple[DomainSpec, ...]:
-        return (self.source, *self.targets)
 
 
 _CROWD = (
@@ -200,10 +162,62 @@ for _base in ("tiny", "quick", "paper"):
         description=_p.description + "; source with aitom's bright (+sin) polarity: report separately",
     )
 
+# -- content track: a better source -----------------------------------------------------------------------
+PRESETS["quick_crowded_source"] = replace(
+    PRESETS["quick"],
+    name="quick_crowded_source",
+    source=crowded_source(PRESETS["quick"].source),
+    description="quick with a crowded source: 2-4 neighbours at the box faces labelled protein, 5 % gold "
+    "beads, ribosome-/TRiC-sized classes added; shows how much of the content gap a better source closes",
+)
 
-def get_preset(name: str) -> BenchmarkPreset:
-    """Preset by name, with a helpful error."""
+# -- appearance track: same content, only imaging differs (the UDA headline) --------------------------------
+_APPEARANCE_DESC = (
+    "appearance track: the targets share the source's classes, sizes, crowding (none) and labels; only "
+    "imaging differs. Source: Fourier model, nominal SNR 0.38 (measured ~0.10). appear_noisier: the same "
+    "model at nominal 0.05 (measured ~0.013, the cross-noise-level setting). appear_insitu: tilt series, "
+    "CTF 3-6 µm, B-factor, tilts -50/+64, misalignment, Poisson, WBP, dark, gain/offset, calibrated ice ramp"
+)
+for _name, _src, _tgt in (
+    ("appearance_tiny", (16, 8), (16, 8)),
+    ("appearance", (320, 64), (200, 100)),
+    ("appearance_paper", (1000, 200), (600, 300)),
+):
+    _s = _source((("train", _src[0]), ("val", _src[1])), "dark", (0.38,))
+    PRESETS[_name] = BenchmarkPreset(_name, 32, _s, appearance_targets(_s, *_tgt), _APPEARANCE_DESC)
+
+# -- gap anatomy: from the quick source to insitu_ribosome, one knob at a time ------------------------------
+PRESETS["anatomy"] = BenchmarkPreset(
+    "anatomy",
+    32,
+    PRESETS["quick"].source,
+    anatomy_chain(PRESETS["quick"].source, PRESETS["quick"].targets[0], 200, 100),
+    "gap anatomy: the quick source turned into insitu_ribosome one knob at a time, cumulatively: "
+    + "; ".join(f"{name} + {what}" for name, _, what in ANATOMY_STEPS),
+)
+
+
+def get_preset(name_or_path: str) -> BenchmarkPreset:
+    """A built-in preset by name, or a preset file (a path ending in ``.toml``), with a one-line error."""
+    from voxuda.errors import ConfigError
+
+    if is_preset_path(name_or_path):
+        from voxuda.data.simulate.preset_file import load_preset_file
+
+        return load_preset_file(name_or_path)
     try:
-        return PRESETS[name]
+        return PRESETS[name_or_path]
     except KeyError:
-        raise ValueError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}") from None
+        import difflib
+
+        hint = difflib.get_close_matches(name_or_path, list(PRESETS), n=1)
+        did = f"; did you mean {hint[0]!r}?" if hint else ""
+        raise ConfigError(
+            f"unknown preset {name_or_path!r}{did} (built-in: {', '.join(PRESETS)}; or a path to a .toml "
+            "preset file)"
+        ) from None
+
+
+def is_preset_path(name: str) -> bool:
+    """Whether a preset argument names a file rather than a built-in (``.toml`` or a path separator)."""
+    return name.endswith(".toml") or "/" in name or "\\" in name

@@ -103,22 +103,29 @@ def fourier_filters(shape: tuple[int, int, int], voxel: float, p: FourierModelPa
 
 
 def simulate_fourier(
-    density: np.ndarray, voxel: float, p: FourierModelParams, rng: np.random.Generator
+    density: np.ndarray, voxel: float, p: FourierModelParams, rng: np.random.Generator, margin: int = 0
 ) -> FourierResult:
-    """Simulate one source subtomogram from a clean, already rotated and placed ``density`` box."""
+    """Simulate one source subtomogram from a clean, already rotated and placed ``density`` box.
+
+    ``margin`` > 0: ``density`` is a scene larger than the box by ``margin`` voxels on every side (crowding
+    neighbours cut by the box face); the filters run on the whole scene, so a neighbour's CTF fringes and
+    wedge smear do not wrap around the periodic box, and the central box is returned. The nominal SNR and
+    the measured SNR both refer to that central box.
+    """
     shape = density.shape
+    inner = tuple(slice(margin, n - margin) for n in shape)
     f = fourier_filters(shape, voxel, p)  # type: ignore[arg-type]
     spec = sfft.rfftn(density)
     # Xu-lab signal variance: variance after CTF * wedge, divided by the filter's white-noise power gain.
     sig = sfft.irfftn(spec * _ctf_wedge(shape, voxel, p), s=shape)
-    var_noise = _noise_variance(float(sig.var()), f.gain, p)
+    var_noise = _noise_variance(float(sig[inner].var()), f.gain, p)
     half = np.sqrt(0.5 * var_noise)
     n1 = rng.standard_normal(shape) * half
     n2 = rng.standard_normal(shape) * half
     clean_spec = spec * f.signal
     noisy_spec = clean_spec + sfft.rfftn(n1) * f.noise_pre + sfft.rfftn(n2) * f.noise_post
     both = sfft.irfftn(np.stack([clean_spec, noisy_spec]), s=shape, axes=(1, 2, 3))
-    clean, vol = both[0], both[1]
+    clean, vol = both[0][inner], both[1][inner]
     noise = vol - clean
     snr_m = float(clean.var() / max(noise.var(), 1e-30))
     return FourierResult(vol.astype(np.float32), clean.astype(np.float32), snr_m)

@@ -5,9 +5,10 @@ spawn_key=(domain, split, index))``, so results do not depend on worker scheduli
 stamps (fixed MRC header label) and floats are written with ``repr``.
 
 Caching and crash safety: output is generated in a hidden temporary folder beside ``out`` and renamed into
-place at the end; ``benchmark.json`` (preset, seed, code hash, ``"complete": true``) is written last. A
-second call with the same preset, seed and code returns immediately; anything else found at ``out`` that
-is recognisably ours (or empty) is regenerated, and a folder of someone else's files is never deleted.
+place at the end; ``benchmark.json`` (preset, its spec digest and file, seed, code hash, ``"complete":
+true``) is written last. A second call with the same preset (name and content), seed and code returns
+immediately; anything else found at ``out`` that is recognisably ours (or empty) is regenerated, and a
+folder of someone else's files is never deleted.
 """
 
 from __future__ import annotations
@@ -29,10 +30,11 @@ import numpy as np
 from voxuda.data.errors import DataError
 from voxuda.data.manifest import REQUIRED_COLUMNS
 from voxuda.data.mrc import VolumeInfo, atomic_path, write_labels, write_volume
+from voxuda.data.simulate.preset_file import spec_digest
 from voxuda.data.simulate.presets import BenchmarkPreset, DomainSpec, get_preset
 from voxuda.data.simulate.scene import compose_scene
 from voxuda.data.simulate.source_model import FourierModelParams, simulate_fourier
-from voxuda.data.simulate.structures import STRUCTURE_DIR, load_template
+from voxuda.data.simulate.structures import STRUCTURE_DIR, Template, load_template
 from voxuda.data.simulate.target_model import ProjectionParams, simulate_projection
 
 __all__ = ["simulate_benchmark", "code_hash", "simulate_sample", "BENCHMARK_FORMAT"]
@@ -52,6 +54,11 @@ _EXTRA_COLUMNS = (
     "euler_zyz",
     "shift_px",
 )
+
+
+#: benchmark.json entries that must all match for a folder to be reused: the preset's name, what it
+#: simulates (so editing a preset file, or passing a changed preset object, re-simulates), seed and code.
+_CACHE_KEY = ("preset", "spec_digest", "seed", "code_hash")
 
 
 def code_hash() -> str:
@@ -80,6 +87,16 @@ def _uniform(rng: np.random.Generator, rng_range: tuple[float, float]) -> float:
     return float(rng.uniform(lo, hi)) if hi > lo else float(lo)
 
 
+def _neighbour_templates(spec: DomainSpec, cls: str, rng: np.random.Generator) -> list[Template]:
+    """Crowding neighbours of a ``cls`` main particle: their number, then each one's class."""
+    n_nb = int(rng.integers(spec.neighbours[0], spec.neighbours[1] + 1))
+    if spec.same_class_neighbours:
+        pool = (cls,)
+    else:
+        pool = tuple(c for c in spec.neighbour_classes if c != cls) or (cls,)
+    return [load_template(str(rng.choice(pool))) for _ in range(n_nb)]
+
+
 def simulate_sample(
     spec: DomainSpec, box: int, seed: int
 ) -> tuple[np.ndarray, np.ndarray, float, dict[str, Any]]:
@@ -96,7 +113,20 @@ def simulate_sample(
     if spec.model == "fourier":
         voxel = _uniform(rng, spec.voxel_size)
         snr = float(rng.choice(spec.snr_choices)) if spec.snr_choices else _log_uniform(rng, *spec.snr)
-        scene = compose_scene(main, n=box, box=box, voxel=voxel, rng=rng)
+        # An uncrowded source draws nothing more and images the box alone (the original recipe, byte for
+        # byte); a crowded one images a scene with a margin, as the projection model does.
+        crowded = spec.neighbours[1] > 0 or spec.outlier_probability > 0
+        margin = spec.margin if crowded else 0
+        nbs = _neighbour_templates(spec, cls, rng) if spec.neighbours[1] > 0 else []
+        scene = compose_scene(
+            main,
+            n=box + 2 * margin,
+            box=box,
+            voxel=voxel,
+            rng=rng,
+            neighbours=nbs,
+            outlier_probability=spec.outlier_probability,
+        )
         params = FourierModelParams(
             snr=snr,
             defocus_um=spec.defocus_um[0],
@@ -104,18 +134,14 @@ def simulate_sample(
             tilt_max=spec.tilt_range[1],
             contrast_sign=1.0 if spec.polarity == "bright" else -1.0,
         )
-        res = simulate_fourier(scene.density.astype(np.float64), voxel, params, rng)
-        vol, label = res.volume, scene.mask
+        res = simulate_fourier(scene.density.astype(np.float64), voxel, params, rng, margin=margin)
+        vol = res.volume
+        label = scene.mask[margin : margin + box, margin : margin + box, margin : margin + box]
         meta.update(snr=snr, snr_measured=res.snr_measured, defocus=params.defocus_um, dose_per_tilt="")
     elif spec.model == "projection":
         voxel = _uniform(rng, spec.voxel_size)
         snr = _log_uniform(rng, *spec.snr)
-        n_nb = int(rng.integers(spec.neighbours[0], spec.neighbours[1] + 1))
-        if spec.same_class_neighbours:
-            pool = (cls,)
-        else:
-            pool = tuple(c for c in spec.neighbour_classes if c != cls) or (cls,)
-        nbs = [load_template(str(rng.choice(pool))) for _ in range(n_nb)]
+        nbs = _neighbour_templates(spec, cls, rng)
         n = box + 2 * spec.margin
         scene = compose_scene(
             main,
@@ -249,6 +275,8 @@ def _describe(preset: BenchmarkPreset, seed: int, digest: str) -> dict[str, Any]
     return {
         "format": BENCHMARK_FORMAT,
         "preset": preset.name,
+        "preset_file": preset.origin,
+        "spec_digest": spec_digest(preset),
         "seed": seed,
         "code_hash": digest,
         "box": preset.box,
@@ -280,11 +308,8 @@ def simulate_benchmark(
     dest = Path(out).resolve()
     digest = code_hash()
     meta = _read_meta(dest)
-    if (
-        meta
-        and meta.get("complete")
-        and (meta.get("preset"), meta.get("seed"), meta.get("code_hash")) == (p.name, seed, digest)
-    ):
+    key = (p.name, spec_digest(p), seed, digest)
+    if meta and meta.get("complete") and tuple(meta.get(k) for k in _CACHE_KEY) == key:
         return dest
     foreign = dest.exists() and (
         not dest.is_dir() or (any(dest.iterdir()) and not (dest / "benchmark.json").exists())
