@@ -84,7 +84,7 @@ def test_discriminator_gradient_is_reversed_on_the_feature_extractor() -> None:
     """With only L_dis on, student gradients are minus those of the plain domain-classification loss, and
     the discriminator's own gradients are not reversed."""
     method = tiny_method(noise="none", w_seg=0.0, w_con=0.0, pseudo_weight=0.0, grl_schedule="constant",
-                         grl_lambda=1.0, **ID)
+                         grl_lambda=1.0, discriminator_warmup_steps=0, **ID)
     source, label, target, _ = tiny_domains()
     start(method, target)
     out = method.training_step(SourceBatch(source[:2], label[:2]), TargetBatch(target[:2]), step=0)
@@ -95,7 +95,9 @@ def test_discriminator_gradient_is_reversed_on_the_feature_extractor() -> None:
     tap = method.discriminator_tap
     _, fs = method.student(source[:2])
     _, ft = method.student(target[:2])
-    ls, lt = method.discriminator(fs[tap]), method.discriminator(ft[tap])
+    head = method.discriminator.heads[tap]
+    joint = head(torch.cat([fs[tap], ft[tap]]))  # one batch: the head standardises over both domains
+    ls, lt = joint[:2], joint[2:]
     plain = 0.5 * (F.binary_cross_entropy_with_logits(ls, torch.zeros_like(ls))
                    + F.binary_cross_entropy_with_logits(lt, torch.ones_like(lt)))
     plain.backward()
