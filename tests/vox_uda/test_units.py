@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from voxuda.errors import ConfigError
-from voxuda.methods.base import SourceBatch, TargetBatch
+from voxuda.methods.base import SourceBatch, TargetBatch, TrainContext
 from voxuda.methods.vox_uda import feature_consistency
 
 from .helpers import start, tiny_domains, tiny_method, train
@@ -194,3 +194,25 @@ def test_fitted_noise_survives_a_state_dict_round_trip(noise: str) -> None:
     x = torch.zeros(1, 1, 16, 16, 16)
     assert torch.equal(fresh.noise(x, torch.Generator().manual_seed(1)),
                        method.noise(x, torch.Generator().manual_seed(1)))
+
+
+def test_noise_premise_is_checked_on_source_volumes_and_reported(capsys) -> None:  # type: ignore[no-untyped-def]
+    """Vox-UDA measures the source's noise like the target's; a source noisier than the target is reported in
+    one warning line and in the noise model's run.json state."""
+    from voxuda.engine.data import DomainSplit, RunData
+
+    source, label, target, _ = tiny_domains()
+    for source_volumes, holds in ((source, True), (target + 2.0 * torch.randn_like(target), False)):
+        method = tiny_method(noise={"name": "ngm", "n_samples": 4}, **ID)
+        data = RunData(source_train=DomainSplit(source_volumes, label), target_train=DomainSplit(target, None))
+        generator = torch.Generator().manual_seed(0)
+        method.on_train_start(TrainContext(total_steps=4, device=torch.device("cpu"), generator=generator,
+                                           sample_target=lambda k: target[:k], extra={"data": data}))
+        state = method.components()["noise"]["state"]
+        assert state["premise_holds"] is holds
+        assert (state["source_sigma2"] < state["target_sigma2"]) is holds
+        lines = [line for line in capsys.readouterr().err.splitlines() if "premise" in line]
+        assert len(lines) == (0 if holds else 1)
+    no_data = tiny_method(noise={"name": "ngm", "n_samples": 4}, **ID)
+    start(no_data, target)  # a bare loop without run data: no measurement, no claim
+    assert "premise_holds" not in no_data.components()["noise"]["state"]
