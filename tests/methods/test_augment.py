@@ -49,7 +49,7 @@ def test_wedge_volume_has_the_mask_as_support() -> None:
         _, wedge = wedge_volume(tilt)
         mask = torch.from_numpy(wedge_mask((SIZE,) * 3, *tilt)).bool()
         assert 0.2 < float(wedge.float().mean()) < 0.9
-        # a real volume's support is the mask united with its mirror image; they differ only on the Nyquist planes
+        # a real volume's support is the mask united with its mirror image (they differ on Nyquist planes)
         assert float((wedge ^ mask).float().mean()) < 0.1
 
 
@@ -83,7 +83,8 @@ def test_orientation_sets_are_distinct_and_keep_shapes() -> None:
     box = torch.randn(3, 1, 4, 6, 6)
     allowed = orientation_set(box.shape[-3:], "all")
     assert len(allowed) == 16  # only H and W (both 6) may swap
-    assert apply_batch(box, sample_batch_transforms(3, box.shape[-3:], torch.Generator(), "all")).shape == box.shape
+    moved = apply_batch(box, sample_batch_transforms(3, box.shape[-3:], torch.Generator(), "all"))
+    assert moved.shape == box.shape
     with pytest.raises(ValueError, match="orientations"):
         orientation_set((4, 4, 4), "isotropic")  # type: ignore[arg-type]
     assert set(ORIENTATIONS) == {"wedge", "flips", "all"}

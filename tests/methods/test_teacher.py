@@ -55,8 +55,9 @@ def test_teacher_rule_and_its_warning() -> None:
     scaled = teacher_schedule(0.999, 100, half_life_fraction=0.2)
     assert scaled.holds and scaled.momentum == pytest.approx(0.5 ** (1 / 20))
     assert effective_momentum(0.99, 0.0, 1000) == 0.99
-    assert teacher_schedule(0.99, 100).to_dict() == {"momentum": 0.99, "half_life": pytest.approx(68.97, abs=0.01),
-                                                     "steps": 100, "max_half_life": 20.0, "holds": False}
+    assert teacher_schedule(0.99, 100).to_dict() == {
+        "momentum": 0.99, "half_life": pytest.approx(68.97, abs=0.01), "steps": 100, "max_half_life": 20.0,
+        "holds": False}
 
 
 def test_config_check_warns_once_and_only_for_slow_teachers(run_dict, capsys, monkeypatch) -> None:  # type: ignore[no-untyped-def]
@@ -75,8 +76,8 @@ def test_config_check_warns_once_and_only_for_slow_teachers(run_dict, capsys, mo
 
 def test_half_life_fraction_sets_the_momentum_from_the_run_length() -> None:
     method = build_method({"name": "mean_teacher", "backbone": TINY, "ema_half_life_fraction": 0.2})
-    method.on_train_start(TrainContext(total_steps=50, device=torch.device("cpu"), sample_target=lambda n: None,
-                                       generator=torch.Generator()))
+    method.on_train_start(TrainContext(total_steps=50, device=torch.device("cpu"),
+                                       sample_target=lambda n: None, generator=torch.Generator()))
     assert method.ema_momentum == pytest.approx(0.5 ** (1 / 10))
     before = {k: v.clone() for k, v in method.teacher.named_parameters()}
     with torch.no_grad():
@@ -85,7 +86,8 @@ def test_half_life_fraction_sets_the_momentum_from_the_run_length() -> None:
     method.on_after_optimizer_step(0)
     m = method.ema_momentum
     for name, s_param in method.student.named_parameters():
-        torch.testing.assert_close(dict(method.teacher.named_parameters())[name], m * before[name] + (1 - m) * s_param)
+        expected = m * before[name] + (1 - m) * s_param
+        torch.testing.assert_close(dict(method.teacher.named_parameters())[name], expected)
 
 
 def test_relative_drift_by_hand() -> None:
@@ -122,8 +124,9 @@ def test_suite_teacher_moves_from_its_warm_start(momentum: float, low: float, hi
     method.student.load_state_dict(parent.student.state_dict())
     method.teacher.load_state_dict(parent.student.state_dict())
     start = {k: v.clone() for k, v in method.state_dict().items()}
-    method.on_train_start(TrainContext(total_steps=100, device=torch.device("cpu"), sample_target=lambda n: None,
-                                       generator=torch.Generator().manual_seed(0)))
+    generator = torch.Generator().manual_seed(0)
+    method.on_train_start(TrainContext(total_steps=100, device=torch.device("cpu"),
+                                       sample_target=lambda n: None, generator=generator))
     optimiser = torch.optim.Adam(list(method.trainable_parameters()), lr=2e-3)
     for step in range(100):
         i = torch.arange(2 * step, 2 * step + 2) % 8

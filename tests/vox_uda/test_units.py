@@ -204,7 +204,8 @@ def test_noise_premise_is_checked_on_source_volumes_and_reported(capsys) -> None
     source, label, target, _ = tiny_domains()
     for source_volumes, holds in ((source, True), (target + 2.0 * torch.randn_like(target), False)):
         method = tiny_method(noise={"name": "ngm", "n_samples": 4}, **ID)
-        data = RunData(source_train=DomainSplit(source_volumes, label), target_train=DomainSplit(target, None))
+        data = RunData(source_train=DomainSplit(source_volumes, label),
+                       target_train=DomainSplit(target, None))
         generator = torch.Generator().manual_seed(0)
         method.on_train_start(TrainContext(total_steps=4, device=torch.device("cpu"), generator=generator,
                                            sample_target=lambda k: target[:k], extra={"data": data}))

@@ -262,8 +262,9 @@ def warm_start(last: Path, parent: Path, record: Path) -> dict[str, Any]:
     """Copy student weights of ``parent`` into the step-0 checkpoint ``last`` (teacher too, from the student).
 
     Keys are matched by name and shape; a child key ``teacher.X`` takes the parent's ``teacher.X`` when it
-    exists, else ``student.X``. Everything else (discriminators, optimiser, RNG) keeps its fresh state. The run's
-    ``init.pt`` (beside ``last``) is rewritten with the warm-started weights, so drift is measured from them.
+    exists, else ``student.X``. Everything else (discriminators, optimiser, RNG) keeps its fresh state. The
+    run's ``init.pt`` (beside ``last``) is rewritten with the warm-started weights, so drift is measured from
+    them.
     """
     from voxuda.engine.checkpoint import load_checkpoint, save_atomic
     from voxuda.engine.drift import INIT_CHECKPOINT, save_initial_weights

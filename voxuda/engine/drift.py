@@ -1,11 +1,11 @@
 """Weight drift: how far each of a method's networks moved from where the run started.
 
-A run folder keeps the method's weights at step 0 as ``init.pt`` (written when a run starts fresh, rewritten by
-the benchmark's warm start with the parent's weights, never on resume). At the end of every training session
-``run.json`` gets ``"drift": {network: ||w - w0|| / ||w0||}`` over each network's parameters, for every
-network of :meth:`voxuda.methods.base.Method.networks`, beside ``"reported_network"``. A teacher that never
-left its warm start then shows as a drift near 0 even when the table row carries its name (the adaptation
-review measured 1.7 % for Vox-UDA's 0.999 teacher after 100 steps, against 33 % for its student).
+A run folder keeps the method's weights at step 0 as ``init.pt`` (written when a run starts fresh, rewritten
+by the benchmark's warm start with the parent's weights, never on resume). At the end of every training
+session ``run.json`` gets ``"drift": {network: ||w - w0|| / ||w0||}`` over each network's parameters, for
+every network of :meth:`voxuda.methods.base.Method.networks`, beside ``"reported_network"``. A teacher that
+never left its warm start then shows as a drift near 0 even when the table row carries its name (the
+adaptation review measured 1.7 % for Vox-UDA's 0.999 teacher after 100 steps, against 33 % for its student).
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import torch
 from torch import Tensor, nn
 
 from voxuda.engine.checkpoint import FORMAT, VERSION, load_checkpoint, save_atomic
@@ -72,7 +71,7 @@ def network_drift(method: nn.Module, networks: Mapping[str, nn.Module],
 
 
 def drift_record(method: Any, initial: Mapping[str, Tensor] | None) -> dict[str, Any]:
-    """What ``run.json`` records: ``drift`` per network (empty without ``init.pt``) and ``reported_network``."""
+    """What ``run.json`` records: ``drift`` per network (empty without ``init.pt``), ``reported_network``."""
     networks = method.networks()
     drift = network_drift(method, networks, initial) if initial is not None and networks else {}
     return {"drift": drift, "reported_network": method.reported_network}

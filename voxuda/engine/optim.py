@@ -1,9 +1,10 @@
 """Optimiser and learning-rate schedule (linear warm-up, then constant, step or cosine decay).
 
 The optimiser takes a method's parameter groups (:meth:`voxuda.methods.base.Method.optimizer_groups`): each
-group's learning rate is ``trainer.lr * lr_scale`` (default scale 1), and the schedule's ``LambdaLR`` multiplies
-every group by the same factor, so a discriminator at 10x keeps its ratio through warm-up and decay. The scale
-stays in the group (and in the optimiser's ``state_dict``), so a resumed run rebuilds the same groups.
+group's learning rate is ``trainer.lr * lr_scale`` (default scale 1), and the schedule's ``LambdaLR``
+multiplies every group by the same factor, so a discriminator at 10x keeps its ratio through warm-up and
+decay. The scale stays in the group (and in the optimiser's ``state_dict``), so a resumed run rebuilds the
+same groups.
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ def parameter_groups(params: Iterable[nn.Parameter] | Iterable[Mapping[str, Any]
     groups = []
     for index, group in enumerate(items):
         if not isinstance(group, Mapping) or "params" not in group:
-            raise TypeError(f"optimizer group {index}: expected a dict with 'params', got {type(group).__name__}")
+            got = type(group).__name__
+            raise TypeError(f"optimizer group {index}: expected a dict with 'params', got {got}")
         scale = float(group.get("lr_scale", 1.0))
         if not scale > 0:
             raise ValueError(f"optimizer group {index}: lr_scale must be positive, got {scale}")

@@ -2,8 +2,8 @@
 identically to volumes, labels and masks, wedge-preserving by default, plus a photometric jitter.
 
 Self-training needs the student's augmented view and the teacher's pseudo-labels in the same frame: sample one
-:class:`FlipRot3D` per volume with a ``torch.Generator`` (deterministic by seed, checkpointable), then apply it
-to the volume ``(N, C, D, H, W)``, the labels ``(N, D, H, W)`` and the confidence mask alike. Only the last
+:class:`FlipRot3D` per volume with a ``torch.Generator`` (deterministic by seed, checkpointable), then apply
+it to the volume ``(N, C, D, H, W)``, the labels ``(N, D, H, W)`` and the confidence mask alike. Only the last
 three axes are touched, so any leading layout works.
 
 **Geometry of the missing wedge.** Volumes are ``(D, H, W) = (z, y, x)``: the beam is along z at zero tilt and
@@ -22,8 +22,8 @@ of a real-space axis negates that frequency, a permutation of axes permutes the 
 
 ``orientations`` chooses the set sampled from, uniformly:
 
-- ``"wedge"`` (default): the 4 orientations {identity, flip H} x {identity, 180-degree turn in (D, W)}, which
-  keep the missing wedge whatever the tilt range (tested on real wedge masks in tests/methods/test_augment.py);
+- ``"wedge"`` (default): the 4 orientations {identity, flip H} x {identity, 180-degree turn in (D, W)},
+  which keep the missing wedge whatever the tilt range (tested on wedge masks: tests/methods/test_augment.py);
 - ``"flips"``: the 8 flip combinations; wedge-preserving only for symmetric tilt ranges;
 - ``"all"``: the 48 orientations of the cube (6 axis permutations x 8 flips), for isotropic data (no wedge);
   permutations are limited to axes of equal size, so a batch keeps one shape.
@@ -95,7 +95,8 @@ def orientation_set(spatial_shape: Sequence[int], orientations: Orientations = "
         return [FlipRot3D(flips=f) for f in all_flips]  # type: ignore[arg-type]
     if orientations == "all":
         shape = tuple(int(s) for s in spatial_shape)
-        perms = [p for p in itertools.permutations(range(3)) if all(shape[p[i]] == shape[i] for i in range(3))]
+        perms = [p for p in itertools.permutations(range(3))
+                 if all(shape[p[i]] == shape[i] for i in range(3))]
         return [FlipRot3D(flips=f, axes=p) for p in perms for f in all_flips]  # type: ignore[arg-type]
     raise ValueError(f"orientations must be one of {', '.join(ORIENTATIONS)}, got {orientations!r}")
 

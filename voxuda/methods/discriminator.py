@@ -2,10 +2,10 @@
 
 Pieces:
 
-- :class:`DomainDiscriminator3D`: a domain classifier on a feature tap. ``pooled`` mode global-average-pools the
-  features and classifies whole volumes (the classic DANN head); ``voxel`` mode classifies every voxel.
-- :class:`OutputDiscriminator3D`: ADVENT's fully convolutional discriminator (Vu et al. 2019, after Hung et al.
-  2018) on output-space maps, with :func:`output_maps` (softmax or weighted self-information).
+- :class:`DomainDiscriminator3D`: a domain classifier on a feature tap. ``pooled`` mode global-average-pools
+  the features and classifies whole volumes (the classic DANN head); ``voxel`` mode classifies every voxel.
+- :class:`OutputDiscriminator3D`: ADVENT's fully convolutional discriminator (Vu et al. 2019, after Hung et
+  al. 2018) on output-space maps, with :func:`output_maps` (softmax or weighted self-information).
 - :func:`domain_adversarial_loss`: BCE (source = 0, target = 1) behind a gradient-reversal layer (Ganin and
   Lempitsky 2015); :func:`domain_confusion_loss`: the same BCE for the discriminator on detached features,
   and for the features a confusion loss towards 1/2 (Tzeng et al. 2015).
@@ -16,15 +16,16 @@ Pieces:
   it pushes back), then the DANN ramp ``2 / (1 + exp(-gamma p)) - 1`` or a constant weight.
 
 Why two forms (``adversarial_form``). Through a gradient-reversal layer the features follow
-``-lambda * dBCE/dz = lambda * (y - sigmoid(z))`` per domain logit ``z``: largest where the discriminator is
-*wrong*, and vanishing where it is confident and right. A discriminator near chance (e.g. one constant output)
-therefore pushes source features one way and target features the other, *separating* the domains, and one that
-became confident stops pushing. Measured (docs/vox_uda.md, "What changed"): on a clean covariate shift (an
-intensity ramp on the target, 3 seeds, 60 steps) the reversal form raised the pooled-feature distance between
-domains from 1.4 to 2.6-4.5 (the original pooled head at the backbone's rate: 3.9-5.2, at accuracy 0.50), while
-source-only continuation ended at 1.2-2.5. The confusion form trains the features towards
-``sigmoid(z) = 1/2`` for both domains (gradient ``sigmoid(z) - 1/2``): it moves both domains toward the
-boundary, never past each other, and stops at confusion; it lowered the same distance to 0.4-1.3.
+``lambda * (y - sigmoid(z))`` per domain logit ``z`` (minus the BCE gradient): largest where the discriminator
+is *wrong*, and vanishing where it is confident and right. A discriminator near chance (e.g. one constant
+output) therefore pushes source features one way and target features the other, *separating* the domains,
+and one that became confident stops pushing. Measured (docs/vox_uda.md, "What changed"): on a clean covariate
+shift (an intensity ramp on the target, 3 seeds, 60 steps, 48 volumes a domain) the reversal form raised the
+pooled-feature distance between domains from 1.1-1.8 to 2.6-3.7 (the original pooled head at the backbone's
+rate, at accuracy 0.50: 2.3-5.4), while source-only continuation ended at 0.8-1.6. The confusion form trains
+the features towards ``sigmoid(z) = 1/2`` for both domains (gradient ``sigmoid(z) - 1/2``): it moves both
+domains toward the boundary, never past each other, and stops at confusion; it ended at 1.2-2.4, closer than
+the reversal on every seed, but (like the reversal) not closer than source-only continuation.
 
 Why the discriminator trains faster than the backbone (``discriminator_lr_scale``, default 10): it starts from
 scratch against a warm-started backbone. DANN practice trains the layers added to a pre-trained network at 10x
@@ -37,8 +38,8 @@ The adaptation review measured that at the backbone's rate the pooled head never
 Source and target go through a discriminator as *one* batch (:func:`domain_adversarial_loss` concatenates
 them), so the pooled head can standardise its input with the joint batch's statistics: the domain difference
 survives (both domains share one mean and scale) while the small, unscaled pooled features (mean magnitude
-~0.37 on the quick preset's U-Net) no longer slow its learning. Normalising each domain's batch on its own would
-erase the domain difference; that is why no head normalises per domain.
+~0.37 on the quick preset's U-Net) no longer slow its learning. Normalising each domain's batch on its own
+would erase the domain difference; that is why no head normalises per domain.
 """
 
 from __future__ import annotations
@@ -64,8 +65,8 @@ OutputMap = Literal["entropy", "softmax"]
 class DomainDiscriminator3D(nn.Module):
     """Domain classifier on ``(N, C, D, H, W)`` features; returns "is target" logits (no sigmoid).
 
-    ``standardize`` (pooled mode) puts a parameter-free batch standardisation of the pooled vector first; it must
-    see source and target in one batch (as :func:`domain_adversarial_loss` gives them).
+    ``standardize`` (pooled mode) puts a parameter-free batch standardisation of the pooled vector first; it
+    must see source and target in one batch (as :func:`domain_adversarial_loss` gives them).
     """
 
     def __init__(self, in_channels: int, hidden: int = 32, mode: DiscriminatorMode = "pooled",
@@ -84,9 +85,8 @@ class DomainDiscriminator3D(nn.Module):
                 nn.Conv3d(hidden, 1, kernel_size=1),
             )
         else:
-            first: list[nn.Module] = (
-                [nn.BatchNorm1d(in_channels, affine=False, track_running_stats=False)] if self.standardize else []
-            )
+            norm = nn.BatchNorm1d(in_channels, affine=False, track_running_stats=False)
+            first: list[nn.Module] = [norm] if self.standardize else []
             self.net = nn.Sequential(
                 *first,
                 nn.Linear(in_channels, hidden),
@@ -279,8 +279,9 @@ def warmup_field(default: int = 0) -> Any:
 
 def standardize_field(default: bool = True) -> Any:
     return help_field(
-        default, help="pooled heads standardise their input over the joint source+target batch (parameter-free) "
-        "so the small pooled features do not stall them [I, measured]; false = the original head")
+        default, help="pooled heads standardise their input over the joint source+target batch "
+        "(parameter-free) so the small pooled features do not stall them [I, measured]; false = the original "
+        "head")
 
 
 def hidden_field(default: int = 32) -> Any:
@@ -289,8 +290,9 @@ def hidden_field(default: int = 32) -> Any:
 
 def form_field(default: AdversarialForm) -> Any:
     return help_field(
-        default, help="grl: features follow the reversed discriminator gradient (Ganin and Lempitsky); confusion: "
-        "features are trained towards a confused discriminator, 1/2 for both domains (Tzeng et al. 2015)")
+        default, help="grl: features follow the reversed discriminator gradient (Ganin and Lempitsky); "
+        "confusion: features are trained towards a confused discriminator, 1/2 for both domains "
+        "(Tzeng et al. 2015)")
 
 
 @attrs.frozen
@@ -326,7 +328,7 @@ class AdversaryStep:
     per_head_accuracy: dict[str, float]
 
     def metrics(self) -> dict[str, float]:
-        """``grl_lambda``, ``domain_accuracy``, ``domain_loss`` and, for several heads, each head's accuracy."""
+        """``grl_lambda``, ``domain_accuracy``, ``domain_loss`` and, with several heads, each's accuracy."""
         out = {"grl_lambda": self.weight, "domain_accuracy": self.accuracy, "domain_loss": self.domain_loss}
         if len(self.per_head_accuracy) > 1:
             out.update({f"domain_accuracy_{name}": acc for name, acc in self.per_head_accuracy.items()})
@@ -354,8 +356,8 @@ class DomainAdversary(nn.Module):
                 for tap in taps:
                     resolve_tap(backbone, tap, settings.taps_key)
                 if not taps:
-                    raise ConfigError(f"{settings.taps_key}: backbone {type(backbone).__name__} names no taps; "
-                                      "list them")
+                    name = type(backbone).__name__
+                    raise ConfigError(f"{settings.taps_key}: backbone {name} names no taps; list them")
             for tap in taps:
                 channels = tap_channels(backbone, tap, in_channels)
                 heads[tap] = DomainDiscriminator3D(channels, hidden=settings.hidden, mode=settings.mode,
@@ -372,8 +374,8 @@ class DomainAdversary(nn.Module):
     def weight(self, step: int) -> float:
         """Gradient-reversal weight at ``step``: 0 during warm-up, then the schedule (restarted after it)."""
         s = self.settings
-        return adversarial_weight(step, self.total_steps, warmup_steps=s.warmup_steps, max_weight=s.max_weight,
-                                  gamma=s.gamma, schedule=s.schedule)
+        return adversarial_weight(step, self.total_steps, warmup_steps=s.warmup_steps,
+                                  max_weight=s.max_weight, gamma=s.gamma, schedule=s.schedule)
 
     def forward(self, source_logits: Tensor, source_features: dict[str, Tensor], target_logits: Tensor,
                 target_features: dict[str, Tensor], step: int) -> AdversaryStep:
@@ -403,6 +405,7 @@ class DomainAdversary(nn.Module):
                              warming_up=warming_up, per_head_accuracy=accuracies)
 
 
-__all__ = ["AdversarialForm", "AdversarySettings", "AdversaryStep", "DiscriminatorInput", "DiscriminatorMode", "DomainAdversary",
-           "DomainDiscriminator3D", "OutputDiscriminator3D", "OutputMap", "domain_adversarial_loss", "domain_confusion_loss",
+__all__ = ["AdversarialForm", "AdversarySettings", "AdversaryStep", "DiscriminatorInput", "DiscriminatorMode",
+           "DomainAdversary", "DomainDiscriminator3D", "OutputDiscriminator3D", "OutputMap",
+           "domain_adversarial_loss", "domain_confusion_loss",
            "known_taps", "output_maps", "resolve_tap", "self_information", "tap_channels"]

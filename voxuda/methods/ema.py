@@ -4,13 +4,13 @@ The teacher is a frozen copy of the student whose weights follow ``t <- m t + (1
 step. Buffers (e.g. BatchNorm running statistics) are copied rather than averaged: they are statistics, not
 weights, and averaging integer counters would be meaningless.
 
-**Teacher momentum vs run length.** After ``n`` steps a teacher still holds ``m ** n`` of its starting weights;
-its half-life is ``ln(0.5) / ln(m)`` steps (0.99: 69, 0.999: 693). voxuda's rule: the half-life must be at most
-a fifth of ``trainer.steps`` ([I]: then ``m ** steps <= 0.5 ** 5 = 3 %``, so the evaluated teacher is an average
-of the run's students, not of the warm start). The adaptation review measured what breaking it costs: at 0.999
-for 100 warm-started steps the Vox-UDA teacher kept 90 % of the source-only parent, moved 1.7 % (relative L2)
-and scored the parent's Dice. The run-config check warns (``voxuda.engine.config``); ``ema_half_life_fraction``
-sets the momentum from the run length instead.
+**Teacher momentum vs run length.** After ``n`` steps a teacher still holds ``m ** n`` of its starting
+weights; its half-life is ``ln(0.5) / ln(m)`` steps (0.99: 69, 0.999: 693). voxuda's rule: the half-life must
+be at most a fifth of ``trainer.steps`` ([I]: then ``m ** steps <= 0.5 ** 5 = 3 %``, so the evaluated teacher
+is an average of the run's students, not of the warm start). The adaptation review measured what breaking it
+costs: at 0.999 for 100 warm-started steps the Vox-UDA teacher kept 90 % of the source-only parent, moved
+1.7 % (relative L2) and scored the parent's Dice. The run-config check warns (``voxuda.engine.config``);
+``ema_half_life_fraction`` sets the momentum from the run length instead.
 """
 
 from __future__ import annotations
@@ -102,14 +102,15 @@ class TeacherSchedule:
         """One line naming the option, the half-life, the steps and a momentum that would satisfy the rule."""
         if self.holds:
             return None
-        return (f"{self.key} = {self.momentum:g}: the teacher's half-life is {self.half_life:.0f} steps, more "
-                f"than {MAX_HALF_LIFE_FRACTION:g} of trainer.steps = {self.steps}, so it stays close to its "
-                f"start; use ema_momentum <= {self.suggested_momentum:g} or ema_half_life_fraction = "
+        return (f"{self.key} = {self.momentum:g}: the teacher's half-life is {self.half_life:.0f} steps, "
+                f"more than {MAX_HALF_LIFE_FRACTION:g} of trainer.steps = {self.steps}, so it stays close to "
+                f"its start; use ema_momentum <= {self.suggested_momentum:g} or ema_half_life_fraction = "
                 f"{MAX_HALF_LIFE_FRACTION:g} (docs/vox_uda.md, 'Teacher momentum')")
 
     def to_dict(self) -> dict[str, float | int | bool | None]:
-        return {"momentum": self.momentum, "half_life": self.half_life if math.isfinite(self.half_life) else None,
-                "steps": self.steps, "max_half_life": self.max_half_life, "holds": self.holds}
+        finite = self.half_life if math.isfinite(self.half_life) else None
+        return {"momentum": self.momentum, "half_life": finite, "steps": self.steps,
+                "max_half_life": self.max_half_life, "holds": self.holds}
 
 
 def teacher_schedule(momentum: float, total_steps: int, half_life_fraction: float = 0.0) -> TeacherSchedule:

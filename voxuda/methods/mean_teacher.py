@@ -42,7 +42,8 @@ class MeanTeacherConfig(BaseMethodConfig):
     )
     ema_half_life_fraction: float = help_field(
         0.0, help="> 0: ignore ema_momentum and use the momentum whose half-life is this fraction of "
-        "trainer.steps (0.2 meets the teacher rule exactly) [I]; 0: use ema_momentum", validator=unit_interval)
+        "trainer.steps (0.2 meets the teacher rule exactly) [I]; 0: use ema_momentum",
+        validator=unit_interval)
     ema_ramp: bool = help_field(False, help="use min(momentum, 1 - 1/(step + 2)): early teachers follow fast")
     confidence_threshold: float = help_field(
         0.8, help="teacher confidence (max softmax) below which a voxel's pseudo-label is ignored",

@@ -229,7 +229,7 @@ class VoxUDA(MeanTeacher):
         if measure is None or source is None or len(source) == 0:
             return
         n = min(max(int(self.noise.n_fit_samples), 1), len(source))
-        index = torch.linspace(0, len(source) - 1, n).round().long()  # evenly spaced: no draw from the run RNG
+        index = torch.linspace(0, len(source) - 1, n).round().long()  # evenly spaced: no draw from the RNG
         measure(source[index])
         premise = getattr(self.noise, "premise", None)
         warning = premise.warning() if premise is not None else None

@@ -16,12 +16,12 @@ Ambiguities exposed as options (see docs/vox_uda.md):
   uses the high-pass variance as is ([R]), and the prototype found the compensated (white-noise) estimate
   overstates the reconstructed target noise (sigma^2 0.87 of a unit-variance volume; data-notes.md).
 
-**The premise.** NGM makes a *clean* source look like a *noisier* target. :meth:`NoiseGenerationModule.measure_source`
-runs the same high-pass estimate on source volumes, and :meth:`~NoiseGenerationModule.premise` compares the
-mean per-sample high-pass variances of the two domains (independent of ``combine``): when the source's is not
-below the target's, the added noise has nothing to imitate; ``state()`` then says ``premise_holds: false`` and
-Vox-UDA prints a one-line warning. (The adaptation review found the quick preset's source to be the noisiest
-domain, measured SNR 0.013 against 0.016-0.053.)
+**The premise.** NGM makes a *clean* source look like a *noisier* target.
+:meth:`NoiseGenerationModule.measure_source` runs the same high-pass estimate on source volumes, and
+:attr:`~NoiseGenerationModule.premise` compares the mean per-sample high-pass variances of the two domains
+(independent of ``combine``): when the source's is not below the target's, the added noise has nothing to
+imitate; ``state()`` then says ``premise_holds: false`` and Vox-UDA prints a one-line warning. (The adaptation
+review found the quick preset's source to be the noisiest domain, measured SNR 0.013 against 0.016-0.053.)
 """
 
 from __future__ import annotations
@@ -112,7 +112,7 @@ class NGMEstimate:
 
 @attrs.frozen
 class NoisePremise:
-    """NGM's premise on one run: the source is cleaner than the target (both by the same high-pass estimate)."""
+    """NGM's premise on one run: the source is cleaner than the target (by the same high-pass estimate)."""
 
     source_sigma2: float
     target_sigma2: float
@@ -124,8 +124,8 @@ class NoisePremise:
     def warning(self) -> str | None:
         if self.holds:
             return None
-        return (f"NGM premise fails: the source's high-pass noise variance {self.source_sigma2:.3g} is not below "
-                f"the target's {self.target_sigma2:.3g}, so noise added to the source imitates nothing "
+        return (f"NGM premise fails: the source's high-pass noise variance {self.source_sigma2:.3g} is not "
+                f"below the target's {self.target_sigma2:.3g}, so noise added to the source imitates nothing "
                 "(run.json: components.noise.state.premise_holds = false)")
 
 
@@ -211,7 +211,8 @@ class NoiseGenerationModule(NoiseModel):
     def state_dict(self) -> dict[str, Any]:
         estimate = self.estimate.to_dict() if self.estimate is not None else None
         source = self.source_estimate.to_dict() if self.source_estimate is not None else None
-        return {"estimate": estimate, "source_estimate": source, "n_fits": self.n_fits, "grid": list(self._grid)}
+        return {"estimate": estimate, "source_estimate": source, "n_fits": self.n_fits,
+                "grid": list(self._grid)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.estimate = NGMEstimate.from_dict(state.get("estimate"))
