@@ -1,9 +1,13 @@
-"""DANN (Ganin and Lempitsky 2015) for 3D segmentation: a domain discriminator trained through a
-gradient-reversal layer whose weight follows ``max_weight * (2 / (1 + exp(-gamma p)) - 1)``.
+"""DANN (Ganin and Lempitsky 2015) for 3D segmentation: a domain discriminator on the backbone's features, and
+an adversarial term for the features whose weight follows ``max_weight * (2 / (1 + exp(-gamma p)) - 1)``.
 
-The discriminator, where it looks (one tap, several taps, or the output space), its warm-up and its own
+The adversarial term is, by default, domain confusion (``adversarial_form = "confusion"``: the features are
+trained towards a discriminator output of 1/2, Tzeng et al. 2015) rather than Ganin and Lempitsky's gradient
+reversal (``"grl"``): through a reversal layer a discriminator at chance pushes the two domains apart, which
+we measured on every seed of a known-answer shift (voxuda/methods/discriminator.py, docs/vox_uda.md). The
+discriminator, where it looks (one tap, several taps, or the output space), its warm-up and its own
 learning-rate group are the shared :class:`~voxuda.methods.discriminator.DomainAdversary` (also Vox-UDA's
-L_dis); docs/vox_uda.md says how each default was chosen.
+L_dis).
 """
 
 from __future__ import annotations
@@ -53,7 +57,8 @@ class DANNConfig(BaseMethodConfig):
     adversarial_form: AdversarialForm = form_field("confusion")
     discriminator_lr_scale: float = lr_scale_field()
     discriminator_warmup_steps: int = warmup_field()
-    adversarial_weight: float = help_field(1.0, help="maximum gradient-reversal weight (lambda at the end)")
+    adversarial_weight: float = help_field(
+        1.0, help="maximum adversarial weight lambda (reversal or confusion), reached at the end of the ramp")
     schedule_gamma: float = help_field(10.0, help="steepness gamma of the schedule 2/(1+exp(-gamma p))-1")
 
 
@@ -92,7 +97,7 @@ class DANN(SegmentationMethod):
     def optimizer_groups(self) -> list[dict[str, Any]]:
         """The discriminator trains at ``discriminator_lr_scale`` times the backbone's rate."""
         return groups_with_scaled_module(self.trainable_parameters(), self.discriminator,
-                                         self.config.discriminator_lr_scale)
+                                         self.discriminator.settings.lr_scale)
 
     def training_step(self, source: SourceBatch, target: TargetBatch, step: int) -> StepOutput:
         logits_s, feats_s = self.student(source.volume)

@@ -267,13 +267,14 @@ def output_map_field() -> Any:
 
 def lr_scale_field(default: float = 10.0) -> Any:
     return help_field(
-        default, help="discriminator learning rate / trainer.lr (its own optimiser group); 10 after Ganin "
-        "and Lempitsky's 10x rate for layers trained from scratch", validator=positive)
+        default, help="discriminator learning rate / trainer.lr (its own optimiser group); 10 [I] after the "
+        "DANN practice of a 10x rate for layers trained from scratch; 1 = the original single rate",
+        validator=positive)
 
 
 def warmup_field(default: int = 0) -> Any:
     return help_field(
-        default, help="first steps in which the discriminator trains on detached inputs with the reversal "
+        default, help="first steps in which the discriminator trains on detached inputs with the adversarial "
         "weight at 0, so it leaves chance before it pushes back", validator=non_negative)
 
 

@@ -247,7 +247,7 @@ class VoxUDA(MeanTeacher):
     def optimizer_groups(self) -> list[dict[str, Any]]:
         """The discriminator trains at ``discriminator_lr_scale`` times the student's rate."""
         return groups_with_scaled_module(self.trainable_parameters(), self.discriminator,
-                                         self.config.discriminator_lr_scale)
+                                         self.discriminator.settings.lr_scale)
 
     # -- the step ----------------------------------------------------------------------------------------
     def consistency_loss(self, clean: dict[str, Tensor], noisy: dict[str, Tensor]) -> tuple[Tensor, dict]:
