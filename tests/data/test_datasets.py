@@ -1,4 +1,5 @@
-"""Datasets: item format, polarity applied exactly once, resizing, validation errors, augmentations."""
+"""Datasets: item format, polarity applied exactly once, resizing, validation errors (augmentations:
+tests/methods/test_augment.py)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,6 @@ import pytest
 import torch
 
 from tests.data.conftest import write_set
-from voxuda.data.augment import apply_geometric, intensity_jitter, random_flip_rot90
 from voxuda.data.datasets import MRCDatasetConfig, MRCSubtomogramDataset, collate_subtomograms, load_split
 from voxuda.data.errors import DataError
 from voxuda.data.mrc import VolumeInfo, read_volume, write_labels, write_volume
@@ -147,23 +147,3 @@ def test_json_manifest(small_set: Path) -> None:
     (small_set / "manifest.json").write_text(json.dumps(rows))
     ds = MRCSubtomogramDataset(_cfg(small_set, manifest="manifest.json", box=16))
     assert len(ds) == 3 and ds[2].id == "v2"
-
-
-def test_augmentations_apply_same_geometry_to_labels() -> None:
-    g = torch.Generator().manual_seed(0)
-    lab = torch.randint(0, 3, (4, 8, 8, 8), generator=g)
-    vol = lab.unsqueeze(1).float()
-    v2, l2, params = random_flip_rot90(vol, lab, g, planes=((2, 3), (3, 4), (2, 4)))
-    assert l2 is not None
-    torch.testing.assert_close(v2[:, 0].long(), l2)
-    assert not torch.equal(l2, lab)  # something happened for at least one sample
-    torch.testing.assert_close(apply_geometric(vol, params), v2)  # replayable
-    again, _, _ = random_flip_rot90(
-        vol, lab, torch.Generator().manual_seed(0), planes=((2, 3), (3, 4), (2, 4))
-    )
-    g2 = torch.Generator().manual_seed(0)
-    torch.randint(0, 3, (4, 8, 8, 8), generator=g2)
-    v3, _, _ = random_flip_rot90(vol, lab, g2, planes=((2, 3), (3, 4), (2, 4)))
-    torch.testing.assert_close(v3, v2)
-    j = intensity_jitter(vol, torch.Generator().manual_seed(1), scale=0.1, shift=0.1)
-    assert j.shape == vol.shape and not torch.equal(j, vol)

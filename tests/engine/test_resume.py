@@ -41,3 +41,21 @@ def test_refuses_to_overwrite_or_resume_nothing(run_dict, tmp_path: Path) -> Non
     train(config, tmp_path / "run", evaluate_split=False)
     with pytest.raises(ConfigError, match="already holds a run"):
         train(config, tmp_path / "run")
+
+
+def test_resume_keeps_the_discriminator_group_bit_identical(run_dict, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """The discriminator's own optimiser group (10x the rate), its warm-up and the schedule survive a resume:
+    the resumed run ends with bit-identical weights, and both groups keep their 1 : 10 rates."""
+    method = {"name": "dann", "discriminator_lr_scale": 10.0, "discriminator_warmup_steps": 2}
+    config = run_config_from_dict(run_dict(method, steps=6, schedule="cosine", warmup=2, checkpoint_every=2))
+    full = train(config, tmp_path / "full", evaluate_split=False)
+    train(config, tmp_path / "parts", stop_after=3, evaluate_split=False)
+    resumed = train(config, tmp_path / "parts", resume=True, evaluate_split=False)
+    a = load_checkpoint(full.last_checkpoint)
+    b = load_checkpoint(resumed.last_checkpoint)
+    for key in a["method"]:
+        assert torch.equal(a["method"][key], b["method"][key]), key
+    groups = b["optimizer"]["param_groups"]
+    assert [g["lr_scale"] for g in groups] == [1.0, 10.0]
+    assert [g["initial_lr"] for g in groups] == pytest.approx([3e-3, 3e-2])
+    assert groups[1]["lr"] == pytest.approx(10 * groups[0]["lr"])

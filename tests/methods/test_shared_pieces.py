@@ -1,4 +1,5 @@
-"""Unit tests of the pieces methods share: gradient reversal, EMA, confidence mask, losses, augmentation."""
+"""Unit tests of the pieces methods share: gradient reversal, EMA, confidence mask, losses, the discriminator
+(augmentation: test_augment.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,6 @@ import torch
 from torch import nn
 
 from voxuda.api import build_method
-from voxuda.methods.augment import FlipRot3D, apply_batch, augment_pair, invert_batch, sample_batch_transforms
 from voxuda.methods.discriminator import DomainDiscriminator3D, domain_adversarial_loss
 from voxuda.methods.ema import ema_update, make_ema_teacher, ramped_momentum
 from voxuda.methods.grl import GradientReversal, dann_lambda, grad_reverse
@@ -108,31 +108,20 @@ def test_soft_dice_perfect_and_wrong() -> None:
 
 
 @pytest.mark.parametrize("mode", ["voxel", "pooled"])
-def test_discriminator_modes(mode: str) -> None:
-    disc = DomainDiscriminator3D(4, hidden=8, mode=mode)
+def test_discriminator_modes_and_reversed_feature_gradient(mode: str) -> None:
+    """Output shapes, and the features' gradient is exactly minus that of the plain domain loss (that the
+    discriminator learns is tested in test_adversarial.py)."""
+    disc = DomainDiscriminator3D(4, hidden=8, mode=mode, standardize=True)
     feats = torch.randn(2, 4, 4, 4, 4, requires_grad=True)
-    out = disc(feats)
-    assert out.shape == ((2, 1, 4, 4, 4) if mode == "voxel" else (2, 1))
-    loss, accuracy = domain_adversarial_loss(disc, feats, feats + 1, 1.0)
-    loss.backward()
-    assert 0.0 <= accuracy <= 1.0 and feats.grad is not None
-
-
-def test_augment_moves_labels_with_volumes_and_inverts() -> None:
-    generator = torch.Generator().manual_seed(0)
-    volume = torch.randn(4, 1, 6, 6, 6)
-    labels = (volume[:, 0] > 0).long()
-    aug_v, aug_l, transforms = augment_pair(volume, labels, generator)
-    assert torch.equal(aug_l, (aug_v[:, 0] > 0).long())
-    assert torch.equal(invert_batch(aug_v, transforms), volume)
-    assert any(t != FlipRot3D() for t in transforms)
-    again = sample_batch_transforms(4, (6, 6, 6), torch.Generator().manual_seed(0))
-    assert again == transforms
-    # non-cubic volumes only rotate in square planes, so shapes are kept
-    flat = torch.randn(3, 1, 4, 6, 6)
-    ts = sample_batch_transforms(3, flat.shape[-3:], generator)
-    assert all(t.plane == (1, 2) or t.k == 0 for t in ts)
-    assert apply_batch(flat, ts).shape == flat.shape
+    assert disc(feats).shape == ((2, 1, 4, 4, 4) if mode == "voxel" else (2, 1))
+    loss, _ = domain_adversarial_loss(disc, feats, feats + 1, 0.7)
+    (reversed_grad,) = torch.autograd.grad(loss, feats)
+    joint = disc(torch.cat([feats, feats + 1]))
+    plain = 0.5 * (nn.functional.binary_cross_entropy_with_logits(joint[:2], torch.zeros_like(joint[:2]))
+                   + nn.functional.binary_cross_entropy_with_logits(joint[2:], torch.ones_like(joint[2:])))
+    (plain_grad,) = torch.autograd.grad(plain, feats)
+    torch.testing.assert_close(reversed_grad, -0.7 * plain_grad)
+    assert plain_grad.abs().sum() > 0
 
 
 def test_mean_teacher_pseudo_labels_follow_the_augmentation() -> None:

@@ -116,3 +116,30 @@ def test_unfitted_ngm_refuses_and_state_reports_fit(noisy_targets: torch.Tensor)
     assert state["box_rate"] == pytest.approx(0.2441, abs=1e-3)
     assert len(state["per_sample_sigma2"]) == 5
     assert NoiseGenerationModule().refit_every is None  # 0 means fit once
+
+
+@pytest.mark.parametrize(("source_var", "holds"), [(0.04, True), (0.64, False)])
+def test_premise_compares_source_and_target_by_the_same_estimate(source_var: float, holds: bool) -> None:
+    """NGM's premise (a cleaner source than target) measured with the target's own high-pass estimate."""
+    g = torch.Generator().manual_seed(1)
+    signal_t, signal_s = smooth_volumes(10, 32, g), smooth_volumes(10, 32, g)
+    target = signal_t + math.sqrt(TRUE_VAR) * torch.randn(signal_t.shape, generator=g)
+    source = signal_s + math.sqrt(source_var) * torch.randn(signal_s.shape, generator=g)
+    model = ngm(combine="variance_of_mean")  # the premise ignores combine: mean per-sample variances
+    assert model.premise is None and "premise_holds" not in model.state()
+    model.fit(target)
+    model.measure_source(source)
+    premise = model.premise
+    assert premise is not None and premise.holds is holds
+    passed = model.estimate.passed_fraction  # both estimates see the same box: white-noise power x passed
+    assert premise.target_sigma2 == pytest.approx(TRUE_VAR * passed, rel=0.1)
+    assert premise.source_sigma2 == pytest.approx(source_var * passed, rel=0.1)
+    state = model.state()
+    assert state["premise_holds"] is holds and state["source_sigma2"] == premise.source_sigma2
+    warning = premise.warning()
+    assert (warning is None) is holds
+    if warning:
+        assert "\n" not in warning and "premise_holds = false" in warning
+    fresh = ngm(combine="variance_of_mean")
+    fresh.load_state_dict(model.state_dict())  # the source measurement travels in checkpoints
+    assert fresh.state() == state

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from voxuda.errors import ConfigError
-from voxuda.methods.base import SourceBatch, TargetBatch
+from voxuda.methods.base import SourceBatch, TargetBatch, TrainContext
 from voxuda.methods.vox_uda import feature_consistency
 
 from .helpers import start, tiny_domains, tiny_method, train
@@ -21,7 +21,9 @@ ID = {"teacher_denoiser": "identity"}
 def test_consistency_is_zero_for_identical_features(form: str) -> None:
     a = torch.randn(2, 5, 4, 4, 4, generator=torch.Generator().manual_seed(0))
     assert float(feature_consistency(a, a.clone(), form)) == pytest.approx(0.0, abs=1e-6)
-    assert float(feature_consistency(a, a + torch.randn_like(a), form)) > 0.05
+    # not the global RNG: after another test's manual_seed(0) it would draw noise equal to a
+    noise = torch.randn(a.shape, generator=torch.Generator().manual_seed(1))
+    assert float(feature_consistency(a, a + noise, form)) > 0.05
 
 
 def test_cosine_forms_differ_in_what_they_compare() -> None:
@@ -84,7 +86,7 @@ def test_discriminator_gradient_is_reversed_on_the_feature_extractor() -> None:
     """With only L_dis on, student gradients are minus those of the plain domain-classification loss, and
     the discriminator's own gradients are not reversed."""
     method = tiny_method(noise="none", w_seg=0.0, w_con=0.0, pseudo_weight=0.0, grl_schedule="constant",
-                         grl_lambda=1.0, **ID)
+                         grl_lambda=1.0, discriminator_warmup_steps=0, **ID)
     source, label, target, _ = tiny_domains()
     start(method, target)
     out = method.training_step(SourceBatch(source[:2], label[:2]), TargetBatch(target[:2]), step=0)
@@ -95,7 +97,9 @@ def test_discriminator_gradient_is_reversed_on_the_feature_extractor() -> None:
     tap = method.discriminator_tap
     _, fs = method.student(source[:2])
     _, ft = method.student(target[:2])
-    ls, lt = method.discriminator(fs[tap]), method.discriminator(ft[tap])
+    head = method.discriminator.heads[tap]
+    joint = head(torch.cat([fs[tap], ft[tap]]))  # one batch: the head standardises over both domains
+    ls, lt = joint[:2], joint[2:]
     plain = 0.5 * (F.binary_cross_entropy_with_logits(ls, torch.zeros_like(ls))
                    + F.binary_cross_entropy_with_logits(lt, torch.ones_like(lt)))
     plain.backward()
@@ -192,3 +196,26 @@ def test_fitted_noise_survives_a_state_dict_round_trip(noise: str) -> None:
     x = torch.zeros(1, 1, 16, 16, 16)
     assert torch.equal(fresh.noise(x, torch.Generator().manual_seed(1)),
                        method.noise(x, torch.Generator().manual_seed(1)))
+
+
+def test_noise_premise_is_checked_on_source_volumes_and_reported(capsys) -> None:  # type: ignore[no-untyped-def]
+    """Vox-UDA measures the source's noise like the target's; a source noisier than the target is reported in
+    one warning line and in the noise model's run.json state."""
+    from voxuda.engine.data import DomainSplit, RunData
+
+    source, label, target, _ = tiny_domains()
+    for source_volumes, holds in ((source, True), (target + 2.0 * torch.randn_like(target), False)):
+        method = tiny_method(noise={"name": "ngm", "n_samples": 4}, **ID)
+        data = RunData(source_train=DomainSplit(source_volumes, label),
+                       target_train=DomainSplit(target, None))
+        generator = torch.Generator().manual_seed(0)
+        method.on_train_start(TrainContext(total_steps=4, device=torch.device("cpu"), generator=generator,
+                                           sample_target=lambda k: target[:k], extra={"data": data}))
+        state = method.components()["noise"]["state"]
+        assert state["premise_holds"] is holds
+        assert (state["source_sigma2"] < state["target_sigma2"]) is holds
+        lines = [line for line in capsys.readouterr().err.splitlines() if "premise" in line]
+        assert len(lines) == (0 if holds else 1)
+    no_data = tiny_method(noise={"name": "ngm", "n_samples": 4}, **ID)
+    start(no_data, target)  # a bare loop without run data: no measurement, no claim
+    assert "premise_holds" not in no_data.components()["noise"]["state"]

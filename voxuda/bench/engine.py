@@ -311,9 +311,12 @@ def warm_start(last: Path, parent: Path, record: Path) -> dict[str, Any]:
     """Copy student weights of ``parent`` into the step-0 checkpoint ``last`` (teacher too, from the student).
 
     Keys are matched by name and shape; a child key ``teacher.X`` takes the parent's ``teacher.X`` when it
-    exists, else ``student.X``. Everything else (discriminators, optimiser, RNG) keeps its fresh state.
+    exists, else ``student.X``. Everything else (discriminators, optimiser, RNG) keeps its fresh state. The
+    run's ``init.pt`` (beside ``last``) is rewritten with the warm-started weights, so drift is measured from
+    them.
     """
     from voxuda.engine.checkpoint import load_checkpoint, save_atomic
+    from voxuda.engine.drift import INIT_CHECKPOINT, save_initial_weights
 
     child = load_checkpoint(last)
     src = load_checkpoint(parent)["method"]
@@ -336,6 +339,7 @@ def warm_start(last: Path, parent: Path, record: Path) -> dict[str, Any]:
 
         raise ConfigError(f"init_from: no weights of {parent} match the run's method (same backbone?)")
     save_atomic(child, last)
+    save_initial_weights(state, last.with_name(INIT_CHECKPOINT))
     info = {"parent": str(parent), "parent_step": int(load_checkpoint(parent)["step"]),
             "copied": len(copied), "kept_fresh": kept}
     write_json(record, info)

@@ -2,11 +2,14 @@
 
 Everything is checked before any work starts: unknown keys, wrong types, unknown components and the
 method's own config (including its sub-components) fail with one :class:`~voxuda.errors.ConfigError` line
-naming the key.
+naming the key. Settings that are valid but defeat their purpose (an EMA teacher too slow for the run's
+length) get one warning line each (:func:`run_config_warnings`), printed once per process and recorded in
+``run.json``.
 """
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -186,6 +189,45 @@ def check_run_config(config: RunConfig) -> None:
     device = config.trainer.device
     if device not in ("cpu", "auto") and not device.startswith("cuda"):
         raise ConfigError(f"trainer.device: {device!r} is not cpu, cuda, cuda:N or auto")
+    for message in run_config_warnings(config, method_config):
+        _warn_once(message)
+
+
+_WARNED: set[str] = set()
+
+
+def _warn_once(message: str) -> None:
+    """Print ``voxuda: warning: <message>`` to stderr the first time this process sees the message (a
+    benchmark checks the same config once per training session)."""
+    if message not in _WARNED:
+        _WARNED.add(message)
+        print(f"voxuda: warning: {message}", file=sys.stderr)
+
+
+def teacher_schedule_check(config: RunConfig, method_config: Any = None) -> Any:
+    """The teacher-momentum rule (:mod:`voxuda.methods.ema`) for a method with an EMA teacher, else None.
+
+    A method has an EMA teacher when its config has a float ``ema_momentum``; ``ema_half_life_fraction``,
+    when present and positive, sets the momentum from ``trainer.steps`` instead.
+    """
+    if method_config is None:
+        from voxuda.api import component_config
+
+        method_config = component_config("method", config.method)[1]
+    momentum = getattr(method_config, "ema_momentum", None)
+    if not isinstance(momentum, (int, float)) or isinstance(momentum, bool):
+        return None
+    from voxuda.methods.ema import teacher_schedule
+
+    fraction = float(getattr(method_config, "ema_half_life_fraction", 0.0) or 0.0)
+    return teacher_schedule(float(momentum), config.trainer.steps, fraction)
+
+
+def run_config_warnings(config: RunConfig, method_config: Any = None) -> list[str]:
+    """One line per setting that is valid but works against itself (today: the teacher-momentum rule)."""
+    schedule = teacher_schedule_check(config, method_config)
+    warning = schedule.warning() if schedule is not None else None
+    return [warning] if warning else []
 
 
 def _kind_of_field(name: str, metadata: Mapping[str, Any] | None = None) -> str | None:

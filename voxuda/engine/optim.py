@@ -1,9 +1,17 @@
-"""Optimiser and learning-rate schedule (linear warm-up, then constant, step or cosine decay)."""
+"""Optimiser and learning-rate schedule (linear warm-up, then constant, step or cosine decay).
+
+The optimiser takes a method's parameter groups (:meth:`voxuda.methods.base.Method.optimizer_groups`): each
+group's learning rate is ``trainer.lr * lr_scale`` (default scale 1), and the schedule's ``LambdaLR``
+multiplies every group by the same factor, so a discriminator at 10x keeps its ratio through warm-up and
+decay. The scale stays in the group (and in the optimiser's ``state_dict``), so a resumed run rebuilds the
+same groups.
+"""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 import torch
 from torch import nn
@@ -11,13 +19,33 @@ from torch import nn
 from voxuda.engine.config import TrainerConfig
 
 
-def build_optimizer(params: Iterable[nn.Parameter], cfg: TrainerConfig) -> torch.optim.Optimizer:
-    params = list(params)
+def parameter_groups(params: Iterable[nn.Parameter] | Iterable[Mapping[str, Any]], lr: float) -> list[dict]:
+    """Plain parameters become one group; groups get ``lr = lr * lr_scale`` and keep their ``lr_scale``."""
+    items = list(params)
+    if not items or not isinstance(items[0], Mapping):
+        items = [{"params": items}]
+    groups = []
+    for index, group in enumerate(items):
+        if not isinstance(group, Mapping) or "params" not in group:
+            got = type(group).__name__
+            raise TypeError(f"optimizer group {index}: expected a dict with 'params', got {got}")
+        scale = float(group.get("lr_scale", 1.0))
+        if not scale > 0:
+            raise ValueError(f"optimizer group {index}: lr_scale must be positive, got {scale}")
+        groups.append({**group, "params": list(group["params"]), "lr_scale": scale, "lr": lr * scale})
+    return groups
+
+
+def build_optimizer(
+    params: Iterable[nn.Parameter] | Iterable[Mapping[str, Any]], cfg: TrainerConfig
+) -> torch.optim.Optimizer:
+    """The configured optimiser over parameters or parameter groups (see :func:`parameter_groups`)."""
+    groups = parameter_groups(params, cfg.lr)
     if cfg.optimizer == "adam":
-        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        return torch.optim.Adam(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
     if cfg.optimizer == "adamw":
-        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    return torch.optim.SGD(params, lr=cfg.lr, momentum=0.9, weight_decay=cfg.weight_decay)
+        return torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return torch.optim.SGD(groups, lr=cfg.lr, momentum=0.9, weight_decay=cfg.weight_decay)
 
 
 def lr_factor(step: int, cfg: TrainerConfig) -> float:

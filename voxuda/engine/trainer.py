@@ -1,7 +1,10 @@
 """The training loop: ``train(run_config, out_dir, resume=False) -> RunResult``.
 
 One run folder holds ``config.toml`` (resolved), ``run.json`` (provenance), ``metrics.jsonl`` (one line per
-logged step), ``last.pt`` and ``best.pt`` (when a validator selects) and ``eval_<split>_<ckpt>.json``.
+logged step), ``init.pt`` (the method's weights at step 0), ``last.pt`` and ``best.pt`` (when a validator
+selects) and ``eval_<split>_<ckpt>.json``. ``run.json`` also holds the config check's ``warnings``, the
+``teacher_schedule`` of EMA-teacher methods, and, after every session, each network's ``drift`` from
+``init.pt`` (:mod:`voxuda.engine.drift`).
 Determinism: everything random flows from ``seed`` (global torch/numpy/python RNGs for initialisation, one
 ``torch.Generator`` for sampling and augmentation), and every state is in the checkpoint, so ``resume=True``
 continues to the same parameters as an uninterrupted run on CPU.
@@ -23,7 +26,7 @@ import torch
 from voxuda.config import dump_toml
 from voxuda.engine import provenance
 from voxuda.engine.checkpoint import FORMAT, VERSION, capture_rng, load_checkpoint, restore_rng, save_atomic
-from voxuda.engine.config import RunConfig, check_run_config
+from voxuda.engine.config import RunConfig, check_run_config, run_config_warnings, teacher_schedule_check
 from voxuda.engine.data import PairedSampler, RunData, ensure_aligned, load_run_data
 from voxuda.engine.distributed import (
     DistContext,
@@ -37,6 +40,7 @@ from voxuda.engine.distributed import (
     truncate_metrics,
     wrap_ddp,
 )
+from voxuda.engine.drift import INIT_CHECKPOINT, drift_record, load_initial_weights, save_initial_weights
 from voxuda.engine.inference import make_input_transform
 from voxuda.engine.metrics_log import MetricsLog
 from voxuda.engine.optim import build_optimizer, build_scheduler
@@ -163,7 +167,7 @@ class _Trainer:
                 extra={"run_config": config, "data": self.data},
             )
         )
-        self.optimizer = build_optimizer(self.method.trainable_parameters(), cfg)
+        self.optimizer = build_optimizer(self.method.optimizer_groups(), cfg)
         # DDP over training_step (broadcasts rank 0's weights, averages gradients); a plain wrapper alone
         self.step_module = wrap_ddp(self.method, self.dist)
         self.scheduler = build_scheduler(self.optimizer, cfg)
@@ -375,6 +379,7 @@ def train(
                 config_text = dump_toml(resolved_run_config(run_config))
                 provenance.write_text_atomic(config_text, out / "config.toml")
                 (out / "metrics.jsonl").unlink(missing_ok=True)  # lines of a run killed before any checkpoint
+                save_initial_weights(trainer.method.state_dict(), out / INIT_CHECKPOINT)
             provenance.write_json_atomic(record, run_json)
         with MetricsLog(out / "metrics.jsonl") if main else contextlib.nullcontext(_NullLog()) as log:
             if resume:
@@ -397,6 +402,7 @@ def train(
             "completed": result.completed,
             "best": {"score": result.best_score, "step": result.best_step},
             "op_backend": provenance.op_backend_used() or record.get("op_backend"),
+            **drift_record(trainer.method, load_initial_weights(out / INIT_CHECKPOINT)),
         }
     )
     provenance.write_json_atomic(record, run_json)
@@ -439,8 +445,11 @@ def _run_record(config: RunConfig, trainer: _Trainer) -> dict[str, Any]:
     leak = trainer.validator is not None and is_label_leak(trainer.validator)
     if leak:
         flags.append(getattr(trainer.validator, "flag", "label leak"))
+    schedule = teacher_schedule_check(config)
     return {
         "seed": config.seed,
+        "warnings": run_config_warnings(config),
+        "teacher_schedule": schedule.to_dict() if schedule is not None else None,
         "data": _data_record(trainer.data),
         "distributed": {"world_size": trainer.dist.world_size, "backend": trainer.dist.backend or None},
         "config": resolved_run_config(config),

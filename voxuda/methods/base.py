@@ -5,7 +5,8 @@ method calls (no per-batch hook dispatch):
 
 1. ``on_train_start(context)`` once, with a :class:`TrainContext` (e.g. NGM samples target volumes here);
 2. per step: ``out = method.training_step(source, target, step)``; the trainer calls ``out.loss.backward()``,
-   clips, steps the optimiser over ``method.trainable_parameters()``, then
+   clips, steps the optimiser over ``method.optimizer_groups()`` (by default one group holding
+   ``method.trainable_parameters()``; a group may carry an ``lr_scale``), then
    ``method.on_after_optimizer_step(step)`` (the EMA teacher update lives there);
 3. ``method.predictor()`` is the network used for evaluation and segmentation (student or teacher).
 
@@ -15,7 +16,7 @@ Batches are typed, not string-keyed. Target labels reach a method only if it dec
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, ClassVar
 
 import attrs
@@ -88,6 +89,12 @@ class Method(nn.Module):
         """Parameters the trainer's optimiser updates (excludes EMA teachers)."""
         return (p for p in self.parameters() if p.requires_grad)
 
+    def optimizer_groups(self) -> list[dict[str, Any]]:
+        """The optimiser's parameter groups: dicts with ``params`` and an optional ``lr_scale`` (the group's
+        learning rate is ``trainer.lr * lr_scale``; the schedule scales every group alike). Together they
+        hold exactly :meth:`trainable_parameters`. Default: one group at the trainer's rate."""
+        return [{"params": list(self.trainable_parameters())}]
+
     def predictor(self) -> nn.Module:
         """The network used for evaluation: maps ``(N, C, D, H, W)`` to logits ``(N, K, D, H, W)``."""
         raise NotImplementedError
@@ -106,3 +113,22 @@ class Method(nn.Module):
     def components(self) -> dict[str, Any]:
         """Sub-components (name -> provenance dict) to record in ``run.json``."""
         return {}
+
+
+def groups_with_scaled_module(
+    trainable: Iterable[nn.Parameter], module: nn.Module, lr_scale: float
+) -> list[dict[str, Any]]:
+    """Split ``trainable`` into the parameters outside ``module`` (trainer's rate, first, so the logged
+    ``lr`` stays the backbone's) and those inside it (``lr_scale`` times that rate); empty groups are left
+    out. Used for discriminators trained from scratch beside a warm-started backbone."""
+    inside = {id(p) for p in module.parameters()}
+    rest: list[nn.Parameter] = []
+    scaled: list[nn.Parameter] = []
+    for parameter in trainable:
+        (scaled if id(parameter) in inside else rest).append(parameter)
+    groups: list[dict[str, Any]] = []
+    if rest:
+        groups.append({"params": rest})
+    if scaled:
+        groups.append({"params": scaled, "lr_scale": float(lr_scale)})
+    return groups

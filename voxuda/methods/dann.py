@@ -1,94 +1,111 @@
-"""DANN (Ganin and Lempitsky 2015) for 3D segmentation: a domain discriminator on one backbone tap, trained
-through a gradient-reversal layer whose weight follows ``max_weight * (2 / (1 + exp(-10 p)) - 1)``.
+"""DANN (Ganin and Lempitsky 2015) for 3D segmentation: a domain discriminator on the backbone's features, and
+an adversarial term for the features whose weight follows ``max_weight * (2 / (1 + exp(-gamma p)) - 1)``.
+
+The adversarial term is, by default, domain confusion (``adversarial_form = "confusion"``: the features are
+trained towards a discriminator output of 1/2, Tzeng et al. 2015) rather than Ganin and Lempitsky's gradient
+reversal (``"grl"``): through a reversal layer a discriminator at chance pushes the two domains apart, which
+we measured on every seed of a known-answer shift (voxuda/methods/discriminator.py, docs/vox_uda.md). The
+discriminator, where it looks (one tap, several taps, or the output space), its warm-up and its own
+learning-rate group are the shared :class:`~voxuda.methods.discriminator.DomainAdversary` (also Vox-UDA's
+L_dis).
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import attrs
-import torch
-from torch import nn
 
 from voxuda.config import help_field
-from voxuda.methods.base import SourceBatch, StepOutput, TargetBatch, TrainContext
+from voxuda.methods.base import SourceBatch, StepOutput, TargetBatch, TrainContext, groups_with_scaled_module
 from voxuda.methods.common import BaseMethodConfig, SegmentationMethod
-from voxuda.methods.discriminator import DiscriminatorMode, DomainDiscriminator3D, domain_adversarial_loss
-from voxuda.methods.grl import dann_lambda
+from voxuda.methods.discriminator import (
+    AdversarialForm,
+    AdversarySettings,
+    DiscriminatorInput,
+    DiscriminatorMode,
+    DomainAdversary,
+    OutputMap,
+    form_field,
+    hidden_field,
+    input_field,
+    lr_scale_field,
+    output_map_field,
+    resolve_tap,
+    standardize_field,
+    tap_channels,
+    taps_field,
+    warmup_field,
+)
+
+__all__ = ["DANN", "DANNConfig", "resolve_tap", "tap_channels"]
 
 
 @attrs.define
 class DANNConfig(BaseMethodConfig):
     """Configuration of :class:`DANN`."""
 
-    tap: str = help_field("", help="backbone tap the discriminator reads ('' = the backbone's deepest)")
+    tap: str = help_field("", help="backbone tap of the 'pooled' discriminator ('' = the backbone's deepest)")
+    discriminator_input: DiscriminatorInput = input_field()
+    discriminator_taps: tuple[str, ...] = taps_field()
+    discriminator_output_map: OutputMap = output_map_field()
     discriminator_mode: DiscriminatorMode = help_field(
-        "pooled", help="pooled (one domain logit per volume) or voxel (one per voxel)"
+        "pooled", help="head on a tap: pooled (one domain logit per volume) or voxel (one per voxel)"
     )
-    discriminator_hidden: int = help_field(32, help="hidden channels of the discriminator")
-    adversarial_weight: float = help_field(1.0, help="maximum gradient-reversal weight (lambda at the end)")
+    discriminator_hidden: int = hidden_field()
+    discriminator_standardize: bool = standardize_field()
+    adversarial_form: AdversarialForm = form_field("confusion")
+    discriminator_lr_scale: float = lr_scale_field()
+    discriminator_warmup_steps: int = warmup_field()
+    adversarial_weight: float = help_field(
+        1.0, help="maximum adversarial weight lambda (reversal or confusion), reached at the end of the ramp")
     schedule_gamma: float = help_field(10.0, help="steepness gamma of the schedule 2/(1+exp(-gamma p))-1")
 
 
-def tap_channels(backbone: nn.Module, tap: str, in_channels: int) -> int:
-    """Channels of a backbone tap: from ``backbone.tap_channels`` or, for plugins without it, a dry run."""
-    known = getattr(backbone, "tap_channels", None)
-    if isinstance(known, dict) and tap in known:
-        return int(known[tap])
-    size = int(getattr(backbone, "divisor", 16))
-    size = max(size, 8)
-    was_training = backbone.training
-    backbone.eval()
-    with torch.no_grad():
-        _, features = backbone(torch.zeros(1, in_channels, size, size, size))
-    backbone.train(was_training)
-    if tap not in features:
-        raise KeyError(tap)
-    return int(features[tap].shape[1])
-
-
-def resolve_tap(backbone: nn.Module, tap: str) -> str:
-    """The configured tap, or the backbone's ``deepest_tap`` when empty; checked against ``tap_names``."""
-    from voxuda.errors import ConfigError
-
-    name = tap or getattr(backbone, "deepest_tap", "")
-    known = tuple(getattr(backbone, "tap_names", ())) + tuple(getattr(backbone, "tap_channels", {}) or ())
-    if not name or (known and name not in known):
-        raise ConfigError(
-            f"method.tap: backbone {type(backbone).__name__} has no tap {name!r} (taps: {', '.join(known)})"
-        )
-    return name
+def dann_settings(config: DANNConfig) -> AdversarySettings:
+    return AdversarySettings(
+        input=config.discriminator_input, tap=config.tap, taps=tuple(config.discriminator_taps),
+        mode=config.discriminator_mode, hidden=config.discriminator_hidden,
+        output_map=config.discriminator_output_map, warmup_steps=config.discriminator_warmup_steps,
+        lr_scale=config.discriminator_lr_scale, schedule="dann", max_weight=config.adversarial_weight,
+        gamma=config.schedule_gamma, tap_key="method.tap", standardize=config.discriminator_standardize,
+        form=config.adversarial_form,
+    )
 
 
 class DANN(SegmentationMethod):
-    """Source CE + Dice plus a domain-adversarial loss on ``config.tap`` through gradient reversal."""
+    """Source CE + Dice plus a domain-adversarial loss through gradient reversal."""
 
     config: DANNConfig
 
     def __init__(self, config: DANNConfig) -> None:
         super().__init__(config)
-        self.tap = resolve_tap(self.student, config.tap)
-        channels = tap_channels(self.student, self.tap, config.in_channels)
-        self.discriminator = DomainDiscriminator3D(
-            channels, hidden=config.discriminator_hidden, mode=config.discriminator_mode
-        )
-        self.total_steps = 1
+        self.discriminator = DomainAdversary(self.student, dann_settings(config), config.in_channels,
+                                             config.num_classes)
+
+    @property
+    def tap(self) -> str:
+        """The first tap the discriminator reads ('' for the output-space discriminator)."""
+        return next(iter(self.discriminator.taps), "")
 
     def on_train_start(self, context: TrainContext) -> None:
-        self.total_steps = max(int(context.total_steps), 1)
+        self.discriminator.total_steps = max(int(context.total_steps), 1)
 
     def adversarial_lambda(self, step: int) -> float:
-        cfg = self.config
-        return dann_lambda(step / self.total_steps, cfg.adversarial_weight, cfg.schedule_gamma)
+        return self.discriminator.weight(step)
+
+    def optimizer_groups(self) -> list[dict[str, Any]]:
+        """The discriminator trains at ``discriminator_lr_scale`` times the backbone's rate."""
+        return groups_with_scaled_module(self.trainable_parameters(), self.discriminator,
+                                         self.discriminator.settings.lr_scale)
 
     def training_step(self, source: SourceBatch, target: TargetBatch, step: int) -> StepOutput:
         logits_s, feats_s = self.student(source.volume)
-        _, feats_t = self.student(target.volume)
+        logits_t, feats_t = self.student(target.volume)
         seg, parts = self.seg_loss(logits_s, source.label)
-        lambd = self.adversarial_lambda(step)
-        adv, accuracy = domain_adversarial_loss(
-            self.discriminator, feats_s[self.tap], feats_t[self.tap], lambd
-        )
+        adversary = self.discriminator(logits_s, feats_s, logits_t, feats_t, step)
         return StepOutput(
-            loss=seg + adv,
-            losses={"seg": float(seg.detach()), **parts, "domain": float(adv.detach())},
-            metrics={"grl_lambda": lambd, "domain_accuracy": accuracy},
+            loss=seg + adversary.loss,
+            losses={"seg": float(seg.detach()), **parts, "domain": float(adversary.loss.detach())},
+            metrics=adversary.metrics(),
         )

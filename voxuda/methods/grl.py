@@ -7,7 +7,7 @@ pass trains the discriminator to tell domains apart while pushing the feature ex
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
@@ -51,3 +51,26 @@ def dann_lambda(progress: float, max_weight: float = 1.0, gamma: float = 10.0) -
     """
     p = min(max(float(progress), 0.0), 1.0)
     return max_weight * (2.0 / (1.0 + math.exp(-gamma * p)) - 1.0)
+
+
+def adversarial_weight(
+    step: int,
+    total_steps: int,
+    *,
+    warmup_steps: int = 0,
+    max_weight: float = 1.0,
+    gamma: float = 10.0,
+    schedule: Literal["dann", "constant"] = "dann",
+) -> float:
+    """Gradient-reversal weight at optimiser step ``step`` of ``total_steps``.
+
+    0 during the first ``warmup_steps`` (the discriminator learns alone); then ``max_weight`` under
+    ``constant``, or the :func:`dann_lambda` ramp whose progress restarts at the end of the warm-up, so a
+    warm-up does not eat the ramp.
+    """
+    if step < warmup_steps:
+        return 0.0
+    if schedule == "constant":
+        return float(max_weight)
+    span = max(total_steps - warmup_steps, 1)
+    return dann_lambda((step - warmup_steps) / span, max_weight, gamma)

@@ -27,10 +27,10 @@ from torch import Tensor, nn
 
 from voxuda.checks import non_negative, unit_interval
 from voxuda.config import ComponentRef, help_field, ref_field
-from voxuda.methods.augment import apply_batch, sample_batch_transforms
+from voxuda.methods.augment import Orientations, apply_batch, sample_batch_transforms
 from voxuda.methods.base import SourceBatch, StepOutput, TargetBatch, TrainContext
 from voxuda.methods.common import SegmentationMethod, build_denoiser
-from voxuda.methods.ema import ema_update, make_ema_teacher, ramped_momentum
+from voxuda.methods.ema import effective_momentum, ema_update, make_ema_teacher, ramped_momentum
 from voxuda.methods.losses import masked_cross_entropy
 from voxuda.methods.pseudo_labels import (
     PseudoLabelConfig,
@@ -48,6 +48,10 @@ class MeanTeacherConfig(PseudoLabelConfig):
         0.99, help="EMA momentum of the teacher (0.99: half-life ~70 steps; use 0.999 for long runs)",
         validator=unit_interval,
     )
+    ema_half_life_fraction: float = help_field(
+        0.0, help="> 0: ignore ema_momentum and use the momentum whose half-life is this fraction of "
+        "trainer.steps (0.2 meets the teacher rule exactly) [I]; 0: use ema_momentum",
+        validator=unit_interval)
     ema_ramp: bool = help_field(False, help="use min(momentum, 1 - 1/(step + 2)): early teachers follow fast")
     pseudo_weight: float = help_field(1.0, help="weight of the pseudo-label loss", validator=non_negative)
     pseudo_rampup_steps: int = help_field(
@@ -55,7 +59,11 @@ class MeanTeacherConfig(PseudoLabelConfig):
         validator=non_negative,
     )
     warmup_steps: int = help_field(0, help="initial steps trained on source only", validator=non_negative)
-    augment: bool = help_field(True, help="random 3D flips and quarter turns on the student's target view")
+    augment: bool = help_field(
+        True, help="random orientations of the student's target view; pseudo-labels follow (methods/augment)")
+    augment_orientations: Orientations = help_field(
+        "wedge", help="wedge: flips of y and 180-degree (z, x) turns, which keep the missing wedge [I]; "
+        "flips: all 8 flips (symmetric tilt ranges only); all: 48 orientations (isotropic data)")
     teacher_denoiser: ComponentRef = ref_field("identity", help="denoiser before the teacher")
     predict_with: Literal["teacher", "student"] = help_field(
         "teacher", help="network used for evaluation: the EMA teacher (default) or the student"
@@ -79,16 +87,22 @@ class MeanTeacher(SegmentationMethod):
         self.record_component("teacher_denoiser", "denoiser", config.teacher_denoiser)
         self.generator = torch.Generator().manual_seed(0)
         self.pseudo_selector = PseudoLabelSelector(config)
+        self._ema_momentum = config.ema_momentum
 
     # -- the reusable pieces ----------------------------------------------------------------------------
     @property
     def ema_momentum(self) -> float:
-        return self.config.ema_momentum
+        """The momentum in use: ``ema_momentum``, or the one set by ``ema_half_life_fraction`` and the run."""
+        return self._ema_momentum
 
     def on_train_start(self, context: TrainContext) -> None:
-        """Share the run's generator (deterministic, checkpointed augmentation); measure the source prior."""
+        """Share the run's generator (deterministic, checkpointed augmentation), measure the source prior and
+        fix the EMA momentum for the run's length."""
         self.generator = context.generator
         self.pseudo_selector.on_train_start(context.extra)
+        cfg = self.config
+        self._ema_momentum = effective_momentum(cfg.ema_momentum, cfg.ema_half_life_fraction,
+                                                context.total_steps)
 
     def teacher_input(self, volume: Tensor) -> Tensor:
         """The teacher's view of a target batch: the (no-grad) denoised volume."""
@@ -116,7 +130,8 @@ class MeanTeacher(SegmentationMethod):
         """The student's target view, and the pseudo-labels and mask moved by the same transforms."""
         if not self.config.augment:
             return volume, pseudo.labels, pseudo.mask
-        transforms = sample_batch_transforms(volume.shape[0], volume.shape[-3:], self.generator)
+        transforms = sample_batch_transforms(volume.shape[0], volume.shape[-3:], self.generator,
+                                             self.config.augment_orientations)
         return (
             apply_batch(volume, transforms),
             apply_batch(pseudo.labels, transforms),
@@ -160,7 +175,7 @@ class MeanTeacher(SegmentationMethod):
         return StepOutput(loss=seg + weight * pseudo_loss, losses=losses, metrics=metrics)
 
     def on_after_optimizer_step(self, step: int) -> None:
-        momentum = self.config.ema_momentum
+        momentum = self.ema_momentum
         if self.config.ema_ramp:
             momentum = ramped_momentum(momentum, step)
         ema_update(self.teacher, self.student, momentum)

@@ -19,6 +19,7 @@ from :mod:`voxuda.methods.mean_teacher` by subclassing its config and method; on
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Literal
 
@@ -30,11 +31,24 @@ from torch import Tensor, nn
 from voxuda.checks import non_negative, unit_interval
 from voxuda.config import ComponentRef, help_field, ref_field
 from voxuda.errors import ConfigError
-from voxuda.methods.base import SourceBatch, StepOutput, TargetBatch, TrainContext
+from voxuda.methods.base import SourceBatch, StepOutput, TargetBatch, TrainContext, groups_with_scaled_module
 from voxuda.methods.common import build_denoiser
-from voxuda.methods.dann import resolve_tap, tap_channels
-from voxuda.methods.discriminator import DiscriminatorMode, DomainDiscriminator3D, domain_adversarial_loss
-from voxuda.methods.grl import dann_lambda
+from voxuda.methods.discriminator import (
+    AdversarialForm,
+    AdversarySettings,
+    DiscriminatorInput,
+    DiscriminatorMode,
+    DomainAdversary,
+    OutputMap,
+    form_field,
+    hidden_field,
+    input_field,
+    lr_scale_field,
+    output_map_field,
+    standardize_field,
+    taps_field,
+    warmup_field,
+)
 from voxuda.methods.mean_teacher import MeanTeacher, MeanTeacherConfig
 
 ConsistencyForm = Literal["cosine", "cosine_flat", "mse"]
@@ -83,10 +97,19 @@ class VoxUDAConfig(MeanTeacherConfig):
     consistency_detach_clean: bool = help_field(
         False, help="stop gradients through the clean-source features (clean branch as a fixed target) [I]")
     # -- discriminator -----------------------------------------------------------------------------------
-    discriminator_tap: str = help_field("", help="tap for L_dis; '' = the backbone's deepest_tap [R: f_v6]")
+    discriminator_input: DiscriminatorInput = input_field()
+    discriminator_tap: str = help_field(
+        "", help="tap of the 'pooled' L_dis discriminator; '' = the backbone's deepest_tap [R: f_v6]")
+    discriminator_taps: tuple[str, ...] = taps_field()
+    discriminator_output_map: OutputMap = output_map_field()
     discriminator_mode: DiscriminatorMode = help_field(
-        "pooled", help="pooled (one logit per volume, classic DANN) or voxel; architecture unknown [I]")
-    discriminator_hidden: int = help_field(32, help="hidden width of the discriminator [I]")
+        "pooled", help="head on a tap: pooled (one logit per volume, classic DANN) or voxel; architecture "
+        "unknown [I]")
+    discriminator_hidden: int = hidden_field()
+    discriminator_standardize: bool = standardize_field()
+    adversarial_form: AdversarialForm = form_field("grl")
+    discriminator_lr_scale: float = lr_scale_field()
+    discriminator_warmup_steps: int = warmup_field()
     grl_schedule: Literal["constant", "dann"] = help_field(
         "dann", help="gradient-reversal weight: constant grl_lambda, or DANN's 2/(1+exp(-10 p))-1 ramp [I]")
     grl_lambda: float = help_field(1.0, help="gradient-reversal weight (the maximum under 'dann') [I]",
@@ -102,6 +125,18 @@ class VoxUDAConfig(MeanTeacherConfig):
     predict_with: Literal["teacher", "student"] = help_field(
         "teacher", help="network behind predictor(): the EMA teacher [I] (smoother) or the student; "
         "test-time input denoising is the trainer's evaluation.input_denoiser")
+
+
+def adversary_settings(config: VoxUDAConfig) -> AdversarySettings:
+    """L_dis's discriminator settings from the config (shared with DANN through DomainAdversary)."""
+    return AdversarySettings(
+        input=config.discriminator_input, tap=config.discriminator_tap, taps=tuple(config.discriminator_taps),
+        mode=config.discriminator_mode, hidden=config.discriminator_hidden,
+        output_map=config.discriminator_output_map, warmup_steps=config.discriminator_warmup_steps,
+        lr_scale=config.discriminator_lr_scale, schedule=config.grl_schedule, max_weight=config.grl_lambda,
+        gamma=10.0, tap_key="method.discriminator_tap", standardize=config.discriminator_standardize,
+        form=config.adversarial_form,
+    )
 
 
 def feature_consistency(clean: Tensor, noisy: Tensor, form: ConsistencyForm) -> Tensor:
@@ -143,10 +178,8 @@ class VoxUDA(MeanTeacher):
 
         self.taps = self._resolve_taps(config)
         self.tap_weights = tuple(float(w) for w in config.tap_weights)
-        self.discriminator_tap = resolve_tap(self.student, config.discriminator_tap)
-        channels = tap_channels(self.student, self.discriminator_tap, config.in_channels)
-        self.discriminator = DomainDiscriminator3D(
-            channels, hidden=config.discriminator_hidden, mode=config.discriminator_mode)
+        self.discriminator = DomainAdversary(self.student, adversary_settings(config), config.in_channels,
+                                             config.num_classes)
         self.total_steps = 1
         self._sample_target: Callable[[int], Tensor] | None = None
 
@@ -173,13 +206,36 @@ class VoxUDA(MeanTeacher):
         return taps
 
     # -- trainer hooks -----------------------------------------------------------------------------------
+    @property
+    def discriminator_tap(self) -> str:
+        """The first tap L_dis reads ('' for the output-space discriminator)."""
+        return next(iter(self.discriminator.taps), "")
+
     def on_train_start(self, context: TrainContext) -> None:
         """Share the run's generator and fit the noise model on ``n_fit_samples`` target volumes."""
         super().on_train_start(context)
         self.total_steps = max(int(context.total_steps), 1)
+        self.discriminator.total_steps = self.total_steps
         self._sample_target = context.sample_target
         if self.noise.needs_target:
             self.noise.fit(context.sample_target(self.noise.n_fit_samples))
+        self._check_noise_premise(context)
+
+    def _check_noise_premise(self, context: TrainContext) -> None:
+        """Measure the source's noise the way the noise model measured the target's (models with
+        ``measure_source``, i.e. NGM) and warn in one line when the source is not the cleaner domain."""
+        measure = getattr(self.noise, "measure_source", None)
+        data = context.extra.get("data")
+        source = getattr(getattr(data, "source_train", None), "volumes", None)
+        if measure is None or source is None or len(source) == 0:
+            return
+        n = min(max(int(self.noise.n_fit_samples), 1), len(source))
+        index = torch.linspace(0, len(source) - 1, n).round().long()  # evenly spaced: no draw from the RNG
+        measure(source[index])
+        premise = getattr(self.noise, "premise", None)
+        warning = premise.warning() if premise is not None else None
+        if warning:
+            print(f"voxuda: warning: vox_uda: {warning}", file=sys.stderr)
 
     def _maybe_refit(self, step: int) -> None:
         every = self.noise.refit_every
@@ -187,9 +243,12 @@ class VoxUDA(MeanTeacher):
             self.noise.fit(self._sample_target(self.noise.n_fit_samples))
 
     def grl_weight(self, step: int) -> float:
-        if self.config.grl_schedule == "constant":
-            return self.config.grl_lambda
-        return dann_lambda(step / self.total_steps, self.config.grl_lambda)
+        return self.discriminator.weight(step)
+
+    def optimizer_groups(self) -> list[dict[str, Any]]:
+        """The discriminator trains at ``discriminator_lr_scale`` times the student's rate."""
+        return groups_with_scaled_module(self.trainable_parameters(), self.discriminator,
+                                         self.discriminator.settings.lr_scale)
 
     # -- the step ----------------------------------------------------------------------------------------
     def consistency_loss(self, clean: dict[str, Tensor], noisy: dict[str, Tensor]) -> tuple[Tensor, dict]:
@@ -238,12 +297,10 @@ class VoxUDA(MeanTeacher):
                 student_view, labels, mask = self.augmented_target(student_view, pseudo)
             logits_t, feats_t = self.student(student_view)
             if cfg.w_dis > 0:
-                lambd = self.grl_weight(step)
-                tap = self.discriminator_tap
-                dis, accuracy = domain_adversarial_loss(self.discriminator, feats_s[tap], feats_t[tap], lambd)
-                total = total + cfg.w_dis * dis
-                losses["dis"] = float(dis.detach())
-                metrics.update(grl_lambda=lambd, domain_accuracy=accuracy)
+                adversary = self.discriminator(logits_s, feats_s, logits_t, feats_t, step)
+                total = total + cfg.w_dis * adversary.loss
+                losses["dis"] = float(adversary.loss.detach())
+                metrics.update(adversary.metrics())
             if pseudo is not None and labels is not None and mask is not None:
                 pseudo_loss, pseudo_parts, logged = self.pseudo_objective(logits_t, pseudo, labels, mask)
                 total = total + pseudo_w * pseudo_loss

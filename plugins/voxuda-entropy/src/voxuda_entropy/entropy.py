@@ -1,28 +1,18 @@
 """Voxel-wise entropy of softmax predictions, for tensors ``(N, K, *spatial)`` of any spatial rank.
 
 Both quantities are normalised by ``log K`` as in ADVENT, so that they lie in [0, 1] whatever the number of
-classes and a loss weight means the same thing for 2 or 20 classes.
+classes and a loss weight means the same thing for 2 or 20 classes. ``self_information`` (ADVENT's
+``-p log p / log K`` map) is voxuda core's (``voxuda.methods.discriminator``), shared with the output-space
+discriminator of DANN and Vox-UDA.
 """
 
 from __future__ import annotations
 
-import math
-
-import torch
 from torch import Tensor
 
-_EPS = 1e-30
+from voxuda.methods.discriminator import self_information
 
-
-def self_information(logits: Tensor) -> Tensor:
-    """ADVENT's weighted self-information map ``-p log p / log K``, shape ``(N, K, *spatial)``.
-
-    Computed from ``log_softmax`` (not ``log(softmax)``) so confident voxels do not produce ``0 * -inf``.
-    """
-    num_classes = logits.shape[1]
-    log_p = torch.log_softmax(logits.float(), dim=1)
-    info = -log_p.exp() * log_p
-    return info / math.log(max(num_classes, 2))
+__all__ = ["entropy_map", "linear_ramp", "mean_entropy", "self_information"]
 
 
 def entropy_map(logits: Tensor) -> Tensor:

@@ -1,7 +1,7 @@
 """FixMatch's two views of a target batch, and pseudo-labels moved from the weak frame to the strong one.
 
-weak   = a random flip / quarter turn of the volume (voxuda.methods.augment);
-strong = a further random flip / quarter turn of the weak view, then intensity jitter, noise, blur and
+weak   = a random orientation of the volume (voxuda.methods.augment: wedge-preserving flips and turns);
+strong = a further random orientation of the weak view, then intensity jitter, noise, blur and
          cutout (voxuda_fixmatch.photometric).
 
 Pseudo-labels are computed on the weak view, so they live in the weak frame; the strong view's extra
