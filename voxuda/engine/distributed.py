@@ -288,14 +288,22 @@ def max_replica_divergence(module: nn.Module, device: torch.device | str = "cpu"
     """Largest difference of any floating-point parameter or buffer between ranks (0.0 when single).
 
     Use it to verify that replicas (students and EMA teachers) are identical, e.g. every few hundred steps.
+    A NaN in the same place on every rank counts as identical (e.g. a "not measured yet" buffer such as the
+    pseudo-label prior); a NaN on some ranks only is an infinite divergence.
     """
     if not _active():
         return 0.0
     flat = _flat_state(module, torch.device(device))
-    lo, hi = flat.clone(), flat.clone()
+    nan = torch.isnan(flat)
+    values = torch.where(nan, torch.zeros_like(flat), flat)
+    both = torch.cat([values, nan.to(flat.dtype)])
+    lo, hi = both.clone(), both.clone()
     dist.all_reduce(lo, op=dist.ReduceOp.MIN)
     dist.all_reduce(hi, op=dist.ReduceOp.MAX)
-    return float((hi - lo).abs().max())
+    n = values.numel()
+    if bool((hi[n:] != lo[n:]).any()):
+        return float("inf")
+    return float((hi[:n] - lo[:n]).abs().max())
 
 
 def free_port(host: str = "127.0.0.1") -> int:
