@@ -34,11 +34,13 @@ def test_two_gloo_processes_equal_one_process_with_the_same_global_batch(tmp_pat
     # replicas, EMA teachers included, are bit-identical across ranks
     assert ranks[0]["divergence"] == 0.0 and ranks[1]["divergence"] == 0.0
     for key in ranks[0]["state"]:
-        torch.testing.assert_close(ranks[0]["state"][key], ranks[1]["state"][key], rtol=0, atol=0, equal_nan=True, msg=key)
+        torch.testing.assert_close(ranks[0]["state"][key], ranks[1]["state"][key], rtol=0, atol=0,
+                                   equal_nan=True, msg=key)
     # ... and equal to one process with the same global batch
     assert any(k.startswith("teacher") for k in single["state"])
     for key, value in single["state"].items():
-        torch.testing.assert_close(ranks[0]["state"][key], value, rtol=0, atol=TOLERANCE, equal_nan=True, msg=key)
+        torch.testing.assert_close(ranks[0]["state"][key], value, rtol=0, atol=TOLERANCE, equal_nan=True,
+                                   msg=key)
     # the logged (rank-mean) losses are the global-batch losses; the soft Dice (logged, weight 0 here) sums
     # over each rank's batch, so its rank mean is not the global one (docs/distributed.md)
     for mine, reference in zip(ranks[0]["history"], single["history"]):
