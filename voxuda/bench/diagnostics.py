@@ -8,14 +8,13 @@ reported: a key the method does not log is absent (never zero).
 
 from __future__ import annotations
 
-import json
 import math
 import statistics
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from voxuda.bench.io import read_metrics
+from voxuda.bench.io import read_json_object, read_metrics
 
 #: A discriminator whose mean domain accuracy over the last 20 % of steps stays below this is "at chance"
 #: (issue 15 asks DANN's to rise above 0.6 on a known shift) [I].
@@ -49,7 +48,7 @@ def run_diagnostics(run_dir: Path) -> dict[str, Any]:
             "best_score": float(best["score"]),
             "best_step": int(best["step"]),
         }
-    drift = _read_json(run_dir / "run.json").get("drift")
+    drift = read_json_object(run_dir / "run.json").get("drift")
     if isinstance(drift, Mapping):
         out["drift"] = {str(k): float(v) for k, v in drift.items() if _is_number(v)}
     return out
@@ -97,12 +96,6 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(float(value))
 
 
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
 
 
 __all__ = ["CHANCE_ACCURACY", "TAIL_FRACTION", "discriminator_at_chance", "mean_diagnostics",

@@ -29,7 +29,7 @@ import attrs
 
 from voxuda.bench.diagnostics import run_diagnostics
 from voxuda.bench.engine import BenchEngine, EvalResult, default_engine
-from voxuda.bench.io import read_metrics, write_json, write_text
+from voxuda.bench.io import read_json_object, read_metrics, write_json, write_text
 from voxuda.bench.results import EvalRecord, SuiteResults
 from voxuda.bench.suite import RunPlan, Suite, denoiser_label, expand
 from voxuda.bench.tables import by_target, console_table, write_results
@@ -221,7 +221,7 @@ def selected_checkpoint_of(out: Path, run_dir: Path, engine: BenchEngine) -> Pat
     the selected checkpoint of the run it reuses, followed through ``bench.json``'s ``weights_from``."""
     seen = set()
     while True:
-        info = _read_json(run_dir / "bench.json")
+        info = read_json_object(run_dir / "bench.json")
         source = info.get("weights_from")
         if not source or source in seen:
             return engine.selected_checkpoint(run_dir)
@@ -342,12 +342,6 @@ def collect_diagnostics(out: Path, plans: Sequence[RunPlan]) -> dict[str, dict[s
     return diags
 
 
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
 
 
 def data_version(data_dir: Path) -> str | None:
