@@ -10,6 +10,7 @@ import pytest
 import torch
 from torch import Tensor, nn
 
+from tests.vox_uda.helpers import smooth_fields
 from voxuda.api import build_method
 from voxuda.engine.config import TrainerConfig
 from voxuda.engine.optim import build_optimizer, build_scheduler
@@ -202,21 +203,13 @@ def test_vox_uda_uses_the_shared_adversary_and_keeps_the_paper_form() -> None:
 
 
 # -- known answer: a covariate shift DANN can remove ----------------------------------------------------
-def _smooth(n: int, g: torch.Generator) -> Tensor:
-    x = torch.randn(n, 1, SIZE, SIZE, SIZE, generator=g)
-    box = torch.ones(5) / 5
-    for axis in range(3):
-        shape = [1, 1, 1, 1, 1]
-        shape[2 + axis] = 5
-        x = nn.functional.conv3d(x, box.view(shape), padding="same")
-    return x / x.std()
 
 
 def ramp_domains(seed: int, n: int = 48) -> tuple[Tensor, Tensor, Tensor]:
     """Source: smooth blobs + low noise, labelled above 0.5; target: the same kind of volumes plus an
     intensity ramp along z (like the simulator's ice-thickness gradient), which a segmenter should ignore."""
     g = torch.Generator().manual_seed(seed)
-    clean_s, clean_t = _smooth(n, g), _smooth(n, g)
+    clean_s, clean_t = smooth_fields(n, g), smooth_fields(n, g)
     ramp = 1.5 * torch.linspace(-1, 1, SIZE).view(1, 1, SIZE, 1, 1)
     source = clean_s + 0.2 * torch.randn(clean_s.shape, generator=g)
     target = clean_t + 0.2 * torch.randn(clean_t.shape, generator=g) + ramp

@@ -30,7 +30,7 @@ SIZE = 16
 TINY_BACKBONE = {"name": "unet3d", "widths": [4, 8, 8, 8]}
 
 
-def _smooth(n: int, generator: torch.Generator) -> Tensor:
+def smooth_fields(n: int, generator: torch.Generator) -> Tensor:
     """Smooth random fields: white noise blurred by three separable 5-tap box filters."""
     x = torch.randn(n, 1, SIZE, SIZE, SIZE, generator=generator)
     kernel = torch.ones(5) / 5
@@ -44,7 +44,7 @@ def _smooth(n: int, generator: torch.Generator) -> Tensor:
 def tiny_domains(seed: int = 0, n: int = 8) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """(source volume, source label, target volume, target label): the target is noisier and dimmer."""
     g = torch.Generator().manual_seed(seed)
-    clean_s, clean_t = _smooth(n, g), _smooth(n, g)
+    clean_s, clean_t = smooth_fields(n, g), smooth_fields(n, g)
     label_s, label_t = (clean_s > 0.5).long()[:, 0], (clean_t > 0.5).long()[:, 0]
     source = clean_s + 0.3 * torch.randn(clean_s.shape, generator=g)
     target = 0.7 * clean_t + 0.8 * torch.randn(clean_t.shape, generator=g)
