@@ -38,11 +38,16 @@ from voxuda.errors import ConfigError, VoxudaError
 
 @attrs.define
 class DomainSplit:
-    """One domain/split in memory: volumes ``(N, C, D, H, W)``, labels ``(N, D, H, W)`` or None, metadata."""
+    """One domain/split in memory: volumes ``(N, C, D, H, W)``, labels ``(N, D, H, W)`` or None, metadata.
+
+    ``index`` is set on subsets made by :meth:`take`: each row's position in the split it was taken from
+    (composed through repeated takes), so that per-volume caches (the teacher's denoised input) can key on it.
+    """
 
     volumes: Tensor
     labels: Tensor | None
     meta: list[dict[str, Any]] = attrs.field(factory=list)
+    index: Tensor | None = None
 
     def __len__(self) -> int:
         return int(self.volumes.shape[0])
@@ -54,11 +59,12 @@ class DomainSplit:
     def take(self, index: Tensor) -> DomainSplit:
         labels = self.labels[index] if self.labels is not None else None
         meta = [self.meta[i] for i in index.tolist()] if self.meta else []
-        return DomainSplit(self.volumes[index], labels, meta)
+        positions = self.index[index] if self.index is not None else index
+        return DomainSplit(self.volumes[index], labels, meta, positions)
 
     def aligned(self, aligner: Aligner, domain: Domain) -> DomainSplit:
         """The same split with ``aligner`` applied to its volumes as ``domain`` (labels and meta shared)."""
-        return DomainSplit(align_volumes(aligner, self.volumes, domain), self.labels, self.meta)
+        return DomainSplit(align_volumes(aligner, self.volumes, domain), self.labels, self.meta, self.index)
 
 
 @attrs.define

@@ -70,6 +70,20 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def skip_uninitialized_fill() -> None:
+    """Keep deterministic mode from filling every fresh allocation with NaN.
+
+    ``torch.use_deterministic_algorithms(True)`` also turns on ``fill_uninitialized_memory``, a debugging
+    guard that writes NaN into every ``torch.empty`` result so that an op reading memory it never wrote would
+    show. Ops overwrite those buffers anyway, so results are bit-identical without it
+    (tests/engine/test_throughput_equivalence.py), but the fill costs an extra pass over every activation and
+    gradient buffer: about 4-7 % of a quick-size training step on CPU (docs/performance.md).
+    """
+    import torch.utils.deterministic
+
+    torch.utils.deterministic.fill_uninitialized_memory = False  # type: ignore[attr-defined]
+
+
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -141,6 +155,7 @@ class _Trainer:
         torch.set_num_threads(cfg.num_threads)
         if cfg.deterministic:
             torch.use_deterministic_algorithms(True, warn_only=True)
+            skip_uninitialized_fill()
         self.dist = dist_context if dist_context is not None else DistContext()
         # distributed: cuda -> cuda:LOCAL_RANK; the same seed on every rank (identical init and sampling)
         self.device = self.dist.device if self.dist.enabled else resolve_device(cfg.device)
@@ -297,7 +312,7 @@ class _Trainer:
         assert src.labels is not None
         source = SourceBatch(src.volumes.to(self.device), src.labels.to(self.device))
         target_label = tgt.labels.to(self.device) if (uses_labels and tgt.labels is not None) else None
-        target = TargetBatch(tgt.volumes.to(self.device), target_label)
+        target = TargetBatch(tgt.volumes.to(self.device), target_label, tgt.index)
         self.method.train()
         with self._autocast():
             loss, losses, metrics = self.step_module(source, target, self.step)

@@ -34,10 +34,15 @@ class SourceBatch:
 
 @attrs.frozen
 class TargetBatch:
-    """Target volumes ``(N, C, D, H, W)``; ``label`` only for methods that declare they use it."""
+    """Target volumes ``(N, C, D, H, W)``; ``label`` only for methods that declare they use it.
+
+    ``index``: each volume's position in the run's target train split (the trainer sets it), so that a method
+    can cache per-volume work that does not change during training; None when unknown.
+    """
 
     volume: Tensor
     label: Tensor | None = None
+    index: Tensor | None = None
 
 
 @attrs.define

@@ -38,6 +38,7 @@ from voxuda.methods.pseudo_labels import (
     PseudoLabelSelector,
     selection_metrics,
 )
+from voxuda.methods.volume_cache import DenoisedVolumeCache, cacheable_denoiser, settings_key
 
 
 @attrs.define
@@ -65,6 +66,10 @@ class MeanTeacherConfig(PseudoLabelConfig):
         "wedge", help="wedge: flips of y and 180-degree (z, x) turns, which keep the missing wedge [I]; "
         "flips: all 8 flips (symmetric tilt ranges only); all: 48 orientations (isotropic data)")
     teacher_denoiser: ComponentRef = ref_field("identity", help="denoiser before the teacher")
+    teacher_input_cache_mb: int = help_field(
+        512, help="memory (MiB) for keeping each target volume's denoised teacher input after its first use "
+        "(exact: voxuda's denoisers are deterministic per volume; methods/volume_cache.py) [I]; 0 = off",
+        validator=non_negative)
     predict_with: Literal["teacher", "student"] = help_field(
         "teacher", help="network used for evaluation: the EMA teacher (default) or the student"
     )
@@ -85,6 +90,7 @@ class MeanTeacher(SegmentationMethod):
                 parameter.requires_grad_(False)
         self.teacher_denoiser = denoiser
         self.record_component("teacher_denoiser", "denoiser", config.teacher_denoiser)
+        self.teacher_input_cache = DenoisedVolumeCache(config.teacher_input_cache_mb * 2**20)
         self.generator = torch.Generator().manual_seed(0)
         self.pseudo_selector = PseudoLabelSelector(config)
         self._ema_momentum = config.ema_momentum
@@ -99,15 +105,23 @@ class MeanTeacher(SegmentationMethod):
         """Share the run's generator (deterministic, checkpointed augmentation), measure the source prior and
         fix the EMA momentum for the run's length."""
         self.generator = context.generator
+        self.teacher_input_cache.clear()  # positions refer to this run's target split
         self.pseudo_selector.on_train_start(context.extra)
         cfg = self.config
         self._ema_momentum = effective_momentum(cfg.ema_momentum, cfg.ema_half_life_fraction,
                                                 context.total_steps)
 
-    def teacher_input(self, volume: Tensor) -> Tensor:
-        """The teacher's view of a target batch: the (no-grad) denoised volume."""
+    def teacher_input(self, volume: Tensor, index: Tensor | None = None) -> Tensor:
+        """The teacher's view of a target batch: the (no-grad) denoised volume.
+
+        With ``index`` (the volumes' positions in the target split, ``TargetBatch.index``) each volume is
+        denoised once per run and then served from :attr:`teacher_input_cache` (bit-identical results).
+        """
         with torch.no_grad():
-            return self.teacher_denoiser(volume)
+            cache = self.teacher_input_cache
+            if index is None or cache.budget_bytes <= 0 or not cacheable_denoiser(self.teacher_denoiser):
+                return self.teacher_denoiser(volume)
+            return cache.lookup(volume, index, self.teacher_denoiser, settings_key(self.teacher_denoiser))
 
     @torch.no_grad()
     def make_pseudo_labels(self, teacher_input: Tensor) -> PseudoLabels:
@@ -166,7 +180,7 @@ class MeanTeacher(SegmentationMethod):
         metrics: dict[str, float] = {"pseudo_weight": weight}
         if weight <= 0.0:
             return StepOutput(loss=seg, losses=losses, metrics=metrics)
-        pseudo = self.make_pseudo_labels(self.teacher_input(target.volume))
+        pseudo = self.make_pseudo_labels(self.teacher_input(target.volume, target.index))
         student_view, labels, mask = self.augmented_target(target.volume, pseudo)
         logits_t, _ = self.student(student_view)
         pseudo_loss, pseudo_losses, pseudo_metrics = self.pseudo_objective(logits_t, pseudo, labels, mask)

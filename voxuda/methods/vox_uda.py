@@ -290,7 +290,8 @@ class VoxUDA(MeanTeacher):
         metrics["pseudo_weight"] = pseudo_w
         need_target_student = cfg.w_dis > 0 or pseudo_w > 0
         if need_target_student:
-            pseudo = self.make_pseudo_labels(self.teacher_input(target.volume)) if pseudo_w > 0 else None
+            pseudo = (self.make_pseudo_labels(self.teacher_input(target.volume, target.index))
+                      if pseudo_w > 0 else None)
             student_view = self.student_target_input(target.volume)
             labels = mask = None
             if pseudo is not None:

@@ -1,0 +1,201 @@
+"""The speed-ups of issue 18 keep training results: exactly where the change is exact (the teacher-input
+cache, skipping deterministic mode's NaN fill), within float rounding where it only reorders arithmetic
+(the channels_last_3d memory format)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from voxuda.api import build_method
+from voxuda.engine import trainer as trainer_module
+from voxuda.engine.checkpoint import load_checkpoint
+from voxuda.engine.config import run_config_from_dict
+from voxuda.engine.data import DomainSplit, PairedSampler, RunData
+from voxuda.engine.distributed import ShardedPairedSampler
+from voxuda.engine.metrics_log import read_metrics
+from voxuda.engine.trainer import train
+from voxuda.methods.base import SourceBatch, TargetBatch, TrainContext
+from voxuda.methods.volume_cache import DenoisedVolumeCache, cacheable_denoiser, settings_key
+from voxuda.testing import sphere_split
+
+SIZE = 16
+IBF = {"name": "improved_bilateral", "backend": "torch"}
+
+
+def run_data() -> RunData:
+    return RunData(source_train=sphere_split(12, 0, noise=0.3, size=SIZE),
+                   target_train=sphere_split(6, 1, noise=1.5, size=SIZE),
+                   source_val=sphere_split(4, 2, noise=0.3, size=SIZE))
+
+
+def vox_uda_config(**method: Any) -> Any:
+    return run_config_from_dict({
+        "seed": 0,
+        "method": {"name": "vox_uda", "backbone": {"name": "unet3d", "widths": [4, 8, 8]},
+                   "teacher_denoiser": IBF, "ema_momentum": 0.9, "confidence_threshold": 0.5,
+                   "noise": {"name": "ngm", "n_samples": 4}, **method},
+        "data": {"root": "unused", "box": SIZE},
+        "trainer": {"steps": 5, "batch_size": 4, "progress": False, "num_threads": 1},
+        "evaluation": {"selection": "last"},
+    })
+
+
+def final_state(config: Any, out: Path) -> tuple[dict[str, torch.Tensor], list[float]]:
+    result = train(config, out, data=run_data(), evaluate_split=False)
+    state = load_checkpoint(result.last_checkpoint)["method"]
+    losses = [r["loss"] for r in read_metrics(out / "metrics.jsonl") if "loss" in r]
+    return state, losses
+
+
+def assert_same_state(a: dict[str, Any], b: dict[str, Any]) -> None:
+    assert a.keys() == b.keys()
+    for key in a:
+        if isinstance(a[key], torch.Tensor):
+            assert torch.equal(a[key], b[key]), key
+
+
+# -- the teacher-input cache -----------------------------------------------------------------------------
+def test_cached_teacher_input_equals_uncached_bit_for_bit() -> None:
+    method = build_method({"name": "vox_uda", "backbone": {"name": "unet3d", "widths": [4, 8, 8]},
+                           "teacher_denoiser": IBF})
+    volumes = sphere_split(6, 1, noise=1.5, size=SIZE).volumes
+    index = torch.tensor([3, 1, 3, 0])  # a repeat inside one batch, as sampling with replacement gives
+    first = method.teacher_input(volumes[index], index)
+    assert len(method.teacher_input_cache) == 3 and method.teacher_input_cache.misses == 4
+    again = torch.tensor([0, 5, 1, 3])
+    second = method.teacher_input(volumes[again], again)
+    assert method.teacher_input_cache.hits == 3  # 0, 1 and 3 were served from the cache
+    assert torch.equal(first, method.teacher_denoiser(volumes[index]))
+    assert torch.equal(second, method.teacher_denoiser(volumes[again]))
+    assert torch.equal(second, method.teacher_input(volumes[again]))  # no index: no cache
+
+
+def test_cache_invalidates_on_any_setting_change_and_on_other_content() -> None:
+    method = build_method({"name": "mean_teacher", "backbone": {"name": "unet3d", "widths": [4, 8, 8]},
+                           "teacher_denoiser": IBF})
+    volumes = sphere_split(4, 1, noise=1.5, size=SIZE).volumes
+    index = torch.arange(4)
+    before = method.teacher_input(volumes, index)
+    method.teacher_denoiser.config.sigma_range = 0.3  # a setting changed mid-run
+    after = method.teacher_input(volumes, index)
+    assert not torch.equal(before, after)
+    assert torch.equal(after, method.teacher_denoiser(volumes))
+    other = sphere_split(4, 7, noise=1.5, size=SIZE).volumes  # same positions, different volumes
+    assert torch.equal(method.teacher_input(other, index), method.teacher_denoiser(other))
+
+
+def test_cache_budget_and_which_denoisers_are_cached() -> None:
+    volumes = sphere_split(4, 1, noise=1.5, size=SIZE).volumes
+    calls: list[int] = []
+
+    def denoise(x: torch.Tensor) -> torch.Tensor:
+        calls.append(x.shape[0])
+        return x * 2
+
+    one_volume = volumes[0].numel() * volumes.element_size()
+    cache = DenoisedVolumeCache(budget_bytes=2 * one_volume)
+    out = cache.lookup(volumes, torch.arange(4), denoise, ("k",))
+    assert torch.equal(out, volumes * 2) and len(cache) == 2  # the rest is computed but not kept
+    cache.lookup(volumes, torch.arange(4), denoise, ("k",))
+    assert calls == [4, 2]
+    with pytest.raises(ValueError, match="index"):
+        cache.lookup(volumes, torch.arange(3), denoise, ("k",))
+    identity = build_method({"name": "mean_teacher", "backbone": {"name": "unet3d", "widths": [4, 8, 8]}})
+    assert not cacheable_denoiser(identity.teacher_denoiser)
+    assert not cacheable_denoiser(lambda x: x)  # plugin callables are not assumed deterministic per volume
+    ibf = build_method({"name": "vox_uda", "backbone": {"name": "unet3d", "widths": [4, 8, 8]}}).teacher_denoiser
+    assert cacheable_denoiser(ibf) and settings_key(ibf) == settings_key(ibf)
+
+
+def test_vox_uda_training_is_identical_with_and_without_the_cache(tmp_path: Path) -> None:
+    cached, cached_losses = final_state(vox_uda_config(), tmp_path / "cached")
+    plain, plain_losses = final_state(vox_uda_config(teacher_input_cache_mb=0), tmp_path / "plain")
+    assert cached_losses == plain_losses and len(plain_losses) == 5
+    assert_same_state(cached, plain)
+
+
+def test_trainer_hands_the_batch_positions_to_the_method(tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    from voxuda.methods.vox_uda import VoxUDA
+
+    seen: list[tuple[torch.Tensor, torch.Tensor | None]] = []
+    original = VoxUDA.training_step
+
+    def spy(self: VoxUDA, source: SourceBatch, target: TargetBatch, step: int) -> Any:
+        seen.append((target.volume.clone(), target.index))
+        return original(self, source, target, step)
+
+    monkeypatch.setattr(VoxUDA, "training_step", spy)
+    data = run_data()
+    train(vox_uda_config(), tmp_path / "run", data=data, evaluate_split=False)
+    assert len(seen) == 5
+    for volume, index in seen:
+        assert index is not None and torch.equal(volume, data.target_train.volumes[index])
+
+
+def test_take_composes_positions_through_the_sharded_sampler() -> None:
+    split = sphere_split(10, 0, noise=0.3, size=8)
+    assert split.index is None
+    batch = split.take(torch.tensor([7, 2, 9, 4]))
+    assert batch.index.tolist() == [7, 2, 9, 4]
+    assert batch.take(torch.tensor([1, 3])).index.tolist() == [2, 4]
+    data = RunData(source_train=split, target_train=DomainSplit(split.volumes, None))
+    sharded = ShardedPairedSampler(PairedSampler(data, 4, "random"), rank=1, world_size=2)
+    _, target = sharded.next(torch.Generator().manual_seed(0))
+    assert torch.equal(target.volumes, split.volumes[target.index])
+
+
+# -- deterministic mode without the NaN fill ----------------------------------------------------------------
+def test_skipping_the_uninitialized_fill_changes_no_result(tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch.utils.deterministic as deterministic
+
+    fast, fast_losses = final_state(vox_uda_config(), tmp_path / "fast")
+    assert deterministic.fill_uninitialized_memory is False
+    monkeypatch.setattr(trainer_module, "skip_uninitialized_fill", lambda: None)
+    monkeypatch.setattr(deterministic, "fill_uninitialized_memory", True)
+    filled, filled_losses = final_state(vox_uda_config(), tmp_path / "filled")
+    assert deterministic.fill_uninitialized_memory is True  # the trainer left it on this time
+    assert fast_losses == filled_losses
+    assert_same_state(fast, filled)
+
+
+# -- channels_last_3d ------------------------------------------------------------------------------------
+@pytest.mark.parametrize("name", ["source_only", "vox_uda"])
+def test_channels_last_gives_the_same_losses_and_gradients(name: str) -> None:
+    data = run_data()
+    source = SourceBatch(data.source_train.volumes[:4], data.source_train.labels[:4])  # type: ignore[index]
+    target = TargetBatch(data.target_train.volumes[:4])
+    results = []
+    for channels_last in (False, True):
+        torch.manual_seed(0)
+        method = build_method({"name": name, "backbone": {"name": "unet3d", "widths": [4, 8, 8],
+                                                          "channels_last_3d": channels_last},
+                               **({"teacher_denoiser": IBF, "noise": {"name": "ngm", "n_samples": 4}}
+                                  if name == "vox_uda" else {})})
+        generator = torch.Generator().manual_seed(0)
+        method.on_train_start(TrainContext(total_steps=10, device=torch.device("cpu"), generator=generator,
+                                           sample_target=lambda n: data.target_train.volumes[:n]))
+        out = method.training_step(source, target, 0)
+        out.loss.backward()
+        grads = {k: p.grad.clone() for k, p in method.named_parameters() if p.grad is not None}
+        results.append((out.losses, grads))
+    (losses_a, grads_a), (losses_b, grads_b) = results
+    assert losses_a.keys() == losses_b.keys()
+    for key in losses_a:
+        assert losses_b[key] == pytest.approx(losses_a[key], rel=1e-4, abs=1e-6), key
+    assert grads_a.keys() == grads_b.keys() and grads_a
+    for key in grads_a:
+        torch.testing.assert_close(grads_b[key], grads_a[key], rtol=1e-3, atol=1e-5, msg=key)
+
+
+def test_unet_defaults_to_channels_last() -> None:
+    net = build_method({"name": "source_only", "backbone": {"name": "unet3d", "widths": [4, 8, 8]}}).student
+    conv = next(m for m in net.modules() if isinstance(m, torch.nn.Conv3d) and m.weight.shape[1] > 1)
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last_3d)
+    logits, features = net(torch.randn(2, 1, SIZE, SIZE, SIZE))
+    assert features["enc1"].is_contiguous(memory_format=torch.channels_last_3d)
