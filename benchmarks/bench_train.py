@@ -456,7 +456,8 @@ def machine() -> dict[str, Any]:
             versions[name] = __import__(name).__version__
     import os
 
-    return {"cpu": lscpu("Model name"), "cores": lscpu("CPU(s)"), "flags_bf16": "avx512_bf16" in lscpu("Flags"),
+    return {"cpu": lscpu("Model name"), "cores": lscpu("CPU(s)"),
+            "flags_bf16": "avx512_bf16" in lscpu("Flags"),
             "load_average_start": os.getloadavg(), "platform": platform.platform(), "versions": versions,
             "mkldnn": torch.backends.mkldnn.is_available()}
 

@@ -107,7 +107,8 @@ def test_cache_budget_and_which_denoisers_are_cached() -> None:
     identity = build_method({"name": "mean_teacher", "backbone": {"name": "unet3d", "widths": [4, 8, 8]}})
     assert not cacheable_denoiser(identity.teacher_denoiser)
     assert not cacheable_denoiser(lambda x: x)  # plugin callables are not assumed deterministic per volume
-    ibf = build_method({"name": "vox_uda", "backbone": {"name": "unet3d", "widths": [4, 8, 8]}}).teacher_denoiser
+    vox_uda = build_method({"name": "vox_uda", "backbone": {"name": "unet3d", "widths": [4, 8, 8]}})
+    ibf = vox_uda.teacher_denoiser
     assert cacheable_denoiser(ibf) and settings_key(ibf) == settings_key(ibf)
 
 
@@ -199,3 +200,52 @@ def test_unet_defaults_to_channels_last() -> None:
     assert conv.weight.is_contiguous(memory_format=torch.channels_last_3d)
     logits, features = net(torch.randn(2, 1, SIZE, SIZE, SIZE))
     assert features["enc1"].is_contiguous(memory_format=torch.channels_last_3d)
+
+
+# -- the consistency loss's written-out backward -----------------------------------------------------------
+def reference_consistency(clean: torch.Tensor, noisy: torch.Tensor, form: str) -> torch.Tensor:
+    """The expression before issue 18, differentiated by autograd."""
+    import torch.nn.functional as F
+
+    a, b = clean.float(), noisy.float()
+    if form == "cosine_flat":
+        a, b = a.flatten(1), b.flatten(1)
+    a_hat, b_hat = F.normalize(a, dim=1, eps=1e-8), F.normalize(b, dim=1, eps=1e-8)
+    return 0.5 * (a_hat - b_hat).pow(2).sum(dim=1).mean()
+
+
+@pytest.mark.parametrize("form", ["cosine", "cosine_flat"])
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last_3d])
+def test_consistency_values_are_identical_and_gradients_match_autograd(form: str,
+                                                                       layout: torch.memory_format) -> None:
+    from voxuda.methods.vox_uda import feature_consistency
+
+    generator = torch.Generator().manual_seed(0)
+    clean = torch.randn(3, 5, 4, 6, 6, generator=generator)
+    noisy = clean + 0.7 * torch.randn(clean.shape, generator=generator)
+    clean[0, :, 1] = 0.0  # ReLU-dead channel vectors: the eps branch of the gradient
+    noisy[0, :, 1, :2] = 0.0
+    clean[1, :, 2, 3] = 1e-10  # below eps but not zero
+    leaves = []
+    for fn in (feature_consistency, reference_consistency):
+        a = clean.contiguous(memory_format=layout).requires_grad_()
+        b = noisy.contiguous(memory_format=layout).requires_grad_()
+        value = fn(a, b, form)
+        (3.0 * value).backward()
+        leaves.append((value.detach(), a.grad, b.grad))
+    (value, grad_a, grad_b), (ref_value, ref_a, ref_b) = leaves
+    assert torch.equal(value, ref_value)
+    torch.testing.assert_close(grad_a, ref_a, rtol=1e-5, atol=1e-7)
+    torch.testing.assert_close(grad_b, ref_b, rtol=1e-5, atol=1e-7)
+    assert grad_a.abs().sum() > 0 and grad_b.abs().sum() > 0
+
+
+def test_consistency_with_a_detached_clean_branch_only_reaches_the_noisy_features() -> None:
+    from voxuda.methods.vox_uda import feature_consistency
+
+    clean = torch.randn(2, 4, 4, 4, 4)
+    noisy = (clean + torch.randn(clean.shape)).requires_grad_()
+    feature_consistency(clean, noisy, "cosine").backward()
+    reference = noisy.detach().clone().requires_grad_()
+    reference_consistency(clean, reference, "cosine").backward()
+    torch.testing.assert_close(noisy.grad, reference.grad, rtol=1e-5, atol=1e-7)

@@ -157,9 +157,46 @@ def feature_consistency(clean: Tensor, noisy: Tensor, form: ConsistencyForm) -> 
         return F.mse_loss(b, a)
     if form == "cosine_flat":
         a, b = a.flatten(1), b.flatten(1)
-    a_hat = F.normalize(a, dim=1, eps=1e-8)
-    b_hat = F.normalize(b, dim=1, eps=1e-8)
-    return 0.5 * (a_hat - b_hat).pow(2).sum(dim=1).mean()
+    return _UnitVectorDistance.apply(a, b)
+
+
+class _UnitVectorDistance(torch.autograd.Function):
+    """``0.5 |a/|a| - b/|b||^2`` summed over dim 1, mean over the rest, with ``F.normalize``'s ``eps = 1e-8``.
+
+    The forward is the plain expression (the same values, bit for bit); the backward is written out because
+    autograd's, through two normalisations and their broadcasts over the channel axis, cost more than the
+    student's whole forward pass at the quick size (docs/performance.md). With ``n = max(|a|, eps)`` and
+    ``d = a/n - b/|b|``, the gradient is ``(d - [|a| >= eps] (a/n) (a/n . d)) / n`` for ``a`` (the bracket is
+    ``clamp_min``'s mask: below ``eps`` the norm is a constant) and the same with ``-d`` for ``b``; both
+    times the upstream gradient over the number of averaged vectors (tests/vox_uda/test_units.py).
+    """
+
+    EPS = 1e-8
+
+    @staticmethod
+    def forward(ctx: Any, a: Tensor, b: Tensor) -> Tensor:  # type: ignore[override]
+        norm_a = torch.linalg.vector_norm(a, dim=1, keepdim=True)
+        norm_b = torch.linalg.vector_norm(b, dim=1, keepdim=True)
+        eps = _UnitVectorDistance.EPS
+        clamped_a, clamped_b = norm_a.clamp_min(eps), norm_b.clamp_min(eps)
+        a_hat, b_hat = a / clamped_a, b / clamped_b
+        d = a_hat - b_hat
+        ctx.save_for_backward(a_hat, b_hat, d, clamped_a, clamped_b, norm_a, norm_b)
+        return 0.5 * d.pow(2).sum(dim=1).mean()
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, Tensor | None]:  # type: ignore[override]
+        a_hat, b_hat, d, clamped_a, clamped_b, norm_a, norm_b = ctx.saved_tensors
+        scale = grad / (d.numel() // d.shape[1])
+        eps = _UnitVectorDistance.EPS
+        grad_a = grad_b = None
+        if ctx.needs_input_grad[0]:
+            along = (a_hat * d).sum(dim=1, keepdim=True) * (norm_a >= eps)
+            grad_a = torch.addcmul(d, a_hat, along, value=-1.0).mul_(scale / clamped_a)
+        if ctx.needs_input_grad[1]:
+            along = (b_hat * d).sum(dim=1, keepdim=True) * (norm_b >= eps)
+            grad_b = torch.addcmul(d, b_hat, along, value=-1.0).mul_(-scale / clamped_b)
+        return grad_a, grad_b
 
 
 class VoxUDA(MeanTeacher):
