@@ -307,6 +307,12 @@ def monai_reference(backbone_size: str, threads: int, data: RunData) -> Variant 
     return Variant(f"monai BasicUNet{features}", step, threads, BATCH)
 
 
+def rounds_and_steps(args: argparse.Namespace, size: str) -> tuple[int, int]:
+    """The quick size gets ``--rounds`` x ``--steps``; the paper size (several times slower per step) half
+    the rounds (at least 2) of one step each."""
+    return (args.rounds, args.steps) if size == "quick" else (max(2, args.rounds // 2), 1)
+
+
 def table_section(args: argparse.Namespace, data: RunData) -> list[dict[str, Any]]:
     """samples/s for every method x backbone x size x threads; each (backbone, size, threads) group is
     measured interleaved, with MONAI's BasicUNet beside the U-Net groups."""
@@ -322,8 +328,8 @@ def table_section(args: argparse.Namespace, data: RunData) -> list[dict[str, Any
                     reference = monai_reference(size, threads, data)
                     if reference is not None:
                         variants.append(reference)
-                rounds = args.rounds if size == "quick" else max(2, args.rounds // 2)
-                interleaved(variants, rounds, args.steps)
+                rounds, steps = rounds_and_steps(args, size)
+                interleaved(variants, rounds, steps)
                 base = variants[0]
                 for variant in variants:
                     row = {"backbone": backbone, "size": size, "method": variant.label, **summary(variant),
@@ -338,7 +344,7 @@ def table_section(args: argparse.Namespace, data: RunData) -> list[dict[str, Any
 #: Today's path (before issue 18): every speed-up switched off. Options are run-config pieces plus "fill"
 #: (deterministic mode's NaN fill of fresh allocations, which the trainer now skips).
 TODAY: dict[str, Any] = {"backbone": {"channels_last_3d": False}, "method": {"teacher_input_cache_mb": 0},
-                         "fill": True}
+                         "fill": True, "autograd_consistency": True}
 NEW: dict[str, Any] = {}  # the defaults
 
 #: Each speed-up alone: (name, methods it concerns, options without it, options with it).
@@ -346,10 +352,14 @@ CHANGES: tuple[dict[str, Any], ...] = (
     {"name": "channels_last_3d (U-Net weights and activations)", "methods": ("source_only", "vox_uda"),
      "old": {"backbone": {"channels_last_3d": False}}, "new": {}},
     {"name": "no NaN fill of fresh allocations in deterministic mode", "methods": ("source_only",),
+     "sizes": ("quick",),
      "old": {"fill": True}, "new": {}},
     {"name": "teacher input denoised once per target volume (cache)", "methods": ("vox_uda",),
+     "sizes": ("quick",),
      "old": {"method": {"teacher_input_cache_mb": 0}}, "new": {}},
-    {"name": "bfloat16 autocast (trainer.amp = true)", "methods": ("source_only",),
+    {"name": "consistency loss backward written out (Vox-UDA)", "methods": ("vox_uda",), "sizes": ("quick",),
+     "old": {"autograd_consistency": True}, "new": {}},
+    {"name": "bfloat16 autocast (trainer.amp = true)", "methods": ("source_only",), "sizes": ("quick",),
      "old": {}, "new": {"amp": True}},
     {"name": "all of the above that are on by default (today's path -> now)", "methods": METHODS,
      "old": TODAY, "new": NEW},
@@ -369,6 +379,34 @@ def nan_fill(on: bool) -> Iterator[None]:
         deterministic.fill_uninitialized_memory = before  # type: ignore[attr-defined]
 
 
+def autograd_consistency(clean: torch.Tensor, noisy: torch.Tensor, form: str) -> torch.Tensor:
+    """Vox-UDA's feature consistency as it was before issue 18 (autograd through ``F.normalize``): the
+    "before" of the written-out backward. Same values; tests/engine/test_throughput_equivalence.py."""
+    a, b = clean.float(), noisy.float()
+    if form == "mse":
+        return torch.nn.functional.mse_loss(b, a)
+    if form == "cosine_flat":
+        a, b = a.flatten(1), b.flatten(1)
+    a_hat = torch.nn.functional.normalize(a, dim=1, eps=1e-8)
+    b_hat = torch.nn.functional.normalize(b, dim=1, eps=1e-8)
+    return 0.5 * (a_hat - b_hat).pow(2).sum(dim=1).mean()
+
+
+@contextlib.contextmanager
+def path_switches(fill: bool, old_consistency: bool) -> Iterator[None]:
+    """The process-wide switches of one variant: the NaN fill and which consistency function runs."""
+    import voxuda.methods.vox_uda as vox_uda
+
+    current = vox_uda.feature_consistency
+    if old_consistency:
+        vox_uda.feature_consistency = autograd_consistency  # type: ignore[assignment]
+    try:
+        with nan_fill(fill):
+            yield
+    finally:
+        vox_uda.feature_consistency = current  # type: ignore[assignment]
+
+
 def options_variant(label: str, method: str, backbone: Mapping[str, Any], threads: int,
                     options: Mapping[str, Any], data: RunData) -> Variant:
     """A trainer of ``method`` with ``options`` (see :data:`TODAY`) applied to its run config."""
@@ -378,9 +416,9 @@ def options_variant(label: str, method: str, backbone: Mapping[str, Any], thread
     config = run_config(method, {**backbone, **options.get("backbone", {})}, threads=threads,
                         amp=bool(options.get("amp", False)), method_options=method_options)
     trainer = build_trainer(config, data)
-    fill = bool(options.get("fill", False))
+    fill, old_consistency = bool(options.get("fill", False)), bool(options.get("autograd_consistency", False))
     return Variant(label, lambda: trainer_step(trainer), threads, config.trainer.batch_size,
-                   setup=lambda: nan_fill(fill))
+                   setup=lambda: path_switches(fill, old_consistency))
 
 
 def ratio_section(args: argparse.Namespace, data: RunData) -> dict[str, Any]:
@@ -418,7 +456,7 @@ def changes_section(args: argparse.Namespace, data: RunData) -> list[dict[str, A
     """Before/after of each change, interleaved, per method, at each size and thread count asked for."""
     rows = []
     for change in CHANGES:
-        for size in args.sizes:
+        for size in [s for s in args.sizes if s in change.get("sizes", args.sizes)]:
             for threads in args.threads:
                 for method in change["methods"]:
                     if method not in args.methods:
@@ -426,8 +464,8 @@ def changes_section(args: argparse.Namespace, data: RunData) -> list[dict[str, A
                     backbone = BACKBONES["unet3d"][size]
                     before = options_variant("before", method, backbone, threads, change["old"], data)
                     after = options_variant("after", method, backbone, threads, change["new"], data)
-                    rounds = args.rounds if size == "quick" else max(2, args.rounds // 2)
-                    interleaved([before, after], rounds, args.steps)
+                    rounds, steps = rounds_and_steps(args, size)
+                    interleaved([before, after], rounds, steps)
                     row = {"change": change["name"], "method": method, "size": size, "threads": threads,
                            "before": summary(before), "after": summary(after),
                            "speedup": 1.0 / median_ratio(after, before),
@@ -475,7 +513,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--sizes", default="quick,paper")
     parser.add_argument("--threads", default="1,2", help="comma-separated thread counts")
     parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds (halved at the paper size)")
-    parser.add_argument("--steps", type=int, default=2, help="steps per variant per round (median kept)")
+    parser.add_argument("--steps", type=int, default=2,
+                        help="steps per variant per round, median kept (1 at the paper size)")
     args = parser.parse_args(argv)
     args.sections = [s for s in args.only.split(",") if s]
     args.methods = [m for m in args.methods.split(",") if m]

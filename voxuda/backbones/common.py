@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
+import torch
 from torch import Tensor, nn
 
 NormKind = Literal["group", "instance", "batch"]
@@ -17,10 +18,30 @@ def group_count(channels: int, max_groups: int = 8) -> int:
     return 1
 
 
-def make_norm(kind: NormKind, channels: int) -> nn.Module:
-    """A 3D norm layer. GroupNorm is the default because it does not depend on the batch size (1-4 here)."""
+class ContiguousGroupNorm(nn.GroupNorm):
+    """GroupNorm computed in the contiguous layout, the result handed back in the input's layout.
+
+    For a channels_last_3d input with one channel per group, torch's CPU GroupNorm (forward and backward)
+    is about 2x slower than on the contiguous layout, more than the two layout copies cost: measured 16.9 vs
+    13.0 ms (forward + backward, 8 x 8 x 32^3, 1 thread); with 2 or more channels per group the copies cost
+    more than they save, so :func:`make_norm` uses this class only for one channel per group. Same
+    parameters and state-dict keys as ``nn.GroupNorm``; results equal up to float rounding.
+    """
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.dim() != 5 or not x.is_contiguous(memory_format=torch.channels_last_3d) or x.is_contiguous():
+            return super().forward(x)
+        return super().forward(x.contiguous()).contiguous(memory_format=torch.channels_last_3d)
+
+
+def make_norm(kind: NormKind, channels: int, channels_last: bool = False) -> nn.Module:
+    """A 3D norm layer. GroupNorm is the default because it does not depend on the batch size (1-4 here).
+    ``channels_last``: the layer will see channels_last_3d activations (see :class:`ContiguousGroupNorm`)."""
     if kind == "group":
-        return nn.GroupNorm(group_count(channels), channels)
+        groups = group_count(channels)
+        if channels_last and groups == channels:
+            return ContiguousGroupNorm(groups, channels)
+        return nn.GroupNorm(groups, channels)
     if kind == "instance":
         return nn.InstanceNorm3d(channels, affine=True)
     if kind == "batch":

@@ -39,13 +39,13 @@ class UNet3DConfig:
 
 
 class _DoubleConv(nn.Sequential):
-    def __init__(self, in_channels: int, out_channels: int, norm: NormKind) -> None:
+    def __init__(self, in_channels: int, out_channels: int, norm: NormKind, channels_last: bool) -> None:
         super().__init__(
             nn.Conv3d(in_channels, out_channels, kernel_size=3, padding=1, bias=False),
-            make_norm(norm, out_channels),
+            make_norm(norm, out_channels, channels_last),
             nn.ReLU(inplace=True),
             nn.Conv3d(out_channels, out_channels, kernel_size=3, padding=1, bias=False),
-            make_norm(norm, out_channels),
+            make_norm(norm, out_channels, channels_last),
             nn.ReLU(inplace=True),
         )
 
@@ -65,14 +65,14 @@ class UNet3D(nn.Module):
         self.encoders = nn.ModuleList()
         previous = cfg.in_channels
         for width in widths:
-            self.encoders.append(_DoubleConv(previous, width, cfg.norm))
+            self.encoders.append(_DoubleConv(previous, width, cfg.norm, cfg.channels_last_3d))
             previous = width
         self.pool = nn.MaxPool3d(2)
         self.ups = nn.ModuleList()
         self.decoders = nn.ModuleList()
         for deep, shallow in zip(widths[:0:-1], widths[-2::-1]):
             self.ups.append(nn.ConvTranspose3d(deep, shallow, kernel_size=2, stride=2))
-            self.decoders.append(_DoubleConv(2 * shallow, shallow, cfg.norm))
+            self.decoders.append(_DoubleConv(2 * shallow, shallow, cfg.norm, cfg.channels_last_3d))
         self.head = nn.Conv3d(widths[0], cfg.num_classes, kernel_size=1)
         names = [f"enc{i + 1}" for i in range(len(widths) - 1)] + ["bottleneck"]
         self.encoder_taps: tuple[str, ...] = tuple(names)
