@@ -59,7 +59,7 @@ SOURCE_TRAIN, TARGET_TRAIN = 320, 200  # the quick preset's train splits
 def synthetic_data(box: int = BOX, n_source: int = SOURCE_TRAIN, n_target: int = TARGET_TRAIN) -> RunData:
     """Sphere-on-noise volumes (a noisier target), z-scored: realistic shapes and split sizes, no disk."""
     return RunData(
-        source_train=sphere_split(n_source, 0, noise=1.0, size=box),
+        source_train=sphere_split(n_source, 0, noise=0.3, size=box),
         target_train=sphere_split(n_target, 1, noise=2.0, size=box),
     )
 
@@ -476,6 +476,52 @@ def changes_section(args: argparse.Namespace, data: RunData) -> list[dict[str, A
     return rows
 
 
+def layer_probe(threads: int) -> dict[str, Any]:
+    """In this process (whose numba threading layer was fixed by ``NUMBA_THREADING_LAYER``): source-only
+    steps before and after one numba bilateral call, then Vox-UDA steps (its teacher input runs numba)."""
+    import voxuda.ops as ops
+
+    data = synthetic_data()
+    backbone = BACKBONES["unet3d"]["quick"]
+    source_only = build_trainer(run_config("source_only", backbone, threads=threads), data)
+    torch.set_num_threads(threads)
+    trainer_step(source_only)
+    before = [trainer_step(source_only)[0] for _ in range(4)]
+    ops.bilateral3d(data.target_train.volumes[:8], radius=1, sigma_spatial=120.0, sigma_range=1.2,
+                    backend="numba")
+    after = [trainer_step(source_only)[0] for _ in range(4)]
+    vox_uda = build_trainer(run_config("vox_uda", backbone, threads=threads,
+                                       method_options={"teacher_input_cache_mb": 0}), data)
+    trainer_step(vox_uda)
+    vox = [trainer_step(vox_uda)[0] for _ in range(3)]
+    import numba
+
+    return {"layer": numba.threading_layer(), "threads": threads,
+            "source_only_before_s": statistics.median(before),
+            "source_only_after_s": statistics.median(after),
+            "slowdown_after_numba": statistics.median(after) / statistics.median(before),
+            "vox_uda_uncached_step_s": statistics.median(vox)}
+
+
+def numba_layer_section(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """numba's ``omp`` layer (its default here) against ``workqueue`` (what the trainer now picks), each in
+    its own process (numba fixes the layer at its first parallel call), alternated twice per thread count."""
+    import os
+
+    rows = []
+    for threads in args.threads:
+        for _ in range(2):
+            for layer in ("omp", "workqueue"):
+                env = {**os.environ, "NUMBA_THREADING_LAYER": layer}
+                done = subprocess.run([sys.executable, __file__, "--layer-probe", str(threads)], env=env,
+                                      capture_output=True, text=True, check=True)
+                row = json.loads(done.stdout.strip().splitlines()[-1])
+                rows.append(row)
+                _progress(f"numba layer {layer} {threads}t: source-only x{row['slowdown_after_numba']:.2f} "
+                          f"slower after one numba call; vox_uda {row['vox_uda_uncached_step_s']:.2f} s/step")
+    return rows
+
+
 # -- machine and main ----------------------------------------------------------------------------------------
 def machine() -> dict[str, Any]:
     def lscpu(field: str) -> str:
@@ -507,7 +553,9 @@ def _progress(line: str) -> None:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="docs/perf/train.json", help="JSON results (raw step times too)")
-    parser.add_argument("--only", default="table,ratio,changes", help="sections: table, ratio, changes")
+    parser.add_argument("--only", default="table,ratio,changes,numba_layer",
+                        help="sections: table, ratio, changes, numba_layer")
+    parser.add_argument("--layer-probe", type=int, default=0, help=argparse.SUPPRESS)  # internal (threads)
     parser.add_argument("--methods", default=",".join(METHODS))
     parser.add_argument("--backbones", default=",".join(BACKBONES))
     parser.add_argument("--sizes", default="quick,paper")
@@ -526,6 +574,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.layer_probe:
+        print(json.dumps(layer_probe(args.layer_probe)))
+        return 0
     data = synthetic_data()
     result: dict[str, Any] = {"command": "python benchmarks/bench_train.py " + " ".join(
         sys.argv[1:] if argv is None else argv), "machine": machine(),
@@ -537,6 +588,8 @@ def main(argv: list[str] | None = None) -> int:
         result["ratio"] = ratio_section(args, data)
     if "changes" in args.sections:
         result["changes"] = changes_section(args, data)
+    if "numba_layer" in args.sections:
+        result["numba_layer"] = numba_layer_section(args)
     result["machine"]["load_average_end"] = __import__("os").getloadavg()
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -249,3 +249,27 @@ def test_consistency_with_a_detached_clean_branch_only_reaches_the_noisy_feature
     reference = noisy.detach().clone().requires_grad_()
     reference_consistency(clean, reference, "cosine").backward()
     torch.testing.assert_close(noisy.grad, reference.grad, rtol=1e-5, atol=1e-7)
+
+
+def test_one_channel_groups_run_contiguous_under_channels_last_with_the_same_result() -> None:
+    from voxuda.backbones.common import ContiguousGroupNorm, make_norm
+
+    assert type(make_norm("group", 8, channels_last=True)) is ContiguousGroupNorm  # 8 groups of 1
+    assert type(make_norm("group", 16, channels_last=True)) is torch.nn.GroupNorm  # 8 groups of 2
+    assert type(make_norm("group", 8)) is torch.nn.GroupNorm
+    torch.manual_seed(0)
+    fast, plain = ContiguousGroupNorm(8, 8), torch.nn.GroupNorm(8, 8)
+    with torch.no_grad():
+        plain.weight.normal_()
+        plain.bias.normal_()
+    fast.load_state_dict(plain.state_dict())
+    x = (3 * torch.randn(2, 8, 6, 6, 6) + 1).contiguous(memory_format=torch.channels_last_3d)
+    x_fast, x_plain = x.clone().requires_grad_(), x.clone().requires_grad_()
+    out_fast, out_plain = fast(x_fast), plain(x_plain)
+    assert out_fast.is_contiguous(memory_format=torch.channels_last_3d)
+    torch.testing.assert_close(out_fast, out_plain, rtol=1e-5, atol=1e-5)
+    weight = torch.randn(out_fast.shape)
+    (out_fast * weight).sum().backward()
+    (out_plain * weight).sum().backward()
+    torch.testing.assert_close(x_fast.grad, x_plain.grad, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(fast.weight.grad, plain.weight.grad, rtol=1e-4, atol=1e-4)

@@ -84,6 +84,28 @@ def skip_uninitialized_fill() -> None:
     torch.utils.deterministic.fill_uninitialized_memory = False  # type: ignore[attr-defined]
 
 
+def keep_numba_off_openmp() -> None:
+    """Make numba's parallel kernels (the bilateral filters' compiled CPU backend, e.g. Vox-UDA's teacher
+    input) run on numba's own ``workqueue`` threads instead of a second OpenMP runtime beside torch's.
+
+    With numba's default ``omp`` layer, once a numba kernel has run, torch's training steps in the same
+    process ran 4-60x slower (source-only steps at 1 thread: 19 ms before one numba call, 79-1189 ms after;
+    with ``workqueue`` 19 ms before and after; docs/performance.md, "numba threading layer"). numba picks
+    its layer at its first parallel call, so this only acts before that, and never overrides a layer the
+    user chose with ``NUMBA_THREADING_LAYER``. A no-op without numba.
+    """
+    import importlib.util
+    import os
+
+    if "NUMBA_THREADING_LAYER" in os.environ or importlib.util.find_spec("numba") is None:
+        return
+    import numba
+    from numba.np.ufunc import parallel
+
+    if not getattr(parallel, "_is_initialized", True):
+        numba.config.THREADING_LAYER = "workqueue"
+
+
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -153,6 +175,7 @@ class _Trainer:
         cfg = config.trainer
         check_run_config(config)
         torch.set_num_threads(cfg.num_threads)
+        keep_numba_off_openmp()
         if cfg.deterministic:
             torch.use_deterministic_algorithms(True, warn_only=True)
             skip_uninitialized_fill()
