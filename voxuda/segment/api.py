@@ -171,6 +171,7 @@ def segment_tomogram(
     model_voxel_size: float | None = None,
     resample: bool = True,
     importance: str = "gaussian",
+    voxel_size: float | None = None,
     progress: bool = True,
     log: Callable[[str], object] | None = None,
 ) -> SegmentResult:
@@ -183,8 +184,9 @@ def segment_tomogram(
     ``alignment`` (a name, ref table or callable; default: the run's ``data.alignment`` with the statistics in
     its ``run.json``, ``"none"`` to switch it off) is applied to every normalised window as the target domain.
     ``model_voxel_size`` (Å) overrides the run's recorded voxel size; with ``resample`` the tomogram is
-    resampled to it and the result back to the tomogram's grid. Outputs keep the input's shape, voxel size
-    and origin. See docs/segment.md.
+    resampled to it and the result back to the tomogram's grid. ``voxel_size`` (Å) replaces a wrong header
+    pixel size of the input (outputs carry it). Outputs keep the input's shape, voxel size and origin. See
+    docs/segment.md.
     """
     started = time.perf_counter()
     notes: list[str] = []
@@ -214,7 +216,7 @@ def segment_tomogram(
     normalization = normalization or model.normalization
     aligner = _build_aligner(alignment, alignment_params or {}, model, normalization)
 
-    source = MRCSource.open(inp)
+    source = MRCSource.open(inp, voxel_size=voxel_size)
     writers: list[MRCPlaneWriter] = []
     try:
         shape = source.shape
