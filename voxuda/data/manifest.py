@@ -321,7 +321,8 @@ def build_manifest(
         if not (math.isfinite(vs) and vs > 0):
             raise DataError(vol, f"header pixel size is {vs:g} Å", "pass the real one with --voxel-size")
         if note is not None and not low < vs <= high:
-            note(f"{vol}: pixel size {vs:g} Å is implausible (expected {low:g} < size <= {high:g} Å)")
+            note(f"warning: {vol}: pixel size {vs:g} Å is implausible "
+                 f"(expected {low:g} < size <= {high:g} Å)")
         if note is not None and len(set(shape)) != 1:
             note(f"{vol}: shape {shape} is not a cube; training resizes every volume to box^3, so cut "
                  "subtomograms from a tomogram with voxuda extract --labels instead")
