@@ -161,6 +161,9 @@ def read_manifest(path: str | os.PathLike[str], *, check_files: bool = True) -> 
             raise DataError(
                 p, f"row {n}: bad number ({exc})", "voxel_size/snr/defocus must be numbers or empty"
             ) from exc
+        if not math.isnan(vs) and not (math.isfinite(vs) and vs > 0):
+            raise DataError(p, f"row {n} ({rec['id']}): voxel_size {rec['voxel_size']!r} is not positive",
+                            "give the pixel size in Å, or leave the cell empty if unknown")
         if not rec["volume"].strip():
             raise DataError(p, f"row {n} ({rec['id']}): empty volume path", "every row needs a volume file")
         vol = (root / rec["volume"].strip()).resolve()
