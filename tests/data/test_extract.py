@@ -118,6 +118,8 @@ def test_grid_and_random_boxes(tmp_path: Path, tomo: Path) -> None:
         extract_subtomograms(tomo, None, tmp_path / "x", box=16)
     with pytest.raises(Exception, match="exactly one"):
         extract_subtomograms(tomo, None, tmp_path / "x", box=16, grid=True, random=3)
+    with pytest.raises(Exception, match="add --grid"):
+        extract_subtomograms(tomo, None, tmp_path / "x", box=16, random=3, stride=4)
     assert not (tmp_path / "x").exists()
 
 

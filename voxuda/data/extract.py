@@ -267,6 +267,8 @@ def extract_subtomograms(
     use, when the physical box differs from its source boxes by more than :data:`BOX_TOLERANCE`.
     """
     _validate(box, border, polarity, (picks is not None, grid, random is not None))
+    if stride is not None and not grid:
+        raise ConfigError("--stride sets the step of --grid; add --grid")
     dest = Path(out)
     _check_destination(dest)
     reference = reference_box(match_box_of) if match_box_of is not None else None
