@@ -12,6 +12,7 @@ from voxuda.data.errors import DataError
 from voxuda.data.extract import Pick, extract_subtomograms, read_picks
 from voxuda.data.mrc import VolumeInfo, read_volume, write_volume
 from voxuda.data.star import read_star
+from voxuda.errors import ConfigError
 
 STAR = """
 # RELION picks
@@ -114,11 +115,11 @@ def test_grid_and_random_boxes(tmp_path: Path, tomo: Path) -> None:
     assert r1.read_text().replace("r1", "") == r2.read_text().replace("r2", "")
     assert r1.read_text() != extract_subtomograms(tomo, None, tmp_path / "r3", box=16, random=5, seed=4
                                                   ).read_text().replace("r3", "r1")
-    with pytest.raises(Exception, match="exactly one of PICKS, --grid or --random"):
+    with pytest.raises(ConfigError, match="exactly one of PICKS, --grid or --random"):
         extract_subtomograms(tomo, None, tmp_path / "x", box=16)
-    with pytest.raises(Exception, match="exactly one"):
+    with pytest.raises(ConfigError, match="exactly one"):
         extract_subtomograms(tomo, None, tmp_path / "x", box=16, grid=True, random=3)
-    with pytest.raises(Exception, match="add --grid"):
+    with pytest.raises(ConfigError, match="add --grid"):
         extract_subtomograms(tomo, None, tmp_path / "x", box=16, random=3, stride=4)
     assert not (tmp_path / "x").exists()
 
