@@ -13,9 +13,17 @@ from __future__ import annotations
 
 import argparse
 
-__all__ = ["add_device_argument", "add_output_argument", "add_polarity_arguments", "add_progress_argument"]
+__all__ = [
+    "POLARITIES",
+    "add_device_argument",
+    "add_output_argument",
+    "add_polarity_arguments",
+    "add_progress_argument",
+]
 
-POLARITIES = ("dark", "bright", "unknown")  # voxuda.segment.polarity.POLARITIES, without importing torch
+#: what ``--polarity`` accepts: the protein contrast of the input (voxuda.segment.polarity uses this list;
+#: it lives here so that building the parser needs no torch)
+POLARITIES = ("dark", "bright", "unknown")
 
 
 def add_device_argument(parser: argparse.ArgumentParser) -> None:

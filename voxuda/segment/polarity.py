@@ -18,12 +18,11 @@ from typing import Any
 
 import attrs
 
+from voxuda.commands.options import POLARITIES
 from voxuda.data.transforms import polarity_factor
 
 __all__ = ["POLARITIES", "InputPolarity", "canonical_of_run", "polarity_record", "resolve_input_polarity"]
 
-#: what ``--polarity`` accepts: the contrast of protein in the input
-POLARITIES = ("dark", "bright", "unknown")
 #: the physical convention: protein scatters more, so it is darker than ice in an underfocus tomogram
 DEFAULT_POLARITY = "dark"
 
