@@ -66,8 +66,8 @@ def warm_start_run(config: Any, out: Path, parent: Path) -> None:
     from voxuda.errors import ConfigError
 
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        raise ConfigError("--init-from under torchrun: warm-start the run in one process first (voxuda "
-                          "train --init-from RUN --out DIR), then continue it under torchrun with --resume")
+        raise ConfigError("--init-from is not supported under torchrun (every rank would stage its own "
+                          "folder); run the warm-started training in one process")
     if out.exists() and any(out.iterdir()):
         raise ConfigError(f"{out}: --init-from needs a new run folder; choose another --out (or --resume)")
     out.parent.mkdir(parents=True, exist_ok=True)
