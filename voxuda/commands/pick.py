@@ -1,15 +1,17 @@
-"""``voxuda pick LABELS.mrc -o PICKS.star``: particle positions from a segmentation's connected components."""
+"""``voxuda pick LABELS.mrc --out PICKS.star``: particle positions from a segmentation's components."""
 
 from __future__ import annotations
 
 import argparse
 
+from voxuda.commands.options import add_output_argument
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add = parser.add_argument
     add("labels", metavar="LABELS.mrc", help="label map, e.g. written by voxuda segment")
-    add("-o", "--output", required=True, metavar="PICKS.star",
-        help="RELION particle STAR (.star) or CSV (.csv) with centroids in tomogram pixels")
+    add_output_argument(parser, "PICKS.star",
+                        "RELION particle STAR (.star) or CSV (.csv) with centroids in tomogram pixels")
     add("--class-value", type=int, action="append", dest="class_values", metavar="N",
         help="label value to pick (repeatable; default: every non-zero value)")
     add("--min-voxels", type=int, default=1, help="drop components smaller than this (default 1)")
