@@ -16,16 +16,19 @@ Checks, for every command:
   uses what the previous command wrote. Cheap commands run for real on tiny data. Expensive ones get a
   dry check instead: ``train`` validates its config with every ``--set`` (and ``--init-from``) and then
   leaves a stand-in run at its ``--out``; ``benchmark`` runs with ``--dry-run`` (the expanded plan, nothing
-  trained); ``simulate`` resolves its preset. ``@pytest.mark.slow`` runs the smoke config's header command
-  and the README's ``simulate`` for real.
+  trained); ``simulate`` resolves its preset and leaves the tiny test dataset at its ``--out``.
+  ``@pytest.mark.slow`` runs the smoke config's header command and the README's ``simulate`` for real.
 
 **Stand-ins.** Some commands name what the reader brings: their tomogram, a run they trained, their own
 suite file. Those names are listed below (``STANDINS``), and a page can declare more with an HTML
 comment: ``<!-- doc-test: tomogram NAME -->``, ``<!-- doc-test: run NAME -->`` or
-``<!-- doc-test: user-file NAME -->``.
+``<!-- doc-test: user-file NAME -->``, ``<!-- doc-test: labelled NAME -->`` or
+``<!-- doc-test: dataset NAME -->``.
 A tomogram stand-in is a 64 x 96 x 80 tomogram of *dark* particles at 10 Å; a run stand-in is a small
 source-only U-Net trained on such particles (``canonical_polarity = "bright"``) whose ``[data]`` points at
-the tiny test dataset; a user file is only parsed (commands naming one are not run).
+the tiny test dataset; a labelled stand-in is a folder of four ``X.mrc`` + ``X_label.mrc`` pairs (what
+``voxuda manifest`` reads); a dataset stand-in is the tiny test dataset (a simulated dataset the page
+refers to without simulating it); a user file is only parsed (commands naming one are not run).
 """
 
 from __future__ import annotations
@@ -54,6 +57,8 @@ STANDINS: dict[str, set[str]] = {
     "tomogram": {"tomogram.mrc", "TOMO.mrc", "tomo.mrc"},
     "run": {"runs/vu", "runs/vox_uda", "runs/mt"},
     "user-file": {"run.toml", "my_suite.toml", "my_anatomy.toml"},
+    "labelled": {"data/my_labelled", "data/polnet"},
+    "dataset": {"data/quick"},
 }
 #: commands trained or simulated only in the slow test; dry-checked otherwise
 EXPENSIVE = {"train", "simulate", "benchmark"}
@@ -296,6 +301,18 @@ def standin_run(trained_run, tiny_dataset: Path, tmp_path_factory: pytest.TempPa
     return folder
 
 
+@pytest.fixture(scope="module")
+def standin_labelled(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Four small volume/label pairs side by side, as a user's own labelled subtomograms would be."""
+    folder = tmp_path_factory.mktemp("standin") / "labelled"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(4):
+        write_mrc(folder / f"sub{i}.mrc", rng.normal(size=(16, 16, 16)).astype(np.float32))
+        write_mrc(folder / f"sub{i}_label.mrc", (rng.random((16, 16, 16)) > 0.9).astype(np.int8))
+    return folder
+
+
 def _place(source: Path, name: str, cwd: Path) -> None:
     target = cwd / name
     if target.exists():
@@ -327,8 +344,8 @@ def _dry_train(command: DocCommand, args, cwd: Path, run: Path) -> None:  # type
     _place(run, str(out), cwd)
 
 
-def _run_page(p: Page, cwd: Path, tomogram: Path, run: Path, capsys: pytest.CaptureFixture[str],
-              monkeypatch: pytest.MonkeyPatch) -> list[str]:
+def _run_page(p: Page, cwd: Path, tomogram: Path, run: Path, dataset: Path, labelled: Path,
+              capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Run every command of ``p`` in ``cwd``; returns what was only dry-checked (for the report)."""
     monkeypatch.chdir(cwd)
     for folder in ("configs", "plugins"):
@@ -337,6 +354,10 @@ def _run_page(p: Page, cwd: Path, tomogram: Path, run: Path, capsys: pytest.Capt
         _place(tomogram, name, cwd)
     for name in standin_names(p, "run"):
         _place(run, name, cwd)
+    for name in standin_names(p, "labelled"):
+        _place(labelled, name, cwd)
+    for name in standin_names(p, "dataset"):
+        _place(dataset, name, cwd)
     dry = []
     for command in p.commands:
         args = _parse(command, capsys)
@@ -357,7 +378,9 @@ def _run_page(p: Page, cwd: Path, tomogram: Path, run: Path, capsys: pytest.Capt
             from voxuda.data.simulate.presets import get_preset
 
             get_preset(args.preset)
-            dry.append(f"{command} (preset resolved)")
+            if args.out:  # later commands of the page read the dataset it writes: the tiny one stands in
+                _place(dataset, args.out, cwd)
+            dry.append(f"{command} (preset resolved, stand-in dataset at --out)")
             continue
         if name == "benchmark" and args.report_from:
             dry.append(f"{command} (report from finished suites: parsed only)")
@@ -371,10 +394,12 @@ def _run_page(p: Page, cwd: Path, tomogram: Path, run: Path, capsys: pytest.Capt
 
 
 @pytest.mark.parametrize("p", [p for p in PAGES if p.commands], ids=lambda p: _relative(p.path))
-def test_page_runs_as_written(p: Page, standin_tomogram: Path, standin_run: Path, tmp_path: Path,
-                              capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_page_runs_as_written(p: Page, standin_tomogram: Path, standin_run: Path, tiny_dataset: Path,
+                              standin_labelled: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                              monkeypatch: pytest.MonkeyPatch) -> None:
     torch.set_num_threads(1)
-    dry = _run_page(p, tmp_path, standin_tomogram, standin_run, capsys, monkeypatch)
+    dry = _run_page(p, tmp_path, standin_tomogram, standin_run, tiny_dataset, standin_labelled, capsys,
+                    monkeypatch)
     ran = len(p.commands) - len(dry)
     print(f"{_relative(p.path)}: {ran} run for real, {len(dry)} dry-checked:", *dry, sep="\n  ")
 
