@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 
 
@@ -28,10 +29,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from voxuda.engine.evaluate import evaluate_run
 
-    result = evaluate_run(
-        args.run_dir, split=args.split, checkpoint=args.checkpoint, input_denoiser=args.input_denoiser,
-        denoiser_overrides=args.overrides, invert=args.invert, alignment=args.alignment,
-    )
+    with _locked_run(args.run_dir):
+        result = evaluate_run(
+            args.run_dir, split=args.split, checkpoint=args.checkpoint, input_denoiser=args.input_denoiser,
+            denoiser_overrides=args.overrides, invert=args.invert, alignment=args.alignment,
+        )
     if args.json:
         print(json.dumps(result, indent=2))
         return 0
@@ -51,3 +53,15 @@ def run(args: argparse.Namespace) -> int:
     if result["selection"].get("label_leak"):
         print("  FLAG: checkpoint selected on target labels (label leak)")
     return 0
+
+
+def _locked_run(run_dir: str) -> contextlib.AbstractContextManager[object]:
+    """The run folder's lock (evaluate writes ``eval_<split>_<ckpt>.json`` into it): not while a ``train``
+    or another ``evaluate`` writes there. A missing folder is left for :func:`evaluate_run` to report."""
+    from pathlib import Path
+
+    from voxuda.locks import output_lock
+
+    if not Path(run_dir).is_dir():
+        return contextlib.nullcontext()
+    return output_lock(run_dir, command="voxuda evaluate")

@@ -19,10 +19,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from voxuda.engine.config import load_run_config
     from voxuda.engine.trainer import train
+    from voxuda.locks import output_lock
 
-    config = load_run_config(args.config, args.overrides)
+    config = load_run_config(args.config, args.overrides)  # every value checked before anything is written
     out = Path(args.out) if args.out else Path("runs") / Path(args.config).stem
-    result = train(config, out, resume=args.resume)
+    with output_lock(out, command="voxuda train"):  # a second train on this folder stops here, one line
+        result = train(config, out, resume=args.resume)
     line = f"voxuda: trained {config.method.name} for {result.step} steps into {out}"
     if result.best_score is not None:
         line += f"; best {config.selection_ref.name if config.selection_ref else 'last'} score "

@@ -24,6 +24,7 @@ from typing import Any
 import mrcfile
 import numpy as np
 
+from voxuda.atomic import atomic_path  # the one atomic-write helper; re-exported for the data code
 from voxuda.data.errors import DataError
 
 __all__ = [
@@ -194,23 +195,6 @@ def open_tomogram(path: str | os.PathLike[str]) -> Tomogram:
     except BaseException:
         cm.__exit__(None, None, None)
         raise
-
-
-@contextlib.contextmanager
-def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; rename it onto ``path`` only if the block succeeds.
-
-    The temporary file lives in the same folder so :func:`os.replace` is an atomic rename; on any error it
-    is deleted, so an interrupted write leaves neither a half file nor litter.
-    """
-    final = Path(path)
-    tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}")
-    try:
-        yield tmp
-        os.replace(tmp, final)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
 
 
 def _write(path: str | os.PathLike[str], data: np.ndarray, info: VolumeInfo) -> Path:
