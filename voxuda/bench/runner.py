@@ -117,8 +117,7 @@ def check_runs(suite: Suite, options: BenchmarkOptions) -> None:
         raise ConfigError(f"--seeds {options.seeds}: needs at least one seed")
     targets = [t for t in (options.targets or suite.targets) if t != "all"] or ["target"]  # "all": any name
     plans = expand(suite, targets=targets[:1], seeds=1, data_root=Path(options.data_root), sets=options.sets)
-    _select(plans, options.only)
-    for plan in plans:
+    for plan in _select(plans, options.only):
         try:
             run_config_from_dict(dict(plan.config))
             for denoiser in plan.test_time_denoisers:
