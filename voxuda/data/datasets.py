@@ -139,6 +139,9 @@ def find_manifest(root: Path, name: str) -> Path:
 
 def _prepare(row: ManifestRow, cfg: MRCDatasetConfig) -> Subtomogram:
     arr, info = read_volume(row.volume)
+    if arr.size == 0:  # resizing an empty volume is an interpolation traceback
+        raise DataError(row.volume, f"holds no voxels (shape {arr.shape})",
+                        f"replace the file or drop row {row.id!r} from the manifest")
     vol = torch.from_numpy(arr)
     factor = polarity_factor(row.polarity, cfg.canonical_polarity)
     if factor != 1.0:

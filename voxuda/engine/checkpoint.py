@@ -37,21 +37,23 @@ def save_atomic(payload: dict[str, Any], path: str | Path) -> Path:
     return path
 
 
-#: sentences of torch's loading errors that advise turning ``weights_only`` off (never shown to users: that
-#: advice is how a malicious checkpoint runs code) or that point at torch's own issue tracker and docs
-_TORCH_ADVICE = ("weights only load failed", "weights_only", "trusted source", "file an issue",
-                 "check the documentation", "in pytorch 2.")
+#: sentences of torch's loading errors that advise turning ``weights_only`` off or allow-listing a class
+#: (never shown to users: that advice is how a malicious checkpoint runs code), or that point at torch's docs
+_TORCH_ADVICE = ("weights only load failed", "weights_only", "trust", "safe_globals", "allowlist",
+                 "file an issue", "documentation", "in pytorch 2.", "two options")
 
 
 def load_error_detail(exc: BaseException) -> str:
     """What went wrong when ``torch.load(..., weights_only=True)`` failed, without torch's advice to retry
-    with ``weights_only=False``: e.g. ``Trying to load unsupported GLOBAL posix.system ...`` or the
-    unpickler's complaint about a truncated file."""
+    with ``weights_only=False``: e.g. ``Unsupported global: GLOBAL posix.system was not an allowed global by
+    default`` or the unpickler's complaint about a truncated file."""
     import re
 
-    pieces = [p.strip(" .:") for p in re.split(r"\n+|(?<=\.)\s+", str(exc))]
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc))  # torch emboldens its advice with terminal escapes
+    pieces = [re.sub(r"^(\(\d\)\s*)?(WeightsUnpickler error:\s*)?", "", p.strip()).strip(" .:")
+              for p in re.split(r"\n+|(?<=\.)\s+", text)]
     kept = [p for p in pieces if p and not any(a in p.lower() for a in _TORCH_ADVICE)]
-    detail = "; ".join(kept)[:300]
+    detail = "; ".join(kept[:2])[:300]
     return f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__
 
 

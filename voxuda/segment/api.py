@@ -218,6 +218,8 @@ def segment_tomogram(
     writers: list[MRCPlaneWriter] = []
     try:
         shape = source.shape
+        if 0 in shape:  # a header of zero voxels: nothing to segment (and resampling would divide by 0)
+            raise SegmentError(f"{inp}: the tomogram holds no voxels (shape {shape}); check the file")
         info = source.info
         working: PlaneSource = source
         target_vs = model_voxel_size if model_voxel_size is not None else model.voxel_size
