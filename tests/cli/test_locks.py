@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from voxuda.cli import main
 from voxuda.config import dump_toml
 from voxuda.locks import lock_path_for, output_lock, read_holder
 
@@ -97,8 +98,7 @@ def test_two_trains_on_one_folder(train_config: Path, tmp_path: Path) -> None:
     code, stdout, err = finish(first)
     assert code == 0, err
     assert not lock_path_for(out).exists()  # released and removed
-    code, _, err = finish(voxuda("train", "--config", str(train_config), "--out", str(alone)))
-    assert code == 0, err
+    assert main(["train", "--config", str(train_config), "--out", str(alone)]) == 0  # alone, in process
     same_training(out, alone)
 
 
@@ -116,9 +116,27 @@ def test_killed_holder_lock_is_taken_over(train_config: Path, tmp_path: Path) ->
 
 
 # -- simulate -----------------------------------------------------------------------------------------------
+_SMALL_PRESET = """
+base = "tiny"
+name = "small_shift"
+[source]
+splits = { train = 2, val = 1 }
+[[targets]]
+name = "purified_thin_ice"
+splits = { train = 2, test = 1 }
+"""
+
+
 def test_two_simulates_on_one_folder_and_umask(tmp_path: Path) -> None:
+    preset = tmp_path / "small.toml"
+    preset.write_text(_SMALL_PRESET, encoding="utf-8")
     out, alone = tmp_path / "data", tmp_path / "alone"
-    args = ("simulate", "--preset", "tiny", "--no-progress", "--workers", "1")
+    dead = subprocess.Popen([sys.executable, "-c", ""])
+    dead.wait()
+    stale, live = tmp_path / f".data.partial-{dead.pid}", tmp_path / f".data.partial-{os.getppid()}"
+    for partial in (stale, live):
+        partial.mkdir()
+    args = ("simulate", "--preset", str(preset), "--no-progress", "--workers", "1")
     first = voxuda(*args, "--out", str(out), umask=0o027)
     freeze_when_locked(first, out)
     try:
@@ -128,6 +146,7 @@ def test_two_simulates_on_one_folder_and_umask(tmp_path: Path) -> None:
         first.send_signal(signal.SIGCONT)
     code, _, err = finish(first)
     assert code == 0, err
+    assert not stale.exists() and live.exists()  # a partial folder is removed only when its PID is dead
     code, _, err = finish(voxuda(*args, "--out", str(alone), umask=0o022))
     assert code == 0, err
     assert files_of(out) == files_of(alone)
@@ -136,7 +155,7 @@ def test_two_simulates_on_one_folder_and_umask(tmp_path: Path) -> None:
             assert (out / name).read_bytes() == (alone / name).read_bytes(), name
             assert (out / name).stat().st_mode & 0o777 == 0o640, name  # 0666 & ~027
             assert (alone / name).stat().st_mode & 0o777 == 0o644, name
-    assert not list(tmp_path.glob(".*partial*")) and not list(tmp_path.glob(".*.lock"))
+    assert not list(tmp_path.glob(".*.lock"))
 
 
 # -- benchmark ----------------------------------------------------------------------------------------------
