@@ -93,9 +93,11 @@ def run(args: argparse.Namespace) -> int:
     if args.dry_run:
         result = run_benchmark(suite, options)
     else:
+        from voxuda.atomic import remove_stale_temporaries
         from voxuda.locks import output_lock
 
         with output_lock(out, command="voxuda benchmark"):  # (the data root is locked while simulated)
+            remove_stale_temporaries(out, legacy=True)  # of a killed benchmark (run folders: the trainer's)
             result = run_benchmark(suite, options)
     if result.table:
         print(result.table)
