@@ -29,6 +29,7 @@ __all__ = [
     "atomic_path",
     "owner_pid",
     "pid_alive",
+    "remove_stale_partials",
     "remove_stale_temporaries",
     "temp_path",
     "write_bytes",
@@ -175,3 +176,15 @@ def remove_stale_temporaries(folder: str | os.PathLike[str], *, names: Iterable[
                 item.unlink()
                 removed.append(item.name)
     return sorted(removed)
+
+
+def remove_stale_partials(dest: str | os.PathLike[str]) -> None:
+    """Delete the ``.NAME.partial-PID`` folders beside ``dest`` (a simulation or extraction being built)
+    whose process is dead; a live writer's, or one whose name holds no PID, is never touched."""
+    import shutil
+
+    dest = Path(dest)
+    for stale in dest.parent.glob(f".{dest.name}.partial-*"):
+        pid = stale.name.rsplit("-", 1)[-1]
+        if pid.isdigit() and not pid_alive(int(pid)):
+            shutil.rmtree(stale, ignore_errors=True)

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from voxuda.atomic import pid_alive
+from voxuda.atomic import remove_stale_partials
 from voxuda.data.errors import DataError
 from voxuda.data.manifest import REQUIRED_COLUMNS
 from voxuda.data.mrc import VolumeInfo, atomic_path, write_labels, write_volume
@@ -327,10 +327,7 @@ def _simulate_locked(p: BenchmarkPreset, dest: Path, seed: int, progress: bool, 
             dest, "exists and is not a voxuda benchmark folder", "choose an empty or new --out folder"
         )
     dest.parent.mkdir(parents=True, exist_ok=True)
-    for stale in dest.parent.glob(f".{dest.name}.partial-*"):  # of killed processes only
-        pid = stale.name.rpartition("-")[2]
-        if not pid.isdigit() or not pid_alive(int(pid)):
-            shutil.rmtree(stale, ignore_errors=True)
+    remove_stale_partials(dest)  # of killed processes only
     tmp = dest.parent / f".{dest.name}.partial-{os.getpid()}"
     try:
         tmp.mkdir()
