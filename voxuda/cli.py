@@ -77,9 +77,15 @@ def _is_out_of_memory(exc: BaseException) -> bool:
     to report it, and ``torch.cuda.OutOfMemoryError`` may not exist in every torch build)."""
     if isinstance(exc, MemoryError):
         return True
+    text = str(exc).lower()
     return any(cls.__name__ == "OutOfMemoryError" for cls in type(exc).__mro__) or (
-        isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()
+        isinstance(exc, RuntimeError) and any(phrase in text for phrase in _OOM_PHRASES)
     )
+
+
+#: how torch's allocators word a failed allocation in a plain RuntimeError (CUDA's, and the CPU's
+#: "DefaultCPUAllocator: can't allocate memory" / "not enough memory")
+_OOM_PHRASES = ("out of memory", "not enough memory", "can't allocate memory", "cannot allocate memory")
 
 
 def _one_line(exc: BaseException) -> str:
