@@ -248,3 +248,32 @@ def test_remove_stale_temporaries_only_of_dead_writers(tmp_path: Path) -> None:
     assert remove_stale_temporaries(tmp_path) == [f".last.pt.tmp-{dead}-0a1b"]
     assert remove_stale_temporaries(tmp_path, legacy=True) == [".config.toml.k2j4_9xz.tmp"]  # under a lock
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([f".run.json.tmp-{live}-0a1b", "keep.txt"])
+
+
+# -- outputs in use -----------------------------------------------------------------------------------------
+def hold_lock(target: Path) -> subprocess.Popen[str]:
+    """Another process holding ``target``'s lock until its stdin closes (it prints ``locked`` first)."""
+    code = ("import sys; from voxuda.locks import output_lock\n"
+            f"with output_lock({str(target)!r}, command='voxuda train'):\n"
+            "    print('locked', flush=True); sys.stdin.read()\n")
+    repo = Path(__file__).resolve().parents[2]
+    proc = subprocess.Popen([sys.executable, "-c", code], cwd=repo, text=True, stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, env={**os.environ, "PYTHONPATH": str(repo)})
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "locked"
+    return proc
+
+
+def test_evaluate_and_segment_stop_at_a_held_lock(segment_inputs: tuple[Path, Path], tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    run, tomogram = segment_inputs
+    labels = tmp_path / "labels.mrc"
+    for target, argv in ((run, ["evaluate", str(run)]),
+                         (labels, ["segment", str(run), str(tomogram), "-o", str(labels), "--no-progress"])):
+        holder = hold_lock(target)
+        try:
+            assert main(argv) == 1
+            line = one_error_line(capsys)
+            assert f"{target}: in use by another voxuda process (PID {holder.pid}, voxuda train)" in line
+        finally:
+            holder.communicate("")
+    assert not labels.exists()
