@@ -73,8 +73,11 @@ _HELD: dict[Path, list[int]] = {}
 
 
 def lock_path_for(target: str | os.PathLike[str]) -> Path:
-    """The lock file of an output folder or file: ``.NAME.lock`` beside it."""
+    """The lock file of an output folder or file: ``.NAME.lock`` beside it, or ``.voxuda.lock`` inside an
+    existing folder whose parent this user may not write to (``--out .`` in a read-only parent)."""
     target = Path(os.path.abspath(target))
+    if target.is_dir() and target.parent.is_dir() and not os.access(target.parent, os.W_OK):
+        return target / ".voxuda.lock"
     return target.parent / f".{target.name}.lock"
 
 
