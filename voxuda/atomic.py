@@ -114,8 +114,9 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "w", *, encoding: str 
     tmp = temp_path(final)
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # umask applies, unlike mkstemp's 0600
     try:
-        text = {} if mode == "wb" else {"encoding": encoding, "newline": newline}
-        with os.fdopen(fd, mode, **text) as handle:
+        handle: IO[Any] = (os.fdopen(fd, "wb") if mode == "wb"
+                           else os.fdopen(fd, "w", encoding=encoding, newline=newline))
+        with handle:
             yield handle
             handle.flush()
             os.fsync(handle.fileno())
@@ -157,7 +158,7 @@ def remove_stale_temporaries(folder: str | os.PathLike[str], *, names: Iterable[
     own them. A live writer's file (this process's included) is never touched.
     """
     wanted = None if names is None else set(names)
-    removed = []
+    removed: list[str] = []
     base = Path(folder)
     if not base.is_dir():
         return removed

@@ -140,7 +140,8 @@ method = "sauce_only"
 def test_benchmark_rejects_bad_runs_before_any_work(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                                     dry_run: bool) -> None:
     out, data = tmp_path / "out", tmp_path / "data"
-    common = ["--out", str(out), "--data-root", str(data), "--quiet"] + (["--dry-run"] if dry_run else [])
+    common = ["--out", str(out), "--data-root", str(data), "--no-progress"]
+    common += ["--dry-run"] if dry_run else []
     assert main(["benchmark", "--suite", "tiny", "--set", "trainer.steps=-1", *common]) == 2
     assert "run 'source_only'" in (line := one_error_line(capsys)) and "steps must be positive" in line
     suite = tmp_path / "bad.toml"

@@ -161,7 +161,7 @@ def test_two_simulates_on_one_folder_and_umask(tmp_path: Path) -> None:
 # -- benchmark ----------------------------------------------------------------------------------------------
 def bench(out: Path, data_root: Path) -> subprocess.Popen[str]:
     return voxuda("benchmark", "--suite", "tiny", "--only", "source_only", "--out", str(out),
-                  "--data-root", str(data_root), "--no-plots", "--quiet",
+                  "--data-root", str(data_root), "--no-plots", "--no-progress",
                   "--set", "trainer.steps=4", "--set", "trainer.eval_every=2")
 
 
