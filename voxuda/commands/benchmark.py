@@ -76,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
     suite = load_suite(args.suite, sets=args.suite_sets)
     out = args.out or Path("results") / suite.name
     data_root = args.data_root or Path(os.environ.get("VOXUDA_DATA_ROOT") or out / "data")
-    from voxuda.bench.runner import BenchmarkOptions, run_benchmark
+    from voxuda.bench.runner import BenchmarkOptions, check_runs, run_benchmark
 
     options = BenchmarkOptions(
         out_dir=out,
@@ -91,7 +91,16 @@ def run(args: argparse.Namespace) -> int:
         command=command_line(args),
         write_doc=args.write_doc,
     )
-    result = run_benchmark(suite, options)
+    check_runs(suite, options)  # every run's config, before the lock creates anything
+    if args.dry_run:
+        result = run_benchmark(suite, options)
+    else:
+        from voxuda.atomic import remove_stale_temporaries
+        from voxuda.locks import output_lock
+
+        with output_lock(out, command="voxuda benchmark"):  # (the data root is locked while simulated)
+            remove_stale_temporaries(out, legacy=True)  # of a killed benchmark (run folders: the trainer's)
+            result = run_benchmark(suite, options)
     if result.table:
         print(result.table)
     return 0

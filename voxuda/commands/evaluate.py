@@ -5,6 +5,7 @@ on a target split, written to ``RUN_DIR/eval_<...>.json``."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 
@@ -43,11 +44,12 @@ def run(args: argparse.Namespace) -> int:
     if args.invert and args.polarity is not None:
         raise ConfigError("--invert and --polarity both given; --invert overrides the polarity mapping, so "
                           "pass only one of them")
-    result = evaluate_run(
-        args.run_dir, split=args.split, checkpoint=args.checkpoint, input_denoiser=args.input_denoiser,
-        denoiser_overrides=args.overrides, invert=args.invert, alignment=args.alignment,
-        polarity=args.polarity, device=args.device,
-    )
+    with _locked_run(args.run_dir):
+        result = evaluate_run(
+            args.run_dir, split=args.split, checkpoint=args.checkpoint, input_denoiser=args.input_denoiser,
+            denoiser_overrides=args.overrides, invert=args.invert, alignment=args.alignment,
+            polarity=args.polarity, device=args.device,
+        )
     polarity = result["polarity"]
     if polarity["inverted"]:
         print(f"voxuda: note: inverted the contrast of {polarity['inverted']} of {polarity['volumes']} "
@@ -72,3 +74,15 @@ def run(args: argparse.Namespace) -> int:
     if result["selection"].get("label_leak"):
         print("  FLAG: checkpoint selected on target labels (label leak)")
     return 0
+
+
+def _locked_run(run_dir: str) -> contextlib.AbstractContextManager[object]:
+    """The run folder's lock (evaluate writes ``eval_<split>_<ckpt>.json`` into it): not while a ``train``
+    or another ``evaluate`` writes there. A missing folder is left for :func:`evaluate_run` to report."""
+    from pathlib import Path
+
+    from voxuda.locks import output_lock
+
+    if not Path(run_dir).is_dir():
+        return contextlib.nullcontext()
+    return output_lock(run_dir, command="voxuda evaluate")

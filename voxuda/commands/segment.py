@@ -6,7 +6,10 @@ Heavy imports (torch) stay inside :func:`run` so that ``voxuda --help`` remains 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
+from collections.abc import Iterator
+from typing import Any
 
 from voxuda.commands.options import (
     add_device_argument,
@@ -70,10 +73,59 @@ def _component_params(items: list[str]) -> dict[str, dict[str, object]]:
 
 
 def run(args: argparse.Namespace) -> int:
+    params = _component_params(args.overrides)
+    _check_sizes(args)
+    with _locked_outputs(args):
+        result = _segment(args, params)
+    written = f"{result.labels}" + (f" and {result.probabilities}" if result.probabilities else "")
+    model = f" with the {result.network} network of {result.checkpoint}" if result.network else ""
+    print(f"segmented {result.shape}{model} in {result.seconds:.1f} s ({result.voxels_per_second / 1e6:.2f} "
+          f"Mvox/s, {result.windows} windows): wrote {written}")
+    return 0
+
+
+def _check_sizes(args: argparse.Namespace) -> None:
+    """Numbers that must be finite and positive, and windows that must fit in memory, before any work."""
+    import math
+
+    from voxuda.resources import check_fits
+    from voxuda.segment.errors import SegmentError
+
+    size = args.model_voxel_size
+    if size is not None and not (math.isfinite(size) and size > 0):
+        raise SegmentError(f"--model-voxel-size {size}: must be a positive voxel size in Å (e.g. 10.0)")
+    if args.patch < 1 or args.batch < 1:
+        raise SegmentError(f"--patch {args.patch} / --batch {args.batch}: both must be at least 1")
+    # each window batch: the input (float32) and two class probabilities (float32), at the least
+    check_fits(args.batch * float(args.patch) ** 3 * 4 * 3, device=args.device,
+               what=f"--patch {args.patch} with --batch {args.batch}",
+               detail=f"{args.batch} windows of {args.patch}^3 voxels, input and probabilities",
+               hint="lower --patch (e.g. 64) or --batch")
+
+
+@contextlib.contextmanager
+def _locked_outputs(args: argparse.Namespace) -> Iterator[None]:
+    """Lock every output file (a second segment into the same file stops with one line) and delete the
+    temporary files that a killed segment left beside them (their PID is dead). A missing output folder is
+    left for :func:`segment_tomogram` to report."""
+    from pathlib import Path
+
+    from voxuda.atomic import remove_stale_temporaries
+    from voxuda.locks import output_lock
+
+    with contextlib.ExitStack() as stack:
+        for output in (args.output, args.probabilities):
+            path = Path(output) if output else None
+            if path is not None and path.parent.is_dir():
+                stack.enter_context(output_lock(path, command="voxuda segment"))
+                remove_stale_temporaries(path.parent, names=[path.name])
+        yield
+
+
+def _segment(args: argparse.Namespace, params: dict[str, dict[str, object]]) -> Any:
     from voxuda.segment import segment_tomogram
 
-    params = _component_params(args.overrides)
-    result = segment_tomogram(
+    return segment_tomogram(
         args.run,
         args.tomogram,
         args.output,
@@ -96,8 +148,3 @@ def run(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
         log=lambda message: print(f"voxuda: note: {message}", file=sys.stderr),
     )
-    written = f"{result.labels}" + (f" and {result.probabilities}" if result.probabilities else "")
-    model = f" with the {result.network} network of {result.checkpoint}" if result.network else ""
-    print(f"segmented {result.shape}{model} in {result.seconds:.1f} s ({result.voxels_per_second / 1e6:.2f} "
-          f"Mvox/s, {result.windows} windows): wrote {written}")
-    return 0

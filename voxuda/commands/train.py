@@ -57,7 +57,6 @@ def warm_start_run(config: Any, out: Path, parent: Path) -> None:
     """
     import os
     import shutil
-    import tempfile
 
     from voxuda.bench.engine import warm_start
     from voxuda.bench.io import read_json_object
@@ -71,7 +70,9 @@ def warm_start_run(config: Any, out: Path, parent: Path) -> None:
     if out.exists() and any(out.iterdir()):
         raise ConfigError(f"{out}: --init-from needs a new run folder; choose another --out (or --resume)")
     out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".init", dir=out.parent))
+    staging = out.parent / f".{out.name}.init-{os.getpid()}"  # under out's lock; mkdir: the umask's mode
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir()
     try:
         train(config, staging, resume=False, stop_after=0, evaluate_split=False)
         info = warm_start(staging / "last.pt", parent, staging / "init.json")
@@ -90,17 +91,19 @@ def run(args: argparse.Namespace) -> int:
     from voxuda.engine.config import load_run_config
     from voxuda.engine.trainer import train
     from voxuda.errors import ConfigError
+    from voxuda.locks import output_lock
 
-    config = load_run_config(args.config, command_overrides(args))
+    config = load_run_config(args.config, command_overrides(args))  # every value checked before any write
     out = Path(args.out) if args.out else Path("runs") / Path(args.config).stem
     resume = args.resume
-    if args.init_from and not resume:
-        warm_start_run(config, out, parent_checkpoint(args.init_from))
-        resume = True  # from the warm-started step-0 checkpoint
-    elif args.init_from and not (out / "init.json").is_file():
-        raise ConfigError(f"{out}: --resume --init-from, but this run was not warm-started (no init.json); "
-                          "drop --init-from to resume it, or start a new --out")
-    result = train(config, out, resume=resume)
+    with output_lock(out, command="voxuda train"):  # a second train on this folder stops here, one line
+        if args.init_from and not resume:
+            warm_start_run(config, out, parent_checkpoint(args.init_from))
+            resume = True  # from the warm-started step-0 checkpoint
+        elif args.init_from and not (out / "init.json").is_file():
+            raise ConfigError(f"{out}: --resume --init-from, but this run was not warm-started (no "
+                              "init.json); drop --init-from to resume it, or start a new --out")
+        result = train(config, out, resume=resume)
     line = f"voxuda: trained {config.method.name} for {result.step} steps into {out}"
     if args.init_from:
         line += f" (warm start from {args.init_from})"

@@ -33,6 +33,8 @@ from typing import Any
 import mrcfile
 import numpy as np
 
+# the one atomic-write implementation and its stale clean-up, re-exported for the data code
+from voxuda.atomic import atomic_path, pid_alive, remove_stale_partials
 from voxuda.data.errors import DataError
 
 __all__ = [
@@ -370,44 +372,6 @@ def open_tomogram(
     except BaseException:
         cm.__exit__(None, None, None)
         raise
-
-
-def pid_alive(pid: int) -> bool:
-    """Whether process ``pid`` exists (a permission error means it does, owned by someone else)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def remove_stale_partials(dest: Path) -> None:
-    """Delete ``.NAME.partial-PID`` folders beside ``dest`` whose process is dead (never a live writer's)."""
-    import shutil
-
-    for stale in dest.parent.glob(f".{dest.name}.partial-*"):
-        pid = stale.name.rsplit("-", 1)[-1]
-        if pid.isdigit() and not pid_alive(int(pid)):
-            shutil.rmtree(stale, ignore_errors=True)
-
-
-@contextlib.contextmanager
-def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; rename it onto ``path`` only if the block succeeds.
-
-    The temporary file lives in the same folder so :func:`os.replace` is an atomic rename; on any error it
-    is deleted, so an interrupted write leaves neither a half file nor litter.
-    """
-    final = Path(path)
-    tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}")
-    try:
-        yield tmp
-        os.replace(tmp, final)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
 
 
 def _write(path: str | os.PathLike[str], data: np.ndarray, info: VolumeInfo) -> Path:

@@ -364,10 +364,10 @@ def train(
     dist_context = init_distributed(run_config.trainer.device)  # a no-op context without torchrun
     main = dist_context.is_main
     try:
+        trainer = _Trainer(run_config, out, resume, data, dist_context)  # bad data: no run folder made
         if main:
             out.mkdir(parents=True, exist_ok=True)
         barrier()
-        trainer = _Trainer(run_config, out, resume, data, dist_context)
         target_unlabelled = trainer.data.target_train.labels is None
         run_json = out / "run.json"
         if resume:

@@ -103,8 +103,9 @@ def _read_checkpoint(path: Path) -> dict[str, Any]:
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # truncated, foreign or pickled-object files all land here
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise SegmentError(f"{path}: not a readable checkpoint ({first[:200]})") from exc
+        from voxuda.engine.checkpoint import load_error_detail  # never torch's advice to drop weights_only
+
+        raise SegmentError(f"{path}: not a readable checkpoint ({load_error_detail(exc)})") from exc
     return state_dict_of(payload, path)
 
 
