@@ -264,12 +264,15 @@ def hold_lock(target: Path) -> subprocess.Popen[str]:
     return proc
 
 
-def test_evaluate_and_segment_stop_at_a_held_lock(segment_inputs: tuple[Path, Path], tmp_path: Path,
+def test_evaluate_segment_and_extract_stop_at_a_held_lock(segment_inputs: tuple[Path, Path], tmp_path: Path,
                                                   capsys: pytest.CaptureFixture[str]) -> None:
     run, tomogram = segment_inputs
     labels = tmp_path / "labels.mrc"
+    extracted = tmp_path / "extracted"
     for target, argv in ((run, ["evaluate", str(run)]),
-                         (labels, ["segment", str(run), str(tomogram), "-o", str(labels), "--no-progress"])):
+                         (labels, ["segment", str(run), str(tomogram), "-o", str(labels), "--no-progress"]),
+                         (extracted, ["extract", str(tomogram), "--grid", "--box", "8", "--out", str(extracted),
+                                      "--no-progress"])):
         holder = hold_lock(target)
         try:
             assert main(argv) == 1
@@ -277,4 +280,4 @@ def test_evaluate_and_segment_stop_at_a_held_lock(segment_inputs: tuple[Path, Pa
             assert f"{target}: in use by another voxuda process (PID {holder.pid}, voxuda train)" in line
         finally:
             holder.communicate("")
-    assert not labels.exists()
+    assert not labels.exists() and not extracted.exists()

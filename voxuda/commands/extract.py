@@ -46,14 +46,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from voxuda.data.extract import extract_subtomograms
+    from voxuda.locks import output_lock
 
-    manifest = extract_subtomograms(
-        args.tomogram, args.picks, args.out, box=args.box, border=args.border, domain=args.domain,
-        split=args.split, polarity=args.polarity, tomogram_name=args.tomo_name, labels=args.labels,
-        grid=args.grid, stride=args.stride, random=args.random, seed=args.seed, voxel_size=args.voxel_size,
-        picks_pixel_size=args.picks_pixel_size, picks_binning=args.picks_binning,
-        match_box_of=args.match_box_of, progress=not args.no_progress,
-    )
+    with output_lock(args.out, command="voxuda extract"):
+        manifest = extract_subtomograms(
+            args.tomogram, args.picks, args.out, box=args.box, border=args.border, domain=args.domain,
+            split=args.split, polarity=args.polarity, tomogram_name=args.tomo_name, labels=args.labels,
+            grid=args.grid, stride=args.stride, random=args.random, seed=args.seed,
+            voxel_size=args.voxel_size, picks_pixel_size=args.picks_pixel_size,
+            picks_binning=args.picks_binning, match_box_of=args.match_box_of, progress=not args.no_progress,
+        )
     with open(manifest, encoding="utf-8") as fh:
         count = sum(1 for _ in fh) - 1
     labelled = " with label boxes" if args.labels else ""
