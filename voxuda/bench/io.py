@@ -1,8 +1,8 @@
 """Atomic file writes: a result file is either the old one or the complete new one, never half-written.
 
 An interrupted benchmark must not leave a truncated ``results.csv`` that a later resume (or a reader)
-mistakes for a finished one, so everything is written to a temporary file in the same folder, flushed,
-and renamed over the target (``os.replace`` is atomic on POSIX and Windows).
+mistakes for a finished one, so everything goes through :mod:`voxuda.atomic` (a temporary file in the same
+folder, flushed and renamed over the target).
 """
 
 from __future__ import annotations
@@ -10,36 +10,22 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
-from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
-
-def _atomic(path: Path, mode: str, write: Callable[[IO[Any]], None]) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8", "newline": ""})) as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+from voxuda import atomic
 
 
 def write_text(path: str | os.PathLike[str], text: str) -> Path:
-    """Write ``text`` (UTF-8) to ``path`` atomically."""
-    return _atomic(Path(path), "w", lambda fh: fh.write(text))
+    """Write ``text`` (UTF-8) to ``path`` atomically, creating its folder."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    return atomic.write_text(path, text, newline="")
 
 
 def write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
-    """Write ``data`` to ``path`` atomically."""
-    return _atomic(Path(path), "wb", lambda fh: fh.write(data))
+    """Write ``data`` to ``path`` atomically, creating its folder."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    return atomic.write_bytes(path, data)
 
 
 def json_safe(value: Any) -> Any:

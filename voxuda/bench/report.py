@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
 import statistics
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -28,7 +27,7 @@ from typing import Any
 
 import attrs
 
-from voxuda.bench.io import write_text
+from voxuda.bench.io import write_bytes, write_text
 from voxuda.bench.results import SuiteResults, first_label
 from voxuda.bench.stats import PairedInterval, paired_interval
 from voxuda.bench.suite import TRACKS
@@ -64,10 +63,7 @@ def _copy_figures(doc: Path, out_dir: Path, results: SuiteResults) -> list[str]:
         src = out_dir / name
         if not src.is_file():
             continue
-        img.mkdir(parents=True, exist_ok=True)
-        tmp = img / f".{name}.tmp"
-        shutil.copyfile(src, tmp)
-        tmp.replace(img / name)
+        write_bytes(img / name, src.read_bytes())  # atomic, creating the folder
         links.append(os.path.relpath((img / name).resolve(), doc.parent.resolve()))
     return links
 

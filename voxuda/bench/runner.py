@@ -105,9 +105,31 @@ def _progress(iterable: Sequence[Any], enabled: bool, desc: str) -> Any:
     return tqdm(iterable, desc=desc, unit="run", dynamic_ncols=True)
 
 
+def check_runs(suite: Suite, options: BenchmarkOptions) -> None:
+    """Validate every run's config (the suite's entries with their overrides and ``--set``: registry names,
+    numbers, the backbone's box) and ``--only`` before anything is written or simulated: a bad value fails in
+    a second with one line naming the run, not after the data were simulated and earlier runs trained."""
+    from voxuda.api import component_config
+    from voxuda.engine.config import run_config_from_dict
+    from voxuda.errors import VoxudaError
+
+    if options.seeds is not None and options.seeds < 1:
+        raise ConfigError(f"--seeds {options.seeds}: needs at least one seed")
+    targets = [t for t in (options.targets or suite.targets) if t != "all"] or ["target"]  # "all": any name
+    plans = expand(suite, targets=targets[:1], seeds=1, data_root=Path(options.data_root), sets=options.sets)
+    for plan in _select(plans, options.only):
+        try:
+            run_config_from_dict(dict(plan.config))
+            for denoiser in plan.test_time_denoisers:
+                component_config("denoiser", denoiser)
+        except VoxudaError as exc:
+            raise ConfigError(f"suite {suite.name!r}, run {plan.label!r}: {exc}") from exc
+
+
 def run_benchmark(suite: Suite, options: BenchmarkOptions,
                   engine: BenchEngine | None = None) -> BenchmarkResult:
     """Run (or resume) every run of ``suite`` and write ``results.{csv,json,md}`` and figures."""
+    check_runs(suite, options)
     engine = engine or default_engine()
     started = time.perf_counter()
     out = Path(options.out_dir)

@@ -11,6 +11,8 @@ import os
 import shlex
 from pathlib import Path
 
+from voxuda.commands.options import add_progress_argument
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--suite", default="quick",
@@ -38,7 +40,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "(repeatable) into --write-doc, tracks in order: appearance, content, anatomy")
     parser.add_argument("--no-plots", action="store_true", help="skip the PNG figures")
     parser.add_argument("--dry-run", action="store_true", help="print the expanded runs and exit")
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_progress_argument(parser)  # --no-progress (--quiet still accepted)
 
 
 def command_line(args: argparse.Namespace) -> str:
@@ -57,7 +59,7 @@ def command_line(args: argparse.Namespace) -> str:
                          ("--only", args.only)):
         for value in values or []:
             parts += [flag, shlex.quote(str(value))]
-    parts += [flag for flag, on in (("--no-plots", args.no_plots), ("--quiet", args.quiet)) if on]
+    parts += [flag for flag, on in (("--no-plots", args.no_plots), ("--no-progress", args.no_progress)) if on]
     return " ".join(parts)
 
 
@@ -74,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
     suite = load_suite(args.suite, sets=args.suite_sets)
     out = args.out or Path("results") / suite.name
     data_root = args.data_root or Path(os.environ.get("VOXUDA_DATA_ROOT") or out / "data")
-    from voxuda.bench.runner import BenchmarkOptions, run_benchmark
+    from voxuda.bench.runner import BenchmarkOptions, check_runs, run_benchmark
 
     options = BenchmarkOptions(
         out_dir=out,
@@ -84,12 +86,21 @@ def run(args: argparse.Namespace) -> int:
         only=tuple(args.only) if args.only else None,
         sets=tuple(args.sets),
         plots=not args.no_plots,
-        progress=not args.quiet,
+        progress=not args.no_progress,
         dry_run=args.dry_run,
         command=command_line(args),
         write_doc=args.write_doc,
     )
-    result = run_benchmark(suite, options)
+    check_runs(suite, options)  # every run's config, before the lock creates anything
+    if args.dry_run:
+        result = run_benchmark(suite, options)
+    else:
+        from voxuda.atomic import remove_stale_temporaries
+        from voxuda.locks import output_lock
+
+        with output_lock(out, command="voxuda benchmark"):  # (the data root is locked while simulated)
+            remove_stale_temporaries(out, legacy=True)  # of a killed benchmark (run folders: the trainer's)
+            result = run_benchmark(suite, options)
     if result.table:
         print(result.table)
     return 0

@@ -1,4 +1,4 @@
-"""``voxuda segment RUN TOMOGRAM.mrc -o LABELS.mrc``: segment a whole tomogram with a trained model.
+"""``voxuda segment RUN TOMOGRAM.mrc --out LABELS.mrc``: segment a whole tomogram with a trained model.
 
 Heavy imports (torch) stay inside :func:`run` so that ``voxuda --help`` remains fast.
 """
@@ -6,20 +6,30 @@ Heavy imports (torch) stay inside :func:`run` so that ``voxuda --help`` remains 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
+from collections.abc import Iterator
+from typing import Any
+
+from voxuda.commands.options import (
+    add_device_argument,
+    add_output_argument,
+    add_polarity_arguments,
+    add_progress_argument,
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add = parser.add_argument
     add("run", metavar="RUN_DIR_OR_CHECKPOINT", help="a training run folder or a .pt checkpoint")
     add("tomogram", metavar="TOMOGRAM.mrc", help="the tomogram to segment (any MRC mode)")
-    add("-o", "--output", required=True, metavar="LABELS.mrc",
-        help="int8 label map to write (same shape, voxel size and origin as the input)")
+    add_output_argument(parser, "LABELS.mrc", "int8 label map to write (same shape, voxel size and origin as "
+                                              "the input)")
     add("--probabilities", metavar="PROB.mrc", help="also write float32 foreground probabilities")
     add("--patch", type=int, default=32, help="window edge in voxels (default 32)")
     add("--overlap", type=float, default=0.5, help="fraction of overlap between windows (default 0.5)")
     add("--batch", type=int, default=4, help="windows per forward pass (default 4)")
-    add("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
+    add_device_argument(parser)
     add("--input-denoiser", metavar="NAME",
         help="registered denoiser applied to each normalised window (default: the run's)")
     add("--alignment", metavar="NAME",
@@ -28,7 +38,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--set", dest="overrides", action="append", default=[], metavar="input_denoiser.KEY=VALUE",
         help="parameter of the input denoiser or aligner, e.g. --set input_denoiser.sigma=1 or "
              "--set alignment.order=2 (repeatable)")
-    add("--invert", action="store_true", help="invert the contrast before normalising")
+    add_polarity_arguments(parser)
     add("--normalization", choices=["zscore", "minmax", "none"], help="override the run's normalisation")
     add("--scope", choices=["patch", "tomogram"], default="patch",
         help="normalise each window (default, like training subtomograms) or the whole tomogram")
@@ -36,7 +46,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="voxel size the model was trained at (overrides the run's record)")
     add("--no-resample", action="store_true",
         help="segment on the tomogram's own grid even if the voxel sizes differ")
-    add("--no-progress", action="store_true", help="hide the progress bar")
+    add_progress_argument(parser)
+    add_voxel_size_argument(parser)
+
+
+def add_voxel_size_argument(parser: argparse.ArgumentParser) -> None:
+    """``--voxel-size``: the input's pixel size when its header is wrong (passed to the MRC reader)."""
+    parser.add_argument("--voxel-size", type=float, metavar="ANGSTROM",
+                        help="pixel size of the tomogram in Å (overrides its header; outputs carry it)")
 
 
 def _component_params(items: list[str]) -> dict[str, dict[str, object]]:
@@ -56,10 +73,59 @@ def _component_params(items: list[str]) -> dict[str, dict[str, object]]:
 
 
 def run(args: argparse.Namespace) -> int:
+    params = _component_params(args.overrides)
+    _check_sizes(args)
+    with _locked_outputs(args):
+        result = _segment(args, params)
+    written = f"{result.labels}" + (f" and {result.probabilities}" if result.probabilities else "")
+    model = f" with the {result.network} network of {result.checkpoint}" if result.network else ""
+    print(f"segmented {result.shape}{model} in {result.seconds:.1f} s ({result.voxels_per_second / 1e6:.2f} "
+          f"Mvox/s, {result.windows} windows): wrote {written}")
+    return 0
+
+
+def _check_sizes(args: argparse.Namespace) -> None:
+    """Numbers that must be finite and positive, and windows that must fit in memory, before any work."""
+    import math
+
+    from voxuda.resources import check_fits
+    from voxuda.segment.errors import SegmentError
+
+    size = args.model_voxel_size
+    if size is not None and not (math.isfinite(size) and size > 0):
+        raise SegmentError(f"--model-voxel-size {size}: must be a positive voxel size in Å (e.g. 10.0)")
+    if args.patch < 1 or args.batch < 1:
+        raise SegmentError(f"--patch {args.patch} / --batch {args.batch}: both must be at least 1")
+    # each window batch: the input (float32) and two class probabilities (float32), at the least
+    check_fits(args.batch * float(args.patch) ** 3 * 4 * 3, device=args.device,
+               what=f"--patch {args.patch} with --batch {args.batch}",
+               detail=f"{args.batch} windows of {args.patch}^3 voxels, input and probabilities",
+               hint="lower --patch (e.g. 64) or --batch")
+
+
+@contextlib.contextmanager
+def _locked_outputs(args: argparse.Namespace) -> Iterator[None]:
+    """Lock every output file (a second segment into the same file stops with one line) and delete the
+    temporary files that a killed segment left beside them (their PID is dead). A missing output folder is
+    left for :func:`segment_tomogram` to report."""
+    from pathlib import Path
+
+    from voxuda.atomic import remove_stale_temporaries
+    from voxuda.locks import output_lock
+
+    with contextlib.ExitStack() as stack:
+        for output in (args.output, args.probabilities):
+            path = Path(output) if output else None
+            if path is not None and path.parent.is_dir():
+                stack.enter_context(output_lock(path, command="voxuda segment"))
+                remove_stale_temporaries(path.parent, names=[path.name])
+        yield
+
+
+def _segment(args: argparse.Namespace, params: dict[str, dict[str, object]]) -> Any:
     from voxuda.segment import segment_tomogram
 
-    params = _component_params(args.overrides)
-    result = segment_tomogram(
+    return segment_tomogram(
         args.run,
         args.tomogram,
         args.output,
@@ -73,14 +139,12 @@ def run(args: argparse.Namespace) -> int:
         alignment=args.alignment,
         alignment_params=params["alignment"],
         invert=args.invert,
+        polarity=args.polarity,
         normalization=args.normalization,
         scope=args.scope,
         model_voxel_size=args.model_voxel_size,
         resample=not args.no_resample,
+        voxel_size=args.voxel_size,
         progress=not args.no_progress,
         log=lambda message: print(f"voxuda: note: {message}", file=sys.stderr),
     )
-    written = f"{result.labels}" + (f" and {result.probabilities}" if result.probabilities else "")
-    print(f"segmented {result.shape} in {result.seconds:.1f} s ({result.voxels_per_second / 1e6:.2f} Mvox/s, "
-          f"{result.windows} windows): wrote {written}")
-    return 0

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import os
 
+from voxuda.commands.options import add_progress_argument
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
@@ -17,7 +19,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--workers", type=int, default=min(2, os.cpu_count() or 1), help="worker processes for simulation"
     )
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_progress_argument(parser)
     parser.add_argument("--figure", help="also write a PNG of central slices of every domain here")
     parser.add_argument(
         "--dump-preset",
@@ -44,10 +46,14 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if not args.out:
         raise ConfigError("voxuda simulate: --out is required (the folder to write the benchmark to)")
+    _check_options(args)
     preset = get_preset(args.preset)  # one line for an unknown name or a bad preset file, before any work
-    out = simulate_benchmark(
-        preset, args.out, seed=args.seed, progress=not args.no_progress, workers=max(1, args.workers)
-    )
+    from voxuda.locks import output_lock
+
+    with output_lock(args.out, command="voxuda simulate"):  # a second simulate into --out stops here
+        out = simulate_benchmark(
+            preset, args.out, seed=args.seed, progress=not args.no_progress, workers=max(1, args.workers)
+        )
     print(f"benchmark {preset.name!r} (seed {args.seed}) ready in {out}")
     if args.figure:
         from voxuda.data.figures import plot_domains
@@ -55,3 +61,13 @@ def run(args: argparse.Namespace) -> int:
         plot_domains(out, args.figure)
         print(f"figure written to {args.figure}")
     return 0
+
+
+def _check_options(args: argparse.Namespace) -> None:
+    """Options checked before anything is written, each error naming its option."""
+    from voxuda.errors import ConfigError
+
+    if args.seed < 0:
+        raise ConfigError(f"--seed {args.seed}: the seed must be a non-negative integer (e.g. --seed 0)")
+    if args.workers < 1:
+        raise ConfigError(f"--workers {args.workers}: needs at least 1 worker process")

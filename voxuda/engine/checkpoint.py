@@ -13,15 +13,14 @@ either the previous complete checkpoint or the new one, never a torn file.
 
 from __future__ import annotations
 
-import os
 import random
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from voxuda.atomic import atomic_open
 from voxuda.errors import ConfigError
 
 FORMAT = "voxuda-checkpoint"
@@ -29,41 +28,52 @@ VERSION = 1
 
 
 def save_atomic(payload: dict[str, Any], path: str | Path) -> Path:
-    """``torch.save`` to a temp file beside ``path``, fsync, then atomically replace ``path``."""
+    """``torch.save`` to a temp file beside ``path``, fsync, then atomically replace ``path``
+    (:func:`voxuda.atomic.atomic_open`: the file gets the umask's mode)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(payload, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
-    try:  # make the rename itself durable
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-    except OSError:
-        return path
-    try:
-        os.fsync(dir_fd)
-    except OSError:
-        pass
-    finally:
-        os.close(dir_fd)
+    with atomic_open(path, "wb") as handle:
+        torch.save(payload, handle)
     return path
+
+
+#: sentences of torch's loading errors that advise turning ``weights_only`` off or allow-listing a class
+#: (never shown to users: that advice is how a malicious checkpoint runs code), or that point at torch's docs
+_TORCH_ADVICE = ("weights only load failed", "weights_only", "trust", "safe_globals", "allowlist",
+                 "file an issue", "documentation", "in pytorch 2.", "two options")
+
+
+def load_error_detail(exc: BaseException) -> str:
+    """What went wrong when ``torch.load(..., weights_only=True)`` failed, without torch's advice to retry
+    with ``weights_only=False``: e.g. ``Unsupported global: GLOBAL posix.system was not an allowed global by
+    default`` or the unpickler's complaint about a truncated file."""
+    import re
+
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc))  # torch emboldens its advice with terminal escapes
+    pieces = [re.sub(r"^(\(\d\)\s*)?(WeightsUnpickler error:\s*)?", "", p.strip()).strip(" .:")
+              for p in re.split(r"\n+|(?<=\.)\s+", text)]
+    kept = [p for p in pieces if p and not any(a in p.lower() for a in _TORCH_ADVICE)]
+    detail = "; ".join(kept[:2])[:300]
+    return f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__
+
+
+def load_weights_only(path: str | Path, map_location: str | torch.device = "cpu") -> Any:
+    """``torch.load(path, weights_only=True)``; a foreign, truncated or code-carrying file raises one
+    :class:`ConfigError` line that never suggests disabling ``weights_only``."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: checkpoint not found")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # a truncated or foreign file, or one with pickled objects (refused)
+        raise ConfigError(f"{path}: not a readable checkpoint ({load_error_detail(exc)}); voxuda loads only "
+                          "plain tensor checkpoints, such as those it writes") from exc
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Load a checkpoint with ``weights_only=True`` and check its format marker."""
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{path}: checkpoint not found")
-    try:
-        payload = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as exc:  # a truncated or foreign file
-        raise ConfigError(f"{path}: not a readable checkpoint ({type(exc).__name__}: {exc})") from exc
+    payload = load_weights_only(path, map_location)
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise ConfigError(f"{path}: not a voxuda checkpoint")
     return payload

@@ -9,6 +9,7 @@ length) get one warning line each (:func:`run_config_warnings`), printed once pe
 
 from __future__ import annotations
 
+import math
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -94,7 +95,7 @@ class TrainerConfig:
     checkpoint_every: int = help_field(0, help="write last.pt every N steps (0 = only at the end)",
                                        validator=non_negative)
     num_threads: int = help_field(2, help="torch CPU threads (torch.set_num_threads)", validator=positive)
-    device: str = help_field("cpu", help="cpu, cuda, cuda:N or auto")
+    device: str = help_field("auto", help="auto (CUDA when available, else CPU), cpu, cuda or cuda:N")
     deterministic: bool = help_field(True, help="torch.use_deterministic_algorithms (warn only)")
     progress: bool = help_field(True, help="show a tqdm progress bar with running losses")
 
@@ -189,8 +190,69 @@ def check_run_config(config: RunConfig) -> None:
     device = config.trainer.device
     if device not in ("cpu", "auto") and not device.startswith("cuda"):
         raise ConfigError(f"trainer.device: {device!r} is not cpu, cuda, cuda:N or auto")
+    check_finite(config.to_dict())
+    check_fits_backbone(config, method_config)
     for message in run_config_warnings(config, method_config):
         _warn_once(message)
+
+
+def check_finite(data: Any, key: str = "") -> None:
+    """Every number of a config must be finite: ``lr = inf`` or ``ce_weight = nan`` would pass a ``> 0``
+    check and only fail (or silently train nothing) steps later, so any NaN or infinity anywhere is refused,
+    naming its dotted key."""
+    if isinstance(data, float) and not math.isfinite(data):
+        raise ConfigError(f"{key or 'config'}: must be a finite number, got {data!r}")
+    if isinstance(data, Mapping):
+        for name, value in data.items():
+            check_finite(value, f"{key}.{name}" if key else str(name))
+    elif isinstance(data, (list, tuple)):
+        for index, value in enumerate(data):
+            check_finite(value, f"{key}[{index}]")
+
+
+def _first_width(net: Any) -> int:
+    """Channels of the first convolution of a backbone (1 when it has none): its first activation's width."""
+    for module in net.modules():
+        out_channels = getattr(module, "out_channels", None)
+        if isinstance(out_channels, int) and hasattr(module, "kernel_size"):
+            return out_channels
+    return 1
+
+
+def check_fits_backbone(config: RunConfig, method_config: Any) -> None:
+    """``data.box`` against the backbone and the machine, before any file is written: the box must be a
+    multiple of the backbone's down-sampling factor (its ``divisor``; 8 for a 4-level U-Net), and one
+    training step's inputs and first activations must fit in memory (``trainer.batch_size = 1e9``)."""
+    ref = getattr(method_config, "backbone", None)
+    if not isinstance(ref, ComponentRef):
+        return
+    try:  # on the meta device: shapes only, no weights allocated
+        import torch
+
+        from voxuda.methods.common import build_backbone
+
+        with torch.device("meta"):
+            net = build_backbone(method_config)
+    except Exception:  # a backbone that cannot be built on meta: building it for real will say what is wrong
+        return
+    box = config.data.box
+    divisor = int(getattr(net, "divisor", 1) or 1)
+    if box % divisor:
+        first = max(1, -(-box // divisor))
+        fits = ", ".join(str(divisor * k) for k in range(first, first + 3))
+        raise ConfigError(f"data.box: {box} is not a multiple of {divisor}, which backbone {ref.name!r} "
+                          f"down-samples by; use data.box = {fits}, ...")
+    from voxuda.resources import check_fits
+
+    width = _first_width(net)
+    voxels = float(box) ** 3
+    for key, batch, training in (("trainer.batch_size", config.trainer.batch_size, True),
+                                 ("evaluation.batch_size", config.evaluation.batch_size, False)):
+        # source + target volumes (float32) and labels (int64), the first activation kept for backward
+        per_volume = voxels * ((4 * 2 + 8 + 4 * width * 2) if training else (4 + 4 * width))
+        check_fits(batch * per_volume, device=config.trainer.device, what=f"{key} {batch}",
+                   detail=f"{batch} volumes of {box}^3 voxels and a first layer of {width} channels",
+                   hint=f"lower {key}")
 
 
 _WARNED: set[str] = set()

@@ -324,7 +324,6 @@ def truncate_metrics(path: str | os.PathLike[str], step: int) -> int:
     (temporary file + ``os.replace``). Returns the number of lines dropped. A missing file is fine.
     """
     import json
-    import tempfile
     from pathlib import Path
 
     file = Path(path)
@@ -344,27 +343,15 @@ def truncate_metrics(path: str | os.PathLike[str], step: int) -> int:
         kept.append(line)
     if dropped == 0:
         return 0
-    fd, tmp = tempfile.mkstemp(prefix=f".{file.name}.", suffix=".tmp", dir=file.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write("".join(f"{line}\n" for line in kept))
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, file)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    from voxuda.atomic import write_text
+
+    write_text(file, "".join(f"{line}\n" for line in kept))
     return dropped
 
 
 def remove_stale_temporaries(folder: str | os.PathLike[str]) -> list[str]:
-    """Delete ``.NAME.*.tmp`` files that an atomic write killed mid-way left in a run folder."""
-    from pathlib import Path
+    """Delete the temporary files that atomic writes killed mid-way left in a run folder (rank 0, holding the
+    run folder's lock; :func:`voxuda.atomic.remove_stale_temporaries`)."""
+    from voxuda.atomic import remove_stale_temporaries as remove
 
-    removed = []
-    for item in Path(folder).glob(".*.tmp"):
-        with contextlib.suppress(FileNotFoundError):
-            item.unlink()
-            removed.append(item.name)
-    return removed
+    return remove(folder, legacy=True)

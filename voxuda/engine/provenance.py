@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import datetime as _dt
-import json
-import os
 import platform
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
+from voxuda import atomic
 from voxuda.config import ComponentRef
 
 
@@ -51,25 +49,10 @@ def op_backend_used() -> str | None:
 
 
 def write_text_atomic(text: str, path: str | Path) -> Path:
-    """Write text through a temp file + fsync + ``os.replace`` (a kill never leaves half a config.toml)."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
-    return path
+    """Write text atomically (a kill never leaves half a config.toml; :mod:`voxuda.atomic`)."""
+    return atomic.write_text(path, text)
 
 
 def write_json_atomic(data: dict[str, Any], path: str | Path) -> Path:
-    """Write JSON through a temp file + ``os.replace`` (readers never see half a file)."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        json.dump(data, handle, indent=2, default=str)
-        handle.write("\n")
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
-    return path
+    """Write JSON atomically (readers never see half a file; :mod:`voxuda.atomic`)."""
+    return atomic.write_json(path, data, indent=2, default=str)

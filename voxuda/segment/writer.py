@@ -22,6 +22,7 @@ from typing import Protocol
 import mrcfile
 import numpy as np
 
+from voxuda.atomic import temp_path
 from voxuda.data.mrc import VolumeInfo
 from voxuda.segment.source import linear_taps, resize_planes
 
@@ -31,8 +32,9 @@ _LABEL = "voxuda segment"
 
 
 def temp_path_for(final: Path) -> Path:
-    """A hidden temporary name in the destination folder (same file system, so the rename is atomic)."""
-    return final.with_name(f".{final.name}.tmp-{os.getpid()}")
+    """A hidden temporary name in the destination folder (same file system, so the rename is atomic), named
+    with this PID so that the next run can delete it if this one is killed (:mod:`voxuda.atomic`)."""
+    return temp_path(final)
 
 
 class MRCPlaneWriter:

@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from voxuda.atomic import remove_stale_partials
 from voxuda.data.errors import DataError
 from voxuda.data.manifest import REQUIRED_COLUMNS
 from voxuda.data.mrc import VolumeInfo, atomic_path, write_labels, write_volume
@@ -36,6 +37,7 @@ from voxuda.data.simulate.scene import compose_scene
 from voxuda.data.simulate.source_model import FourierModelParams, simulate_fourier
 from voxuda.data.simulate.structures import STRUCTURE_DIR, Template, load_template
 from voxuda.data.simulate.target_model import ProjectionParams, simulate_projection
+from voxuda.locks import output_lock
 
 __all__ = ["simulate_benchmark", "code_hash", "simulate_sample", "BENCHMARK_FORMAT"]
 
@@ -306,6 +308,12 @@ def simulate_benchmark(
     """
     p = get_preset(preset) if isinstance(preset, str) else preset
     dest = Path(out).resolve()
+    # one writer per folder; another process simulating the same data is waited for, then its copy reused
+    with output_lock(dest, command="voxuda simulate", wait=True):
+        return _simulate_locked(p, dest, seed, progress, workers)
+
+
+def _simulate_locked(p: BenchmarkPreset, dest: Path, seed: int, progress: bool, workers: int) -> Path:
     digest = code_hash()
     meta = _read_meta(dest)
     key = (p.name, spec_digest(p), seed, digest)
@@ -319,8 +327,7 @@ def simulate_benchmark(
             dest, "exists and is not a voxuda benchmark folder", "choose an empty or new --out folder"
         )
     dest.parent.mkdir(parents=True, exist_ok=True)
-    for stale in dest.parent.glob(f".{dest.name}.partial-*"):
-        shutil.rmtree(stale, ignore_errors=True)
+    remove_stale_partials(dest)  # of killed processes only
     tmp = dest.parent / f".{dest.name}.partial-{os.getpid()}"
     try:
         tmp.mkdir()
