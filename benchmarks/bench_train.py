@@ -344,7 +344,7 @@ def table_section(args: argparse.Namespace, data: RunData) -> list[dict[str, Any
 #: Today's path (before issue 18): every speed-up switched off. Options are run-config pieces plus "fill"
 #: (deterministic mode's NaN fill of fresh allocations, which the trainer now skips).
 TODAY: dict[str, Any] = {"backbone": {"channels_last_3d": False}, "method": {"teacher_input_cache_mb": 0},
-                         "fill": True, "autograd_consistency": True}
+                         "fill": True, "autograd_consistency": True, "argmax": True}
 NEW: dict[str, Any] = {}  # the defaults
 
 #: Each speed-up alone: (name, methods it concerns, options without it, options with it).
@@ -359,6 +359,8 @@ CHANGES: tuple[dict[str, Any], ...] = (
      "old": {"method": {"teacher_input_cache_mb": 0}}, "new": {}},
     {"name": "consistency loss backward written out (Vox-UDA)", "methods": ("vox_uda",), "sizes": ("quick",),
      "old": {"autograd_consistency": True}, "new": {}},
+    {"name": "class index by max(dim=1) instead of argmax (pseudo-label metrics)",
+     "methods": ("mean_teacher", "vox_uda"), "sizes": ("quick",), "old": {"argmax": True}, "new": {}},
     {"name": "bfloat16 autocast (trainer.amp = true)", "methods": ("source_only",), "sizes": ("quick",),
      "old": {}, "new": {"amp": True}},
     {"name": "all of the above that are on by default (today's path -> now)", "methods": METHODS,
@@ -392,19 +394,30 @@ def autograd_consistency(clean: torch.Tensor, noisy: torch.Tensor, form: str) ->
     return 0.5 * (a_hat - b_hat).pow(2).sum(dim=1).mean()
 
 
+def argmax_class_index(scores: torch.Tensor) -> torch.Tensor:
+    """The class index as it was computed before issue 18 (same values as ``class_index``)."""
+    return scores.argmax(dim=1)
+
+
 @contextlib.contextmanager
-def path_switches(fill: bool, old_consistency: bool) -> Iterator[None]:
-    """The process-wide switches of one variant: the NaN fill and which consistency function runs."""
+def path_switches(fill: bool, old_consistency: bool, argmax: bool) -> Iterator[None]:
+    """The process-wide switches of one variant: the NaN fill, which consistency function and which class
+    index function the methods call."""
+    import voxuda.methods.mean_teacher as mean_teacher
+    import voxuda.methods.pseudo_labels as pseudo_labels
     import voxuda.methods.vox_uda as vox_uda
 
-    current = vox_uda.feature_consistency
+    saved = (vox_uda.feature_consistency, mean_teacher.class_index, pseudo_labels.class_index)
     if old_consistency:
         vox_uda.feature_consistency = autograd_consistency  # type: ignore[assignment]
+    if argmax:
+        mean_teacher.class_index = argmax_class_index  # type: ignore[assignment]
+        pseudo_labels.class_index = argmax_class_index  # type: ignore[assignment]
     try:
         with nan_fill(fill):
             yield
     finally:
-        vox_uda.feature_consistency = current  # type: ignore[assignment]
+        vox_uda.feature_consistency, mean_teacher.class_index, pseudo_labels.class_index = saved
 
 
 def options_variant(label: str, method: str, backbone: Mapping[str, Any], threads: int,
@@ -417,8 +430,9 @@ def options_variant(label: str, method: str, backbone: Mapping[str, Any], thread
                         amp=bool(options.get("amp", False)), method_options=method_options)
     trainer = build_trainer(config, data)
     fill, old_consistency = bool(options.get("fill", False)), bool(options.get("autograd_consistency", False))
+    argmax = bool(options.get("argmax", False))
     return Variant(label, lambda: trainer_step(trainer), threads, config.trainer.batch_size,
-                   setup=lambda: path_switches(fill, old_consistency))
+                   setup=lambda: path_switches(fill, old_consistency, argmax))
 
 
 def ratio_section(args: argparse.Namespace, data: RunData) -> dict[str, Any]:

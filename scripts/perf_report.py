@@ -189,6 +189,9 @@ CHANGES_TEXT = """## What changed (issue 18)
 - **Vox-UDA's feature-consistency backward written out**: the loss values are the same expression, bit for
   bit; the gradient is the closed form of autograd's (equal within 1e-5, tested), without autograd's passes
   through two normalisations and their broadcasts over the channel axis.
+- **Class index by `max(dim=1).indices`** instead of `argmax(dim=1)` in the pseudo-label metrics logged
+  every step (`voxuda.methods.losses.class_index`): the same indices (first maximum, NaN included, tested),
+  but argmax over the class axis of contiguous logits is several times slower on CPU.
 - **numba off OpenMP**: the trainer selects numba's `workqueue` threading layer (unless
   `NUMBA_THREADING_LAYER` is set) before any numba kernel runs; on numba's `omp` layer, torch's steps ran
   several times slower once a numba kernel had run in the process (table below).

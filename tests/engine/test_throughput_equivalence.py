@@ -273,3 +273,15 @@ def test_one_channel_groups_run_contiguous_under_channels_last_with_the_same_res
     (out_plain * weight).sum().backward()
     torch.testing.assert_close(x_fast.grad, x_plain.grad, rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(fast.weight.grad, plain.weight.grad, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last_3d])
+def test_class_index_is_argmax_with_ties_and_nan(layout: torch.memory_format) -> None:
+    from voxuda.methods.losses import class_index
+
+    generator = torch.Generator().manual_seed(0)
+    scores = torch.randint(0, 3, (3, 4, 5, 6, 7), generator=generator).float()  # many ties
+    scores[0, 2, 1, 1, 1] = float("nan")
+    scores = scores.contiguous(memory_format=layout)
+    assert torch.equal(class_index(scores), scores.argmax(dim=1))
+    assert torch.equal(class_index(scores[:, 1:]), scores[:, 1:].argmax(dim=1))

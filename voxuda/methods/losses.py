@@ -57,6 +57,14 @@ def segmentation_loss(
     return total, {"ce": float(ce.detach()), "dice": float(dice.detach())}
 
 
+def class_index(scores: Tensor) -> Tensor:
+    """The index of the largest score along the class axis (dim 1): ``scores.argmax(dim=1)``, first maximum
+    on ties, computed as ``max(dim=1).indices``, which returns the same indices about 7x faster on the
+    contiguous ``(N, K, D, H, W)`` logits and probabilities of training on CPU (30 ms vs 4 ms for 8 x 2 x
+    32^3); per-step logging read it several times (docs/performance.md)."""
+    return scores.max(dim=1).indices
+
+
 def confidence_mask(probs: Tensor, threshold: float) -> tuple[Tensor, Tensor, Tensor]:
     """Pseudo-labels from class probabilities ``(N, K, *spatial)``.
 

@@ -31,7 +31,7 @@ from voxuda.methods.augment import Orientations, apply_batch, sample_batch_trans
 from voxuda.methods.base import SourceBatch, StepOutput, TargetBatch, TrainContext
 from voxuda.methods.common import SegmentationMethod, build_denoiser
 from voxuda.methods.ema import effective_momentum, ema_update, make_ema_teacher, ramped_momentum
-from voxuda.methods.losses import masked_cross_entropy
+from voxuda.methods.losses import class_index, masked_cross_entropy
 from voxuda.methods.pseudo_labels import (
     PseudoLabelConfig,
     PseudoLabels,
@@ -168,7 +168,7 @@ class MeanTeacher(SegmentationMethod):
             loss = loss + size
             losses["size_prior"] = float(size.detach())
         with torch.no_grad():
-            metrics["student_fg_fraction"] = float((student_logits.argmax(dim=1) > 0).float().mean())
+            metrics["student_fg_fraction"] = float((class_index(student_logits) > 0).float().mean())
         return loss, losses, metrics
 
     # -- the step -----------------------------------------------------------------------------------------

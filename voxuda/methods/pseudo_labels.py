@@ -38,7 +38,7 @@ from voxuda.checks import non_negative, unit_interval
 from voxuda.config import help_field
 from voxuda.errors import ConfigError
 from voxuda.methods.common import BaseMethodConfig
-from voxuda.methods.losses import confidence_mask
+from voxuda.methods.losses import class_index, confidence_mask
 
 PseudoLabelSelection = Literal["threshold", "class_balanced", "prior"]
 PriorScope = Literal["batch", "volume"]
@@ -120,7 +120,7 @@ def foreground_class(probs: Tensor) -> Tensor:
     """The most probable non-background class of each voxel (1 for two classes)."""
     if probs.shape[1] == 2:
         return torch.ones(probs.shape[:1] + probs.shape[2:], dtype=torch.long, device=probs.device)
-    return probs[:, 1:].argmax(dim=1) + 1
+    return class_index(probs[:, 1:]) + 1
 
 
 def _top_k_mask(scores: Tensor, k: int) -> Tensor:
@@ -192,7 +192,7 @@ def selection_metrics(pseudo: PseudoLabels) -> dict[str, float]:
     metrics = {
         "pseudo_keep_fraction": pseudo.keep_fraction,
         "pseudo_fg_fraction": fg_kept / n_kept if n_kept else 0.0,
-        "teacher_fg_fraction": foreground_fraction(pseudo.probs.argmax(dim=1)),
+        "teacher_fg_fraction": foreground_fraction(class_index(pseudo.probs)),
         "teacher_confidence": float(pseudo.confidence.mean()),
     }
     if pseudo.prior is not None:
@@ -250,7 +250,7 @@ class PseudoLabelSelector(nn.Module):
         lo, hi = self.prior_range()
         if lo == hi:
             return lo, lo
-        teacher_fg = (probs.argmax(dim=1) > 0).float()
+        teacher_fg = (class_index(probs) > 0).float()
         if self.config.prior_scope == "batch":
             value = min(max(float(teacher_fg.mean()), lo), hi)
             return value, value
