@@ -8,14 +8,18 @@ volumes of 32^3; the compute does not depend on the content). The machine may be
 measured **interleaved**: each round runs a few steps of every variant in turn, the per-variant result is the
 median over rounds, and every ratio is the median of per-round ratios (both sides measured seconds apart).
 
-    python benchmarks/bench_train.py --out docs/perf/train.json            # everything (about 15 minutes)
-    python benchmarks/bench_train.py --only table --sizes quick --threads 2
-    python benchmarks/bench_train.py --only ratio,changes --rounds 7
+    python benchmarks/bench_train.py --out docs/perf/train.json   # every section (long)
+    python benchmarks/bench_train.py --only ratio --rounds 4 --out docs/perf/ratio.json
+    python benchmarks/bench_train.py --only table --backbones unet3d --sizes quick --threads 2 --out t.json
+    python scripts/perf_report.py docs/perf/*.json --out docs/performance.md
+
+``docs/performance.md`` names the exact command behind each of its tables.
 
 ``--only`` picks sections: ``table`` (samples/s per method x backbone x size x threads, MONAI's BasicUNet
 as a same-run reference when ``monai`` is installed), ``ratio`` (Vox-UDA / source-only with its breakdown
 from explicit timers around the method's parts), ``changes`` (each speed-up against the path without it).
-The JSON holds every raw step time; ``scripts/perf_report.py`` turns it into docs/performance.md's tables.
+``numba_layer`` compares numba's threading layers in subprocesses. The JSON holds every per-round step
+time; ``scripts/perf_report.py`` turns one or several JSON files into docs/performance.md.
 """
 
 from __future__ import annotations
