@@ -35,6 +35,18 @@ def table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
+def contention_note(machine: dict[str, Any]) -> str:
+    """A warning line when the machine was busier than its cores during the measurement."""
+    cores = int(machine.get("cores") or 0)
+    loads = [*machine.get("load_average_start", []), *machine.get("load_average_end", [])]
+    if not cores or not loads or max(loads) <= cores:
+        return ""
+    return (f"- **Contention**: the load average reached {fmt(max(loads))} on {cores} logical CPUs. Every "
+            "thread count then competes with other jobs; 2-thread runs suffer most (OpenMP threads wait "
+            "for each other), so their absolute figures and even their ratios are far less reliable than "
+            "the 1-thread ones. Re-measure on idle cores before relying on a 2-thread figure.\n")
+
+
 def machine_section(result: dict[str, Any]) -> str:
     m = result["machine"]
     versions = ", ".join(f"{k} {v}" for k, v in m["versions"].items())
@@ -50,9 +62,10 @@ def machine_section(result: dict[str, Any]) -> str:
         "with other jobs: read ratios, which were measured seconds apart, rather than absolute figures.\n"
         f"- Batch {s['batch']} x 1 x {s['box']}^3, the trainer's own step (sampling, training_step, "
         "backward, optimiser, scheduler, EMA) on synthetic in-memory data of the quick preset's split sizes; "
-        f"variants measured interleaved, {s['rounds']} rounds of {s['steps']} steps at the quick size (the "
-        "paper size: half the rounds, 1 step), medians; ratios are medians of per-round ratios. CPU time is "
-        "the process's (all threads): less disturbed by other jobs than wall time.\n"
+        "variants measured interleaved, in the rounds and steps of each table's command (at the paper size "
+        "half the rounds, 1 step each), medians; ratios are medians of per-round ratios. CPU time is the "
+        "process's (all threads): less disturbed by other jobs than wall time.\n"
+        f"{contention_note(m)}"
         "- Each table names the command that measured it; this page: "
         "`python scripts/perf_report.py docs/perf/*.json --out docs/performance.md`.\n"
     )
@@ -149,11 +162,12 @@ def numba_section(rows: list[dict[str, Any]]) -> str:
              fmt(r["vox_uda_uncached_step_s"], 2)] for r in rows]
     out.append(table(["layer", "threads", "source-only ms before", "ms after one numba call",
                       "slow-down", "Vox-UDA s/step (uncached)"], body))
-    by_layer: dict[str, list[float]] = {}
+    by_layer: dict[tuple[str, int], list[float]] = {}
     for r in rows:
-        by_layer.setdefault(r["layer"], []).append(r["slowdown_after_numba"])
+        by_layer.setdefault((r["layer"], r["threads"]), []).append(r["slowdown_after_numba"])
     out.append("\nMedian slow-down after one numba call: " + ", ".join(
-        f"{layer} x{fmt(statistics.median(v))}" for layer, v in by_layer.items()) + ".\n")
+        f"{layer} at {threads} thread(s) x{fmt(statistics.median(v))}"
+        for (layer, threads), v in by_layer.items()) + ".\n")
     return "\n".join(out) + "\n"
 
 

@@ -88,11 +88,11 @@ def keep_numba_off_openmp() -> None:
     """Make numba's parallel kernels (the bilateral filters' compiled CPU backend, e.g. Vox-UDA's teacher
     input) run on numba's own ``workqueue`` threads instead of a second OpenMP runtime beside torch's.
 
-    With numba's default ``omp`` layer, once a numba kernel has run, torch's training steps in the same
-    process ran 4-60x slower (source-only steps at 1 thread: 19 ms before one numba call, 79-1189 ms after;
-    with ``workqueue`` 19 ms before and after; docs/performance.md, "numba threading layer"). numba picks
-    its layer at its first parallel call, so this only acts before that, and never overrides a layer the
-    user chose with ``NUMBA_THREADING_LAYER``. A no-op without numba.
+    With numba's default ``omp`` layer, once a numba kernel had run, torch's 1-thread training steps in the
+    same process ran about 5-7x slower; with ``workqueue`` they did not slow down (docs/performance.md,
+    "numba threading layer"; at 2 threads no slow-down was seen on ``omp`` either). numba picks its layer at
+    its first parallel call, so this only acts before that, and never overrides a layer the user chose with
+    ``NUMBA_THREADING_LAYER``. A no-op without numba.
     """
     import importlib.util
     import os
