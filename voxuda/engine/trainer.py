@@ -77,7 +77,7 @@ def skip_uninitialized_fill() -> None:
     guard that writes NaN into every ``torch.empty`` result so that an op reading memory it never wrote would
     show. Ops overwrite those buffers anyway, so results are bit-identical without it
     (tests/engine/test_throughput_equivalence.py), but the fill costs an extra pass over every activation and
-    gradient buffer: about 4-7 % of a quick-size training step on CPU (docs/performance.md).
+    gradient buffer: about a tenth of a quick-size source-only step on CPU (docs/performance.md).
     """
     import torch.utils.deterministic
 
