@@ -84,6 +84,11 @@ def training_table(rows: list[dict[str, Any]]) -> str:
             body.append([backbone, size, str(threads), row["method"], fmt(row["samples_per_s"], 1),
                          f"{fmt(row['x_source_only_time'])} ({fmt(row['x_source_only_cpu'])})"])
     out.append(table(["backbone", "size", "threads", "method", "samples/s", "x source-only"], body))
+    backbones = sorted({b for b, _, _ in groups})
+    missing = [f"{b} {size} {t} thread(s)" for b in backbones for size in ("quick", "paper") for t in (1, 2)
+               if (b, size, t) not in groups]
+    if missing:
+        out.append("\nNot measured in these runs: " + ", ".join(missing) + ".")
     return "\n".join(out) + "\n"
 
 
