@@ -11,7 +11,7 @@ from voxuda.data.datasets import load_split
 from voxuda.data.errors import DataError
 from voxuda.data.extract import extract_subtomograms, read_picks
 from voxuda.data.mrc import VolumeInfo, read_volume, write_volume
-from voxuda.data.star import parse_star
+from voxuda.data.star import read_star
 
 STAR = """
 # RELION picks
@@ -36,10 +36,11 @@ def tomo(tmp_path: Path) -> Path:
     return write_volume(tmp_path / "tomo1.mrc", data, VolumeInfo((8.0, 8.0, 8.0), (80.0, 0.0, -16.0)))
 
 
-def test_star_parser() -> None:
-    blocks = parse_star(STAR)
-    rows = blocks["particles"]
-    assert len(rows) == 3 and rows[0]["rlnCoordinateX"] == "20.0" and rows[2]["rlnTomoName"] == "tomo2"
+def test_star_reader(tmp_path: Path) -> None:
+    star = tmp_path / "picks.star"
+    star.write_text(STAR)
+    rows = read_star(star)["particles"]
+    assert len(rows) == 3 and rows["rlnCoordinateX"].iloc[0] == 20.0 and rows["rlnTomoName"].iloc[2] == "tomo2"
 
 
 def test_extract_from_star_skip_and_pad(tmp_path: Path, tomo: Path) -> None:

@@ -1,11 +1,14 @@
 """``voxuda evaluate RUN_DIR [--split test] [--checkpoint best|last] [--input-denoiser NAME] [--set ...]
-[--alignment NAME] [--invert]``: Dice/IoU of a trained run on a target split, written to
-``RUN_DIR/eval_<...>.json``."""
+[--alignment NAME] [--polarity dark|bright|unknown | --invert] [--device auto]``: Dice/IoU of a trained run
+on a target split, written to ``RUN_DIR/eval_<...>.json``."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
+
+from voxuda.commands.options import POLARITIES, add_device_argument
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -21,17 +24,35 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--alignment", metavar="NAME",
                         help="input aligner for the target split instead of the run's data.alignment (e.g. "
                              "detrend, spectrum_match: fitted on the unlabelled train splits)")
-    parser.add_argument("--invert", action="store_true", help="invert the input contrast (polarity check)")
+    parser.add_argument(
+        "--polarity", choices=POLARITIES, default=None,
+        help="protein contrast of every evaluated volume instead of the manifest's polarity column "
+             "(default: the manifest's, as the run was trained); mapped to the run's canonical_polarity as "
+             "training did, with one line printed when volumes are inverted")
+    parser.add_argument("--invert", action="store_true",
+                        help="manual override: invert the model input after the run's preprocessing "
+                             "(polarity check); not together with --polarity")
+    add_device_argument(parser)
     parser.add_argument("--json", action="store_true", help="print the whole result as JSON")
 
 
 def run(args: argparse.Namespace) -> int:
     from voxuda.engine.evaluate import evaluate_run
+    from voxuda.errors import ConfigError
 
+    if args.invert and args.polarity is not None:
+        raise ConfigError("--invert and --polarity both given; --invert overrides the polarity mapping, so "
+                          "pass only one of them")
     result = evaluate_run(
         args.run_dir, split=args.split, checkpoint=args.checkpoint, input_denoiser=args.input_denoiser,
         denoiser_overrides=args.overrides, invert=args.invert, alignment=args.alignment,
+        polarity=args.polarity, device=args.device,
     )
+    polarity = result["polarity"]
+    if polarity["inverted"]:
+        print(f"voxuda: note: inverted the contrast of {polarity['inverted']} of {polarity['volumes']} "
+              f"volumes: input polarity ({polarity['input']}) differs from the run's {polarity['canonical']} "
+              f"(canonical_polarity)", file=sys.stderr)
     if args.json:
         print(json.dumps(result, indent=2))
         return 0

@@ -1,4 +1,4 @@
-"""``voxuda segment RUN TOMOGRAM.mrc -o LABELS.mrc``: segment a whole tomogram with a trained model.
+"""``voxuda segment RUN TOMOGRAM.mrc --out LABELS.mrc``: segment a whole tomogram with a trained model.
 
 Heavy imports (torch) stay inside :func:`run` so that ``voxuda --help`` remains fast.
 """
@@ -8,18 +8,25 @@ from __future__ import annotations
 import argparse
 import sys
 
+from voxuda.commands.options import (
+    add_device_argument,
+    add_output_argument,
+    add_polarity_arguments,
+    add_progress_argument,
+)
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add = parser.add_argument
     add("run", metavar="RUN_DIR_OR_CHECKPOINT", help="a training run folder or a .pt checkpoint")
     add("tomogram", metavar="TOMOGRAM.mrc", help="the tomogram to segment (any MRC mode)")
-    add("-o", "--output", required=True, metavar="LABELS.mrc",
-        help="int8 label map to write (same shape, voxel size and origin as the input)")
+    add_output_argument(parser, "LABELS.mrc", "int8 label map to write (same shape, voxel size and origin as "
+                                              "the input)")
     add("--probabilities", metavar="PROB.mrc", help="also write float32 foreground probabilities")
     add("--patch", type=int, default=32, help="window edge in voxels (default 32)")
     add("--overlap", type=float, default=0.5, help="fraction of overlap between windows (default 0.5)")
     add("--batch", type=int, default=4, help="windows per forward pass (default 4)")
-    add("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
+    add_device_argument(parser)
     add("--input-denoiser", metavar="NAME",
         help="registered denoiser applied to each normalised window (default: the run's)")
     add("--alignment", metavar="NAME",
@@ -28,7 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--set", dest="overrides", action="append", default=[], metavar="input_denoiser.KEY=VALUE",
         help="parameter of the input denoiser or aligner, e.g. --set input_denoiser.sigma=1 or "
              "--set alignment.order=2 (repeatable)")
-    add("--invert", action="store_true", help="invert the contrast before normalising")
+    add_polarity_arguments(parser)
     add("--normalization", choices=["zscore", "minmax", "none"], help="override the run's normalisation")
     add("--scope", choices=["patch", "tomogram"], default="patch",
         help="normalise each window (default, like training subtomograms) or the whole tomogram")
@@ -36,7 +43,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="voxel size the model was trained at (overrides the run's record)")
     add("--no-resample", action="store_true",
         help="segment on the tomogram's own grid even if the voxel sizes differ")
-    add("--no-progress", action="store_true", help="hide the progress bar")
+    add_progress_argument(parser)
 
 
 def _component_params(items: list[str]) -> dict[str, dict[str, object]]:
@@ -73,6 +80,7 @@ def run(args: argparse.Namespace) -> int:
         alignment=args.alignment,
         alignment_params=params["alignment"],
         invert=args.invert,
+        polarity=args.polarity,
         normalization=args.normalization,
         scope=args.scope,
         model_voxel_size=args.model_voxel_size,

@@ -1,9 +1,12 @@
-"""``voxuda train --config FILE.toml [--set key=value ...] [--out RUN_DIR] [--resume]``."""
+"""``voxuda train --config FILE.toml [--set key=value ...] [--out RUN_DIR] [--resume] [--init-from RUN]``."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
+
+from voxuda.commands.options import add_progress_argument
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -14,16 +17,70 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--out", help="run folder (default: runs/<config name>)")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out from its last.pt")
+    parser.add_argument(
+        "--init-from", dest="init_from", metavar="RUN",
+        help="warm start from a finished run (its folder, taking best.pt else last.pt, or a .pt file): its "
+             "network weights are copied by name and shape (a teacher starts from the student), the rest "
+             "starts fresh; recorded as init_from in run.json (e.g. adapt a source-only model you trained)")
+    parser.add_argument("--device", default=None,
+                        help="auto (CUDA when available, else CPU), cpu, cuda or cuda:N (default: the "
+                             "config's trainer.device, auto unless set)")
+    add_progress_argument(parser)
+
+
+def command_overrides(args: argparse.Namespace) -> list[str]:
+    """``--device`` and ``--no-progress`` as config overrides, after the user's ``--set`` items."""
+    extra = [f"trainer.device={args.device}"] if args.device else []
+    if args.no_progress:
+        extra.append("trainer.progress=false")
+    return [*args.overrides, *extra]
+
+
+def parent_checkpoint(path: str | Path) -> Path:
+    """The checkpoint ``--init-from`` names: a run folder's selected one (best.pt, else last.pt) or a file."""
+    from voxuda.errors import ConfigError
+    from voxuda.segment.errors import SegmentError
+    from voxuda.segment.model import find_run_files
+
+    try:
+        return find_run_files(path)[1]
+    except SegmentError as exc:
+        raise ConfigError(f"--init-from: {exc}") from exc
+
+
+def warm_start_run(config: Any, out: Path, parent: Path, *, resume: bool) -> bool:
+    """Write the run's step-0 checkpoint, copy the parent's weights into it (the benchmark's warm start,
+    :func:`voxuda.bench.engine.warm_start`) and record the parent in run.json. Returns whether training
+    resumes from that checkpoint; a run already warm-started (``init.json`` present) is left alone."""
+    from voxuda.bench.engine import warm_start
+    from voxuda.bench.io import read_json_object
+    from voxuda.engine import provenance
+    from voxuda.engine.trainer import train
+
+    if (out / "init.json").is_file():
+        return resume
+    if not resume:
+        train(config, out, resume=False, stop_after=0, evaluate_split=False)
+    info = warm_start(out / "last.pt", parent, out / "init.json")
+    record = read_json_object(out / "run.json")
+    record["init_from"] = {**info, "parent_run": str(parent.parent)}
+    provenance.write_json_atomic(record, out / "run.json")
+    return True
 
 
 def run(args: argparse.Namespace) -> int:
     from voxuda.engine.config import load_run_config
     from voxuda.engine.trainer import train
 
-    config = load_run_config(args.config, args.overrides)
+    config = load_run_config(args.config, command_overrides(args))
     out = Path(args.out) if args.out else Path("runs") / Path(args.config).stem
-    result = train(config, out, resume=args.resume)
+    resume = args.resume
+    if args.init_from:
+        resume = warm_start_run(config, out, parent_checkpoint(args.init_from), resume=resume)
+    result = train(config, out, resume=resume)
     line = f"voxuda: trained {config.method.name} for {result.step} steps into {out}"
+    if args.init_from:
+        line += f" (warm start from {args.init_from})"
     if result.best_score is not None:
         line += f"; best {config.selection_ref.name if config.selection_ref else 'last'} score "
         line += f"{result.best_score:.4f} at step {result.best_step}"

@@ -69,6 +69,12 @@ class MRCDatasetConfig:
         validator=_choice("bright", "dark", None),
         metadata={"help": "invert volumes whose known polarity differs (bright, dark, or None to keep)"},
     )
+    polarity: str | None = attrs.field(
+        default=None,
+        validator=_choice("bright", "dark", "", None),
+        metadata={"help": "the polarity of every row instead of the manifest's column ('' = unknown; None: "
+                          "the manifest's)"},
+    )
     num_classes: int = attrs.field(default=2, metadata={"help": "number of label values (0..num_classes-1)"})
     with_labels: bool = attrs.field(
         default=True, metadata={"help": "load label maps (False for unlabelled target use)"}
@@ -140,7 +146,8 @@ def find_manifest(root: Path, name: str) -> Path:
 def _prepare(row: ManifestRow, cfg: MRCDatasetConfig) -> Subtomogram:
     arr, info = read_volume(row.volume)
     vol = torch.from_numpy(arr)
-    factor = polarity_factor(row.polarity, cfg.canonical_polarity)
+    polarity = row.polarity if cfg.polarity is None else cfg.polarity
+    factor = polarity_factor(polarity, cfg.canonical_polarity)
     if factor != 1.0:
         vol = vol * factor
     vol = normalize(vol, cfg.normalization)  # type: ignore[arg-type]
@@ -164,7 +171,7 @@ def _prepare(row: ManifestRow, cfg: MRCDatasetConfig) -> Subtomogram:
         label = resize_labels(torch.from_numpy(lab_np), cfg.box, cfg.num_classes, cfg.label_resize)  # type: ignore[arg-type]
     vs = row.voxel_size if not math.isnan(row.voxel_size) else float(info.voxel_size[0])
     meta = {
-        "polarity": row.polarity,
+        "polarity": polarity,
         "polarity_inverted": factor == -1.0,
         "voxel_size": vs * arr.shape[0] / cfg.box,
         "source_voxel_size": vs,
@@ -222,6 +229,7 @@ def load_split(
     with_labels: bool = True,
     manifest: str = "manifest.csv",
     limit: int | None = None,
+    polarity: str | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor | None, list[dict[str, Any]]]:
     """All volumes of one domain/split in memory.
 
@@ -237,6 +245,7 @@ def load_split(
         box=box,
         normalization=normalization,
         canonical_polarity=canonical_polarity,
+        polarity=polarity,
         num_classes=num_classes,
         with_labels=with_labels,
         cache=False,

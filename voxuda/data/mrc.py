@@ -6,17 +6,26 @@ crash mid-write leaves half files that later fail in confusing ways. Here
 * every array travels with a :class:`VolumeInfo` (voxel size and origin, numpy (z, y, x) order, Å);
 * every write goes to a temporary file in the destination folder and is renamed into place, so readers
   never see a partial file;
-* modes 0, 1, 2, 6 and 12 are read and cast (images to float32, labels to int64);
-* corrupt, truncated, non-3-D or non-finite files raise :class:`~voxuda.data.errors.DataError` naming
-  the file.
+* modes 0, 1, 2, 6 and 12 are read and cast (images to float32, labels to int64); mode 0 is read as
+  *unsigned* bytes when IMOD's stamp says so (``imodStamp`` = 1146047817 at byte 152 with bit 1 of
+  ``imodFlags`` at byte 156 clear: what ``trimvol -bytes`` and ``newstack -mode 0`` write), as IMOD does;
+* files another tool wrote slightly off-standard (trailing bytes after the data, a missing ``MAP `` ID, an
+  unknown machine stamp) are read with ``mrcfile``'s permissive mode and a one-line note on stderr;
+* corrupt, truncated, non-3-D, zero- or negative-sized or non-finite files raise
+  :class:`~voxuda.data.errors.DataError` naming the file;
+* :func:`open_tomogram` (the entry point of ``voxuda segment`` and ``voxuda extract``) also refuses image
+  stacks (tilt series), takes a ``voxel_size`` that overrides the header and notes a header pixel size
+  outside :data:`PLAUSIBLE_VOXEL_SIZE`.
 """
 
 from __future__ import annotations
 
 import contextlib
+import math
 import os
+import sys
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,6 +46,13 @@ __all__ = [
     "write_volume",
     "write_labels",
     "atomic_path",
+    "PLAUSIBLE_VOXEL_SIZE",
+    "STACK_SUFFIXES",
+    "IMOD_STAMP",
+    "stderr_note",
+    "remove_stale_partials",
+    "stack_reason",
+    "pid_alive",
 ]
 
 #: MRC modes accepted on read (int8, int16, float32, uint16, float16).
@@ -44,6 +60,30 @@ READ_MODES: frozenset[int] = frozenset({0, 1, 2, 6, 12})
 
 # A fixed header label keeps files byte-identical between runs (mrcfile would stamp the current time).
 _LABEL = "voxuda"
+
+#: IMOD's ``imodStamp`` (byte 152): when present, bit 1 of ``imodFlags`` (byte 156) set means signed bytes.
+IMOD_STAMP = 1146047817
+_IMOD_SIGNED_BYTES = 1
+
+#: Header pixel sizes (Å) outside ``(low, high]`` are noted as implausible. Below or at 1 Å: unset headers
+#: (mrcfile and IMOD write 1 Å, or 0, when nobody set a size) or super-resolution frames, never a
+#: tomogram; above 100 Å: binned beyond any use for particles of 10-30 nm. ``--voxel-size`` overrides.
+PLAUSIBLE_VOXEL_SIZE: tuple[float, float] = (1.0, 100.0)
+
+#: File suffixes of image stacks in IMOD/RELION/cryoSPARC practice: tilt series (``.st``, aligned
+#: ``.ali``/``.preali``) and 2-D particle stacks (``.mrcs``). A tomogram is ``.mrc`` or ``.rec``.
+STACK_SUFFIXES: frozenset[str] = frozenset({".st", ".ali", ".preali", ".mrcs"})
+
+#: Extended-header types that carry one metadata record per image (SerialEM, FEI/Thermo, Agard): a file with
+#: one and ``ispg`` 0 is a stack of images straight from the microscope.
+_PER_IMAGE_EXTTYP: frozenset[bytes] = frozenset({b"SERI", b"FEI1", b"FEI2", b"AGAR"})
+
+Note = Callable[[str], object]
+
+
+def stderr_note(message: str) -> None:
+    """Print one ``voxuda: note:`` line on stderr (the CLI's convention for things the user should know)."""
+    print(f"voxuda: note: {' '.join(message.split())}", file=sys.stderr)
 
 
 @dataclass(frozen=True)
@@ -121,21 +161,94 @@ def _check_finite(arr: np.ndarray, path: Path) -> None:
         raise DataError(path, f"contains {bad} NaN/Inf voxel(s)", "fix or re-export the map before using it")
 
 
-@contextlib.contextmanager
-def _open(path: Path, *, mmap: bool) -> Iterator[Any]:
-    if not path.exists():
-        raise DataError(path, "file not found", "check the path or the manifest entry")
+def _header_dims(path: Path) -> tuple[int, int, int]:
+    """``(nx, ny, nz)`` from the raw header, before ``mrcfile`` maps a negative or empty data block."""
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("error")  # mrcfile warns on truncated/odd files; treat as corrupt
-            opener = mrcfile.mmap if mmap else mrcfile.open
-            handle = opener(path, mode="r", permissive=False)
-    except (ValueError, OSError, EOFError, RuntimeWarning, UserWarning) as exc:
+            warnings.simplefilter("ignore")
+            with mrcfile.open(path, mode="r", header_only=True, permissive=True) as mrc:
+                hdr = mrc.header
+                if hdr is None:
+                    raise ValueError("no MRC header")
+                return int(hdr.nx), int(hdr.ny), int(hdr.nz)
+    except (ValueError, OSError, EOFError) as exc:
         raise DataError(path, f"not a readable MRC file ({exc})", "re-export it as MRC2014") from exc
+
+
+_TRAILING = "larger than expected"
+
+
+@contextlib.contextmanager
+def _open(path: Path, *, mmap: bool, note: Note | None = stderr_note) -> Iterator[Any]:
+    """Open strictly; retry with ``mrcfile``'s permissive mode (and one note) for off-standard headers.
+
+    Trailing bytes after the data block are accepted with a note (some writers pad files); a missing ``MAP``
+    ID or an unknown machine stamp is read permissively with a note; anything that leaves no data (truncated
+    files) or that fails even permissively is a :class:`DataError`.
+    """
+    if not path.exists():
+        raise DataError(path, "file not found", "check the path or the manifest entry")
+    dims = _header_dims(path)
+    if any(n <= 0 for n in dims):
+        raise DataError(
+            path, f"header dimensions (nx, ny, nz) = {dims}: {'zero' if min(dims) == 0 else 'negative'} "
+            "size, no voxels to read", "re-export the map; the header is damaged or the file is empty"
+        )
+    opener = mrcfile.mmap if mmap else mrcfile.open
+    handle = None
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            handle = opener(path, mode="r", permissive=False)
+        problems = [str(w.message) for w in caught]
+        odd = [m for m in problems if _TRAILING not in m]
+        if odd:
+            raise ValueError("; ".join(odd))
+        if problems and note is not None:
+            note(f"{path}: {problems[0]}; the extra bytes after the data are ignored")
+    except (ValueError, OSError, EOFError, OverflowError) as exc:
+        if handle is not None:
+            handle.close()
+        handle = _open_permissive(path, opener, exc, note)
     try:
         yield handle
     finally:
         handle.close()
+
+
+def _open_permissive(path: Path, opener: Any, strict_error: BaseException, note: Note | None) -> Any:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            handle = opener(path, mode="r", permissive=True)
+    except (ValueError, OSError, EOFError, OverflowError) as exc:
+        raise DataError(path, f"not a readable MRC file ({exc})", "re-export it as MRC2014") from exc
+    if handle.data is None or handle.header is None:
+        handle.close()
+        raise DataError(
+            path, f"not a readable MRC file ({strict_error}); the data block is missing or truncated",
+            "re-export it as MRC2014",
+        )
+    if note is not None:
+        note(f"{path}: {strict_error}; read with mrcfile's permissive mode (check the result)")
+    return handle
+
+
+def _imod_unsigned(mrc: Any) -> bool:
+    """True for mode 0 written by IMOD with unsigned bytes (stamp present, signed flag clear)."""
+    hdr = mrc.header
+    if int(hdr.mode) != 0:
+        return False
+    raw = hdr.tobytes()
+    int32 = hdr.dtype["nx"]  # the file's own byte order
+    stamp, flags = (int(v) for v in np.frombuffer(raw[152:160], dtype=int32))
+    return stamp == IMOD_STAMP and not flags & _IMOD_SIGNED_BYTES
+
+
+def _voxels(mrc: Any) -> np.ndarray:
+    """The data block with the dtype its writer meant (IMOD unsigned bytes viewed as uint8)."""
+    data = mrc.data
+    return data.view(np.uint8) if _imod_unsigned(mrc) else data
 
 
 def _check_geometry(mrc: Any, path: Path) -> int:
@@ -151,7 +264,7 @@ def _check_geometry(mrc: Any, path: Path) -> int:
 def read_header(path: str | os.PathLike[str]) -> tuple[tuple[int, int, int], VolumeInfo, int]:
     """Shape (z, y, x), geometry and mode of an MRC file without reading its voxels."""
     p = Path(path)
-    with _open(p, mmap=True) as mrc:
+    with _open(p, mmap=True, note=None) as mrc:
         mode = _check_geometry(mrc, p)
         return tuple(int(s) for s in mrc.data.shape), _info_from(mrc), mode  # type: ignore[return-value]
 
@@ -161,7 +274,7 @@ def read_volume(path: str | os.PathLike[str]) -> tuple[np.ndarray, VolumeInfo]:
     p = Path(path)
     with _open(p, mmap=False) as mrc:
         _check_geometry(mrc, p)
-        arr = np.array(mrc.data, dtype=np.float32)
+        arr = np.array(_voxels(mrc), dtype=np.float32)
         info = _info_from(mrc)
     _check_finite(arr, p)
     return arr, info
@@ -172,7 +285,7 @@ def read_labels(path: str | os.PathLike[str]) -> tuple[np.ndarray, VolumeInfo]:
     p = Path(path)
     with _open(p, mmap=False) as mrc:
         _check_geometry(mrc, p)
-        raw = np.asarray(mrc.data)
+        raw = np.asarray(_voxels(mrc))
         info = _info_from(mrc)
         if raw.dtype.kind == "f":
             raw32 = raw.astype(np.float32)
@@ -183,17 +296,93 @@ def read_labels(path: str | os.PathLike[str]) -> tuple[np.ndarray, VolumeInfo]:
     return arr, info
 
 
-def open_tomogram(path: str | os.PathLike[str]) -> Tomogram:
-    """Memory-map a (large) tomogram; voxels are read lazily through :meth:`Tomogram.read`."""
+def stack_reason(path: Path, mrc: Any) -> str | None:
+    """Why ``mrc`` looks like a stack of 2-D images (a tilt series) rather than a tomogram, or ``None``.
+
+    MRC2014 marks image stacks with ``ispg`` 0, but many tomograms written by older IMOD versions carry
+    ``ispg`` 0 too, so ``ispg`` 0 alone is not refused; it is refused together with a per-image extended
+    header (SerialEM, FEI) or a tilt-angle file beside it (``X.tlt``/``X.rawtlt``) with one angle per section.
+    """
+    if path.suffix.lower() in STACK_SUFFIXES:
+        return f"the extension {path.suffix} is that of an image stack (tilt series)"
+    hdr = mrc.header
+    if int(hdr.ispg) != 0:
+        return None
+    nz = int(hdr.nz)
+    exttyp = bytes(hdr.exttyp)
+    if int(hdr.nsymbt) > 0 and exttyp in _PER_IMAGE_EXTTYP:
+        return f"ispg 0 (image stack) with a per-image {exttyp.decode()} extended header"
+    for suffix in (".tlt", ".rawtlt"):
+        angles = path.with_suffix(suffix)
+        if angles.is_file():
+            with contextlib.suppress(OSError, UnicodeDecodeError):
+                count = sum(1 for line in angles.read_text().splitlines() if line.strip())
+                if count == nz:
+                    return f"ispg 0 (image stack) and nz = {nz} = the tilt angles in {angles.name}"
+    return None
+
+
+def _check_voxel_size(path: Path, info: VolumeInfo, note: Note | None) -> None:
+    low, high = PLAUSIBLE_VOXEL_SIZE
+    bad = [v for v in info.voxel_size if not (math.isfinite(v) and low < v <= high)]
+    if bad and note is not None:
+        note(f"{path}: header pixel size {info.voxel_size[2]:g} Å is implausible for a tomogram (expected "
+             f"{low:g} < size <= {high:g} Å; unset headers say 0 or 1); pass --voxel-size ANGSTROM")
+
+
+def open_tomogram(
+    path: str | os.PathLike[str],
+    *,
+    voxel_size: float | None = None,
+    refuse_stacks: bool = True,
+    note: Note | None = stderr_note,
+) -> Tomogram:
+    """Memory-map a (large) tomogram; voxels are read lazily through :meth:`Tomogram.read`.
+
+    ``voxel_size`` (Å, isotropic) replaces the header's, which is otherwise checked against
+    :data:`PLAUSIBLE_VOXEL_SIZE` with a note. Image stacks (see :func:`stack_reason`) are refused unless
+    ``refuse_stacks`` is false.
+    """
     p = Path(path)
-    cm = _open(p, mmap=True)
+    if voxel_size is not None and not (math.isfinite(voxel_size) and voxel_size > 0):
+        raise DataError(p, f"--voxel-size {voxel_size} is not a positive number", "pass the pixel size in Å")
+    cm = _open(p, mmap=True, note=note)
     mrc = cm.__enter__()
     try:
         mode = _check_geometry(mrc, p)
-        return Tomogram(p, mrc.data, _info_from(mrc), mode, _handle=mrc)
+        if refuse_stacks and (why := stack_reason(p, mrc)) is not None:
+            raise DataError(p, f"looks like a tilt series, not a tomogram: {why}",
+                            "reconstruct it first and pass the tomogram (.mrc/.rec)")
+        info = _info_from(mrc)
+        if voxel_size is not None:
+            info = VolumeInfo.isotropic(voxel_size, info.origin)
+        else:
+            _check_voxel_size(p, info, note)
+        return Tomogram(p, _voxels(mrc), info, mode, _handle=mrc)
     except BaseException:
         cm.__exit__(None, None, None)
         raise
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists (a permission error means it does, owned by someone else)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_partials(dest: Path) -> None:
+    """Delete ``.NAME.partial-PID`` folders beside ``dest`` whose process is dead (never a live writer's)."""
+    import shutil
+
+    for stale in dest.parent.glob(f".{dest.name}.partial-*"):
+        pid = stale.name.rsplit("-", 1)[-1]
+        if pid.isdigit() and not pid_alive(int(pid)):
+            shutil.rmtree(stale, ignore_errors=True)
 
 
 @contextlib.contextmanager

@@ -1,80 +1,64 @@
-"""A minimal reader for the data blocks of RELION STAR files (loops and key-value pairs).
+"""RELION STAR files through the maintained ``starfile`` package (the ``star`` extra).
 
-Why not a library: the maintained ``starfile`` package pulls in pandas and pyarrow, which the core
-install avoids. When ``starfile`` is installed it is used instead (see :func:`read_star`).
+Why ``starfile`` and not a parser of our own: STAR has quoting, comment, empty-block and key-value-block rules
+that every hand-written reader gets subtly wrong, and RELION, Warp and copick users exchange files written by
+``starfile`` already. It needs pandas, which the core install avoids, so it is imported here on first use and
+a missing install is one line that says what to install.
 """
 
 from __future__ import annotations
 
 import os
-import shlex
 from pathlib import Path
+from typing import Any
 
 from voxuda.data.errors import DataError
+from voxuda.data.mrc import atomic_path
 
-__all__ = ["read_star", "parse_star"]
+__all__ = ["read_star", "write_star", "STAR_INSTALL_HINT"]
 
+STAR_INSTALL_HINT = "STAR files need the starfile package: pip install 'voxuda[star]' (or use a .csv file)"
 
-def parse_star(text: str, path: str | os.PathLike[str] = "<star>") -> dict[str, list[dict[str, str]]]:
-    """Parse STAR text into ``{block_name: rows}``; a key-value block becomes a single row."""
-    blocks: dict[str, list[dict[str, str]]] = {}
-    name: str | None = None
-    cols: list[str] = []
-    in_loop = False
-    pairs: dict[str, str] = {}
-
-    def flush_pairs() -> None:
-        if name is not None and pairs:
-            blocks.setdefault(name, []).append(dict(pairs))
-            pairs.clear()
-
-    for lineno, raw in enumerate(text.splitlines(), start=1):
-        line = raw.split("#", 1)[0].strip()
-        if not line:
-            continue
-        if line.startswith("data_"):
-            flush_pairs()
-            name, cols, in_loop = line[5:], [], False
-            blocks.setdefault(name, [])
-        elif line.startswith("loop_"):
-            flush_pairs()
-            cols, in_loop = [], True
-        elif line.startswith("_"):
-            parts = line.split(None, 1)
-            key = parts[0][1:]
-            if in_loop and (len(parts) == 1 or parts[1].startswith("#")):
-                cols.append(key)
-            else:
-                in_loop = False
-                pairs[key] = parts[1].strip() if len(parts) > 1 else ""
-        elif in_loop and cols:
-            vals = shlex.split(line, posix=True)
-            if len(vals) != len(cols):
-                raise DataError(
-                    path, f"line {lineno}: {len(vals)} values for {len(cols)} columns", "fix the STAR loop"
-                )
-            assert name is not None
-            blocks[name].append(dict(zip(cols, vals, strict=True)))
-        else:
-            raise DataError(path, f"line {lineno}: unexpected content {line[:40]!r}", "check the STAR syntax")
-    flush_pairs()
-    return blocks
+# starfile stamps the wall-clock time in its first comment line; dropping it keeps reruns byte-identical.
+_STARFILE_STAMP = "# Created by the starfile Python package"
 
 
-def read_star(path: str | os.PathLike[str]) -> dict[str, list[dict[str, str]]]:
-    """Read a STAR file (``starfile`` if installed, else the built-in parser); keys without leading ``_``."""
+def _starfile(path: Path) -> Any:
+    try:
+        import starfile  # type: ignore[import-not-found]
+    except ImportError as exc:
+        raise DataError(path, "cannot read or write STAR", STAR_INSTALL_HINT) from exc
+    return starfile
+
+
+def read_star(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """``{block name: pandas.DataFrame}`` of a STAR file; a key-value block becomes a one-row frame."""
     p = Path(path)
     if not p.is_file():
         raise DataError(p, "STAR file not found", "check the coordinates path")
+    starfile = _starfile(p)
+    import pandas as pd
+
     try:
-        import starfile  # type: ignore[import-not-found]
-    except ImportError:
-        return parse_star(p.read_text(encoding="utf-8"), p)
-    data = starfile.read(p, always_dict=True)
-    out: dict[str, list[dict[str, str]]] = {}
-    for block, df in data.items():
-        if hasattr(df, "to_dict"):
-            out[block] = [{k.lstrip("_"): str(v) for k, v in r.items()} for r in df.to_dict("records")]
-        else:
-            out[block] = [{k.lstrip("_"): str(v) for k, v in df.items()}]
+        blocks = starfile.read(p, always_dict=True)
+    except Exception as exc:  # starfile raises bare pandas/parser errors on malformed text
+        raise DataError(p, f"not a readable STAR file ({type(exc).__name__}: {exc})",
+                        "check the STAR syntax") from exc
+    out: dict[str, Any] = {}
+    for name, block in blocks.items():
+        out[name] = block if isinstance(block, pd.DataFrame) else pd.DataFrame([block])
     return out
+
+
+def write_star(blocks: dict[str, Any], path: str | os.PathLike[str], comment: str = "") -> Path:
+    """Write ``{block name: DataFrame}`` atomically (temporary file, then rename), without a time stamp."""
+    p = Path(path)
+    starfile = _starfile(p)
+    text = starfile.to_string(blocks, float_format="%.6f", sep="\t")
+    lines = [line for line in text.splitlines() if not line.startswith(_STARFILE_STAMP)]
+    while lines and not lines[0].strip():
+        lines.pop(0)
+    head = "".join(f"# {line}\n" for line in comment.splitlines())
+    with atomic_path(p) as tmp:
+        tmp.write_text(head + "\n" + "\n".join(lines) + "\n", encoding="utf-8")
+    return p

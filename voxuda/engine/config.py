@@ -94,7 +94,7 @@ class TrainerConfig:
     checkpoint_every: int = help_field(0, help="write last.pt every N steps (0 = only at the end)",
                                        validator=non_negative)
     num_threads: int = help_field(2, help="torch CPU threads (torch.set_num_threads)", validator=positive)
-    device: str = help_field("cpu", help="cpu, cuda, cuda:N or auto")
+    device: str = help_field("auto", help="auto (CUDA when available, else CPU), cpu, cuda or cuda:N")
     deterministic: bool = help_field(True, help="torch.use_deterministic_algorithms (warn only)")
     progress: bool = help_field(True, help="show a tqdm progress bar with running losses")
 

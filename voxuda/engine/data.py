@@ -118,24 +118,27 @@ def target_location(cfg: DataConfig, root: Path) -> tuple[Path, str]:
 
 
 def load_target(cfg: DataConfig, root: Path, split: str, *, with_labels: bool = True,
-                alignment: Mapping[str, Any] | None = None) -> DomainSplit:
+                alignment: Mapping[str, Any] | None = None, polarity: str | None = None) -> DomainSplit:
     """The target domain's ``split`` from wherever :func:`target_location` says it lives, aligned as
     ``[data] alignment`` says: with the fitted ``alignment`` record when given (a run's ``run.json``), else
-    with the aligner fitted on this dataset's train splits (once per process, see :func:`fitted_aligner`)."""
-    split_data = _load_target_raw(cfg, root, split, with_labels=with_labels)
+    with the aligner fitted on this dataset's train splits (once per process, see :func:`fitted_aligner`).
+    ``polarity`` replaces the manifest's polarity of every row (``voxuda evaluate --polarity``)."""
+    split_data = _load_target_raw(cfg, root, split, with_labels=with_labels, polarity=polarity)
     if is_identity(cfg.alignment if alignment is None else alignment.get("aligner")):
         return split_data
     aligner = _record_aligner(alignment, cfg) if alignment is not None else fitted_aligner(cfg, root)
     return split_data.aligned(aligner, "target")
 
 
-def _load_target_raw(cfg: DataConfig, root: Path, split: str, *, with_labels: bool = True) -> DomainSplit:
+def _load_target_raw(cfg: DataConfig, root: Path, split: str, *, with_labels: bool = True,
+                     polarity: str | None = None) -> DomainSplit:
     target_root, manifest = target_location(cfg, root)
-    return load_domain(cfg, target_root, cfg.target_domain, split, with_labels=with_labels, manifest=manifest)
+    return load_domain(cfg, target_root, cfg.target_domain, split, with_labels=with_labels, manifest=manifest,
+                       polarity=polarity)
 
 
 def load_domain(cfg: DataConfig, root: Path, domain: str, split: str, *, with_labels: bool,
-                manifest: str | None = None) -> DomainSplit:
+                manifest: str | None = None, polarity: str | None = None) -> DomainSplit:
     from voxuda.data.datasets import load_split
 
     volumes, labels, meta = load_split(
@@ -148,6 +151,7 @@ def load_domain(cfg: DataConfig, root: Path, domain: str, split: str, *, with_la
         num_classes=cfg.num_classes,
         with_labels=with_labels,
         manifest=manifest or cfg.manifest,
+        polarity=polarity,
     )
     return DomainSplit(volumes, labels, meta)
 

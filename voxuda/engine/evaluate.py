@@ -116,19 +116,25 @@ def evaluate_run(
     alignment: str | Mapping[str, Any] | ComponentRef | None = None,
     data_override: RunData | None = None,
     split_data: DomainSplit | None = None,
+    polarity: str | None = None,
+    device: str | None = None,
 ) -> dict[str, Any]:
     """Evaluate the run in ``run_dir`` on target ``split`` and write ``eval_<...>.json`` there.
 
     ``split_data`` supplies the labelled volumes directly, used as given (tests); otherwise the target
     domain's ``split`` is read from ``[data]`` and aligned like the run's training data (or with
     ``alignment``, see the module doc); with ``data_override`` (in-memory runs) the target ``val`` split
-    stands in when no files exist.
+    stands in when no files exist. ``polarity`` (dark, bright or unknown) replaces the manifest's polarity
+    of every row, mapped to the run's ``canonical_polarity`` exactly as training mapped its volumes (None:
+    the manifest's, as trained). ``device`` overrides the run's ``trainer.device`` (``auto``: CUDA when
+    available).
     """
     run_dir = Path(run_dir)
     config = load_run_config_from_dir(run_dir)
     from voxuda.engine.trainer import resolve_device
 
-    device = resolve_device(config.trainer.device)
+    device = resolve_device(config.trainer.device if device is None else device,
+                            "trainer.device" if device is None else "--device")
     torch.set_num_threads(config.trainer.num_threads)
     predictor, method, info = load_predictor(run_dir, config, checkpoint, device)
     ref = _denoiser_ref(config, input_denoiser, denoiser_overrides)
@@ -141,7 +147,7 @@ def evaluate_run(
     run_record = _read_json(run_dir / "run.json")
     data_cfg, align_record = _alignment(config, run_record, alignment)
     if split_data is None:
-        split_data = _load_split(config, data_cfg, split, data_override, align_record)
+        split_data = _load_split(config, data_cfg, split, data_override, align_record, polarity)
     metrics = evaluate_predictor(
         predictor, split_data, num_classes=config.data.num_classes, batch_size=config.evaluation.batch_size,
         device=device, input_transform=transform,
@@ -163,6 +169,7 @@ def evaluate_run(
         "alignment": _resolved_aligner(data_cfg),
         "alignment_override": alignment is not None,
         "inverted": invert,
+        "polarity": _polarity_summary(split_data, polarity, config.data.canonical_polarity),
         "time": now(),
         **metrics,
     }
@@ -173,6 +180,8 @@ def evaluate_run(
         name += f"_align-{data_cfg.alignment.name.replace(':', '-')}"
     if invert:
         name += "_inverted"
+    if polarity is not None:
+        name += f"_polarity-{polarity}"
     write_json_atomic(result, run_dir / f"{name}.json")
     return result
 
@@ -204,19 +213,31 @@ def _alignment(
     return cfg, recorded if same else None
 
 
+def _polarity_summary(split: DomainSplit, override: str | None, canonical: str) -> dict[str, Any]:
+    """How the evaluated volumes were mapped: the input polarity (``manifest`` when not overridden), the
+    run's canonical polarity and how many volumes were inverted to reach it."""
+    inverted = sum(bool(m.get("polarity_inverted")) for m in split.meta)
+    return {"input": override or "manifest", "canonical": canonical, "inverted": inverted,
+            "volumes": len(split)}
+
+
 def _load_split(config: RunConfig, data_cfg: DataConfig, split: str, data_override: RunData | None,
-                record: dict[str, Any] | None) -> DomainSplit:
+                record: dict[str, Any] | None, polarity: str | None = None) -> DomainSplit:
     in_memory = data_override is not None and (
         not config.data.root or not (Path(config.data.root) / config.data.manifest).is_file()
     )
     if in_memory:
         assert data_override is not None
+        if polarity is not None:
+            raise ConfigError("--polarity: in-memory data have no manifest polarity to replace; "
+                              "evaluate a dataset on disk")
         data = ensure_aligned(data_override, data_cfg, record)
         if data.target_val is None:
             raise ConfigError("in-memory data has no labelled target split to evaluate")
         return data.target_val
     root = ensure_dataset(data_cfg)
-    return load_target(data_cfg, root, split, alignment=record)
+    row_polarity = {"unknown": ""}.get(polarity, polarity) if polarity is not None else None
+    return load_target(data_cfg, root, split, alignment=record, polarity=row_polarity)
 
 
 def _read_json(path: Path) -> dict[str, Any]:

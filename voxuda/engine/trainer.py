@@ -70,12 +70,17 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def resolve_device(name: str) -> torch.device:
+def resolve_device(name: str, option: str = "trainer.device") -> torch.device:
+    """``auto``: CUDA when available, else the CPU; any other name must be a device that exists. ``option``
+    names the setting in the error (``--device`` for the commands that run a model)."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError as exc:
+        raise ConfigError(f"{option}: {name!r} is not a device; use auto, cpu, cuda or cuda:N") from exc
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"trainer.device: {name!r} requested but CUDA is not available; use device = 'cpu'")
+        raise ConfigError(f"{option}: {name!r} requested but CUDA is not available; use auto or cpu")
     return device
 
 
@@ -246,7 +251,7 @@ class _Trainer:
         running: dict[str, float] = {}
         session_steps = 0
         progress = None
-        if cfg.progress:
+        if cfg.progress and self.dist.is_main:  # one bar per run, not one per rank
             from tqdm.auto import tqdm
 
             progress = tqdm(total=cfg.steps, initial=self.step, desc="train", dynamic_ncols=True, leave=False)
@@ -451,6 +456,7 @@ def _run_record(config: RunConfig, trainer: _Trainer) -> dict[str, Any]:
         "warnings": run_config_warnings(config),
         "teacher_schedule": schedule.to_dict() if schedule is not None else None,
         "data": _data_record(trainer.data),
+        "polarity": _polarity_record(config, trainer.data),
         "distributed": {"world_size": trainer.dist.world_size, "backend": trainer.dist.backend or None},
         "config": resolved_run_config(config),
         "versions": provenance.package_versions(),
@@ -467,6 +473,14 @@ def _run_record(config: RunConfig, trainer: _Trainer) -> dict[str, Any]:
         "start_time": provenance.now(),
         "end_time": None,
     }
+
+
+def _polarity_record(config: RunConfig, data: RunData) -> dict[str, Any]:
+    """The training polarity, which ``voxuda segment`` and ``voxuda evaluate`` map their input to."""
+    from voxuda.segment.polarity import polarity_record
+
+    return polarity_record(config.data.canonical_polarity, data.source_train.meta or (),
+                           data.target_train.meta or ())
 
 
 def _data_record(data: RunData) -> dict[str, Any]:

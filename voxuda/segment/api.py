@@ -2,7 +2,8 @@
 
 The pipeline, each stage streaming in z so memory is bounded by one band of planes whatever the tomogram size:
 
-    memory-mapped MRC -> [resample to the model's voxel size] -> windows -> polarity, normalisation,
+    memory-mapped MRC -> [resample to the model's voxel size] -> windows -> polarity (the input's
+    ``polarity`` mapped to the run's canonical one, voxuda.segment.polarity), normalisation,
     [input alignment] -> [input denoiser] -> predictor -> Gaussian-weighted blending -> [resample back]
     -> labels / probabilities written plane band by plane band to temporary files, renamed into place at
     the very end.
@@ -29,6 +30,7 @@ from torch import nn
 from voxuda.errors import VoxudaError
 from voxuda.segment.errors import SegmentError
 from voxuda.segment.model import LoadedModel, load_model
+from voxuda.segment.polarity import InputPolarity, resolve_input_polarity
 from voxuda.segment.preprocess import Preprocessing
 from voxuda.segment.sliding import count_windows, sliding_window
 from voxuda.segment.source import MRCSource, PlaneSource, ResampledSource, resampled_shape
@@ -160,12 +162,13 @@ def segment_tomogram(
     patch: int = 32,
     overlap: float = 0.5,
     batch_size: int = 4,
-    device: str | torch.device = "cpu",
+    device: str | torch.device = "auto",
     input_denoiser: Any = None,
     denoiser_params: Mapping[str, Any] | None = None,
     alignment: Any = None,
     alignment_params: Mapping[str, Any] | None = None,
     invert: bool = False,
+    polarity: str | None = None,
     normalization: str | None = None,
     scope: str = "patch",
     model_voxel_size: float | None = None,
@@ -182,6 +185,8 @@ def segment_tomogram(
     bare module); ``scope`` is ``patch`` (default, like training subtomograms) or ``tomogram``.
     ``alignment`` (a name, ref table or callable; default: the run's ``data.alignment`` with the statistics in
     its ``run.json``, ``"none"`` to switch it off) is applied to every normalised window as the target domain.
+    ``polarity`` is the input's protein contrast (``dark``, the default, ``bright`` or ``unknown``), mapped to
+    the run's ``canonical_polarity`` as training mapped its volumes; ``invert`` is the manual override.
     ``model_voxel_size`` (Å) overrides the run's recorded voxel size; with ``resample`` the tomogram is
     resampled to it and the result back to the tomogram's grid. Outputs keep the input's shape, voxel size
     and origin. See docs/segment.md.
@@ -204,12 +209,13 @@ def segment_tomogram(
         raise SegmentError(
             f"need patch >= 1, 0 <= overlap < 1 and batch >= 1; got {patch}, {overlap}, {batch_size}"
         )
-    torch_device = torch.device(device)
-    if torch_device.type == "cuda" and not torch.cuda.is_available():
-        raise SegmentError("--device cuda requested but CUDA is not available; use --device cpu")
+    torch_device = _resolve_device(device)
     model = _resolve_model(model_or_run, torch_device)
     if patch % model.divisor:
         raise SegmentError(f"patch {patch} must be a multiple of {model.divisor} (the network down-samples)")
+    mapped = _input_polarity(polarity, invert, model)
+    if mapped.note is not None:
+        note(mapped.note)
     denoiser = _build_denoiser(input_denoiser, denoiser_params or {}, model)
     normalization = normalization or model.normalization
     aligner = _build_aligner(alignment, alignment_params or {}, model, normalization)
@@ -236,7 +242,7 @@ def segment_tomogram(
         prep = Preprocessing(
             normalization=normalization,  # type: ignore[arg-type]
             scope=scope,  # type: ignore[arg-type]
-            invert=invert,
+            invert=mapped.invert,
             denoiser=denoiser,
             aligner=aligner,
         )
@@ -270,6 +276,24 @@ def segment_tomogram(
         labels=out, probabilities=prob_path, shape=shape, working_shape=working.shape,
         windows=windows, seconds=time.perf_counter() - started, notes=notes,
     )
+
+
+def _resolve_device(device: str | torch.device) -> torch.device:
+    """The trainer's device rule (``auto``: CUDA when available), errors as SegmentError naming --device."""
+    from voxuda.engine.trainer import resolve_device
+
+    try:
+        return resolve_device(str(device), "--device")
+    except VoxudaError as exc:
+        raise SegmentError(str(exc)) from exc
+
+
+def _input_polarity(polarity: str | None, invert: bool, model: LoadedModel) -> InputPolarity:
+    """The polarity mapping of :mod:`voxuda.segment.polarity` for this model, errors as SegmentError."""
+    try:
+        return resolve_input_polarity(polarity, model.canonical_polarity, invert)
+    except ValueError as exc:
+        raise SegmentError(str(exc)) from exc
 
 
 def _progress_bar(total: int, enabled: bool, name: str) -> Any:

@@ -7,8 +7,13 @@ config through the registry, so plugin backbones work like built-in ones; the ch
 load of a checkpoint from another backbone would produce plausible-looking garbage.
 
 Besides the network this module reads what preprocessing training used: ``[data] normalization``, the
-voxel size the model was trained at (``run.json`` ``data.voxel_size``; see docs/segment.md) and the input
-alignment with its fitted statistics (``run.json`` ``alignment``; docs/data.md, "Input alignment").
+voxel size the model was trained at (``run.json`` ``data.voxel_size``; see docs/segment.md), the input
+alignment with its fitted statistics (``run.json`` ``alignment``; docs/data.md, "Input alignment") and the
+training polarity (``run.json`` ``polarity``, see :mod:`voxuda.segment.polarity`).
+
+The predictor is ``method.predictor()``: the network the method reports (a mean teacher's or Vox-UDA's
+teacher when ``predict_with`` says so, AdaBN's student with target statistics), exactly what evaluation and
+the benchmark score.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from torch import nn
 from voxuda.config import load_toml
 from voxuda.errors import VoxudaError
 from voxuda.segment.errors import SegmentError
+from voxuda.segment.polarity import canonical_of_run
 
 __all__ = ["LoadedModel", "load_model", "find_run_files", "state_dict_of"]
 
@@ -46,6 +52,8 @@ class LoadedModel:
     config: dict[str, Any] = attrs.field(factory=dict)
     #: the run's input alignment as recorded in run.json (aligner config + fitted state), if any
     alignment: dict[str, Any] | None = None
+    #: the run's ``canonical_polarity`` (bright, dark or keep; None: not recorded); voxuda.segment.polarity
+    canonical_polarity: str | None = None
 
 
 def find_run_files(path: str | os.PathLike[str]) -> tuple[Path, Path]:
@@ -64,19 +72,32 @@ def find_run_files(path: str | os.PathLike[str]) -> tuple[Path, Path]:
     raise SegmentError(f"{p}: no such run folder or checkpoint")
 
 
-def state_dict_of(payload: Any, path: Path) -> dict[str, torch.Tensor]:
+#: suffix of the key under which ``nn.Module.get_extra_state`` stores non-tensor state (e.g. the fitted noise
+#: statistics of ``vox_uda``); such a value is a plain container, not a tensor
+EXTRA_STATE = "_extra_state"
+
+
+def _is_state_dict(candidate: Any) -> bool:
+    """A module state dict: tensors by key, plus any ``*._extra_state`` containers a module writes."""
+    return isinstance(candidate, dict) and bool(candidate) and all(
+        isinstance(v, torch.Tensor) or (isinstance(k, str) and k.rpartition(".")[2] == EXTRA_STATE)
+        for k, v in candidate.items()
+    ) and any(isinstance(v, torch.Tensor) for v in candidate.values())
+
+
+def state_dict_of(payload: Any, path: Path) -> dict[str, Any]:
     """The method's state dict in a checkpoint (voxuda format ``{"method": ...}`` or a bare state dict)."""
     if isinstance(payload, dict):
         for key in ("method", "model", "state_dict"):
             inner = payload.get(key)
-            if isinstance(inner, dict) and inner and all(isinstance(v, torch.Tensor) for v in inner.values()):
+            if _is_state_dict(inner):
                 return inner
-        if payload and all(isinstance(v, torch.Tensor) for v in payload.values()):
+        if _is_state_dict(payload):
             return payload
     raise SegmentError(f"{path}: not a voxuda checkpoint (no model state dict inside)")
 
 
-def _read_checkpoint(path: Path) -> dict[str, torch.Tensor]:
+def _read_checkpoint(path: Path) -> dict[str, Any]:
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # truncated, foreign or pickled-object files all land here
@@ -85,11 +106,12 @@ def _read_checkpoint(path: Path) -> dict[str, torch.Tensor]:
     return state_dict_of(payload, path)
 
 
-def _describe_mismatch(module: nn.Module, state: dict[str, torch.Tensor]) -> str | None:
+def _describe_mismatch(module: nn.Module, state: dict[str, Any]) -> str | None:
     own = module.state_dict()
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
-    shapes = [k for k in own if k in state and tuple(own[k].shape) != tuple(state[k].shape)]
+    shapes = [k for k in own if k in state and isinstance(own[k], torch.Tensor)
+              and tuple(own[k].shape) != tuple(getattr(state[k], "shape", ()))]
     if not (missing or unexpected or shapes):
         return None
     parts = []
@@ -99,7 +121,7 @@ def _describe_mismatch(module: nn.Module, state: dict[str, torch.Tensor]) -> str
         parts.append(f"{len(unexpected)} unexpected (e.g. {unexpected[0]})")
     if shapes:
         k = shapes[0]
-        theirs, ours = tuple(state[k].shape), tuple(own[k].shape)
+        theirs, ours = tuple(getattr(state[k], "shape", ())), tuple(own[k].shape)
         parts.append(f"{len(shapes)} of another shape (e.g. {k}: {theirs} vs {ours})")
     return ", ".join(parts)
 
@@ -172,4 +194,5 @@ def load_model(path: str | os.PathLike[str], device: torch.device | str = "cpu")
         run_dir=run_dir,
         config=config,
         alignment=alignment if isinstance(alignment, dict) else None,
+        canonical_polarity=canonical_of_run(record, config),
     )
