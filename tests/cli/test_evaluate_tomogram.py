@@ -11,7 +11,7 @@ import pytest
 from voxuda.cli import main
 from voxuda.commands.evaluate_tomogram import dice, match_points, pick_scores, segmentation_scores
 from voxuda.data.mrc import VolumeInfo, write_labels
-from voxuda.data.picking import Particle, write_picks
+from voxuda.data.picking import Particle, TomogramGeometry, write_picks
 
 INFO = VolumeInfo.isotropic(10.0)
 
@@ -65,8 +65,9 @@ def _files(tmp_path: Path) -> tuple[Path, Path, Path, Path]:
     write_labels(tmp_path / "seg.mrc", seg, INFO)
     truth = [Particle(3.5, 3.5, 3.5, 64, 1), Particle(11.5, 11.5, 3.5, 64, 2)]
     picks = [Particle(4.5, 3.5, 3.5, 60, 1), Particle(3.5, 12.0, 6.0, 5, 1)]  # 10 Å off; a false pick
-    write_picks(truth, tmp_path / "truth.star", INFO, "tomogram")
-    write_picks(picks, tmp_path / "picks.star", INFO, "tomogram")
+    geometry = TomogramGeometry("tomogram", labels.shape, INFO)
+    write_picks(truth, tmp_path / "truth.star", geometry)
+    write_picks(picks, tmp_path / "picks.star", geometry, relion=5)  # centred Å: read back to the same place
     return tmp_path / "seg.mrc", tmp_path / "labels.mrc", tmp_path / "picks.star", tmp_path / "truth.star"
 
 

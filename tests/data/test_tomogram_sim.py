@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from voxuda.cli import main
-from voxuda.data.extract import read_picks
 from voxuda.data.mrc import read_labels, read_volume
+from voxuda.data.picking import read_picks
 from voxuda.data.simulate.presets import get_preset
 from voxuda.data.simulate.structures import load_template
 from voxuda.data.simulate.tomogram import IMOD_STAMP, simulate_tomogram
@@ -119,6 +119,8 @@ def test_imod_bytes_are_unsigned_and_stamped(dense, tmp_path: Path) -> None:
         assert float(mrc.header.dmax) == as_bytes.max() and float(mrc.header.dmin) == as_bytes.min()
         assert tuple(float(v) for v in mrc.voxel_size.tolist()) == pytest.approx((13.48,) * 3)
     assert as_bytes.min() == 0 and as_bytes.max() == 255
+    read_back, _ = read_volume(res.tomogram)  # voxuda honours IMOD's unsigned flag
+    assert np.array_equal(read_back, as_bytes.astype(np.float32))
     floats, _ = read_volume(dense.tomogram)  # the same seed written as float32
     assert np.corrcoef(as_bytes.ravel(), floats.ravel())[0, 1] > 0.99
     assert _digests(res.folder)["labels.mrc"] == _digests(dense.folder)["labels.mrc"]

@@ -42,6 +42,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="ANGSTROM",
         help="a pick matches a true position closer than this (required with --picks)",
     )
+    add(
+        "--tomo-name",
+        metavar="NAME",
+        help="score the picks and true positions of this rlnTomoName (default: the one name the truth holds)",
+    )
     add("--json", action="store_true", help="print the whole result as JSON")
 
 
@@ -133,12 +138,35 @@ def _class_names(labels_path: Path) -> dict[int, str]:
         return {}
 
 
-def _positions_angstrom(path: str, voxel: tuple[float, float, float]) -> np.ndarray:
-    from voxuda.data.extract import read_picks
+def _tomo_name(path: str) -> str | None:
+    """The one tomogram a STAR file names (``None`` for CSV or unnamed rows); several is an error."""
+    from voxuda.data.star import read_star
+    from voxuda.errors import ConfigError
 
-    picks = read_picks(path)
+    if Path(path).suffix.lower() != ".star":
+        return None
+    names = {
+        Path(str(v).split(":")[0]).stem
+        for frame in read_star(path).values()
+        if "rlnTomoName" in frame.columns
+        for v in frame["rlnTomoName"]
+    }
+    if len(names) > 1:
+        raise ConfigError(
+            f"{path} holds positions of {len(names)} tomograms ({', '.join(sorted(names))}); "
+            "pass --tomo-name to score one"
+        )
+    return names.pop() if names else None
+
+
+def _positions_angstrom(path: str, geometry: Any) -> np.ndarray:
+    """Positions of a picks file in Å from the first voxel, read as ``voxuda extract`` reads them."""
+    from voxuda.data.picking import read_picks
+
+    picks = read_picks(path, geometry=geometry)
     xyz = np.array([[p.x, p.y, p.z] for p in picks], dtype=np.float64).reshape(-1, 3)
-    return xyz * np.array([voxel[2], voxel[1], voxel[0]])
+    vz, vy, vx = geometry.info.voxel_size
+    return xyz * np.array([vx, vy, vz])
 
 
 def run(args: argparse.Namespace) -> int:
@@ -164,9 +192,12 @@ def run(args: argparse.Namespace) -> int:
     result: dict[str, Any] = {"segmentation": args.segmentation, "labels": args.labels}
     result.update(segmentation_scores(seg, labels, _class_names(Path(args.labels))))
     if args.picks:
-        voxel = lab_info.voxel_size
-        found = _positions_angstrom(args.picks, voxel)
-        true = _positions_angstrom(args.truth, voxel)
+        from voxuda.data.picking import TomogramGeometry
+
+        name = args.tomo_name or _tomo_name(args.truth) or _tomo_name(args.picks) or Path(args.labels).stem
+        geometry = TomogramGeometry(name, labels.shape, lab_info)  # type: ignore[arg-type]
+        found = _positions_angstrom(args.picks, geometry)
+        true = _positions_angstrom(args.truth, geometry)
         result["picks"] = pick_scores(found, true, float(args.distance))
     if args.json:
         print(json.dumps(result, indent=2))

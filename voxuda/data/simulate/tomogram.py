@@ -287,7 +287,7 @@ def _simulate_into(
 ) -> dict[str, Any]:
     from tqdm.auto import tqdm
 
-    from voxuda.data.picking import Particle, write_picks
+    from voxuda.data.picking import Particle, TomogramGeometry, write_picks
 
     rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(0x70B0,)))
     voxel, snr = draw_imaging(spec, rng)
@@ -323,7 +323,7 @@ def _simulate_into(
         write_volume(folder / TOMOGRAM_FILE, tomo, info)
     write_labels(folder / LABELS_FILE, labels, info)
     picks = [Particle(p.centre_zyx[2], p.centre_zyx[1], p.centre_zyx[0], p.voxels, p.label) for p in placed]
-    write_picks(picks, folder / STAR_FILE, info, Path(TOMOGRAM_FILE).stem)
+    write_picks(picks, folder / STAR_FILE, TomogramGeometry(Path(TOMOGRAM_FILE).stem, shape, info))
     classes = {str(i): c for i, (c, _w) in enumerate(spec.classes, start=1)}
     return {
         "domain": spec.name,
