@@ -52,18 +52,18 @@ class Sizes:
     adapt_steps: int
     widths: str
     batch: int
-    extract: tuple[str, ...]  # how target boxes are chosen
+    target_boxes: int
 
 
-TUTORIAL = Sizes((48, 112, 112), 40, 160, 16, 150, 20, "[8,16,32]", 4,
-                 ("picks.star", "--match-box-of", "data/my_source"))
-SMALL = Sizes((32, 48, 48), 6, 8, 2, 2, 2, "[4,8]", 2, ("--grid", "--border", "pad"))
+TUTORIAL = Sizes((48, 112, 112), 40, 160, 16, 150, 20, "[8,16,32]", 4, 128)
+SMALL = Sizes((32, 48, 48), 6, 8, 2, 2, 2, "[4,8,16]", 2, 6)
 
 
 def chain(s: Sizes) -> list[list[str]]:
     """The tutorial's commands (arguments after ``voxuda``), run from a folder holding my_source.toml."""
     net = ["--set", f"method.backbone.widths={s.widths}", "--set", f"trainer.batch_size={s.batch}"]
     data = ["--set", "data.root=data/my_source", "--set", "data.preset=my_source.toml"]
+    tomo, labels = "data/my_tomogram/tomogram.mrc", "data/my_tomogram/labels.mrc"
     z, y, x = (str(v) for v in s.shape)
     return [
         ["simulate", "--tomogram", "insitu_ribosome", "--voxel-size", "13.48", "--polarity", "dark",
@@ -71,20 +71,20 @@ def chain(s: Sizes) -> list[list[str]]:
         ["simulate", "--preset", "my_source.toml", "--out", "data/my_source"],
         ["train", "--config", "configs/source_only.toml", *data, "--set", f"trainer.steps={s.source_steps}",
          *net, "--out", "runs/source"],
-        ["segment", "runs/source", "data/my_tomogram/tomogram.mrc", "-o", "seg_source.mrc",
-         "--polarity", "dark", "--scope", "tomogram", "--model-voxel-size", "10"],
-        ["pick", "seg_source.mrc", "-o", "picks.star", "--tomogram", "data/my_tomogram/tomogram.mrc",
-         "--min-voxels", "100"],
-        ["extract", "data/my_tomogram/tomogram.mrc", *s.extract, "--box", "24", "--polarity", "dark",
-         "--out", "data/my_target"],
+        ["segment", "runs/source", tomo, "-o", "seg_source.mrc", "--polarity", "dark", "--scope", "tomogram",
+         "--model-voxel-size", "10"],
+        ["evaluate-tomogram", "seg_source.mrc", labels],
+        ["pick", "seg_source.mrc", "-o", "picks_source.star", "--tomogram", tomo, "--min-voxels", "100"],
+        ["extract", tomo, "--random", str(s.target_boxes), "--seed", "0", "--box", "24",
+         "--match-box-of", "data/my_source", "--polarity", "dark", "--out", "data/my_target"],
         ["train", "--config", "configs/vox_uda.toml", "--init-from", "runs/source", *data,
          "--set", "data.target_root=data/my_target", "--set", "data.target_domain=target",
          "--set", "evaluation.split=", "--set", f"trainer.steps={s.adapt_steps}",
-         "--set", "method.ema_half_life_fraction=0.2", "--set", "method.tap_weights=[0.3,0.3,0.4]", *net,
-         "--out", "runs/adapted"],
-        ["segment", "runs/adapted", "data/my_tomogram/tomogram.mrc", "-o", "seg_adapted.mrc",
-         "--polarity", "dark", "--scope", "tomogram"],
-        ["evaluate-tomogram", "seg_adapted.mrc", "data/my_tomogram/labels.mrc", "--picks", "picks.star",
+         "--set", "method.ema_half_life_fraction=0.2", *net, "--out", "runs/adapted"],
+        ["segment", "runs/adapted", tomo, "-o", "seg_adapted.mrc", "--polarity", "dark",
+         "--scope", "tomogram"],
+        ["pick", "seg_adapted.mrc", "-o", "picks.star", "--tomogram", tomo, "--min-voxels", "100"],
+        ["evaluate-tomogram", "seg_adapted.mrc", labels, "--picks", "picks.star",
          "--truth", "data/my_tomogram/particles.star", "--distance", "100", "--json"],
     ]
 
@@ -117,7 +117,9 @@ def _check_outputs(work: Path) -> tuple[dict, dict[str, float]]:
 def test_own_data_chain_slow(tmp_path: Path) -> None:
     work = tmp_path / "own"
     _prepare(work, TUTORIAL)
-    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2")}
+    # The checkout under test, not whichever voxuda the interpreter has installed, runs in the work folder.
+    path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH", "")]))
+    env = {**os.environ, "PYTHONPATH": path, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2")}
     started = time.perf_counter()
     out = ""
     for argv in chain(TUTORIAL):
@@ -125,6 +127,8 @@ def test_own_data_chain_slow(tmp_path: Path) -> None:
                               text=True, timeout=3600)
         assert proc.returncode == 0, f"voxuda {' '.join(argv)}\n{proc.stderr[-2000:]}"
         out = proc.stdout
+        notes = [line for line in proc.stderr.splitlines() if line.startswith("voxuda:")]
+        print(f"\n$ voxuda {' '.join(argv)}\n" + "\n".join([*notes, out.strip()][-12:]))
     result = json.loads(out)
     _run, base = _check_outputs(work)
     bound = 1.5 * max(base.values())
@@ -132,11 +136,6 @@ def test_own_data_chain_slow(tmp_path: Path) -> None:
           f"picks {result['picks']}; {time.perf_counter() - started:.0f} s")
     # Clearly above what a segmentation that ignores the image reaches: 1.5x the better trivial baseline.
     assert result["dice_foreground"] > bound
-    # The bootstrap picks find particles far more often than random positions would (a 100 Å sphere
-    # around each true centre covers the fraction below of the tomogram).
-    z, y, x = TUTORIAL.shape
-    covered = result["picks"]["true"] * 4 / 3 * np.pi * (100 / 13.48) ** 3 / (z * y * x)
-    assert result["picks"]["precision"] > 2 * covered
 
 
 def test_own_data_chain_small(tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch) -> None:
