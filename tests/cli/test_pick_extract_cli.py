@@ -105,3 +105,104 @@ def test_bad_inputs_are_one_line_errors_and_leave_no_file(files: dict[str, Path]
     assert main(["pick", str(files["labels"]), "-o", str(star), "--tomo-name", "other_tomo"]) == 0
     assert main(["extract", str(files["tomogram"]), str(star), "--out", str(tmp_path / "ds")]) == 2
     assert "other_tomo" in capsys.readouterr().err
+
+
+def _one_error(capsys: pytest.CaptureFixture[str], argv: list[str]) -> str:
+    capsys.readouterr()
+    assert main(argv) != 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("voxuda: error: "), err
+    return err[0]
+
+
+@pytest.mark.parametrize("relion", ["4", "5"])
+def test_readme_chain_pick_with_tomogram_then_extract(files: dict[str, Path], tmp_path: Path,
+                                                      relion: str) -> None:
+    """The README chain: voxuda pick labels.mrc --tomogram tomogram.mrc ...; voxuda extract ..."""
+    star = tmp_path / "picks.star"
+    assert main(["pick", str(files["labels"]), "--tomogram", str(files["tomogram"]), "-o", str(star),
+                 "--min-voxels", "50", "--relion", relion]) == 0
+    out = tmp_path / "my_target"
+    assert main(["extract", str(files["tomogram"]), str(star), "--out", str(out), "--box", "8",
+                 "--no-progress"]) == 0
+    rows = (out / "manifest.csv").read_text().splitlines()[1:]
+    assert len(rows) == len(BALLS)
+    for row in rows:
+        vol, _ = read_volume(out / row.split(",")[9])
+        assert vol[4, 4, 4] < -1.0  # each dark ball sits at its box centre, in either RELION convention
+
+
+def test_binned_picks_and_labels_through_the_cli(files: dict[str, Path], tmp_path: Path) -> None:
+    picks = tmp_path / "bin1.csv"  # picks made on a tomogram twice as finely sampled
+    picks.write_text("x,y,z,class\n" + "".join(f"{2 * x},{2 * y},{2 * z},ball\n" for (z, y, x), _ in BALLS))
+    out = tmp_path / "src"
+    assert main(["extract", str(files["tomogram"]), str(picks), "--out", str(out), "--box", "8",
+                 "--picks-binning", "2", "--labels", str(files["labels"]), "--domain", "source",
+                 "--no-progress"]) == 0
+    manifest = tmp_path / "src" / "manifest.csv"
+    header, *rows = [r.split(",") for r in manifest.read_text().splitlines()]
+    assert len(rows) == len(BALLS) and all(r[header.index("label")].endswith("_label.mrc") for r in rows)
+    from voxuda.data.mrc import read_labels
+
+    assert all(read_labels(out / r[header.index("label")])[0][4, 4, 4] == 1 for r in rows)
+
+
+def test_manifest_command(files: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    folder = tmp_path / "polnet"
+    for sub in ("volumes", "labels"):
+        (folder / sub).mkdir(parents=True)
+    z, y, x = np.indices((16, 16, 16))
+    for i in range(4):
+        ball = ((z - 8) ** 2 + (y - 8) ** 2 + (x - 8) ** 2 <= (3 + i) ** 2).astype(np.int8)
+        write_volume(folder / "volumes" / f"t{i}.mrc", ball.astype(np.float32), INFO)
+        write_labels(folder / "labels" / f"t{i}.mrc", ball, INFO)
+    assert main(["manifest", str(folder), "--val", "0.25", "--polarity", "bright"]) == 0
+    assert "4 volumes (4 with labels; train 3, val 1)" in capsys.readouterr().out
+    from voxuda.data.manifest import read_manifest
+
+    rows = read_manifest(folder / "manifest.csv")
+    assert [r.label.name for r in rows if r.label] == [f"t{i}.mrc" for i in range(4)]
+    assert {r.voxel_size for r in rows} == {8.0} and {r.domain for r in rows} == {"source"}
+    err = _one_error(capsys, ["manifest", str(folder)])
+    assert "exists" in err and "--force" in err
+    lone = tmp_path / "lone"
+    lone.mkdir()
+    write_labels(lone / "x_label.mrc", np.zeros((4, 4, 4), np.int8), INFO)
+    assert "without a volume" in _one_error(capsys, ["manifest", str(lone)])
+    assert sorted(p.name for p in lone.iterdir()) == ["x_label.mrc"]
+
+
+def test_bad_real_world_inputs_give_one_line_and_no_output(files: dict[str, Path], tmp_path: Path,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    tomo = files["tomogram"]
+    out = tmp_path / "ds"
+    stack = tmp_path / "TS_01.st"
+    stack.write_bytes(tomo.read_bytes())
+    assert "tilt series" in _one_error(capsys, ["extract", str(stack), "--grid", "--out", str(out)])
+    raw = bytearray(tomo.read_bytes())
+    raw[4:8] = np.int32(-52).tobytes()
+    negative = tmp_path / "negative.mrc"
+    negative.write_bytes(bytes(raw))
+    assert "negative" in _one_error(capsys, ["extract", str(negative), "--grid", "--out", str(out)])
+    zero = tmp_path / "zero_px.mrc"
+    with mrcfile.new(zero) as m:
+        m.set_data(np.zeros((16, 16, 16), np.float32))
+        m.voxel_size = 0.0
+    capsys.readouterr()
+    assert main(["extract", str(zero), "--grid", "--box", "8", "--out", str(out)]) != 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("voxuda: error: ") and "--voxel-size" in err[-1] and "implausible" in err[0]
+    nan = tmp_path / "nan.csv"
+    nan.write_text("x,y,z\n10,10,10\n12,nan,10\n")
+    err = _one_error(capsys, ["extract", str(tomo), str(nan), "--out", str(out)])
+    assert "nan.csv" in err and "row 3" in err
+    r5 = tmp_path / "r5.star"
+    r5.write_text("data_particles\nloop_\n_rlnCenteredCoordinateXAngst\n_rlnCenteredCoordinateYAngst\n"
+                  "_rlnCenteredCoordinateZAngst\n0 0 0\n")
+    assert "RELION 5" in _one_error(capsys, ["extract", str(tomo), str(r5), "--out", str(out),
+                                             "--picks-binning", "2"])
+    assert "exactly one" in _one_error(capsys, ["extract", str(tomo), "--out", str(out)])
+    err = _one_error(capsys, ["pick", str(files["labels"]), "--tomogram", str(tomo), "-o",
+                              str(tmp_path / "missing" / "picks.star")])
+    assert "does not exist" in err
+    assert not out.exists() and not list(tmp_path.glob(".*"))

@@ -12,6 +12,7 @@ import pytest
 
 from voxuda.data.errors import DataError
 from voxuda.data.mrc import (
+    IMOD_STAMP,
     VolumeInfo,
     open_tomogram,
     read_header,
@@ -142,3 +143,101 @@ def test_write_is_deterministic(tmp_path: Path) -> None:
     a = write_volume(tmp_path / "a.mrc", np.arange(27, dtype=np.float32).reshape(3, 3, 3), INFO)
     b = write_volume(tmp_path / "b.mrc", np.arange(27, dtype=np.float32).reshape(3, 3, 3), INFO)
     assert a.read_bytes() == b.read_bytes()
+
+
+# ------------------------------------------------------------------ files other tools write off-standard
+
+
+def _imod_bytes(path: Path, values: np.ndarray, *, signed_flag: bool) -> Path:
+    """Mode 0 as IMOD's trimvol/newstack write it: the stamp at byte 152, the flags at byte 156."""
+    with mrcfile.new(path) as m:
+        m.set_data(values.astype(np.uint8).view(np.int8))
+        m.voxel_size = 13.48
+    raw = bytearray(path.read_bytes())
+    raw[152:156] = np.int32(IMOD_STAMP).tobytes()
+    raw[156:160] = np.int32(1 if signed_flag else 0).tobytes()
+    path.write_bytes(bytes(raw))
+    return path
+
+
+def test_imod_unsigned_bytes_are_read_as_unsigned(tmp_path: Path) -> None:
+    values = np.arange(4 * 5 * 6).reshape(4, 5, 6) * 9 % 256  # 0..255, many above 127
+    p = _imod_bytes(tmp_path / "trimvol.mrc", values, signed_flag=False)
+    arr, _ = read_volume(p)
+    np.testing.assert_array_equal(arr, values.astype(np.float32))  # 200 stays 200, not -56
+    with open_tomogram(p) as t:
+        np.testing.assert_array_equal(t.read(np.s_[1:3]), values[1:3].astype(np.float32))
+    np.testing.assert_array_equal(read_labels(p)[0], values)
+    # the same bytes with IMOD's signed flag set, or without the stamp, are signed (MRC2014)
+    signed = _imod_bytes(tmp_path / "signed.mrc", values, signed_flag=True)
+    np.testing.assert_array_equal(read_volume(signed)[0], values.astype(np.uint8).view(np.int8))
+
+
+def test_trailing_bytes_and_missing_map_id_are_read_with_a_note(tmp_path: Path,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    data = np.arange(4 * 5 * 6, dtype=np.float32).reshape(4, 5, 6)
+    good = write_volume(tmp_path / "good.mrc", data, INFO)
+    trailing = tmp_path / "trailing.mrc"
+    trailing.write_bytes(good.read_bytes() + b"\0" * 64)
+    no_map = tmp_path / "nomap.mrc"
+    raw = bytearray(good.read_bytes())
+    raw[208:212] = b"\0\0\0\0"
+    no_map.write_bytes(bytes(raw))
+    for path, words in ((trailing, "64 bytes larger"), (no_map, "permissive")):
+        np.testing.assert_array_equal(read_volume(path)[0], data)
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("voxuda: note: ")
+        assert str(path) in err[0] and words in err[0]
+    with open_tomogram(no_map) as t:
+        np.testing.assert_array_equal(t.read(), data)
+
+
+@pytest.mark.parametrize(("dims", "word"), [((-6, 5, 4), "negative"), ((6, 5, 0), "zero")])
+def test_negative_or_zero_dimensions_are_one_line(tmp_path: Path, dims: tuple[int, int, int],
+                                                 word: str) -> None:
+    good = write_volume(tmp_path / "good.mrc", np.zeros((4, 5, 6), np.float32), INFO)
+    bad = tmp_path / "bad.mrc"
+    raw = bytearray(good.read_bytes())
+    raw[0:12] = np.array(dims, np.int32).tobytes()
+    bad.write_bytes(bytes(raw))
+    for reader in (read_volume, read_labels, read_header, open_tomogram):
+        with pytest.raises(DataError, match=word) as e:
+            reader(bad)
+        _one_line(e.value, bad)
+
+
+def test_tilt_stacks_are_refused_by_open_tomogram(tmp_path: Path) -> None:
+    data = np.zeros((41, 16, 16), np.float32)
+    st = tmp_path / "TS_01.st"
+    with mrcfile.new(st) as m:
+        m.set_data(data)
+    with pytest.raises(DataError, match=r"tilt series.*\.st") as e:
+        open_tomogram(st)
+    _one_line(e.value, st)
+    stack = tmp_path / "TS_02.mrc"  # ispg 0 with one tilt angle per section beside it
+    with mrcfile.new(stack) as m:
+        m.set_data(data)
+        m.set_image_stack()
+    (tmp_path / "TS_02.tlt").write_text("\n".join(str(a) for a in range(-60, 61, 3)) + "\n")
+    with pytest.raises(DataError, match=r"nz = 41 = the tilt angles in TS_02\.tlt"):
+        open_tomogram(stack)
+    (tmp_path / "TS_02.tlt").write_text("0\n")  # another count: ispg 0 alone is not refused (old IMOD)
+    with open_tomogram(stack) as t:
+        assert t.shape == (41, 16, 16)
+
+
+@pytest.mark.parametrize("size", [0.0, 1.0, 250.0])
+def test_implausible_pixel_size_is_noted_and_overridable(tmp_path: Path, size: float) -> None:
+    p = tmp_path / "t.mrc"
+    with mrcfile.new(p) as m:
+        m.set_data(np.zeros((8, 8, 8), np.float32))
+        m.voxel_size = size
+    notes: list[str] = []
+    with open_tomogram(p, note=notes.append) as t:
+        assert t.info.voxel_size == (size,) * 3
+    assert len(notes) == 1 and "implausible" in notes[0] and "--voxel-size" in notes[0]
+    notes.clear()
+    with open_tomogram(p, voxel_size=13.48, note=notes.append) as t:
+        assert t.info.voxel_size == (13.48,) * 3 and notes == []
+    with pytest.raises(DataError, match="--voxel-size"):
+        open_tomogram(p, voxel_size=-1.0)

@@ -44,6 +44,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--no-resample", action="store_true",
         help="segment on the tomogram's own grid even if the voxel sizes differ")
     add_progress_argument(parser)
+    add_voxel_size_argument(parser)
+
+
+def add_voxel_size_argument(parser: argparse.ArgumentParser) -> None:
+    """``--voxel-size``: the input's pixel size when its header is wrong (passed to the MRC reader)."""
+    parser.add_argument("--voxel-size", type=float, metavar="ANGSTROM",
+                        help="pixel size of the tomogram in Å (overrides its header; outputs carry it)")
 
 
 def _component_params(items: list[str]) -> dict[str, dict[str, object]]:
@@ -85,6 +92,7 @@ def run(args: argparse.Namespace) -> int:
         scope=args.scope,
         model_voxel_size=args.model_voxel_size,
         resample=not args.no_resample,
+        voxel_size=args.voxel_size,
         progress=not args.no_progress,
         log=lambda message: print(f"voxuda: note: {message}", file=sys.stderr),
     )

@@ -267,6 +267,8 @@ def extract_subtomograms(
     use, when the physical box differs from its source boxes by more than :data:`BOX_TOLERANCE`.
     """
     _validate(box, border, polarity, (picks is not None, grid, random is not None))
+    if stride is not None and not grid:
+        raise ConfigError("--stride sets the step of --grid; add --grid")
     dest = Path(out)
     _check_destination(dest)
     reference = reference_box(match_box_of) if match_box_of is not None else None
@@ -299,9 +301,9 @@ def extract_subtomograms(
         if reference is not None:
             verdict = check_box(box, vs, reference)
             if not verdict.matches and note is not None:
-                note(f"box size mismatch: --box {box} x {vs:g} Å = {verdict.angstrom:.0f} Å differs by "
-                     f"{100 * verdict.relative_difference:.0f} % from the {reference:.0f} Å boxes of "
-                     f"{match_box_of}; particles would appear at another scale. Use --box "
+                note(f"warning: box size mismatch: --box {box} x {vs:g} Å = {verdict.angstrom:.0f} Å "
+                     f"differs by {100 * verdict.relative_difference:.0f} % from the {reference:.0f} Å "
+                     f"boxes of {match_box_of}; particles would appear at another scale. Use --box "
                      f"{verdict.suggested_box} ({verdict.suggested_box * vs:.0f} Å)")
         dest.parent.mkdir(parents=True, exist_ok=True)
         remove_stale_partials(dest)

@@ -17,8 +17,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from voxuda.data.errors import DataError
 from voxuda.data.mrc import atomic_path
+from voxuda.errors import ConfigError
 
 __all__ = [
     "REQUIRED_COLUMNS",
@@ -27,6 +30,9 @@ __all__ = [
     "read_manifest",
     "write_manifest",
     "select_rows",
+    "build_manifest",
+    "LABEL_SUFFIXES",
+    "VOLUME_EXTENSIONS",
 ]
 
 #: Columns every manifest must have (cells may be empty where marked optional in the docs).
@@ -155,6 +161,9 @@ def read_manifest(path: str | os.PathLike[str], *, check_files: bool = True) -> 
             raise DataError(
                 p, f"row {n}: bad number ({exc})", "voxel_size/snr/defocus must be numbers or empty"
             ) from exc
+        if not math.isnan(vs) and not (math.isfinite(vs) and vs > 0):
+            raise DataError(p, f"row {n} ({rec['id']}): voxel_size {rec['voxel_size']!r} is not positive",
+                            "give the pixel size in Å, or leave the cell empty if unknown")
         if not rec["volume"].strip():
             raise DataError(p, f"row {n} ({rec['id']}): empty volume path", "every row needs a volume file")
         vol = (root / rec["volume"].strip()).resolve()
@@ -211,3 +220,118 @@ def select_rows(
 ) -> list[ManifestRow]:
     """Rows of one domain and/or split (``None`` = any)."""
     return [r for r in rows if (domain is None or r.domain == domain) and (split is None or r.split == split)]
+
+
+# ------------------------------------------------------------------------------------ building a manifest
+
+#: suffixes that mark a label map beside its volume (``X.mrc`` + ``X_label.mrc``, as ``voxuda simulate``
+#: and ``voxuda extract --labels`` write them).
+LABEL_SUFFIXES: tuple[str, ...] = ("_label", "_labels")
+
+#: file extensions of volumes a manifest is built from.
+VOLUME_EXTENSIONS: tuple[str, ...] = (".mrc", ".rec", ".map")
+
+
+def _pairs(folder: Path) -> list[tuple[str, Path, Path | None]]:
+    """``(id, volume, label or None)`` found in ``folder`` by the naming rule of :func:`build_manifest`."""
+    if (folder / "volumes").is_dir():
+        labels_dir = folder / "labels"
+        found = []
+        for vol in sorted(p for p in (folder / "volumes").iterdir() if p.suffix.lower() in VOLUME_EXTENSIONS):
+            candidates = [labels_dir / f"{vol.stem}{s}{vol.suffix}" for s in ("", *LABEL_SUFFIXES)]
+            label = next((c for c in candidates if c.is_file()), None)
+            found.append((vol.stem, vol, label))
+        return found
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in VOLUME_EXTENSIONS
+                   and not any(part.startswith(".") for part in p.relative_to(folder).parts))
+    labels = {p for p in files if p.stem.endswith(LABEL_SUFFIXES)}
+    volumes = [p for p in files if p not in labels]
+    found = []
+    for vol in volumes:
+        candidates = [vol.with_name(f"{vol.stem}{s}{vol.suffix}") for s in LABEL_SUFFIXES]
+        label = next((c for c in candidates if c in labels), None)
+        labels.discard(label)  # type: ignore[arg-type]
+        found.append((vol.stem, vol, label))
+    if labels:
+        orphan = sorted(labels)[0]
+        raise DataError(orphan, "label map without a volume beside it",
+                        f"name the volume {orphan.name.rsplit('_', 1)[0]}{orphan.suffix}")
+    return found
+
+
+def build_manifest(
+    folder: str | os.PathLike[str],
+    *,
+    output: str | os.PathLike[str] | None = None,
+    domain: str = "source",
+    split: str = "train",
+    val_fraction: float = 0.0,
+    test_fraction: float = 0.0,
+    seed: int = 0,
+    class_name: str = "unknown",
+    polarity: str = "dark",
+    voxel_size: float | None = None,
+    overwrite: bool = False,
+    note: Any = None,
+) -> tuple[Path, list[ManifestRow]]:
+    """Write a manifest for the volume/label pairs in ``folder``; returns its path and rows.
+
+    Naming rule: either ``folder/volumes/X.mrc`` with ``folder/labels/X.mrc`` (or ``X_label.mrc``), or
+    anywhere under ``folder`` ``X.mrc`` with ``X_label.mrc`` (or ``X_labels.mrc``) beside it; ``.rec`` and
+    ``.map`` count as ``.mrc``. A volume without a label becomes an unlabelled row. Voxel sizes come from the
+    headers unless ``voxel_size`` is given; a missing or non-positive one is an error. ``val_fraction`` and
+    ``test_fraction`` move that share of volumes (seeded) to splits ``val`` and ``test``; the others get
+    ``split``.
+    """
+    from voxuda.data.mrc import PLAUSIBLE_VOXEL_SIZE, read_header
+
+    root = Path(folder)
+    if not root.is_dir():
+        raise DataError(root, "folder not found", "pass the folder holding the volumes")
+    dest = Path(output) if output is not None else root / "manifest.csv"
+    if dest.exists() and not overwrite:
+        raise DataError(dest, "exists", "pass --force to replace it or -o to write another file")
+    if polarity not in POLARITIES or not polarity:
+        raise ConfigError(f"--polarity {polarity!r}: use dark or bright")
+    if not (val_fraction >= 0.0 and test_fraction >= 0.0 and val_fraction + test_fraction < 1.0):
+        raise ConfigError(f"--val {val_fraction} and --test {test_fraction}: need fractions summing below 1")
+    if voxel_size is not None and not (math.isfinite(voxel_size) and voxel_size > 0):
+        raise ConfigError(f"--voxel-size {voxel_size}: must be a positive number of Å")
+    pairs = _pairs(root)
+    if not pairs:
+        raise DataError(root, f"no volumes ({', '.join(VOLUME_EXTENSIONS)}) found",
+                        "put X.mrc + X_label.mrc files, or volumes/ and labels/ folders, there")
+    ids = [i for i, _, _ in pairs]
+    if len(set(ids)) != len(ids):
+        dup = sorted({i for i in ids if ids.count(i) > 1})[0]
+        raise DataError(root, f"two volumes are named {dup!r}", "give every volume a unique file name")
+    order = np.random.default_rng(seed).permutation(len(pairs))
+    n_val, n_test = int(round(val_fraction * len(pairs))), int(round(test_fraction * len(pairs)))
+    splits = [split] * len(pairs)
+    for rank, index in enumerate(order):
+        if rank < n_val:
+            splits[index] = "val"
+        elif rank < n_val + n_test:
+            splits[index] = "test"
+    low, high = PLAUSIBLE_VOXEL_SIZE
+    rows = []
+    for (vid, vol, label), row_split in zip(pairs, splits, strict=True):
+        shape, info, _ = read_header(vol)
+        if label is not None and read_header(label)[0] != shape:
+            raise DataError(label, f"label shape {read_header(label)[0]} differs from {vol.name}'s {shape}",
+                            "pair each volume with its own label map")
+        vs = voxel_size if voxel_size is not None else float(info.voxel_size[2])
+        if not (math.isfinite(vs) and vs > 0):
+            raise DataError(vol, f"header pixel size is {vs:g} Å", "pass the real one with --voxel-size")
+        if note is not None and not low < vs <= high:
+            note(f"warning: {vol}: pixel size {vs:g} Å is implausible "
+                 f"(expected {low:g} < size <= {high:g} Å)")
+        if note is not None and len(set(shape)) != 1:
+            note(f"{vol}: shape {shape} is not a cube; training resizes every volume to box^3, so cut "
+                 "subtomograms from a tomogram with voxuda extract --labels instead")
+        rows.append(ManifestRow(id=vid, split=row_split, domain=domain, class_name=class_name, voxel_size=vs,
+                                polarity=polarity, snr=math.nan, defocus=math.nan, seed="",
+                                volume=vol.resolve(), label=label.resolve() if label else None))
+    if not dest.parent.is_dir():
+        raise DataError(dest, "output folder does not exist", "create it first")
+    return write_manifest(rows, dest), rows

@@ -82,8 +82,16 @@ Note = Callable[[str], object]
 
 
 def stderr_note(message: str) -> None:
-    """Print one ``voxuda: note:`` line on stderr (the CLI's convention for things the user should know)."""
-    print(f"voxuda: note: {' '.join(message.split())}", file=sys.stderr)
+    """Print one ``voxuda: note:`` line on stderr (the CLI's convention for things the user should know).
+
+    A message starting with ``warning:`` is printed as ``voxuda: warning: ...`` (likely wrong results).
+    """
+    text = " ".join(message.split())
+    kind, sep, rest = text.partition(": ")
+    if kind == "warning" and sep:
+        print(f"voxuda: warning: {rest}", file=sys.stderr)
+    else:
+        print(f"voxuda: note: {text}", file=sys.stderr)
 
 
 @dataclass(frozen=True)
@@ -326,8 +334,8 @@ def _check_voxel_size(path: Path, info: VolumeInfo, note: Note | None) -> None:
     low, high = PLAUSIBLE_VOXEL_SIZE
     bad = [v for v in info.voxel_size if not (math.isfinite(v) and low < v <= high)]
     if bad and note is not None:
-        note(f"{path}: header pixel size {info.voxel_size[2]:g} Å is implausible for a tomogram (expected "
-             f"{low:g} < size <= {high:g} Å; unset headers say 0 or 1); pass --voxel-size ANGSTROM")
+        note(f"warning: {path}: header pixel size {info.voxel_size[2]:g} Å is implausible for a tomogram "
+             f"(expected {low:g} < size <= {high:g} Å; unset headers say 0 or 1); pass --voxel-size ANGSTROM")
 
 
 def open_tomogram(

@@ -167,6 +167,7 @@ def _star_blocks(particles: Sequence[Particle], geo: TomogramGeometry, relion: i
         raise ConfigError(f"--relion {relion}: write RELION 4 (pixels) or 5 (centred Å) coordinates")
     optics = pd.DataFrame({"rlnOpticsGroup": [1], "rlnOpticsGroupName": ["opticsGroup1"],
                            _TILT_SERIES_PIXEL: [geo.voxel_size]})
+    coords: list[tuple[float, ...]]
     if relion == 4:
         coords = [(p.x, p.y, p.z) for p in particles]
         columns = _PIXEL_COLUMNS
@@ -370,8 +371,8 @@ def read_picks(
         xyz = _coordinate_columns(p, frame, _PIXEL_COLUMNS, f"data_{block}")
         xyz = _scale_pixels(xyz, path=p, geometry=geometry, pixel_size=pixel_size, binning=binning,
                             file_pixel=_tilt_series_pixel(blocks, frame), note=note)
-    classes = [str(v) for v in frame["rlnClassNumber"]] if "rlnClassNumber" in frame.columns else None
-    return [Pick(float(x), float(y), float(z), classes[i] if classes else "unknown")
+    numbers = [str(v) for v in frame["rlnClassNumber"]] if "rlnClassNumber" in frame.columns else None
+    return [Pick(float(x), float(y), float(z), numbers[i] if numbers else "unknown")
             for i, (x, y, z) in enumerate(xyz)]
 
 

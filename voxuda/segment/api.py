@@ -174,6 +174,7 @@ def segment_tomogram(
     model_voxel_size: float | None = None,
     resample: bool = True,
     importance: str = "gaussian",
+    voxel_size: float | None = None,
     progress: bool = True,
     log: Callable[[str], object] | None = None,
 ) -> SegmentResult:
@@ -188,8 +189,9 @@ def segment_tomogram(
     ``polarity`` is the input's protein contrast (``dark``, the default, ``bright`` or ``unknown``), mapped to
     the run's ``canonical_polarity`` as training mapped its volumes; ``invert`` is the manual override.
     ``model_voxel_size`` (Å) overrides the run's recorded voxel size; with ``resample`` the tomogram is
-    resampled to it and the result back to the tomogram's grid. Outputs keep the input's shape, voxel size
-    and origin. See docs/segment.md.
+    resampled to it and the result back to the tomogram's grid. ``voxel_size`` (Å) replaces a wrong header
+    pixel size of the input (outputs carry it). Outputs keep the input's shape, voxel size and origin. See
+    docs/segment.md.
     """
     started = time.perf_counter()
     notes: list[str] = []
@@ -220,7 +222,7 @@ def segment_tomogram(
     normalization = normalization or model.normalization
     aligner = _build_aligner(alignment, alignment_params or {}, model, normalization)
 
-    source = MRCSource.open(inp)
+    source = MRCSource.open(inp, voxel_size=voxel_size)
     writers: list[MRCPlaneWriter] = []
     try:
         shape = source.shape

@@ -83,8 +83,9 @@ class MRCSource:
         self._mmap = _find_mmap(tomogram.data)
 
     @classmethod
-    def open(cls, path: str | os.PathLike[str]) -> MRCSource:
-        return cls(open_tomogram(path))
+    def open(cls, path: str | os.PathLike[str], voxel_size: float | None = None) -> MRCSource:
+        """``voxel_size`` (Å) overrides the header's (``--voxel-size``)."""
+        return cls(open_tomogram(path, voxel_size=voxel_size))
 
     @property
     def info(self) -> VolumeInfo:
