@@ -89,7 +89,8 @@ def test_segment_and_evaluate_use_the_reported_network(name: str, tiny_dataset: 
     argv = ["segment", str(run), str(tomo), "--out", str(labels), "--probabilities", str(prob),
             "--patch", str(SIZE), "--overlap", "0", "--no-progress", "--device", "cpu"]
     assert main(argv) == 0, capsys.readouterr().err
-    err = capsys.readouterr().err
+    printed = capsys.readouterr()
+    err = printed.err
     assert err.count("inverting the input contrast") == 1, err  # dark input, bright training: said once
     with mrcfile.open(prob) as mrc:
         written = np.array(mrc.data)
@@ -100,6 +101,7 @@ def test_segment_and_evaluate_use_the_reported_network(name: str, tiny_dataset: 
     reported = method.reported_network
     networks = method.networks()
     assert reported in networks, (reported, sorted(networks))
+    assert reported == record["reported_network"] and f"with the {reported} network of" in printed.out
     expected = _probabilities(method.predictor(), volume)
     np.testing.assert_allclose(written, expected, atol=TOLERANCE)
     if type(method).predictor is type(build_method("source_only")).predictor:  # not overridden (AdaBN is)
@@ -112,3 +114,26 @@ def test_segment_and_evaluate_use_the_reported_network(name: str, tiny_dataset: 
     printed = capsys.readouterr().out
     assert "overall: Dice" in printed
     assert json.loads((run / "eval_val_last.json").read_text())["method"] == name
+
+
+def test_a_config_reporting_another_network_than_run_json_is_refused(tiny_dataset: Path, dark_tomogram,
+                                                                     tmp_path: Path,
+                                                                     capsys: pytest.CaptureFixture[str]
+                                                                     ) -> None:
+    """run.json says which network the run reported; a config.toml edited to predict with the other one
+    would segment with a network no result was reported for."""
+    tomo, _ = dark_tomogram
+    config = tiny_run_dict(tiny_dataset, "mean_teacher", steps=1)
+    config["evaluation"]["split"] = ""
+    (tmp_path / "run.toml").write_text(dump_toml(config), encoding="utf-8")
+    run = tmp_path / "run"
+    assert main(["train", "--config", str(tmp_path / "run.toml"), "--out", str(run), "--no-progress"]) == 0
+    edited = load_toml(run / "config.toml")
+    edited["method"]["predict_with"] = "student"
+    (run / "config.toml").write_text(dump_toml(edited), encoding="utf-8")
+    capsys.readouterr()
+    out = tmp_path / "labels.mrc"
+    assert main(["segment", str(run), str(tomo), "--out", str(out), "--no-progress"]) != 0
+    err = capsys.readouterr().err
+    assert "records predictions by the 'teacher' network" in err and len(err.strip().splitlines()) == 1
+    assert not out.exists()

@@ -11,6 +11,8 @@ import os
 import shlex
 from pathlib import Path
 
+from voxuda.commands.options import add_progress_argument
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--suite", default="quick",
@@ -38,7 +40,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "(repeatable) into --write-doc, tracks in order: appearance, content, anatomy")
     parser.add_argument("--no-plots", action="store_true", help="skip the PNG figures")
     parser.add_argument("--dry-run", action="store_true", help="print the expanded runs and exit")
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_progress_argument(parser)  # --no-progress (--quiet still accepted)
 
 
 def command_line(args: argparse.Namespace) -> str:
@@ -57,7 +59,7 @@ def command_line(args: argparse.Namespace) -> str:
                          ("--only", args.only)):
         for value in values or []:
             parts += [flag, shlex.quote(str(value))]
-    parts += [flag for flag, on in (("--no-plots", args.no_plots), ("--quiet", args.quiet)) if on]
+    parts += [flag for flag, on in (("--no-plots", args.no_plots), ("--no-progress", args.no_progress)) if on]
     return " ".join(parts)
 
 
@@ -84,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
         only=tuple(args.only) if args.only else None,
         sets=tuple(args.sets),
         plots=not args.no_plots,
-        progress=not args.quiet,
+        progress=not args.no_progress,
         dry_run=args.dry_run,
         command=command_line(args),
         write_doc=args.write_doc,

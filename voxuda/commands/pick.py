@@ -1,15 +1,17 @@
-"""``voxuda pick LABELS.mrc -o PICKS.star``: particle positions from a segmentation's connected components."""
+"""``voxuda pick LABELS.mrc --out PICKS.star``: particle positions from a segmentation's components."""
 
 from __future__ import annotations
 
 import argparse
 
+from voxuda.commands.options import add_output_argument
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add = parser.add_argument
     add("labels", metavar="LABELS.mrc", help="label map, e.g. written by voxuda segment")
-    add("-o", "--output", required=True, metavar="PICKS.star",
-        help="RELION particle STAR (.star) or CSV (.csv, centroids in tomogram pixels and Å)")
+    add_output_argument(parser, "PICKS.star",
+                        "RELION particle STAR (.star) or CSV (.csv, centroids in tomogram pixels and Å)")
     add("--tomogram", metavar="TOMO.mrc",
         help="the segmented tomogram: the picks take its name (rlnTomoName) and geometry, so voxuda extract "
              "and RELION match them to it (default: the label map's name and geometry, with a note)")

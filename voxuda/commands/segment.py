@@ -97,6 +97,7 @@ def run(args: argparse.Namespace) -> int:
         log=lambda message: print(f"voxuda: note: {message}", file=sys.stderr),
     )
     written = f"{result.labels}" + (f" and {result.probabilities}" if result.probabilities else "")
-    print(f"segmented {result.shape} in {result.seconds:.1f} s ({result.voxels_per_second / 1e6:.2f} Mvox/s, "
-          f"{result.windows} windows): wrote {written}")
+    model = f" with the {result.network} network of {result.checkpoint}" if result.network else ""
+    print(f"segmented {result.shape}{model} in {result.seconds:.1f} s ({result.voxels_per_second / 1e6:.2f} "
+          f"Mvox/s, {result.windows} windows): wrote {written}")
     return 0

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import os
 
+from voxuda.commands.options import add_progress_argument
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
@@ -17,7 +19,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--workers", type=int, default=min(2, os.cpu_count() or 1), help="worker processes for simulation"
     )
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_progress_argument(parser)
     parser.add_argument("--figure", help="also write a PNG of central slices of every domain here")
     parser.add_argument(
         "--dump-preset",

@@ -48,35 +48,58 @@ def parent_checkpoint(path: str | Path) -> Path:
         raise ConfigError(f"--init-from: {exc}") from exc
 
 
-def warm_start_run(config: Any, out: Path, parent: Path, *, resume: bool) -> bool:
-    """Write the run's step-0 checkpoint, copy the parent's weights into it (the benchmark's warm start,
-    :func:`voxuda.bench.engine.warm_start`) and record the parent in run.json. Returns whether training
-    resumes from that checkpoint; a run already warm-started (``init.json`` present) is left alone."""
+def warm_start_run(config: Any, out: Path, parent: Path) -> None:
+    """Create the run folder ``out`` at step 0 with the parent's weights copied in (the benchmark's warm
+    start, :func:`voxuda.bench.engine.warm_start`) and the parent recorded in run.json as ``init_from``.
+
+    The folder is built under a temporary name beside ``out`` and renamed into place only once complete, so
+    a parent that does not fit (another backbone) leaves no half-initialised run behind.
+    """
+    import os
+    import shutil
+    import tempfile
+
     from voxuda.bench.engine import warm_start
     from voxuda.bench.io import read_json_object
     from voxuda.engine import provenance
     from voxuda.engine.trainer import train
+    from voxuda.errors import ConfigError
 
-    if (out / "init.json").is_file():
-        return resume
-    if not resume:
-        train(config, out, resume=False, stop_after=0, evaluate_split=False)
-    info = warm_start(out / "last.pt", parent, out / "init.json")
-    record = read_json_object(out / "run.json")
-    record["init_from"] = {**info, "parent_run": str(parent.parent)}
-    provenance.write_json_atomic(record, out / "run.json")
-    return True
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise ConfigError("--init-from is not supported under torchrun (every rank would stage its own "
+                          "folder); run the warm-started training in one process")
+    if out.exists() and any(out.iterdir()):
+        raise ConfigError(f"{out}: --init-from needs a new run folder; choose another --out (or --resume)")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".init", dir=out.parent))
+    try:
+        train(config, staging, resume=False, stop_after=0, evaluate_split=False)
+        info = warm_start(staging / "last.pt", parent, staging / "init.json")
+        record = read_json_object(staging / "run.json")
+        record["init_from"] = info
+        provenance.write_json_atomic(record, staging / "run.json")
+        if out.exists():
+            out.rmdir()  # empty (checked above)
+        staging.rename(out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
 
 
 def run(args: argparse.Namespace) -> int:
     from voxuda.engine.config import load_run_config
     from voxuda.engine.trainer import train
+    from voxuda.errors import ConfigError
 
     config = load_run_config(args.config, command_overrides(args))
     out = Path(args.out) if args.out else Path("runs") / Path(args.config).stem
     resume = args.resume
-    if args.init_from:
-        resume = warm_start_run(config, out, parent_checkpoint(args.init_from), resume=resume)
+    if args.init_from and not resume:
+        warm_start_run(config, out, parent_checkpoint(args.init_from))
+        resume = True  # from the warm-started step-0 checkpoint
+    elif args.init_from and not (out / "init.json").is_file():
+        raise ConfigError(f"{out}: --resume --init-from, but this run was not warm-started (no init.json); "
+                          "drop --init-from to resume it, or start a new --out")
     result = train(config, out, resume=resume)
     line = f"voxuda: trained {config.method.name} for {result.step} steps into {out}"
     if args.init_from:

@@ -53,6 +53,9 @@ class SegmentResult:
     windows: int
     seconds: float
     notes: list[str] = attrs.field(factory=list)
+    #: the network that predicted (the method's reported one, e.g. "teacher") and the checkpoint it came from
+    network: str = ""
+    checkpoint: Path | None = None
 
     @property
     def voxels_per_second(self) -> float:
@@ -277,6 +280,7 @@ def segment_tomogram(
     return SegmentResult(
         labels=out, probabilities=prob_path, shape=shape, working_shape=working.shape,
         windows=windows, seconds=time.perf_counter() - started, notes=notes,
+        network=model.network, checkpoint=model.checkpoint,
     )
 
 

@@ -54,6 +54,8 @@ class LoadedModel:
     alignment: dict[str, Any] | None = None
     #: the run's ``canonical_polarity`` (bright, dark or keep; None: not recorded); voxuda.segment.polarity
     canonical_polarity: str | None = None
+    #: which of the method's networks predicts ("teacher", "student"; "" for a bare module)
+    network: str = ""
 
 
 def find_run_files(path: str | os.PathLike[str]) -> tuple[Path, Path]:
@@ -177,12 +179,19 @@ def load_model(path: str | os.PathLike[str], device: torch.device | str = "cpu")
             f"{run_dir / 'config.toml'}: {problem}; use the config.toml of the run that wrote this checkpoint"
         )
     method.load_state_dict(state, strict=True)
+    record = _run_record(run_dir)
+    reported = str(getattr(method, "reported_network", "") or "")
+    recorded = record.get("reported_network")
+    if recorded and reported and recorded != reported:
+        raise SegmentError(
+            f"{run_dir}: run.json records predictions by the {recorded!r} network, but config.toml rebuilds "
+            f"a method that reports its {reported!r} network; use the config.toml the run wrote"
+        )
     predictor = method.predictor().to(device).eval()
     inner = getattr(predictor, "backbone", predictor)
     data_cfg = config.get("data") if isinstance(config.get("data"), dict) else {}
     method_classes = getattr(getattr(method, "config", None), "num_classes", 0)
     num_classes = int(method_classes or data_cfg.get("num_classes", 2))
-    record = _run_record(run_dir)
     alignment = record.get("alignment")
     return LoadedModel(
         predictor=predictor,
@@ -195,4 +204,5 @@ def load_model(path: str | os.PathLike[str], device: torch.device | str = "cpu")
         config=config,
         alignment=alignment if isinstance(alignment, dict) else None,
         canonical_polarity=canonical_of_run(record, config),
+        network=reported,
     )
