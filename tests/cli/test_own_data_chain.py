@@ -154,3 +154,17 @@ def test_own_data_chain_small(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     _run, base = _check_outputs(work)
     assert 0.0 <= result["dice_foreground"] <= 1.0 and base["all_foreground"] > 0
     assert result["picks"]["true"] >= 2 and result["picks"]["distance_angstrom"] == 100.0
+
+
+def test_tutorial_page_shows_the_tested_chain() -> None:
+    """docs/own_data.md shows exactly the commands the slow test runs (its Dice is recorded there)."""
+    import re
+    import shlex
+
+    text = (ROOT / "docs" / "own_data.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"```bash\n(.*?)```", text, flags=re.S)
+    shown = [shlex.split(line)[1:] for block in blocks for line in block.splitlines()
+             if line.startswith("voxuda ")]
+    tested = [[a for a in argv if a != "--json"] for argv in chain(TUTORIAL)]
+    assert shown == tested
+    assert SOURCE_PRESET.format(train=TUTORIAL.source_train, val=TUTORIAL.source_val) in text
