@@ -98,3 +98,22 @@ def test_cli_one_line_errors(tmp_path: Path, capsys) -> None:
     assert "--distance" in capsys.readouterr().err
     assert main(["evaluate-tomogram", str(seg), str(labels), "--picks", str(picks)]) == 2
     assert "--picks and --truth go together" in capsys.readouterr().err
+
+
+def test_truth_of_several_tomograms_needs_tomo_name(tmp_path: Path, capsys) -> None:
+    import pandas as pd
+
+    from voxuda.data.star import read_star, write_star
+
+    seg, labels, picks, truth = _files(tmp_path)
+    blocks = read_star(truth)
+    other = blocks["particles"].assign(rlnTomoName="other", rlnCoordinateX=1.0)
+    blocks["particles"] = pd.concat([blocks["particles"], other], ignore_index=True)
+    write_star(blocks, tmp_path / "two.star")
+    argv = ["evaluate-tomogram", str(seg), str(labels), "--picks", str(picks), "--truth",
+            str(tmp_path / "two.star"), "--distance", "15"]
+    assert main(argv) == 2
+    assert "holds positions of 2 tomograms (other, tomogram); pass --tomo-name" in capsys.readouterr().err
+    assert main([*argv, "--tomo-name", "tomogram", "--json"]) == 0
+    scores = json.loads(capsys.readouterr().out)["picks"]
+    assert (scores["true"], scores["matched"]) == (2, 1)  # only this tomogram's positions count
