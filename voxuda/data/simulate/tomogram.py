@@ -295,7 +295,8 @@ def _simulate_into(
         voxel = float(voxel_size)
     edge = max(shape)
     n = edge + 2 * spec.margin
-    region = tuple(spec.margin + (edge - s) // 2 for s in shape)  # where the slab sits in the scene cube
+    z0, y0, x0 = (spec.margin + (edge - s) // 2 for s in shape)
+    region = (z0, y0, x0)  # where the slab sits in the scene cube
     with tqdm(
         total=particles + 1, desc=f"simulate tomogram {spec.name}", disable=not progress, unit="step"
     ) as bar:
