@@ -18,8 +18,13 @@ from numba.extending import intrinsic, overload
 
 #: fast-math without "arcp" and "afn": with them LLVM divided by a reciprocal estimate in the vectorised
 #: body of a row but exactly in its scalar remainder, so a voxel's last bit depended on where its row was
-#: cut and chunked whole-tomogram filtering no longer equalled the unchunked filter bit for bit.
+#: cut and chunked whole-tomogram filtering no longer equalled the unchunked filter bit for bit.  No
+#: "reassoc" either: it would fold the round-to-integer trick of :func:`weight` ``(w + M) - M`` to ``w``.
 FASTMATH = {"nnan", "ninf", "nsz", "contract"}
+
+#: 1.5 * 2**23 + 127: adding it to a float32 in [-2**22, 2**22] rounds the value to an integer that lands in
+#: the low mantissa bits, already biased by 127, so ``bits << 23`` is the float32 2**round(w).
+ROUND_MAGIC = 12583039.0
 
 
 @intrinsic
@@ -29,6 +34,38 @@ def _as_float32(typingctx: Any, bits: Any) -> Any:
 
     def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
         return builder.bitcast(args[0], ir.FloatType())
+
+    return sig, codegen
+
+
+@intrinsic
+def _as_int32(typingctx: Any, value: Any) -> Any:
+    """Reinterpret float32 bits as an int32."""
+    sig = types.int32(types.float32)
+
+    def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
+        return builder.bitcast(args[0], ir.IntType(32))
+
+    return sig, codegen
+
+
+@intrinsic
+def prefer_512_bit_vectors(typingctx: Any) -> Any:
+    """Mark the function being compiled ``"prefer-vector-width"="512"`` (a no-op statement otherwise).
+
+    LLVM's tuning for Intel server CPUs (skylake-avx512 to emeraldrapids) prefers 256-bit vectors to avoid
+    the clock drop of 512-bit code on older parts; numba only lets one change that for the whole process
+    (``NUMBA_CPU_FEATURES``).  This kernel is bound by vector arithmetic, so twice the lanes per
+    instruction pays: called inside the ``prange`` body it tags just the parallel worker function (5^3 on
+    128^3, 2 threads: 1.2x over the same loop at 256 bits).  On CPUs without AVX-512 the attribute asks for
+    more than the hardware has and LLVM keeps its widest legal vectors.  llvmlite's attribute set rejects
+    names it does not know, so the string attribute is added through ``set.add``.
+    """
+    sig = types.none()
+
+    def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
+        set.add(builder.function.attributes, '"prefer-vector-width"="512"')
+        return context.get_dummy_value()
 
     return sig, codegen
 
@@ -43,11 +80,13 @@ def _weight_impl(w: Any, floor: Any, c: Any) -> Any:
     if isinstance(w, types.Float) and w.bitwidth == 32:
 
         def polynomial(w: Any, floor: Any, c: Any) -> Any:
+            # 2**w = 2**n * 2**f, n = round(w), f in [-0.5, 0.5]: three adds give n (biased, in the low bits
+            # of t) and f; a degree-5 polynomial gives 2**f; a shift puts n into the exponent field.
             w = max(w, floor)
-            whole = np.floor(w)
-            f = w - whole
-            poly = c[0] + f * (c[1] + f * (c[2] + f * (c[3] + f * (c[4] + f * (c[5] + f * c[6])))))
-            return poly * _as_float32((np.int32(whole) + np.int32(127)) << 23)
+            t = w + np.float32(ROUND_MAGIC)
+            f = w - (t - np.float32(ROUND_MAGIC))
+            poly = c[0] + f * (c[1] + f * (c[2] + f * (c[3] + f * (c[4] + f * c[5]))))
+            return poly * _as_float32(_as_int32(t) << 23)
 
         return polynomial
 
@@ -57,10 +96,24 @@ def _weight_impl(w: Any, floor: Any, c: Any) -> Any:
     return exact
 
 
+@numba.njit(fastmath=FASTMATH, boundscheck=False, cache=True)
+def exp2_rows(w: Any, out: Any, floor: float, coef: Any) -> None:
+    """``out[i] = weight(w[i])`` with the kernel's own compiled weight: the accuracy tests and the
+    throughput probe of ``benchmarks/bench_bilateral.py`` measure exactly what the filter runs."""
+    prefer_512_bit_vectors()
+    poly = (coef[0], coef[1], coef[2], coef[3], coef[4], coef[5])
+    lo = w.dtype.type(floor)
+    for i in range(w.shape[0]):
+        out[i] = weight(w[i], lo, poly)
+
+
 #: Output voxels per parallel job (4 KiB of float32 per accumulator, so a job's numerator, normaliser and
 #: weight buffers stay in L1).  Measured on 2 threads: 1024 and 2048 tie; 4096 and longer lose 15 % at
 #: 128^3 (the buffers leave L1).
 PIECE = 1024
+
+#: Taps of one window row handled by one pass over a job's span (see ``bilateral_pieces``).
+GROUP = 3
 
 
 @numba.njit(parallel=True, fastmath=FASTMATH, boundscheck=False, cache=True)
@@ -71,13 +124,20 @@ def bilateral_pieces(xp: Any, gp: Any, out: Any, r: int, spatial: Any, floor_arr
     |gp_p - gp_q|^2``; ``floor_arr[0]`` is the lowest log2 weight; ``coef`` the 2**f polynomial.
 
     A job is a run of whole output rows of one plane, taken as one contiguous span of the flattened padded
-    volume (the rows' halo columns ride along and are dropped at the end), so every tap is one long loop
-    over a contiguous span: the loop vectorises with no per-row remainder, and the per-tap setup is paid
-    once per ~1000 voxels instead of once per row (16 x 32^3 at 5^3: 41 -> 49 Mvox/s; the IBF batch 111
-    -> 140).  The halo columns cost (W + 2r) / W extra work.  Each voxel still sums its taps in window
-    order, so results do not depend on the volume's layout (the chunked filter is bit-identical).
+    volume (the rows' halo columns ride along and are dropped at the end), so every pass is one long loop
+    over contiguous slices that vectorises with no per-row remainder, and the per-pass setup is paid once
+    per ~1000 voxels (16 x 32^3 at 5^3: 41 -> 49 Mvox/s over one job per row).  The halo columns cost
+    (W + 2r) / W extra work.
+
+    One guide and one image channel (the classic filter): each pass handles up to three neighbouring
+    taps of a window row (dx, dx+1, dx+2) with the guide difference, the weight and both sums in
+    registers, and adds their sum to the job's accumulators once (5^3 on 128^3: 1.1x over a pass per
+    tap).  Otherwise a pass per tap: the squared guide distance summed over channels into a row, then
+    the weight and the sums of every channel.  Each voxel sums its taps in the same order wherever its
+    row is cut, so the chunked filter stays bit-identical.
     """
-    n_items, c_count, depth, height, width = out.shape
+    _, c_count, depth, height, width = out.shape
+    n_items = out.shape[0]
     g_count = gp.shape[1]
     hp, wp = gp.shape[3], gp.shape[4]
     plane = hp * wp
@@ -85,11 +145,13 @@ def bilateral_pieces(xp: Any, gp: Any, out: Any, r: int, spatial: Any, floor_arr
     gf = gp.reshape(n_items, g_count, gp.shape[2] * plane)
     floor = floor_arr[0]
     # scalars, not the array: indexing coef in the loop kept the polynomial out of registers (34 vs 51)
-    poly = (coef[0], coef[1], coef[2], coef[3], coef[4], coef[5], coef[6])
+    poly = (coef[0], coef[1], coef[2], coef[3], coef[4], coef[5])
     k = 2 * r + 1
     rows_per_job = max(1, PIECE // wp)
     jobs_per_plane = (height + rows_per_job - 1) // rows_per_job
+    grouped = g_count == 1 and c_count == 1
     for job in numba.prange(n_items * depth * jobs_per_plane):
+        prefer_512_bit_vectors()
         n = job // (depth * jobs_per_plane)
         z = (job // jobs_per_plane) % depth
         y0 = (job % jobs_per_plane) * rows_per_job
@@ -101,29 +163,77 @@ def bilateral_pieces(xp: Any, gp: Any, out: Any, r: int, spatial: Any, floor_arr
         num = np.zeros((c_count, length), xp.dtype)
         den = np.zeros(length, xp.dtype)
         wrow = np.empty(length, xp.dtype)
+        gc = gf[n, 0, start : start + length]
         for dz in range(k):
             for dy in range(k):
+                row0 = start + (dz - r) * plane + (dy - r) * wp - r
+                if grouped:
+                    acc = num[0]
+                    dx = 0
+                    while dx < k:
+                        q0 = row0 + dx
+                        s0 = spatial[dz, dy, dx]
+                        g0 = gf[n, 0, q0 : q0 + length]
+                        x0 = xf[n, 0, q0 : q0 + length]
+                        if k - dx >= 3:
+                            s1 = spatial[dz, dy, dx + 1]
+                            s2 = spatial[dz, dy, dx + 2]
+                            g1 = gf[n, 0, q0 + 1 : q0 + 1 + length]
+                            g2 = gf[n, 0, q0 + 2 : q0 + 2 + length]
+                            x1 = xf[n, 0, q0 + 1 : q0 + 1 + length]
+                            x2 = xf[n, 0, q0 + 2 : q0 + 2 + length]
+                            for x in range(length):
+                                c = gc[x]
+                                t0 = c - g0[x]
+                                t1 = c - g1[x]
+                                t2 = c - g2[x]
+                                v0 = weight(s0 - t0 * t0, floor, poly)
+                                v1 = weight(s1 - t1 * t1, floor, poly)
+                                v2 = weight(s2 - t2 * t2, floor, poly)
+                                den[x] += (v0 + v1) + v2
+                                acc[x] += (v0 * x0[x] + v1 * x1[x]) + v2 * x2[x]
+                            dx += 3
+                        elif k - dx == 2:
+                            s1 = spatial[dz, dy, dx + 1]
+                            g1 = gf[n, 0, q0 + 1 : q0 + 1 + length]
+                            x1 = xf[n, 0, q0 + 1 : q0 + 1 + length]
+                            for x in range(length):
+                                c = gc[x]
+                                t0 = c - g0[x]
+                                t1 = c - g1[x]
+                                v0 = weight(s0 - t0 * t0, floor, poly)
+                                v1 = weight(s1 - t1 * t1, floor, poly)
+                                den[x] += v0 + v1
+                                acc[x] += v0 * x0[x] + v1 * x1[x]
+                            dx += 2
+                        else:
+                            for x in range(length):
+                                t0 = gc[x] - g0[x]
+                                v0 = weight(s0 - t0 * t0, floor, poly)
+                                den[x] += v0
+                                acc[x] += v0 * x0[x]
+                            dx += 1
+                    continue
                 for dx in range(k):
                     sp = spatial[dz, dy, dx]
-                    q0 = start + (dz - r) * plane + (dy - r) * wp + (dx - r)
-                    gc = gf[n, 0, start : start + length]
+                    q0 = row0 + dx
                     gq = gf[n, 0, q0 : q0 + length]
                     for x in range(length):
                         t = gc[x] - gq[x]
                         wrow[x] = sp - t * t
                     for g in range(1, g_count):
-                        gc = gf[n, g, start : start + length]
+                        gcg = gf[n, g, start : start + length]
                         gq = gf[n, g, q0 : q0 + length]
                         for x in range(length):
-                            t = gc[x] - gq[x]
+                            t = gcg[x] - gq[x]
                             wrow[x] -= t * t
-                    if c_count == 1:  # the common case: weight and accumulate in one pass
+                    if c_count == 1:  # the IBF's case: weight and accumulate in one pass
                         xq = xf[n, 0, q0 : q0 + length]
-                        row = num[0]
+                        acc = num[0]
                         for x in range(length):
                             v = weight(wrow[x], floor, poly)
                             den[x] += v
-                            row[x] += v * xq[x]
+                            acc[x] += v * xq[x]
                     else:
                         for x in range(length):
                             v = weight(wrow[x], floor, poly)
@@ -131,13 +241,13 @@ def bilateral_pieces(xp: Any, gp: Any, out: Any, r: int, spatial: Any, floor_arr
                             wrow[x] = v
                         for c in range(c_count):
                             xq = xf[n, c, q0 : q0 + length]
-                            row = num[c]
+                            acc = num[c]
                             for x in range(length):
-                                row[x] += wrow[x] * xq[x]
+                                acc[x] += wrow[x] * xq[x]
         for c in range(c_count):
-            row = num[c]
+            acc = num[c]
             for y in range(y0, y1):
                 dst = out[n, c, z, y]
                 base = (y - y0) * wp
                 for x in range(width):
-                    dst[x] = row[base + x] / den[base + x]
+                    dst[x] = acc[base + x] / den[base + x]

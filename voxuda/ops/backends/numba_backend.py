@@ -15,11 +15,16 @@ The compiled code lives in :mod:`voxuda.ops.backends._numba_kernels` (imported o
   LLVM vectorises; the job's numerator and normaliser stay in L1 (indexing a flat array with computed
   offsets instead of slicing defeated vectorisation: numba's negative-index wraparound got in the way);
 - weights are ``2**w`` with log2(e) folded into the guide scale and the spatial table on the host;
-- float32 evaluates ``2**w`` as 2**floor(w) (built from the exponent bits) times a degree-6 polynomial in
-  the fraction, fitted at import time; unlike ``math.exp`` it vectorises (the libm call kept the loop
-  scalar: 6.5 vs 51 Mvox/s at 5^3).  Its relative error is below 3e-7, i.e. a few float32 ulps per weight
-  (``tests/ops/test_numba_backend.py`` checks it against float64).  float64 uses the exact ``math.exp2``;
-- log-weights are clamped at -115 (float32, 2**-115 ~ 2e-35) / -1000 (float64), which keeps 2**floor(w)
+- float32 evaluates ``2**w`` as 2**n times a degree-5 polynomial in f = w - n, n = round(w) found by the
+  add-and-subtract of 1.5 * 2**23 (which also leaves n, biased, in the low mantissa bits, so one shift
+  builds 2**n), about 11 vector operations; unlike ``math.exp`` it vectorises (the libm call kept the loop
+  scalar: 6.5 vs 51 Mvox/s at 5^3).  Its relative error per weight is below ``FLOAT32_WEIGHT_RTOL``
+  (2.5e-7, about 2 float32 ulps; ``tests/ops/test_numba_fast_exp.py`` checks the compiled function against
+  float64 over the whole clamped range).  float64 uses the exact ``math.exp2``;
+- one guide and one image channel (the classic filter): three neighbouring taps of a window row per pass,
+  with their sums in registers; the parallel worker is compiled for 512-bit vectors where the CPU has them
+  (LLVM's default tuning for Intel server CPUs stays at 256 bits);
+- log-weights are clamped at -115 (float32, 2**-115 ~ 2e-35) / -1000 (float64), which keeps 2**n
   a normal number; a weight that small next to the centre tap's 1 changes no result.
 """
 
@@ -33,8 +38,11 @@ import torch.nn.functional as F
 
 from voxuda.ops.backends.base import LOG2E, FilterParams
 
-#: Degree of the polynomial for 2**f on [0, 1); 6 fits to 2.6e-9 relative, far below float32's 6e-8 ulp.
-POLY_DEGREE = 6
+#: Degree of the polynomial for 2**f on [-0.5, 0.5]: 5 fits to 7.7e-8 relative, and float32 evaluation
+#: brings the compiled weight to < 2.5e-7 (4 would fit to only 2.7e-6; 6 costs one more FMA per tap).
+POLY_DEGREE = 5
+#: Bound on the relative error of one float32 weight against the exact 2**w (documented in docs/ops.md).
+FLOAT32_WEIGHT_RTOL = 2.5e-7
 _LOG2_FLOOR = {np.dtype(np.float32): -115.0, np.dtype(np.float64): -1000.0}
 
 
@@ -48,13 +56,31 @@ def probe() -> tuple[bool, str]:
 
 
 def exp2_coefficients(degree: int = POLY_DEGREE) -> np.ndarray:
-    """Least-squares fit of 2**f on [0, 1) at Chebyshev nodes, lowest order first (float64)."""
-    nodes = 0.5 + 0.5 * np.cos(np.pi * (np.arange(256) + 0.5) / 256)
-    return np.polynomial.polynomial.polyfit(nodes, np.exp2(nodes), degree)
+    """Relative least-squares fit of 2**f on [-0.5, 0.5] at Chebyshev nodes, lowest order first (float64).
+
+    The interval is where round-to-nearest leaves the fraction; fitting the relative error (weights
+    2**-f) matches what the filter needs, since a weight's error scales with the weight.
+    """
+    nodes = 0.5 * np.cos(np.pi * (np.arange(512) + 0.5) / 512)
+    return np.polynomial.polynomial.polyfit(nodes, np.exp2(nodes), degree, w=np.exp2(-nodes))
 
 
 #: The float32 polynomial, fitted once at import (``bilateral3d`` casts it to the call's dtype).
 _COEFFICIENTS = exp2_coefficients()
+
+
+def fast_exp2(w: np.ndarray) -> np.ndarray:
+    """The kernel's compiled weight ``2**max(w, floor)`` applied to a 1-D float32/float64 array.
+
+    The same inlined function the filter runs, so tests and the benchmark's exp-throughput probe measure
+    the real thing (float32: the polynomial; float64: exact ``exp2``).
+    """
+    from voxuda.ops.backends._numba_kernels import exp2_rows  # imports numba: only here
+
+    w = np.ascontiguousarray(w)
+    out = np.empty_like(w)
+    exp2_rows(w, out, _LOG2_FLOOR[w.dtype], _COEFFICIENTS.astype(w.dtype))
+    return out
 
 
 def spatial_log2_table(params: FilterParams, dtype: np.dtype) -> np.ndarray:
