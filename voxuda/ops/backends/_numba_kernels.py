@@ -251,3 +251,31 @@ def bilateral_pieces(xp: Any, gp: Any, out: Any, r: int, spatial: Any, floor_arr
                 base = (y - y0) * wp
                 for x in range(width):
                     dst[x] = acc[base + x] / den[base + x]
+
+
+@numba.njit(parallel=True, boundscheck=False, cache=True)
+def pad_replicate(src: Any, r: int, scale: Any, dst: Any) -> None:
+    """``dst`` = ``src * scale`` (N, C, D, H, W) padded by ``r`` replicated edge voxels on every side.
+
+    The host-side ``F.pad(..., mode="replicate")`` of x and of the scaled guide took longer than the
+    filter itself at 128^3 under load (torch's threads: 72 ms against a ~45 ms filter; numpy's pad 2 ms);
+    this copy is one parallel pass.  ``scale`` has the array's dtype, so the product rounds as torch's did.
+    """
+    n_items, c_count, depth, height, width = src.shape
+    dp, hp = depth + 2 * r, height + 2 * r
+    for job in numba.prange(n_items * c_count * dp):
+        n = job // (c_count * dp)
+        c = (job // dp) % c_count
+        zp = job % dp
+        z = min(max(zp - r, 0), depth - 1)
+        for yp in range(hp):
+            y = min(max(yp - r, 0), height - 1)
+            srow = src[n, c, z, y]
+            drow = dst[n, c, zp, yp]
+            left = srow[0] * scale
+            right = srow[width - 1] * scale
+            for i in range(r):
+                drow[i] = left
+                drow[r + width + i] = right
+            for i in range(width):
+                drow[r + i] = srow[i] * scale

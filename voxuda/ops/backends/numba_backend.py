@@ -34,7 +34,6 @@ import math
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from voxuda.ops.backends.base import LOG2E, FilterParams
 
@@ -113,19 +112,21 @@ class NumbaBackend:
         r = params.radius
         if r == 0:
             return x.clone()
-        with torch.no_grad():
-            pad = (r, r, r, r, r, r)
-            scale = math.sqrt(LOG2E / (2.0 * params.sigma_range**2))
-            xp = F.pad(x, pad, mode="replicate").contiguous().numpy()
-            gp = F.pad(guide * scale, pad, mode="replicate").contiguous().numpy()
-        dtype = xp.dtype
+        from voxuda.ops.backends._numba_kernels import bilateral_pieces, pad_replicate  # imports numba
+
+        scale = math.sqrt(LOG2E / (2.0 * params.sigma_range**2))
+        xs, gs = x.detach().contiguous().numpy(), guide.detach().contiguous().numpy()
+        dtype = xs.dtype
+        xp = np.empty((*xs.shape[:2], *(s + 2 * r for s in xs.shape[2:])), dtype=dtype)
+        gp = np.empty((*gs.shape[:2], *(s + 2 * r for s in gs.shape[2:])), dtype=dtype)
         out = np.empty(tuple(x.shape), dtype=dtype)
         floor = np.array([_LOG2_FLOOR[dtype]], dtype=dtype)
         coef = _COEFFICIENTS.astype(dtype)
-        from voxuda.ops.backends._numba_kernels import bilateral_pieces  # imports numba: only here
         previous = numba.get_num_threads()
         numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
         try:
+            pad_replicate(xs, r, dtype.type(1.0), xp)
+            pad_replicate(gs, r, dtype.type(scale), gp)
             bilateral_pieces(xp, gp, out, r, spatial_log2_table(params, dtype), floor, coef)
         finally:
             numba.set_num_threads(previous)
