@@ -102,9 +102,11 @@ def numba_probes() -> tuple[Callable[[], float], Callable[[], float]] | None:
         exp_probe(w, out, reps, floor, coef)
         return w.size * reps / (time.perf_counter() - t0)
 
-    # compile, then size each probe call to about 20 ms (comparable with one filter call)
-    fma_reps = max(1, int(0.02 * fma_rate(1000) / (a.size * FMA_CHAIN)))
-    exp_reps = max(1, int(0.02 * exp_rate(1000) / w.size))
+    fma_rate(1)
+    exp_rate(1)  # compile first: a rate measured with the compile in it would size the probes far too small
+    # size each probe call to about 20 ms (comparable with one filter call)
+    fma_reps = max(1, int(0.02 * max(fma_rate(1000) for _ in range(3)) / (a.size * FMA_CHAIN)))
+    exp_reps = max(1, int(0.02 * max(exp_rate(1000) for _ in range(3)) / w.size))
     return (lambda: fma_rate(fma_reps)), (lambda: exp_rate(exp_reps))
 
 
