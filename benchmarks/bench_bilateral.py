@@ -50,8 +50,23 @@ FMA_SLOTS_PER_TAP = 4
 FMA_CHAIN = 16
 
 
-def numba_probes() -> tuple[Callable[[], float], Callable[[], float]] | None:
-    """(fma_rate, exp_rate) callables returning lane-operations per second on all numba threads."""
+Probe = tuple[Callable[[], tuple[float, float]], float]
+
+
+def clocked(fn: Callable[[], object]) -> tuple[float, float]:
+    """(wall seconds, process CPU seconds) of one call; the CPU seconds are kept in the JSON only.
+
+    Rates are computed from wall time: CPU time divided by the threads was tried as a load-free clock,
+    but under load it put the FMA probe above the CPU's FMA peak (the process clock undercounts threads
+    sharing a core), so it is not used for any figure.
+    """
+    c0, t0 = time.process_time(), time.perf_counter()
+    fn()
+    return time.perf_counter() - t0, time.process_time() - c0
+
+
+def numba_probes() -> tuple[Probe, Probe] | None:
+    """(FMA probe, exp probe): each a call returning (wall s, CPU s) and the lane-operations it performs."""
     try:
         import numba
     except ImportError:
@@ -92,22 +107,22 @@ def numba_probes() -> tuple[Callable[[], float], Callable[[], float]] | None:
     floor = np.float32(_LOG2_FLOOR[np.dtype(np.float32)])
     coef = _COEFFICIENTS.astype(np.float32)
 
-    def fma_rate(reps: int) -> float:
-        t0 = time.perf_counter()
-        fma_probe(a, reps)
-        return a.size * reps * FMA_CHAIN / (time.perf_counter() - t0)
+    def fma_seconds(reps: int) -> tuple[float, float]:
+        return clocked(lambda: fma_probe(a, reps))
 
-    def exp_rate(reps: int) -> float:
-        t0 = time.perf_counter()
-        exp_probe(w, out, reps, floor, coef)
-        return w.size * reps / (time.perf_counter() - t0)
+    def exp_seconds(reps: int) -> tuple[float, float]:
+        return clocked(lambda: exp_probe(w, out, reps, floor, coef))
 
-    fma_rate(1)
-    exp_rate(1)  # compile first: a rate measured with the compile in it would size the probes far too small
-    # size each probe call to about 20 ms (comparable with one filter call)
-    fma_reps = max(1, int(0.02 * max(fma_rate(1000) for _ in range(3)) / (a.size * FMA_CHAIN)))
-    exp_reps = max(1, int(0.02 * max(exp_rate(1000) for _ in range(3)) / w.size))
-    return (lambda: fma_rate(fma_reps)), (lambda: exp_rate(exp_reps))
+    fma_seconds(1)
+    exp_seconds(1)  # compile first: a rate with the compile in it would size the probes far too small
+    # size each probe call to about 0.15 s, like one filter call at 128^3: a much shorter probe runs in
+    # the gaps between the neighbours' time slices on a shared machine and overstates the ceiling
+    fma_reps = max(1, int(0.15 / min(fma_seconds(1000)[0] for _ in range(3)) * 1000))
+    exp_reps = max(1, int(0.15 / min(exp_seconds(1000)[0] for _ in range(3)) * 1000))
+    return (
+        (lambda: fma_seconds(fma_reps), a.size * fma_reps * FMA_CHAIN),
+        (lambda: exp_seconds(exp_reps), w.size * exp_reps),
+    )
 
 
 def sitk_runner(vol: np.ndarray, radius: int, threads: int) -> Callable[[], object] | None:
@@ -155,61 +170,58 @@ def contenders(vol: np.ndarray, radius: int, threads: int) -> dict[str, Callable
     return runs
 
 
-def interleaved(runs: dict[str, Callable[[], float]], rounds: int) -> dict[str, list[float]]:
-    """Seconds per call for every contender, one call each per round, the order rotated every round."""
+def interleaved(runs: dict[str, Callable[[], tuple[float, float]]], rounds: int) -> dict[str, list[tuple]]:
+    """(wall s, CPU s) per call for every contender, one call each per round, the order rotated."""
     names = list(runs)
-    times: dict[str, list[float]] = {n: [] for n in names}
+    times: dict[str, list[tuple]] = {n: [] for n in names}
     for i in range(rounds):
         for name in names[i % len(names):] + names[: i % len(names)]:
             times[name].append(runs[name]())
     return times
 
 
-def timed(fn: Callable[[], object]) -> Callable[[], float]:
-    def run() -> float:
-        t0 = time.perf_counter()
-        fn()
-        return time.perf_counter() - t0
+RATIO_PAIRS = [("numba", "numba_previous"), ("numba", "simpleitk"), ("numba_previous", "simpleitk"),
+               ("torch", "simpleitk"), ("numba", "torch"), ("numba", "ceiling"), ("cupy", "simpleitk")]
 
-    return run
+
+def summarise(rates: dict[str, list[float]]) -> dict[str, Any]:
+    return {
+        "mvox_s": {n: statistics.median(r) for n, r in rates.items()},
+        "ratios": {
+            f"{a}/{b}": statistics.median(x / y for x, y in zip(rates[a], rates[b], strict=True))
+            for a, b in RATIO_PAIRS if a in rates and b in rates
+        },
+        "rounds": rates,
+    }
 
 
 def measure_window(vol: np.ndarray, radius: int, args: argparse.Namespace, probes: Any) -> dict[str, Any]:
+    """Rates per round (wall clock), their medians and the medians of per-round ratios."""
     k = 2 * radius + 1
     taps = k**3
     runs = contenders(vol, radius, args.threads)
     for fn in runs.values():
         fn()  # warm-up: numba loads or compiles, cupy compiles
-    calls: dict[str, Callable[[], float]] = {name: timed(fn) for name, fn in runs.items()}
-    if probes is not None:
-        fma_rate, exp_rate = probes
-        # a probe's "time" is 1 / its rate, turned back below: the interleaving is what matters
-        calls["probe_fma"] = lambda: 1.0 / fma_rate()
-        calls["probe_exp"] = lambda: 1.0 / exp_rate()
-    times = interleaved(calls, args.rounds)
     nvox = vol.size / 1e6
-    rates = {n: [nvox / t for t in ts] for n, ts in times.items() if not n.startswith("probe_")}
-    result: dict[str, Any] = {
-        "window": k, "taps": taps,
-        "mvox_s": {n: statistics.median(r) for n, r in rates.items()},
-        "mvox_s_rounds": rates,
-    }
+    calls = {name: (lambda fn=fn: clocked(fn)) for name, fn in runs.items()}
+    work = {name: nvox for name in runs}
     if probes is not None:
-        fma = [1.0 / t for t in times["probe_fma"]]
-        exp = [1.0 / t for t in times["probe_exp"]]
-        ceilings = [1e-6 / (taps * (FMA_SLOTS_PER_TAP / f + 1.0 / e)) for f, e in zip(fma, exp, strict=True)]
-        result["probe"] = {
-            "fma_per_s": statistics.median(fma), "exp_per_s": statistics.median(exp),
-            "fma_slots_per_tap": FMA_SLOTS_PER_TAP, "exps_per_tap": 1,
-        }
-        result["mvox_s"]["ceiling"] = statistics.median(ceilings)
-        rates["ceiling"] = ceilings
-    pairs = [("numba", "numba_previous"), ("numba", "simpleitk"), ("numba_previous", "simpleitk"),
-             ("torch", "simpleitk"), ("numba", "torch"), ("numba", "ceiling"), ("cupy", "simpleitk")]
-    result["ratios"] = {
-        f"{a}/{b}": statistics.median(x / y for x, y in zip(rates[a], rates[b], strict=True))
-        for a, b in pairs if a in rates and b in rates
-    }
+        (calls["probe_fma"], work["probe_fma"]), (calls["probe_exp"], work["probe_exp"]) = probes
+    times = interleaved(calls, args.rounds)
+    result: dict[str, Any] = {"window": k, "taps": taps}
+    result["cpu_s_rounds"] = {n: [t[1] for t in ts] for n, ts in times.items()}
+    for clock, index, per in (("wall", 0, 1.0),):
+        rates = {n: [work[n] / (t[index] / per) for t in ts] for n, ts in times.items()}
+        if probes is not None:
+            fma, exp = rates.pop("probe_fma"), rates.pop("probe_exp")
+            rates["ceiling"] = [
+                1e-6 / (taps * (FMA_SLOTS_PER_TAP / f + 1.0 / e)) for f, e in zip(fma, exp, strict=True)
+            ]
+            result[f"probe_{clock}"] = {
+                "fma_per_s": statistics.median(fma), "exp_per_s": statistics.median(exp),
+                "fma_slots_per_tap": FMA_SLOTS_PER_TAP, "exps_per_tap": 1,
+            }
+        result[clock] = summarise(rates)
     return result
 
 
@@ -225,15 +237,20 @@ def ibf_and_step(args: argparse.Namespace) -> dict[str, Any]:
         out["vox_uda_step_s"] = time_method("vox_uda", widths, 32, 16, args.step_repeats)
         out["step_widths"] = widths
     batch = torch.randn(16, 1, 32, 32, 32)
-    runs: dict[str, Callable[[], float]] = {}
+    runs: dict[str, Callable[[], tuple[float, float]]] = {}
     for st in ops.available_backends():
         if st.available:
             b = batch.to("cuda" if st.name == "cupy" else "cpu")
-            runs[st.name] = timed(lambda b=b, name=st.name: ops.improved_bilateral3d(b, backend=name))
+            runs[st.name] = lambda b=b, name=st.name: clocked(
+                lambda: ops.improved_bilateral3d(b, backend=name)
+            )
     for fn in runs.values():
         fn()
     times = interleaved(runs, args.rounds)
-    out["ibf_batch_s"] = {n: statistics.median(t) for n, t in times.items()}
+    out["ibf_batch_s"] = {n: statistics.median(t[0] for t in ts) for n, ts in times.items()}
+    out["ibf_batch_cpu_s_per_thread"] = {
+        n: statistics.median(t[1] / args.threads for t in ts) for n, ts in times.items()
+    }
     return out
 
 
@@ -298,17 +315,19 @@ def main() -> None:
     for r in args.radii:
         res = measure_window(vol, r, args, probes)
         report["windows"].append(res)
-        print(f"\nwindow {res['window']}^3:")
-        base = res["mvox_s"].get("simpleitk")
-        for name, rate in res["mvox_s"].items():
-            ratio = f"  {res['ratios'].get(f'{name}/simpleitk', rate / base):6.2f}x SimpleITK" if base else ""
-            print(f"  {name:15s} {rate:9.2f} Mvox/s{ratio}")
-        if "probe" in res:
-            pr = res["probe"]
-            print(f"  probes: {pr['fma_per_s'] / 1e9:.1f} G lane-FMA/s, {pr['exp_per_s'] / 1e9:.2f} G exp/s "
-                  f"-> ceiling {res['taps']} x ({FMA_SLOTS_PER_TAP} FMA + 1 exp) per voxel")
-        for key, value in res["ratios"].items():
-            print(f"  ratio {key:28s} {value:6.2f}")
+        for clock, label in (("wall", "wall clock"),):
+            part = res[clock]
+            print(f"\nwindow {res['window']}^3, {label}:")
+            for name, rate in part["mvox_s"].items():
+                ratio = part["ratios"].get(f"{name}/simpleitk")
+                print(f"  {name:15s} {rate:9.2f} Mvox/s" + (f"  {ratio:6.2f}x SimpleITK" if ratio else ""))
+            pr = res.get(f"probe_{clock}")
+            if pr:
+                print(f"  probes: {pr['fma_per_s'] / 1e9:.1f} G lane-FMA/s, "
+                      f"{pr['exp_per_s'] / 1e9:.2f} G exp/s "
+                      f"-> ceiling {res['taps']} x ({FMA_SLOTS_PER_TAP} FMA + 1 exp) per voxel")
+            for key, value in part["ratios"].items():
+                print(f"  ratio {key:28s} {value:6.2f}")
     if args.ibf:
         report["ibf"] = ibf_and_step(args)
         for name, t in report["ibf"]["ibf_batch_s"].items():

@@ -35,7 +35,7 @@ def _fmt(v: float) -> str:
 
 
 def window_table(w: dict[str, Any]) -> list[str]:
-    rates, ratios = w["mvox_s"], w["ratios"]
+    rates, ratios = w["wall"]["mvox_s"], w["wall"]["ratios"]
     lines = [
         "| implementation | Mvox/s (median) | x SimpleITK | x previous numba |",
         "|---|---|---|---|",
@@ -76,9 +76,9 @@ def render(rep: dict[str, Any]) -> str:
     for w in rep["windows"]:
         k = w["window"]
         out += ["", f"### {k}^3 window ({w['taps']} taps)", "", *window_table(w)]
-        pr = w.get("probe")
+        pr = w.get("probe_wall")
         if pr:
-            frac = w["ratios"].get("numba/ceiling")
+            frac = w["wall"]["ratios"].get("numba/ceiling")
             a, taps = pr["fma_slots_per_tap"], w["taps"]
             out += [
                 "",
@@ -86,13 +86,13 @@ def render(rep: dict[str, Any]) -> str:
                 f"{pr['exp_per_s'] / 1e9:.2f} G exp/s (the kernel's own float32 exp2; all threads, data in "
                 f"L1).  A voxel needs {taps} x ({a} FMA-slot operations + {pr['exps_per_tap']} exp), so the "
                 f"ceiling is 1 / ({taps} x ({a} / FMA rate + 1 / exp rate)) = "
-                f"{_fmt(w['mvox_s']['ceiling'])} Mvox/s"
+                f"{_fmt(w['wall']['mvox_s']['ceiling'])} Mvox/s"
                 + (f"; the numba kernel runs at {100 * frac:.0f} % of it." if frac else "."),
             ]
-        if k == 5 and rep["size"] == 128 and "numba" in w["mvox_s"]:
-            rate = w["mvox_s"]["numba"]
-            xs = w["ratios"].get("numba/simpleitk")
-            frac = w["ratios"].get("numba/ceiling")
+        if k == 5 and rep["size"] == 128 and "numba" in w["wall"]["mvox_s"]:
+            rate = w["wall"]["mvox_s"]["numba"]
+            xs = w["wall"]["ratios"].get("numba/simpleitk")
+            frac = w["wall"]["ratios"].get("numba/ceiling")
             out += ["", "Targets (issue 18, 5^3 on 128^3, 2 threads):", ""]
             out.append(f"- numba >= {TARGET_MVOX_S:.0f} Mvox/s: {_fmt(rate)} Mvox/s, "
                        f"{verdict(rate >= TARGET_MVOX_S)} in this run.")
