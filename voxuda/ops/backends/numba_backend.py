@@ -21,9 +21,11 @@ The compiled code lives in :mod:`voxuda.ops.backends._numba_kernels` (imported o
   scalar: 6.5 vs 51 Mvox/s at 5^3).  Its relative error per weight is below ``FLOAT32_WEIGHT_RTOL``
   (2.5e-7, about 2 float32 ulps; ``tests/ops/test_numba_fast_exp.py`` checks the compiled function against
   float64 over the whole clamped range).  float64 uses the exact ``math.exp2``;
-- one guide and one image channel (the classic filter): three neighbouring taps of a window row per pass,
-  with their sums in registers; the parallel worker is compiled for 512-bit vectors where the CPU has them
-  (LLVM's default tuning for Intel server CPUs stays at 256 bits);
+- one guide and one image channel (the classic filter): five (then 3, 2, 1) neighbouring taps of a window
+  row per pass, with their sums in registers; the parallel worker is compiled for 512-bit vectors where the
+  CPU has them (LLVM's default tuning for Intel server CPUs stays at 256 bits);
+- the replicate padding and the guide's scaling are a parallel numba pass (torch's ``F.pad`` took longer
+  than the filter at 128^3 on a loaded machine);
 - log-weights are clamped at -115 (float32, 2**-115 ~ 2e-35) / -1000 (float64), which keeps 2**n
   a normal number; a weight that small next to the centre tap's 1 changes no result.
 """
