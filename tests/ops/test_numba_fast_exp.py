@@ -19,6 +19,7 @@ from voxuda.ops.backends.numba_backend import (
     NumbaBackend,
     exp2_coefficients,
     fast_exp2,
+    log2_floor_if_needed,
     spatial_log2_table,
 )
 
@@ -111,13 +112,13 @@ def test_a_worse_exp_would_fail_the_output_check(naive):
     xs = x.numpy()
     xp = np.empty((1, 1, 12, 13, 14), np.float32)
     gp = np.empty_like(xp)
-    pad_replicate(xs, 2, np.float32(1.0), xp)
-    pad_replicate(xs, 2, scale, gp)
+    ranges = np.empty((12, 2), np.float32)
+    pad_replicate(xs, 2, np.float32(1.0), xp, ranges)
+    pad_replicate(xs, 2, scale, gp, ranges)
     coarse = np.zeros(6, np.float32)
     coarse[:4] = exp2_coefficients(3)
     out = np.empty_like(xs)
-    floor = np.array([FLOOR32], np.float32)
-    bilateral_pieces(xp, gp, out, 2, spatial_log2_table(p, np.float32), floor, coarse)
+    bilateral_pieces(xp, gp, out, 2, spatial_log2_table(p, np.float32), np.float32(FLOOR32), coarse)
     assert (torch.from_numpy(out).double() - naive(x.double(), x.double(), p)).abs().max() > ATOL_F32
 
 
@@ -161,3 +162,42 @@ def test_every_guide_mode_is_within_the_documented_error_on_a_step(guide):
     assert ops.last_backend_used() == "numba"
     exact = ops.improved_bilateral3d(x.double(), backend="torch", **kw)
     torch.testing.assert_close(got.double(), exact, rtol=0, atol=ATOL_F32)
+
+
+def _kernel_run(x: torch.Tensor, p: FilterParams, floor):
+    """The backend's own steps with the clamp decision overridden."""
+    from voxuda.ops.backends._numba_kernels import bilateral_pieces, pad_replicate
+
+    r = p.radius
+    xs = x.numpy()
+    padded = (*xs.shape[:2], *(s + 2 * r for s in xs.shape[2:]))
+    xp, gp = np.empty(padded, np.float32), np.empty(padded, np.float32)
+    ranges = np.empty((padded[0] * padded[1] * padded[2], 2), np.float32)
+    pad_replicate(xs, r, np.float32(1.0), xp, ranges)
+    pad_replicate(xs, r, np.float32(np.sqrt(1.0 / np.log(2.0) / (2.0 * p.sigma_range**2))), gp, ranges)
+    spatial = spatial_log2_table(p, np.float32)
+    out = np.empty_like(xs)
+    bilateral_pieces(xp, gp, out, r, spatial, floor, exp2_coefficients().astype(np.float32))
+    return out, log2_floor_if_needed(ranges.reshape(padded[0], padded[1], -1, 2), spatial)
+
+
+def test_the_clamp_is_dropped_only_when_no_weight_needs_it_and_changes_no_bit():
+    p = FilterParams(radius=2, sigma_spatial=1.0, sigma_range=1.0)
+    x = _step_edge((7, 8, 9), height=6.0)
+    clamped, decided = _kernel_run(x, p, np.float32(FLOOR32))
+    assert decided is None  # log2 weights >= -(6.9^2 / 2 / ln 2) - 12 / 2 / ln 2 > -115
+    unclamped, _ = _kernel_run(x, p, None)
+    np.testing.assert_array_equal(unclamped, clamped)
+    np.testing.assert_array_equal(NumbaBackend().bilateral3d(x, x, p).numpy(), clamped)
+    # a 40-unit step at sigma_r 1 sends weights to 2**-1150: the clamp must stay
+    _, decided = _kernel_run(_step_edge((7, 8, 9), height=40.0), p, None)
+    assert decided == np.float32(FLOOR32)
+
+
+def test_clamp_decision_sums_the_guide_channels():
+    spatial = np.full((3, 3, 3), -5.0, np.float32)
+    ranges = np.zeros((2, 3, 4, 2), np.float32)  # (N, G, planes, (min, max))
+    ranges[1, :, 2, 1] = 6.5  # item 1: 3 channels span 6.5 -> distances up to 126.75, + 5 > 114
+    assert log2_floor_if_needed(ranges, spatial) == np.float32(FLOOR32)
+    ranges[1, 0, 2, 1] = 0.0  # two channels: 84.5 + 5 <= 114
+    assert log2_floor_if_needed(ranges, spatial) is None

@@ -84,6 +84,21 @@ def fast_exp2(w: np.ndarray) -> np.ndarray:
     return out
 
 
+def log2_floor_if_needed(ranges: np.ndarray, spatial: np.ndarray) -> np.floating | None:
+    """The clamp for the kernel's log2 weights, or None when no weight of the call can fall below it.
+
+    ``ranges`` is (N, G, planes, 2): min and max of the scaled guide per item, channel and plane, so
+    ``sum_g (max_g - min_g)^2`` bounds every squared guide distance of an item; with the lowest spatial
+    log2 weight it bounds every log2 weight from below.  A margin of 1 (a factor 2) covers the float
+    rounding of the differences.  Without the clamp the results are the same bit for bit (``max(w, floor)``
+    is ``w`` when ``w >= floor``), one operation per tap cheaper.
+    """
+    floor = _LOG2_FLOOR[spatial.dtype]
+    spread = (ranges[..., 1].max(axis=2).astype(np.float64) - ranges[..., 0].min(axis=2)) ** 2
+    lowest = float(spatial.min()) - float(spread.sum(axis=1).max())
+    return None if lowest >= floor + 1.0 else spatial.dtype.type(floor)
+
+
 def spatial_log2_table(params: FilterParams, dtype: np.dtype) -> np.ndarray:
     """(k, k, k) table of -log2 spatial weights, indexed by offset + radius."""
     cz, cy, cx, _ = params.exp2_coefficients()
@@ -121,15 +136,18 @@ class NumbaBackend:
         dtype = xs.dtype
         xp = np.empty((*xs.shape[:2], *(s + 2 * r for s in xs.shape[2:])), dtype=dtype)
         gp = np.empty((*gs.shape[:2], *(s + 2 * r for s in gs.shape[2:])), dtype=dtype)
+        x_ranges = np.empty((xs.shape[0] * xs.shape[1] * xp.shape[2], 2), dtype=dtype)
+        g_ranges = np.empty((gs.shape[0] * gs.shape[1] * gp.shape[2], 2), dtype=dtype)
         out = np.empty(tuple(x.shape), dtype=dtype)
-        floor = np.array([_LOG2_FLOOR[dtype]], dtype=dtype)
+        spatial = spatial_log2_table(params, dtype)
         coef = _COEFFICIENTS.astype(dtype)
         previous = numba.get_num_threads()
         numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
         try:
-            pad_replicate(xs, r, dtype.type(1.0), xp)
-            pad_replicate(gs, r, dtype.type(scale), gp)
-            bilateral_pieces(xp, gp, out, r, spatial_log2_table(params, dtype), floor, coef)
+            pad_replicate(xs, r, dtype.type(1.0), xp, x_ranges)
+            pad_replicate(gs, r, dtype.type(scale), gp, g_ranges)
+            floor = log2_floor_if_needed(g_ranges.reshape(gs.shape[0], gs.shape[1], -1, 2), spatial)
+            bilateral_pieces(xp, gp, out, r, spatial, floor, coef)
         finally:
             numba.set_num_threads(previous)
         return torch.from_numpy(out)
