@@ -27,7 +27,9 @@ The compiled code lives in :mod:`voxuda.ops.backends._numba_kernels` (imported o
 - the replicate padding and the guide's scaling are a parallel numba pass (torch's ``F.pad`` took longer
   than the filter at 128^3 on a loaded machine);
 - log-weights are clamped at -115 (float32, 2**-115 ~ 2e-35) / -1000 (float64), which keeps 2**n
-  a normal number; a weight that small next to the centre tap's 1 changes no result.
+  a normal number; a weight that small next to the centre tap's 1 changes no result.  When the guide's
+  range (taken in the padding pass) shows that no log2 weight can reach the floor, the kernel is called
+  with ``floor=None`` and compiled without the clamp (``log2_floor_if_needed``).
 """
 
 from __future__ import annotations
