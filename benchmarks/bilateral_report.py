@@ -99,7 +99,10 @@ def render(rep: dict[str, Any], source: str) -> str:
                 f"L1).  A voxel needs {taps} x ({a} FMA-slot operations + {pr['exps_per_tap']} exp), so the "
                 f"ceiling is 1 / ({taps} x ({a} / FMA rate + 1 / exp rate)) = "
                 f"{_fmt(w['wall']['mvox_s']['ceiling'])} Mvox/s"
-                + (f"; the numba kernel runs at {100 * frac:.0f} % of it." if frac else "."),
+                + (f"; the numba kernel runs at {100 * frac:.0f} % of it." if frac else ".")
+                + "  The exp rate is that of the kernel's own exp (about 11 vector operations), the fastest "
+                "numba reaches here, so this is the ceiling of a brute-force kernel with that exp; an exp "
+                "costing fewer operations would raise it, and with it lower the fraction.",
             ]
         if k == 5 and rep["size"] == 128 and "numba" in w["wall"]["mvox_s"]:
             rate = w["wall"]["mvox_s"]["numba"]
