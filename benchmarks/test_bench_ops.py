@@ -5,10 +5,14 @@ Run: pytest benchmarks/test_bench_ops.py --benchmark-only --benchmark-enable
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 
 import voxuda.ops as ops
+from voxuda.ops.backends.base import FilterParams
 
 BACKENDS = [s.name for s in ops.available_backends()]
 
@@ -56,6 +60,20 @@ def test_bench_simpleitk_5cubed_64(benchmark):
     image = sitk.GetImageFromArray(torch.randn(64, 64, 64).numpy())
     out = benchmark(f.Execute, image)
     assert out.GetSize() == (64, 64, 64)
+
+
+@pytest.mark.benchmark(group="bilateral-5^3-64^3")
+def test_bench_previous_numba_kernel_5cubed_64(benchmark):
+    """The numba kernel before the grouped 512-bit one, for the new/old ratio in the same group and run."""
+    pytest.importorskip("numba")
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from _bilateral_numba_previous import previous_numba_bilateral
+
+    x = torch.randn(1, 1, 64, 64, 64)
+    p = FilterParams(radius=2, sigma_spatial=0.8, sigma_range=1.0)
+    out = benchmark(previous_numba_bilateral, x, x, p)
+    new = ops.bilateral3d(x, radius=2, sigma_spatial=0.8, sigma_range=1.0, backend="numba")
+    torch.testing.assert_close(out, new, rtol=0, atol=2e-5)  # the same filter, within float32 rounding
 
 
 @pytest.mark.benchmark(group="ibf-16x1x32^3")

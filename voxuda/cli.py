@@ -30,6 +30,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "pick": ("voxuda.commands.pick", "particle positions (STAR/CSV) from a segmentation's components"),
     "extract": ("voxuda.commands.extract", "cut subtomograms at picks into a dataset (MRC + manifest.csv)"),
     "manifest": ("voxuda.commands.manifest", "write manifest.csv for the volume/label pairs in a folder"),
+    "evaluate-tomogram": ("voxuda.commands.evaluate_tomogram", "Dice and pick precision/recall vs a truth"),
     "export": ("voxuda.commands.export", "write a run's predictor as TorchScript or ONNX"),
 }
 

@@ -271,8 +271,8 @@ def test_evaluate_segment_and_extract_stop_at_a_held_lock(segment_inputs: tuple[
     extracted = tmp_path / "extracted"
     for target, argv in ((run, ["evaluate", str(run)]),
                          (labels, ["segment", str(run), str(tomogram), "-o", str(labels), "--no-progress"]),
-                         (extracted, ["extract", str(tomogram), "--grid", "--box", "8", "--out", str(extracted),
-                                      "--no-progress"])):
+                         (extracted, ["extract", str(tomogram), "--grid", "--box", "8",
+                                      "--out", str(extracted), "--no-progress"])):
         holder = hold_lock(target)
         try:
             assert main(argv) == 1

@@ -61,13 +61,15 @@ def test_float32_polynomial_weights_stay_within_float32_rounding(shape, g, r, sp
     torch.testing.assert_close(got, reference32, rtol=0, atol=2e-5)
 
 
-def test_exp2_polynomial_fit_is_below_float32_resolution():
-    f = np.linspace(0.0, 1.0, 100_001)
+def test_exp2_polynomial_fit_is_below_the_weight_bound():
+    """The fit itself (float64 evaluation) on the reduced interval [-0.5, 0.5] leaves room for float32
+    rounding under FLOAT32_WEIGHT_RTOL; the compiled weight is checked in test_numba_fast_exp.py."""
+    f = np.linspace(-0.5, 0.5, 100_001)
     fit = np.polynomial.polynomial.polyval(f, exp2_coefficients())
-    assert np.abs(fit / np.exp2(f) - 1).max() < 1e-8
+    assert np.abs(fit / np.exp2(f) - 1).max() < 1e-7
     # a lower degree would not do: the accuracy claim is not vacuous
-    low = np.polynomial.polynomial.polyval(f, exp2_coefficients(3))
-    assert np.abs(low / np.exp2(f) - 1).max() > 1e-5
+    low = np.polynomial.polynomial.polyval(f, exp2_coefficients(4))
+    assert np.abs(low / np.exp2(f) - 1).max() > 1e-6
 
 
 def test_weights_far_below_the_clamp_keep_the_centre_value():

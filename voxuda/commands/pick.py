@@ -11,7 +11,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add = parser.add_argument
     add("labels", metavar="LABELS.mrc", help="label map, e.g. written by voxuda segment")
     add_output_argument(parser, "PICKS.star",
-                        "RELION particle STAR (.star) or CSV (.csv) with centroids in tomogram pixels")
+                        "RELION particle STAR (.star) or CSV (.csv, centroids in tomogram pixels and Å)")
     add("--tomogram", metavar="TOMO.mrc",
         help="the segmented tomogram: the picks take its name (rlnTomoName) and geometry, so voxuda extract "
              "and RELION match them to it (default: the label map's name and geometry, with a note)")

@@ -493,7 +493,7 @@ def _run_record(config: RunConfig, trainer: _Trainer) -> dict[str, Any]:
         "seed": config.seed,
         "warnings": run_config_warnings(config),
         "teacher_schedule": schedule.to_dict() if schedule is not None else None,
-        "data": _data_record(trainer.data),
+        "data": _data_record(trainer.data, sees_target=method.sees_target),
         "polarity": _polarity_record(config, trainer.data),
         "distributed": {"world_size": trainer.dist.world_size, "backend": trainer.dist.backend or None},
         "config": resolved_run_config(config),
@@ -521,9 +521,10 @@ def _polarity_record(config: RunConfig, data: RunData) -> dict[str, Any]:
                            data.target_train.meta or ())
 
 
-def _data_record(data: RunData) -> dict[str, Any]:
+def _data_record(data: RunData, *, sees_target: bool = True) -> dict[str, Any]:
     """Voxel sizes (Å, after resizing to the box) the model was trained at; ``voxuda segment`` resamples
-    tomograms to ``voxel_size`` (the target's: the domain the model was adapted to)."""
+    tomograms to ``voxel_size``: the target's (the domain the model was adapted to), or the source's for a
+    method that never sees target volumes (source-only)."""
 
     def median_voxel(split: Any) -> float | None:
         values = [float(m["voxel_size"]) for m in getattr(split, "meta", None) or []
@@ -532,4 +533,5 @@ def _data_record(data: RunData) -> dict[str, Any]:
 
     source = median_voxel(data.source_train)
     target = median_voxel(data.target_train)
-    return {"source_voxel_size": source, "target_voxel_size": target, "voxel_size": target or source}
+    model = (target or source) if sees_target else (source or target)
+    return {"source_voxel_size": source, "target_voxel_size": target, "voxel_size": model}

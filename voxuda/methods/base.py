@@ -74,6 +74,9 @@ class Method(nn.Module):
 
     #: True only for methods that are allowed to see target labels (the oracle upper bound).
     uses_target_labels: ClassVar[bool] = False
+    #: False for methods that never look at target volumes (source-only): the model's input voxel size, which
+    #: ``voxuda segment`` resamples tomograms to, is then the source's, not the target's.
+    sees_target: ClassVar[bool] = True
     #: Shown next to the method in every result table (e.g. "upper bound").
     flag: ClassVar[str] = ""
 

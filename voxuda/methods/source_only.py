@@ -16,6 +16,8 @@ class SourceOnlyConfig(BaseMethodConfig):
 class SourceOnly(SegmentationMethod):
     """Train the backbone on source labels only."""
 
+    sees_target = False
+
     def training_step(self, source: SourceBatch, target: TargetBatch, step: int) -> StepOutput:
         logits, _ = self.student(source.volume)
         loss, parts = self.seg_loss(logits, source.label)

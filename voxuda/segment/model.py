@@ -147,7 +147,7 @@ def _model_voxel_size(record: dict[str, Any], config: dict[str, Any]) -> float |
     if record:
         recorded = record.get("data")
         data: dict[str, Any] = recorded if isinstance(recorded, dict) else {}
-        candidates += [data.get("target_voxel_size"), data.get("voxel_size"), record.get("voxel_size")]
+        candidates += [data.get("voxel_size"), data.get("target_voxel_size"), record.get("voxel_size")]
     data_cfg = config.get("data") if isinstance(config.get("data"), dict) else {}
     candidates.append(data_cfg.get("voxel_size"))
     for value in candidates:

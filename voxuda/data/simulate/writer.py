@@ -39,7 +39,14 @@ from voxuda.data.simulate.structures import STRUCTURE_DIR, Template, load_templa
 from voxuda.data.simulate.target_model import ProjectionParams, simulate_projection
 from voxuda.locks import output_lock
 
-__all__ = ["simulate_benchmark", "code_hash", "simulate_sample", "BENCHMARK_FORMAT"]
+__all__ = [
+    "simulate_benchmark",
+    "code_hash",
+    "simulate_sample",
+    "draw_imaging",
+    "image_scene",
+    "BENCHMARK_FORMAT",
+]
 
 #: Bumped when the folder layout or manifest format changes.
 BENCHMARK_FORMAT = 1
@@ -99,10 +106,83 @@ def _neighbour_templates(spec: DomainSpec, cls: str, rng: np.random.Generator) -
     return [load_template(str(rng.choice(pool))) for _ in range(n_nb)]
 
 
+def draw_imaging(spec: DomainSpec, rng: np.random.Generator) -> tuple[float, float]:
+    """Voxel size (Å) and nominal SNR of one simulated volume of ``spec``, drawn from its ranges."""
+    voxel = _uniform(rng, spec.voxel_size)
+    snr = float(rng.choice(spec.snr_choices)) if spec.snr_choices else _log_uniform(rng, *spec.snr)
+    return voxel, snr
+
+
+def image_scene(
+    spec: DomainSpec, density: np.ndarray, voxel: float, snr: float, box: int, rng: np.random.Generator
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """Image a clean cubic scene with ``spec``'s model and return its central ``box`` and imaging metadata.
+
+    The one place where a domain's imaging (CTF, wedge, noise, tilt series, ice ramp, gain) is applied:
+    subtomograms (:func:`simulate_sample`) and whole tomograms (:mod:`.tomogram`) both call it. The scene
+    is larger than the box by ``(n - box) // 2`` voxels on every side, so that structures cut by the box
+    face still image.
+    """
+    margin = (density.shape[0] - box) // 2
+    if spec.model == "fourier":
+        params = FourierModelParams(
+            snr=snr,
+            defocus_um=spec.defocus_um[0],
+            tilt_min=spec.tilt_range[0],
+            tilt_max=spec.tilt_range[1],
+            contrast_sign=1.0 if spec.polarity == "bright" else -1.0,
+        )
+        res = simulate_fourier(density.astype(np.float64), voxel, params, rng, margin=margin)
+        meta = {
+            "snr": snr,
+            "snr_measured": res.snr_measured,
+            "defocus": params.defocus_um,
+            "dose_per_tilt": "",
+        }
+        return res.volume, meta
+    if spec.model != "projection":
+        raise ValueError(f"unknown simulation model {spec.model!r}")
+    pparams = ProjectionParams(
+        snr=snr,
+        defocus_um=_uniform(rng, spec.defocus_um),
+        tilt_min=spec.tilt_range[0],
+        tilt_max=spec.tilt_range[1],
+        tilt_step=spec.tilt_step,
+        amplitude=spec.amplitude,
+        bfactor=_uniform(rng, spec.bfactor),
+        astigmatism_a=float(rng.uniform(0, spec.astigmatism_a)),
+        astigmatism_angle=float(rng.uniform(0, 180)),
+        misalign_px=spec.misalign_px,
+        contrast_sign=-1.0 if spec.polarity == "dark" else 1.0,
+    )
+    pres = simulate_projection(density, voxel, box, pparams, rng)
+    vol = pres.volume
+    noise_std = float((pres.volume - pres.clean).std())
+    g = _uniform(rng, spec.gradient)
+    if g > 0:
+        d = rng.normal(size=3)
+        d /= np.linalg.norm(d)
+        ax = (np.arange(box) - (box - 1) / 2) / (box / 2)
+        ramp = d[0] * ax[:, None, None] + d[1] * ax[None, :, None] + d[2] * ax[None, None, :]
+        vol = vol + (g * noise_std * ramp).astype(np.float32)
+    gain = _log_uniform(rng, *spec.gain)
+    offset = float(rng.normal()) * noise_std if spec.gain != (1.0, 1.0) else 0.0
+    vol = (vol * gain + offset).astype(np.float32)
+    meta = {
+        "snr": snr,
+        "snr_measured": pres.snr_measured,
+        "defocus": pparams.defocus_um,
+        "dose_per_tilt": pres.dose_per_tilt,
+    }
+    return vol, meta
+
+
 def simulate_sample(
     spec: DomainSpec, box: int, seed: int
 ) -> tuple[np.ndarray, np.ndarray, float, dict[str, Any]]:
     """One subtomogram of ``spec``: volume, label (int8), voxel size, and metadata for the manifest."""
+    if spec.model not in ("fourier", "projection"):
+        raise ValueError(f"unknown simulation model {spec.model!r}")
     rng = np.random.default_rng(seed)
     cls = _weighted_choice(rng, spec.classes)
     main = load_template(cls)
@@ -112,81 +192,28 @@ def simulate_sample(
         "tilt_min": spec.tilt_range[0],
         "tilt_max": spec.tilt_range[1],
     }
+    voxel, snr = draw_imaging(spec, rng)
     if spec.model == "fourier":
-        voxel = _uniform(rng, spec.voxel_size)
-        snr = float(rng.choice(spec.snr_choices)) if spec.snr_choices else _log_uniform(rng, *spec.snr)
         # An uncrowded source draws nothing more and images the box alone (the original recipe, byte for
         # byte); a crowded one images a scene with a margin, as the projection model does.
         crowded = spec.neighbours[1] > 0 or spec.outlier_probability > 0
         margin = spec.margin if crowded else 0
         nbs = _neighbour_templates(spec, cls, rng) if spec.neighbours[1] > 0 else []
-        scene = compose_scene(
-            main,
-            n=box + 2 * margin,
-            box=box,
-            voxel=voxel,
-            rng=rng,
-            neighbours=nbs,
-            outlier_probability=spec.outlier_probability,
-        )
-        params = FourierModelParams(
-            snr=snr,
-            defocus_um=spec.defocus_um[0],
-            tilt_min=spec.tilt_range[0],
-            tilt_max=spec.tilt_range[1],
-            contrast_sign=1.0 if spec.polarity == "bright" else -1.0,
-        )
-        res = simulate_fourier(scene.density.astype(np.float64), voxel, params, rng, margin=margin)
-        vol = res.volume
-        label = scene.mask[margin : margin + box, margin : margin + box, margin : margin + box]
-        meta.update(snr=snr, snr_measured=res.snr_measured, defocus=params.defocus_um, dose_per_tilt="")
-    elif spec.model == "projection":
-        voxel = _uniform(rng, spec.voxel_size)
-        snr = _log_uniform(rng, *spec.snr)
-        nbs = _neighbour_templates(spec, cls, rng)
-        n = box + 2 * spec.margin
-        scene = compose_scene(
-            main,
-            n=n,
-            box=box,
-            voxel=voxel,
-            rng=rng,
-            neighbours=nbs,
-            outlier_probability=spec.outlier_probability,
-        )
-        params = ProjectionParams(
-            snr=snr,
-            defocus_um=_uniform(rng, spec.defocus_um),
-            tilt_min=spec.tilt_range[0],
-            tilt_max=spec.tilt_range[1],
-            tilt_step=spec.tilt_step,
-            amplitude=spec.amplitude,
-            bfactor=_uniform(rng, spec.bfactor),
-            astigmatism_a=float(rng.uniform(0, spec.astigmatism_a)),
-            astigmatism_angle=float(rng.uniform(0, 180)),
-            misalign_px=spec.misalign_px,
-            contrast_sign=-1.0 if spec.polarity == "dark" else 1.0,
-        )
-        res = simulate_projection(scene.density, voxel, box, params, rng)
-        lo = spec.margin
-        label = scene.mask[lo : lo + box, lo : lo + box, lo : lo + box]
-        vol = res.volume
-        noise_std = float((res.volume - res.clean).std())
-        g = _uniform(rng, spec.gradient)
-        if g > 0:
-            d = rng.normal(size=3)
-            d /= np.linalg.norm(d)
-            ax = (np.arange(box) - (box - 1) / 2) / (box / 2)
-            ramp = d[0] * ax[:, None, None] + d[1] * ax[None, :, None] + d[2] * ax[None, None, :]
-            vol = vol + (g * noise_std * ramp).astype(np.float32)
-        gain = _log_uniform(rng, *spec.gain)
-        offset = float(rng.normal()) * noise_std if spec.gain != (1.0, 1.0) else 0.0
-        vol = (vol * gain + offset).astype(np.float32)
-        meta.update(
-            snr=snr, snr_measured=res.snr_measured, defocus=params.defocus_um, dose_per_tilt=res.dose_per_tilt
-        )
     else:
-        raise ValueError(f"unknown simulation model {spec.model!r}")
+        margin = spec.margin
+        nbs = _neighbour_templates(spec, cls, rng)
+    scene = compose_scene(
+        main,
+        n=box + 2 * margin,
+        box=box,
+        voxel=voxel,
+        rng=rng,
+        neighbours=nbs,
+        outlier_probability=spec.outlier_probability,
+    )
+    vol, imaging = image_scene(spec, scene.density, voxel, snr, box, rng)
+    label = scene.mask[margin : margin + box, margin : margin + box, margin : margin + box]
+    meta.update(imaging)
     meta.update(
         n_neighbours=len(scene.neighbours),
         neighbours=";".join(scene.neighbours),
