@@ -160,8 +160,9 @@ def numba_section(rows: list[dict[str, Any]]) -> str:
     out = ["## numba threading layer\n",
            "Each row is its own process (numba fixes its threading layer at the first parallel call): "
            "source-only steps before and after one numba bilateral call in that process, then Vox-UDA "
-           "steps without the teacher-input cache (numba runs every step). The trainer now selects "
-           "`workqueue` unless `NUMBA_THREADING_LAYER` is set.\n"]
+           "steps without the teacher-input cache (numba runs every step). voxuda's numba kernels "
+           "module now selects `workqueue` when imported (training, evaluation, segmentation) unless "
+           "`NUMBA_THREADING_LAYER` is set.\n"]
     body = [[r["layer"], str(r["threads"]), fmt(1000 * r["source_only_before_s"], 0),
              fmt(1000 * r["source_only_after_s"], 0), fmt(r["slowdown_after_numba"]),
              fmt(r["vox_uda_uncached_step_s"], 2)] for r in rows]
@@ -211,9 +212,10 @@ CHANGES_TEXT = """## What changed (issue 18)
 - **Class index by `max(dim=1).indices`** instead of `argmax(dim=1)` in the pseudo-label metrics logged
   every step (`voxuda.methods.losses.class_index`): the same indices (first maximum, NaN included, tested),
   but argmax over the class axis of contiguous logits is several times slower on CPU.
-- **numba off OpenMP**: the trainer selects numba's `workqueue` threading layer (unless
-  `NUMBA_THREADING_LAYER` is set) before any numba kernel runs; on numba's `omp` layer, torch's steps ran
-  several times slower once a numba kernel had run in the process (table below).
+- **numba off OpenMP**: `voxuda.ops.backends._numba_kernels` selects numba's `workqueue` threading layer
+  when it is imported (unless `NUMBA_THREADING_LAYER` is set), before any numba kernel runs; on numba's
+  `omp` layer, torch's steps ran several times slower once a numba kernel had run in the process (table
+  below).
 - **Measured and left as they were**: bfloat16 autocast (`trainer.amp`, see its row), the sampler (its
   share of a step is in the breakdown's `sampling` row: the data already sit in memory as contiguous
   tensors), and the number of forwards per Vox-UDA step (3 student, 1 teacher: each is needed by the

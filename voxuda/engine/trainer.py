@@ -84,28 +84,6 @@ def skip_uninitialized_fill() -> None:
     torch.utils.deterministic.fill_uninitialized_memory = False  # type: ignore[attr-defined]
 
 
-def keep_numba_off_openmp() -> None:
-    """Make numba's parallel kernels (the bilateral filters' compiled CPU backend, e.g. Vox-UDA's teacher
-    input) run on numba's own ``workqueue`` threads instead of a second OpenMP runtime beside torch's.
-
-    With numba's default ``omp`` layer, once a numba kernel had run, torch's 1-thread training steps in the
-    same process ran about 5-7x slower; with ``workqueue`` they did not slow down (docs/performance.md,
-    "numba threading layer"; at 2 threads no slow-down was seen on ``omp`` either). numba picks its layer at
-    its first parallel call, so this only acts before that, and never overrides a layer the user chose with
-    ``NUMBA_THREADING_LAYER``. A no-op without numba.
-    """
-    import importlib.util
-    import os
-
-    if "NUMBA_THREADING_LAYER" in os.environ or importlib.util.find_spec("numba") is None:
-        return
-    import numba
-    from numba.np.ufunc import parallel
-
-    if not getattr(parallel, "_is_initialized", True):
-        numba.config.THREADING_LAYER = "workqueue"
-
-
 def resolve_device(name: str, option: str = "trainer.device") -> torch.device:
     """``auto``: CUDA when available, else the CPU; any other name must be a device that exists. ``option``
     names the setting in the error (``--device`` for the commands that run a model)."""
@@ -180,7 +158,6 @@ class _Trainer:
         cfg = config.trainer
         check_run_config(config)
         torch.set_num_threads(cfg.num_threads)
-        keep_numba_off_openmp()
         if cfg.deterministic:
             torch.use_deterministic_algorithms(True, warn_only=True)
             skip_uninitialized_fill()

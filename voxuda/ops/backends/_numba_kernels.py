@@ -16,6 +16,28 @@ from llvmlite import ir
 from numba import types
 from numba.extending import intrinsic, overload
 
+
+def keep_numba_off_openmp() -> None:
+    """Make numba's parallel kernels run on numba's own ``workqueue`` threads instead of a second OpenMP
+    runtime beside torch's.
+
+    With numba's default ``omp`` layer, once a numba kernel had run, torch's 1-thread training steps in the
+    same process ran about 5-7x slower; with ``workqueue`` they did not slow down (docs/performance.md,
+    "numba threading layer"; at 2 threads no slow-down was seen on ``omp`` either). numba picks its layer at
+    its first parallel call, so this runs when this module is imported (before any kernel here runs: it is
+    what every caller of a numba bilateral kernel imports, in training, evaluation and segmentation alike),
+    and never overrides a layer the user chose with ``NUMBA_THREADING_LAYER``.
+    """
+    import os
+
+    from numba.np.ufunc import parallel
+
+    if "NUMBA_THREADING_LAYER" not in os.environ and not getattr(parallel, "_is_initialized", True):
+        numba.config.THREADING_LAYER = "workqueue"
+
+
+keep_numba_off_openmp()
+
 #: fast-math without "arcp" and "afn": with them LLVM divided by a reciprocal estimate in the vectorised
 #: body of a row but exactly in its scalar remainder, so a voxel's last bit depended on where its row was
 #: cut and chunked whole-tomogram filtering no longer equalled the unchunked filter bit for bit.  No
