@@ -189,3 +189,28 @@ def remove_stale_partials(dest: str | os.PathLike[str]) -> None:
         pid = stale.name.rsplit("-", 1)[-1]
         if pid.isdigit() and not pid_alive(int(pid)):
             shutil.rmtree(stale, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def partial_folder(dest: str | os.PathLike[str]) -> Iterator[Path]:
+    """Build folder ``dest`` in ``.NAME.partial-PID`` beside it and publish it by one rename at the end.
+
+    Readers never see a half-written folder: on success the previous ``dest`` (if any) is replaced, on any
+    error the partial folder is removed and ``dest`` is left as it was. Partial folders of dead processes are
+    cleaned first (:func:`remove_stale_partials`); a live writer's are never touched.
+    """
+    import shutil
+
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_partials(dest)
+    tmp = dest.parent / f".{dest.name}.partial-{os.getpid()}"
+    try:
+        tmp.mkdir()
+        yield tmp
+        if dest.exists():
+            shutil.rmtree(dest)
+        os.replace(tmp, dest)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)

@@ -25,7 +25,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -34,6 +33,7 @@ from typing import Any
 import mrcfile
 import numpy as np
 
+from voxuda.atomic import partial_folder
 from voxuda.data.errors import DataError
 from voxuda.data.mrc import VolumeInfo, atomic_path, write_labels, write_volume
 from voxuda.data.simulate.geometry import paste, placed_patch, random_rotation, zyz_euler
@@ -255,20 +255,11 @@ def simulate_tomogram(
             "exists and is not a voxuda simulated-tomogram folder",
             "choose an empty or new --out folder",
         )
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.parent / f".{dest.name}.partial-{os.getpid()}"
-    try:
-        tmp.mkdir()
+    with partial_folder(dest) as tmp:
         meta = _simulate_into(tmp, spec, shape, particles, voxel_size, imod_bytes, seed, progress)
         meta.update(request=request, key=key)
         with atomic_path(tmp / META_FILE) as f:
             f.write_text(json.dumps(meta, indent=1, sort_keys=True) + "\n", encoding="utf-8")
-        if dest.exists():
-            shutil.rmtree(dest)
-        os.replace(tmp, dest)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
     return _result(dest, meta, reused=False)
 
 

@@ -19,7 +19,6 @@ import json
 import math
 import multiprocessing as mp
 import os
-import shutil
 from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
@@ -27,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from voxuda.atomic import remove_stale_partials
+from voxuda.atomic import partial_folder
 from voxuda.data.errors import DataError
 from voxuda.data.manifest import REQUIRED_COLUMNS
 from voxuda.data.mrc import VolumeInfo, atomic_path, write_labels, write_volume
@@ -353,22 +352,12 @@ def _simulate_locked(p: BenchmarkPreset, dest: Path, seed: int, progress: bool, 
         raise DataError(
             dest, "exists and is not a voxuda benchmark folder", "choose an empty or new --out folder"
         )
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_partials(dest)  # of killed processes only
-    tmp = dest.parent / f".{dest.name}.partial-{os.getpid()}"
-    try:
-        tmp.mkdir()
+    with partial_folder(dest) as tmp:  # published by one rename; partials of killed processes cleaned
         tasks = _tasks(p, seed, tmp)
         records = list(_run(tasks, workers, progress, f"simulate {p.name}"))
         _write_csv(tmp / "manifest.csv", records)
         with atomic_path(tmp / "benchmark.json") as f:
             f.write_text(json.dumps(_describe(p, seed, digest), indent=1, sort_keys=True) + "\n")
-        if dest.exists():
-            shutil.rmtree(dest)
-        os.replace(tmp, dest)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
     return dest
 
 
