@@ -252,6 +252,9 @@ def merge(results: list[dict[str, Any]]) -> dict[str, Any]:
             if section not in result:
                 continue
             merged["commands"].setdefault(section, []).append(result["command"])
+            machine = result.get("machine", {})
+            merged.setdefault("loads", {}).setdefault(section, []).append(
+                (machine.get("load_average_start", []), machine.get("load_average_end", [])))
             if isinstance(result[section], dict):
                 merged.setdefault(section, {}).update(result[section])
             else:
@@ -262,7 +265,11 @@ def merge(results: list[dict[str, Any]]) -> dict[str, Any]:
 
 def commands_line(result: dict[str, Any], section: str) -> str:
     commands = result.get("commands", {}).get(section, [result.get("command", "")])
-    return "Produced by: " + "; ".join(f"`{c}`" for c in commands) + ".\n"
+    loads = result.get("loads", {}).get(section, [])
+    shown = "; ".join(f"{', '.join(fmt(x) for x in start)} before, {', '.join(fmt(x) for x in end)} after"
+                      for start, end in loads if start and end)
+    load_text = f" Load average (1, 5, 15 min) of that run: {shown}." if shown else ""
+    return "Produced by: " + "; ".join(f"`{c}`" for c in commands) + "." + load_text + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
