@@ -33,6 +33,7 @@ refers to without simulating it); a user file is only parsed (commands naming on
 
 from __future__ import annotations
 
+import importlib.util
 import re
 import shlex
 import shutil
@@ -369,6 +370,9 @@ def _run_page(p: Page, cwd: Path, tomogram: Path, run: Path, dataset: Path, labe
             continue
         if "cuda" in (getattr(args, "device", None) or "") and not torch.cuda.is_available():
             dry.append(f"{command} (asks for CUDA: parsed only)")
+            continue
+        if name == "export" and args.format == "onnx" and importlib.util.find_spec("onnx") is None:
+            dry.append(f"{command} (needs the optional onnx extra, not installed: parsed only)")
             continue
         if name == "train":
             _dry_train(command, args, cwd, run)

@@ -67,6 +67,25 @@ def torchscript_bytes(predictor: Any, example: Any) -> bytes:
     return buffer.getvalue()
 
 
+def contiguous_layout(module: Any) -> Any:
+    """A copy of ``module`` whose weights and activations use the contiguous memory layout.
+
+    The ONNX exporter cannot trace a ``channels_last_3d`` conversion ("onnx memory_format support is not
+    implemented"), which the U-Net applies by default for CPU speed (docs/performance.md); ONNX has no memory
+    layouts anyway, and the values are the same up to float rounding. Backbones expose their layout as a
+    ``memory_format`` attribute.
+    """
+    import copy
+
+    import torch
+
+    clone = copy.deepcopy(module)
+    for sub in clone.modules():
+        if hasattr(sub, "memory_format"):
+            sub.memory_format = torch.contiguous_format
+    return clone.to(memory_format=torch.contiguous_format)
+
+
 def onnx_bytes(predictor: Any, example: Any) -> bytes:
     """ONNX (opset 17) with dynamic batch and spatial axes."""
     import torch
@@ -79,7 +98,8 @@ def onnx_bytes(predictor: Any, example: Any) -> bytes:
     buffer = io.BytesIO()
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(predictor, (example,), buffer, dynamo=False, opset_version=ONNX_OPSET,
+        torch.onnx.export(contiguous_layout(predictor), (example,), buffer, dynamo=False,
+                          opset_version=ONNX_OPSET,
                           input_names=["input"], output_names=["logits"],
                           dynamic_axes={"input": axes, "logits": axes})
     return buffer.getvalue()
