@@ -310,12 +310,3 @@ def test_dann_known_answer_three_seeds() -> None:
     assert sum(old_means) / 3 < 0.55, old_means  # the original head stays at chance
     assert sum(olds) > 1.25 * sum(befores), (olds, befores)  # ... and, reversed, pushes the domains apart
     assert sum(confusions) < sum(reversals), (confusions, reversals)
-
-
-@pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="measured: within 60 warm-started steps neither adversarial form "
-                   "brings the domains closer than source-only continuation (docs/vox_uda.md)")
-def test_dann_brings_domains_closer_than_source_only_continuation() -> None:
-    ours = sum(adapt(seed)[2] for seed in range(3))
-    continued = sum(adapt(seed, adversarial_weight=0.0)[2] for seed in range(3))
-    assert ours < continued
