@@ -195,7 +195,8 @@ def remove_stale_partials(dest: str | os.PathLike[str]) -> None:
 def partial_folder(dest: str | os.PathLike[str]) -> Iterator[Path]:
     """Build folder ``dest`` in ``.NAME.partial-PID`` beside it and publish it by one rename at the end.
 
-    Readers never see a half-written folder: on success the previous ``dest`` (if any) is replaced, on any
+    Readers never see a half-written folder: on success the previous ``dest`` (if any) is moved aside, the new
+    one renamed into place and only then the old one deleted (there is always a complete ``dest``); on any
     error the partial folder is removed and ``dest`` is left as it was. Partial folders of dead processes are
     cleaned first (:func:`remove_stale_partials`); a live writer's are never touched.
     """
@@ -208,9 +209,13 @@ def partial_folder(dest: str | os.PathLike[str]) -> Iterator[Path]:
     try:
         tmp.mkdir()
         yield tmp
+        old = None
         if dest.exists():
-            shutil.rmtree(dest)
+            old = dest.parent / f".{dest.name}.old-{os.getpid()}"
+            os.replace(dest, old)
         os.replace(tmp, dest)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)

@@ -20,7 +20,6 @@ import contextlib
 import json
 import math
 import os
-import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from voxuda.atomic import partial_folder
 from voxuda.data.errors import DataError
 from voxuda.data.manifest import POLARITIES, ManifestRow, read_manifest, write_manifest
 from voxuda.data.mrc import (
@@ -36,7 +36,6 @@ from voxuda.data.mrc import (
     atomic_path,
     open_tomogram,
     read_header,
-    remove_stale_partials,
     stderr_note,
     write_labels,
     write_volume,
@@ -209,17 +208,6 @@ def _pad_labels(part: np.ndarray, lo: np.ndarray, a: np.ndarray, box: int) -> np
     return sub
 
 
-def _replace_folder(tmp: Path, dest: Path) -> None:
-    """Move ``tmp`` onto ``dest``; an earlier extract there is moved aside first and deleted after."""
-    old = None
-    if dest.exists():
-        old = dest.parent / f".{dest.name}.old-{os.getpid()}"
-        os.replace(dest, old)
-    os.replace(tmp, dest)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-
-
 def _validate(box: int, border: str, polarity: str, sources: Sequence[object]) -> None:
     if border not in ("skip", "pad"):
         raise ConfigError(f"--border {border!r}: use skip or pad")
@@ -305,11 +293,7 @@ def extract_subtomograms(
                      f"differs by {100 * verdict.relative_difference:.0f} % from the {reference:.0f} Å "
                      f"boxes of {match_box_of}; particles would appear at another scale. Use --box "
                      f"{verdict.suggested_box} ({verdict.suggested_box * vs:.0f} Å)")
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        remove_stale_partials(dest)
-        tmp = dest.parent / f".{dest.name}.partial-{os.getpid()}"
-        try:
-            tmp.mkdir()
+        with partial_folder(dest) as tmp:
             rows = _write_boxes(tomo, plist, tmp, stem=stem, box=box, border=border, cutter=cutter,
                                 domain=domain, split=split, polarity=polarity, progress=progress)
             if not rows:
@@ -323,10 +307,6 @@ def extract_subtomograms(
                       "stride": stride if grid else None, "seed": seed if random is not None else None}
             with atomic_path(tmp / MARKER) as f:
                 f.write_text(json.dumps(params, indent=1, sort_keys=True) + "\n", encoding="utf-8")
-            _replace_folder(tmp, dest)
-        finally:
-            if tmp.exists():
-                shutil.rmtree(tmp, ignore_errors=True)
     return dest / "manifest.csv"
 
 

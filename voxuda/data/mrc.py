@@ -34,7 +34,7 @@ import mrcfile
 import numpy as np
 
 # the one atomic-write implementation and its stale clean-up, re-exported for the data code
-from voxuda.atomic import atomic_path, pid_alive, remove_stale_partials
+from voxuda.atomic import atomic_path
 from voxuda.data.errors import DataError
 
 __all__ = [
@@ -52,9 +52,7 @@ __all__ = [
     "STACK_SUFFIXES",
     "IMOD_STAMP",
     "stderr_note",
-    "remove_stale_partials",
     "stack_reason",
-    "pid_alive",
 ]
 
 #: MRC modes accepted on read (int8, int16, float32, uint16, float16).
