@@ -7,7 +7,7 @@ crash mid-write leaves half files that later fail in confusing ways. Here
 * every write goes to a temporary file in the destination folder and is renamed into place, so readers
   never see a partial file;
 * modes 0, 1, 2, 6 and 12 are read and cast (images to float32, labels to int64); mode 0 is read as
-  *unsigned* bytes when IMOD's stamp says so (``imodStamp`` = 1146047817 at byte 152 with bit 1 of
+  *unsigned* bytes when IMOD's stamp says so (``imodStamp`` = 1146047817 at byte 152, the bit of value 1 in
   ``imodFlags`` at byte 156 clear: what ``trimvol -bytes`` and ``newstack -mode 0`` write), as IMOD does;
 * files another tool wrote slightly off-standard (trailing bytes after the data, a missing ``MAP `` ID, an
   unknown machine stamp) are read with ``mrcfile``'s permissive mode and a one-line note on stderr;
@@ -51,6 +51,7 @@ __all__ = [
     "PLAUSIBLE_VOXEL_SIZE",
     "STACK_SUFFIXES",
     "IMOD_STAMP",
+    "write_imod_bytes",
     "stderr_note",
     "stack_reason",
 ]
@@ -61,9 +62,14 @@ READ_MODES: frozenset[int] = frozenset({0, 1, 2, 6, 12})
 # A fixed header label keeps files byte-identical between runs (mrcfile would stamp the current time).
 _LABEL = "voxuda"
 
-#: IMOD's ``imodStamp`` (byte 152): when present, bit 1 of ``imodFlags`` (byte 156) set means signed bytes.
+#: IMOD's ``imodStamp`` (header byte 152, "IMOD" as an int32): when present, the bit of value 1 in
+#: ``imodFlags`` (byte 156) set means signed bytes; clear, mode 0 holds *unsigned* bytes (``trimvol``,
+#: ``newstack -mode 0``).
 IMOD_STAMP = 1146047817
+_IMOD_STAMP_BYTE = 152
 _IMOD_SIGNED_BYTES = 1
+#: where the stamp sits inside mrcfile's ``extra2`` header field (header bytes 112..195)
+_IMOD_EXTRA2_OFFSET = _IMOD_STAMP_BYTE - 112
 
 #: Header pixel sizes (Å) outside ``(low, high]`` are noted as implausible. Below or at 1 Å: unset headers
 #: (mrcfile and IMOD write 1 Å, or 0, when nobody set a size) or super-resolution frames, never a
@@ -249,7 +255,7 @@ def _imod_unsigned(mrc: Any) -> bool:
         return False
     raw = hdr.tobytes()
     int32 = hdr.dtype["nx"]  # the file's own byte order
-    stamp, flags = (int(v) for v in np.frombuffer(raw[152:160], dtype=int32))
+    stamp, flags = (int(v) for v in np.frombuffer(raw[_IMOD_STAMP_BYTE:_IMOD_STAMP_BYTE + 8], dtype=int32))
     return stamp == IMOD_STAMP and not flags & _IMOD_SIGNED_BYTES
 
 
@@ -412,3 +418,30 @@ def write_labels(path: str | os.PathLike[str], labels: np.ndarray, info: VolumeI
     else:
         raise DataError(Path(path), f"label values {lo}..{hi} do not fit int16", "use fewer label values")
     return _write(path, out, info)
+
+
+def write_imod_bytes(path: str | os.PathLike[str], volume: np.ndarray, info: VolumeInfo) -> Path:
+    """Write ``volume`` linearly scaled to 0..255 as IMOD unsigned bytes (mode 0, IMOD stamp, flags clear).
+
+    The 0.01 and 99.99 percentiles map to 0 and 255 (a few extreme voxels saturate), the usual choice of
+    byte-scaling tools; mrcfile knows only signed mode 0, so the bytes are written through an int8 view and
+    the header's statistics and IMOD fields are set by hand.
+    """
+    final = Path(path)
+    lo, hi = (float(v) for v in np.percentile(volume, [0.01, 99.99]))
+    scaled = np.clip(np.round((volume - lo) / max(hi - lo, 1e-12) * 255.0), 0, 255).astype(np.uint8)
+    vs = info.voxel_size
+    with atomic_path(final) as tmp, mrcfile.new(tmp, overwrite=True) as mrc:
+        mrc.set_data(np.ascontiguousarray(scaled).view(np.int8))
+        mrc.voxel_size = (vs[2], vs[1], vs[0])
+        oz, oy, ox = info.origin
+        mrc.header.origin.x, mrc.header.origin.y, mrc.header.origin.z = ox, oy, oz
+        mrc.header.label[0] = "voxuda"
+        mrc.header.nlabl = 1
+        mrc.header.dmin, mrc.header.dmax = float(scaled.min()), float(scaled.max())
+        mrc.header.dmean, mrc.header.rms = float(scaled.mean()), float(scaled.std())
+        extra = bytearray(mrc.header.extra2.tobytes())
+        stamp = np.array([IMOD_STAMP, 0], dtype="<i4").tobytes()  # imodStamp, imodFlags: signed bit clear
+        extra[_IMOD_EXTRA2_OFFSET : _IMOD_EXTRA2_OFFSET + 8] = stamp
+        mrc.header.extra2 = np.frombuffer(bytes(extra), dtype=mrc.header.extra2.dtype)
+    return final

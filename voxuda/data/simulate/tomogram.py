@@ -30,12 +30,11 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import mrcfile
 import numpy as np
 
 from voxuda.atomic import partial_folder
 from voxuda.data.errors import DataError
-from voxuda.data.mrc import VolumeInfo, atomic_path, write_labels, write_volume
+from voxuda.data.mrc import VolumeInfo, atomic_path, write_imod_bytes, write_labels, write_volume
 from voxuda.data.simulate.geometry import paste, placed_patch, random_rotation, zyz_euler
 from voxuda.data.simulate.spec import DomainSpec
 from voxuda.data.simulate.structures import load_template
@@ -44,16 +43,10 @@ from voxuda.data.simulate.writer import _weighted_choice, code_hash, draw_imagin
 __all__ = [
     "TomogramResult",
     "PlacedParticle",
-    "IMOD_STAMP",
     "simulate_tomogram",
     "place_particles",
-    "write_imod_bytes",
 ]
 
-#: IMOD's header stamp (bytes 153-156, "IMOD" as a little-endian int32); with bit 0 of imodFlags clear,
-#: IMOD and voxuda read mode 0 as *unsigned* bytes, as ``trimvol``/``newstack -mode 0`` write them.
-IMOD_STAMP = 1146047817
-_IMOD_STAMP_OFFSET = 152 - 112  # offset inside mrcfile's ``extra2`` field (header bytes 112..195)
 
 #: File names inside the output folder (the tutorial and tests refer to them).
 TOMOGRAM_FILE = "tomogram.mrc"
@@ -148,33 +141,6 @@ def place_particles(
         if progress is not None:
             progress()
     return density, labels, placed
-
-
-def write_imod_bytes(path: str | os.PathLike[str], volume: np.ndarray, info: VolumeInfo) -> Path:
-    """Write ``volume`` linearly scaled to 0..255 as IMOD unsigned bytes (mode 0, IMOD stamp, flags clear).
-
-    The 0.01 and 99.99 percentiles map to 0 and 255 (a few extreme voxels saturate), the usual choice of
-    byte-scaling tools; mrcfile knows only signed mode 0, so the bytes are written through an int8 view and
-    the header's statistics and IMOD fields are set by hand.
-    """
-    final = Path(path)
-    lo, hi = (float(v) for v in np.percentile(volume, [0.01, 99.99]))
-    scaled = np.clip(np.round((volume - lo) / max(hi - lo, 1e-12) * 255.0), 0, 255).astype(np.uint8)
-    vs = info.voxel_size
-    with atomic_path(final) as tmp, mrcfile.new(tmp, overwrite=True) as mrc:
-        mrc.set_data(np.ascontiguousarray(scaled).view(np.int8))
-        mrc.voxel_size = (vs[2], vs[1], vs[0])
-        oz, oy, ox = info.origin
-        mrc.header.origin.x, mrc.header.origin.y, mrc.header.origin.z = ox, oy, oz
-        mrc.header.label[0] = "voxuda"
-        mrc.header.nlabl = 1
-        mrc.header.dmin, mrc.header.dmax = float(scaled.min()), float(scaled.max())
-        mrc.header.dmean, mrc.header.rms = float(scaled.mean()), float(scaled.std())
-        extra = bytearray(mrc.header.extra2.tobytes())
-        stamp = np.array([IMOD_STAMP, 0], dtype="<i4").tobytes()  # imodStamp, imodFlags (bit 0 clear)
-        extra[_IMOD_STAMP_OFFSET : _IMOD_STAMP_OFFSET + 8] = stamp
-        mrc.header.extra2 = np.frombuffer(bytes(extra), dtype=mrc.header.extra2.dtype)
-    return final
 
 
 def _request(
