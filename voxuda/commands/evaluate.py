@@ -9,7 +9,7 @@ import contextlib
 import json
 import sys
 
-from voxuda.commands.options import POLARITIES, add_device_argument
+from voxuda.commands.options import add_device_argument, add_polarity_arguments
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -25,14 +25,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--alignment", metavar="NAME",
                         help="input aligner for the target split instead of the run's data.alignment (e.g. "
                              "detrend, spectrum_match: fitted on the unlabelled train splits)")
-    parser.add_argument(
-        "--polarity", choices=POLARITIES, default=None,
-        help="protein contrast of every evaluated volume instead of the manifest's polarity column "
-             "(default: the manifest's, as the run was trained); mapped to the run's canonical_polarity as "
-             "training did, with one line printed when volumes are inverted")
-    parser.add_argument("--invert", action="store_true",
-                        help="manual override: invert the model input after the run's preprocessing "
-                             "(polarity check); not together with --polarity")
+    add_polarity_arguments(
+        parser,
+        polarity_help="protein contrast of every evaluated volume instead of the manifest's polarity column "
+                      "(default: the manifest's, as the run was trained); mapped to the run's "
+                      "canonical_polarity as training did, with one line printed when volumes are inverted",
+        invert_help="manual override: invert the model input after the run's preprocessing (polarity "
+                    "check); not together with --polarity")
     add_device_argument(parser)
     parser.add_argument("--json", action="store_true", help="print the whole result as JSON")
 

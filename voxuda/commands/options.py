@@ -44,11 +44,15 @@ def add_output_argument(parser: argparse.ArgumentParser, metavar: str, help_text
     group.add_argument("--output", dest="output", metavar=metavar, help=argparse.SUPPRESS)
 
 
-def add_polarity_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--polarity", choices=POLARITIES, default=None,
-        help="protein contrast of the input: dark (default: the physical convention of underfocus "
-             "tomograms), bright, or unknown (never inverted); mapped to the run's training polarity as "
-             "training did, with one line printed whenever the input is inverted")
-    parser.add_argument("--invert", action="store_true",
-                        help="manual override: invert the input contrast once, instead of --polarity")
+_POLARITY_HELP = ("protein contrast of the input: dark (default: the physical convention of underfocus "
+                  "tomograms), bright, or unknown (never inverted); mapped to the run's training polarity as "
+                  "training did, with one line printed whenever the input is inverted")
+_INVERT_HELP = "manual override: invert the input contrast once, instead of --polarity"
+
+
+def add_polarity_arguments(parser: argparse.ArgumentParser, *, polarity_help: str = _POLARITY_HELP,
+                           invert_help: str = _INVERT_HELP) -> None:
+    """``--polarity`` (default ``None``: the command's own default) and ``--invert``; the help texts differ
+    where the default does (segment: dark; evaluate: each manifest row's polarity)."""
+    parser.add_argument("--polarity", choices=POLARITIES, default=None, help=polarity_help)
+    parser.add_argument("--invert", action="store_true", help=invert_help)
