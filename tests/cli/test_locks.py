@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from tests.cli.presets import SMALL_SHIFT_PRESET
 from voxuda.cli import main
 from voxuda.config import dump_toml
 from voxuda.locks import lock_path_for, output_lock, read_holder
@@ -116,20 +117,11 @@ def test_killed_holder_lock_is_taken_over(train_config: Path, tmp_path: Path) ->
 
 
 # -- simulate -----------------------------------------------------------------------------------------------
-_SMALL_PRESET = """
-base = "tiny"
-name = "small_shift"
-[source]
-splits = { train = 2, val = 1 }
-[[targets]]
-name = "purified_thin_ice"
-splits = { train = 2, test = 1 }
-"""
 
 
 def test_two_simulates_on_one_folder_and_umask(tmp_path: Path) -> None:
     preset = tmp_path / "small.toml"
-    preset.write_text(_SMALL_PRESET, encoding="utf-8")
+    preset.write_text(SMALL_SHIFT_PRESET, encoding="utf-8")
     out, alone = tmp_path / "data", tmp_path / "alone"
     dead = subprocess.Popen([sys.executable, "-c", ""])
     dead.wait()

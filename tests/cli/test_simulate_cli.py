@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 
+from tests.cli.presets import SMALL_SHIFT_PRESET
 from voxuda.cli import main
 
 
@@ -27,20 +28,11 @@ def test_unknown_preset_is_one_line(tmp_path, capsys):
     assert not (tmp_path / "x").exists()
 
 
-_SMALL = """
-base = "tiny"
-name = "small_shift"
-[source]
-splits = { train = 2, val = 1 }
-[[targets]]
-name = "purified_thin_ice"
-splits = { train = 2, test = 1 }
-"""
 
 
 def test_simulate_a_preset_file(tmp_path, capsys):
     preset = tmp_path / "my.toml"
-    preset.write_text(_SMALL)
+    preset.write_text(SMALL_SHIFT_PRESET)
     out = tmp_path / "bench"
     argv = ["simulate", "--preset", str(preset), "--out", str(out), "--no-progress", "--workers", "1"]
     assert main(argv) == 0
