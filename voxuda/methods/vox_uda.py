@@ -163,39 +163,46 @@ def feature_consistency(clean: Tensor, noisy: Tensor, form: ConsistencyForm) -> 
 class _UnitVectorDistance(torch.autograd.Function):
     """``0.5 |a/|a| - b/|b||^2`` summed over dim 1, mean over the rest, with ``F.normalize``'s ``eps = 1e-8``.
 
-    The forward is the plain expression (the same values, bit for bit); the backward is written out because
-    autograd's, through two normalisations and their broadcasts over the channel axis, cost more than the
-    student's whole forward pass at the quick size (docs/performance.md). With ``n = max(|a|, eps)`` and
-    ``d = a/n - b/|b|``, the gradient is ``(d - [|a| >= eps] (a/n) (a/n . d)) / n`` for ``a`` (the bracket is
-    ``clamp_min``'s mask: below ``eps`` the norm is a constant) and the same with ``-d`` for ``b``; both
-    times the upstream gradient over the number of averaged vectors (tests/vox_uda/test_units.py).
+    Written out in both directions because autograd's version, through two normalisations and their
+    broadcasts over the channel axis, cost more than the student's whole forward pass at the quick size
+    (docs/performance.md). Both directions work from three per-vector reductions, ``|a|``, ``|b|`` and
+    ``a . b``, so no full-size intermediate (``a/|a|``, the difference) is made or kept: with
+    ``ca = max(|a|, eps)``, ``cb = max(|b|, eps)`` the value is
+    ``0.5 (|a|^2/ca^2 + |b|^2/cb^2) - a.b/(ca cb)``
+    (equal to the normalised expression up to float rounding: within 1e-6 relative, tested), and the gradient
+    is ``a (1 - [|a| >= eps] dot_a)/ca^2 - b/(ca cb)`` for ``a`` with ``dot_a = |a|^2/ca^2 - a.b/(ca cb)``
+    (the bracket is ``clamp_min``'s mask: below ``eps`` the norm is a constant), the same with ``a`` and
+    ``b`` swapped for ``b``; both times the upstream gradient over the number of averaged vectors
+    (tests/engine/test_throughput_equivalence.py checks it against autograd's).
     """
 
     EPS = 1e-8
 
     @staticmethod
     def forward(ctx: Any, a: Tensor, b: Tensor) -> Tensor:  # type: ignore[override]
+        eps = _UnitVectorDistance.EPS
         norm_a = torch.linalg.vector_norm(a, dim=1, keepdim=True)
         norm_b = torch.linalg.vector_norm(b, dim=1, keepdim=True)
-        eps = _UnitVectorDistance.EPS
+        dot = torch.linalg.vecdot(a, b, dim=1).unsqueeze(1)
         clamped_a, clamped_b = norm_a.clamp_min(eps), norm_b.clamp_min(eps)
-        a_hat, b_hat = a / clamped_a, b / clamped_b
-        d = a_hat - b_hat
-        ctx.save_for_backward(a_hat, b_hat, d, clamped_a, clamped_b, norm_a, norm_b)
-        return 0.5 * d.pow(2).sum(dim=1).mean()
+        cross = dot / (clamped_a * clamped_b)
+        ctx.save_for_backward(a, b, norm_a, norm_b, clamped_a, clamped_b, cross)
+        per_vector = 0.5 * ((norm_a / clamped_a).square() + (norm_b / clamped_b).square()) - cross
+        return per_vector.mean()
 
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, Tensor | None]:  # type: ignore[override]
-        a_hat, b_hat, d, clamped_a, clamped_b, norm_a, norm_b = ctx.saved_tensors
-        scale = grad / (d.numel() // d.shape[1])
+        a, b, norm_a, norm_b, clamped_a, clamped_b, cross = ctx.saved_tensors
+        scale = grad / (a.numel() // a.shape[1])
         eps = _UnitVectorDistance.EPS
-        grad_a = grad_b = None
-        if ctx.needs_input_grad[0]:
-            along = (a_hat * d).sum(dim=1, keepdim=True) * (norm_a >= eps)
-            grad_a = torch.addcmul(d, a_hat, along, value=-1.0).mul_(scale / clamped_a)
-        if ctx.needs_input_grad[1]:
-            along = (b_hat * d).sum(dim=1, keepdim=True) * (norm_b >= eps)
-            grad_b = torch.addcmul(d, b_hat, along, value=-1.0).mul_(-scale / clamped_b)
+        shared = scale / (clamped_a * clamped_b)
+
+        def one_side(x: Tensor, other: Tensor, norm: Tensor, clamped: Tensor) -> Tensor:
+            along = ((norm / clamped).square() - cross) * (norm >= eps)
+            return torch.mul(x, (1.0 - along) * scale / clamped.square()).addcmul_(other, shared, value=-1.0)
+
+        grad_a = one_side(a, b, norm_a, clamped_a) if ctx.needs_input_grad[0] else None
+        grad_b = one_side(b, a, norm_b, clamped_b) if ctx.needs_input_grad[1] else None
         return grad_a, grad_b
 
 
