@@ -65,6 +65,11 @@ def machine_section(result: dict[str, Any]) -> str:
         "variants measured interleaved, in the rounds and steps of each table's command (at the paper size "
         "half the rounds, 1 step each), medians; ratios are medians of per-round ratios. CPU time is the "
         "process's (all threads): less disturbed by other jobs than wall time.\n"
+        "- Steady state: before timing, each trainer denoises every target volume into its teacher-input "
+        "cache (where the method has one and it is on), as a run does in its first pass over the target "
+        "split; a few steps of a fresh trainer would otherwise pay a denoising that a run pays once per "
+        "volume (the quick suite draws each target volume 4 times in 100 steps, the appearance suite 12 "
+        "times in 300).\n"
         f"{contention_note(m)}"
         "- Each table names the command that measured it; this page: "
         "`python scripts/perf_report.py docs/perf/*.json --out docs/performance.md`.\n"
@@ -124,8 +129,8 @@ def ratio_section(ratio: dict[str, Any]) -> str:
         body.append(["**step**", fmt(1000 * so["cpu_step_s"], 1), fmt(1000 * vu["cpu_step_s"], 1),
                      fmt(vu["cpu_step_s"] / so["cpu_step_s"])])
         out.append(f"Breakdown now, {threads} thread(s), CPU ms per step (explicit timers around the "
-                   "method's parts; the first steps of a fresh trainer, so the teacher-input cache is still "
-                   "filling):\n")
+                   "method's parts; the steady state of a run: every target volume's denoised teacher "
+                   "input is already cached, as after the run's first pass over the target split):\n")
         out.append(table(["part", "source-only", "Vox-UDA", "Vox-UDA part / source-only step"], body))
         forwards = vu["forwards_per_step"]
         samples = vu["forward_samples_per_step"]
