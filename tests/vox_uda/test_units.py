@@ -219,3 +219,41 @@ def test_noise_premise_is_checked_on_source_volumes_and_reported(capsys) -> None
     no_data = tiny_method(noise={"name": "ngm", "n_samples": 4}, **ID)
     start(no_data, target)  # a bare loop without run data: no measurement, no claim
     assert "premise_holds" not in no_data.components()["noise"]["state"]
+
+
+def _student_forwards(method: nn.Module) -> list[Tensor]:
+    seen: list[Tensor] = []
+    method.student.register_forward_pre_hook(lambda m, args: seen.append(args[0].clone()))
+    return seen
+
+
+def test_segmentation_on_the_noisy_source_is_supervised_with_the_source_labels() -> None:
+    """``w_seg_noisy``: L_seg of the noisy-source logits against the clean labels. With no noise the noisy
+    source is the source, so the term equals L_seg and the total is their sum; it is skipped at weight 0."""
+    only_seg = {"w_con": 0.0, "w_dis": 0.0, "pseudo_weight": 0.0, **ID}
+    source, label, target, _ = tiny_domains()
+
+    method = tiny_method(noise="none", w_seg_noisy=1.0, **only_seg)
+    seen = _student_forwards(method)
+    start(method, target)
+    out = method.training_step(SourceBatch(source[:2], label[:2]), TargetBatch(target[:2]), step=0)
+    assert len(seen) == 2 and torch.equal(seen[1], source[:2])
+    assert out.losses["seg_noisy"] == pytest.approx(out.losses["seg"], rel=1e-6)
+    assert float(out.loss.detach()) == pytest.approx(2 * out.losses["seg"], rel=1e-6)
+
+    method = tiny_method(noise={"name": "ngm", "n_samples": 4}, w_seg_noisy=0.5, **only_seg)
+    seen = _student_forwards(method)
+    start(method, target)
+    out = method.training_step(SourceBatch(source[:2], label[:2]), TargetBatch(target[:2]), step=0)
+    assert len(seen) == 2 and not torch.equal(seen[1], source[:2])  # NGM noise was added
+    with torch.no_grad():
+        by_hand, _ = method.seg_loss(method.student(seen[1])[0], label[:2])  # noisy input, clean labels
+    assert out.losses["seg_noisy"] == pytest.approx(float(by_hand), rel=1e-6)
+    assert float(out.loss.detach()) == pytest.approx(out.losses["seg"] + 0.5 * out.losses["seg_noisy"],
+                                                     rel=1e-6)
+
+    method = tiny_method(noise={"name": "ngm", "n_samples": 4}, **only_seg)  # w_seg_noisy = 0: the default
+    seen = _student_forwards(method)
+    start(method, target)
+    out = method.training_step(SourceBatch(source[:2], label[:2]), TargetBatch(target[:2]), step=0)
+    assert len(seen) == 1 and "seg_noisy" not in out.losses

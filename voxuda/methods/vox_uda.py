@@ -10,7 +10,8 @@ One training step (docs/vox_uda.md has the full table of options and where each 
 3. The EMA teacher sees ``teacher_denoiser(target)`` (the improved bilateral filter by default) and gives
    pseudo-labels chosen by ``pseudo_label_selection`` (default: argmax where the confidence reaches
    ``confidence_threshold``; see :mod:`voxuda.methods.pseudo_labels`).
-4. ``L = w_seg L_seg + w_con L_con + w_dis L_dis + w_pseudo(step) L_pseudo``.
+4. ``L = w_seg L_seg + w_con L_con + w_dis L_dis + w_pseudo(step) L_pseudo`` (plus, off by default and
+   not in the paper, ``w_seg_noisy`` times L_seg on the noisy source, whose labels are the clean source's).
 5. After the optimiser step the teacher follows the student by EMA (inherited from the mean teacher).
 
 The mean-teacher pieces (teacher, pseudo-labels, EMA, warm-up and ramp-up of the pseudo weight) are reused
@@ -82,6 +83,9 @@ class VoxUDAConfig(MeanTeacherConfig):
                               validator=non_negative)
     w_dis: float = help_field(1.0, help="weight of L_dis (GRL discriminator, source vs target); 1 [R]",
                               validator=non_negative)
+    w_seg_noisy: float = help_field(
+        0.0, help="weight of L_seg on the NGM-noised source (its labels still hold: supervision at the "
+        "target's measured noise level); 0 [I]: not in the paper", validator=non_negative)
     pseudo_weight: float = help_field(
         1.0, help="w_pseudo: weight of L_pseudo (CE on confident teacher labels); 1 [R]",
         validator=non_negative)
@@ -320,12 +324,17 @@ class VoxUDA(MeanTeacher):
         total = cfg.w_seg * seg
         losses.update(seg=float(seg.detach()), **parts)
 
-        if cfg.w_con > 0:
+        if cfg.w_con > 0 or cfg.w_seg_noisy > 0:
             noisy = self.noise(source.volume, self.generator)
-            _, feats_n = self.student(noisy)
-            con, con_parts = self.consistency_loss(feats_s, feats_n)
-            total = total + cfg.w_con * con
-            losses.update(con=float(con.detach()), **con_parts)
+            logits_n, feats_n = self.student(noisy)
+            if cfg.w_con > 0:
+                con, con_parts = self.consistency_loss(feats_s, feats_n)
+                total = total + cfg.w_con * con
+                losses.update(con=float(con.detach()), **con_parts)
+            if cfg.w_seg_noisy > 0:
+                seg_noisy, _ = self.seg_loss(logits_n, source.label)
+                total = total + cfg.w_seg_noisy * seg_noisy
+                losses["seg_noisy"] = float(seg_noisy.detach())
         sigma2 = self.noise.state().get("sigma2")
         if sigma2 is not None:
             metrics["noise_sigma2"] = float(sigma2)
