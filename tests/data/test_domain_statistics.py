@@ -1,0 +1,46 @@
+"""scripts/domain_statistics.py: what NGM sees of a domain's noise, and the particles' contrast."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
+
+from domain_statistics import domain_statistics  # noqa: E402
+
+
+def _volumes(noise: torch.Tensor, contrast: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Unit-variance noise with a dark 6^3 cube of ``contrast`` (in noise standard deviations) planted."""
+    labels = torch.zeros(noise.shape[0], 16, 16, 16, dtype=torch.long)
+    labels[:, 5:11, 5:11, 5:11] = 1
+    volumes = noise - contrast * labels[:, None].float()
+    return volumes, labels
+
+
+def test_white_noise_is_seen_by_ngm_and_smooth_noise_is_not() -> None:
+    g = torch.Generator().manual_seed(0)
+    white = torch.randn(12, 1, 16, 16, 16, generator=g)
+    k = torch.fft.fftfreq(16)
+    radius2 = k[:, None, None] ** 2 + k[None, :, None] ** 2 + k[None, None, :] ** 2
+    lowpass = torch.exp(-radius2 / (2 * 0.06**2))  # a Gaussian low-pass: the band of 10-voxel particles
+    smooth = torch.fft.ifftn(torch.fft.fftn(torch.randn(12, 1, 16, 16, 16, generator=g)) * lowpass).real
+    smooth = smooth / smooth.std(dim=(-3, -2, -1), keepdim=True)
+    white_stats = domain_statistics(*_volumes(white, 0.0))
+    smooth_stats = domain_statistics(*_volumes(smooth, 0.0))
+    assert white_stats["hp_share"] > 0.6  # NGM keeps about 3/4 of a white spectrum (its box zeroes ~1/4)
+    assert smooth_stats["hp_share"] < 0.05  # noise in the particles' band: nearly invisible to NGM
+
+
+def test_contrast_and_skewness_follow_the_planted_particles() -> None:
+    g = torch.Generator().manual_seed(1)
+    noise = torch.randn(12, 1, 16, 16, 16, generator=g)
+    strong = domain_statistics(*_volumes(noise, 3.0))
+    weak = domain_statistics(*_volumes(noise, 1.0))
+    # contrast is in units of the volume's standard deviation, which the planted cube itself raises
+    assert strong["contrast"] < weak["contrast"] < -0.8
+    assert strong["skewness"] < weak["skewness"] < 0  # sparse dark particles skew the values negative
+    assert strong["fg"] == pytest.approx(216 / 4096)
