@@ -47,6 +47,12 @@ _NOISE_MODELS = [
         "voxuda.noise.spectral:SpectralNoiseConfig",
         "NGM variant: Gaussian noise shaped to the target's radial noise spectrum",
     ),
+    (
+        "skew_matched",
+        "voxuda.noise.skew_matched:SkewMatchedNoise",
+        "voxuda.noise.skew_matched:SkewMatchedNoiseConfig",
+        "source-coloured noise whose variance matches the target's voxel skewness (fainter particles)",
+    ),
 ]
 
 _DENOISERS = [

@@ -1,0 +1,99 @@
+"""``skew_matched``: source-coloured noise that makes the source's particles as faint as the target's."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from voxuda.api import build_component
+from voxuda.noise.fourier import highpass
+from voxuda.noise.skew_matched import SkewMatchedNoise, added_variance, mean_skewness
+
+
+def _smooth_noise(n: int, generator: torch.Generator, size: int = 24) -> torch.Tensor:
+    """Unit-variance Gaussian noise in a low band (as the Fourier-model domains' noise is)."""
+    k = torch.fft.fftfreq(size)
+    radius2 = k[:, None, None] ** 2 + k[None, :, None] ** 2 + k[None, None, :] ** 2
+    lowpass = torch.exp(-radius2 / (2 * 0.08**2))
+    white = torch.randn(n, 1, size, size, size, generator=generator)
+    noise = torch.fft.ifftn(torch.fft.fftn(white, dim=(-3, -2, -1)) * lowpass, dim=(-3, -2, -1)).real
+    return noise / noise.std(dim=(-3, -2, -1), keepdim=True)
+
+
+def _domain(n: int, contrast: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sparse dark cubes of ``contrast`` noise standard deviations on smooth noise, then z-scored."""
+    g = torch.Generator().manual_seed(seed)
+    labels = torch.zeros(n, 24, 24, 24, dtype=torch.bool)
+    for i in range(n):
+        z, y, x = torch.randint(2, 15, (3,), generator=g).tolist()
+        labels[i, z:z + 7, y:y + 7, x:x + 7] = True
+    volumes = _smooth_noise(n, g) - contrast * labels[:, None].float()
+    volumes = (volumes - volumes.mean(dim=(-3, -2, -1), keepdim=True)) / volumes.std(dim=(-3, -2, -1),
+                                                                                      keepdim=True)
+    return volumes, labels
+
+
+def _contrast(volumes: torch.Tensor, labels: torch.Tensor) -> float:
+    v, fg = volumes[:, 0], labels
+    inside = (v * fg).sum((1, 2, 3)) / fg.sum((1, 2, 3))
+    outside = (v * ~fg).sum((1, 2, 3)) / (~fg).sum((1, 2, 3))
+    return float((inside - outside).mean())
+
+
+def test_the_added_variance_has_its_closed_form() -> None:
+    assert added_variance(-0.16, -0.02, cap=20.0) == pytest.approx(3.0)  # 8^(2/3) - 1
+    assert added_variance(-0.16, -0.02, cap=2.0) == 2.0
+    assert added_variance(-0.02, -0.16, cap=20.0) == 0.0  # the target's particles stand out more
+    assert added_variance(0.1, -0.05, cap=20.0) == 0.0  # opposite polarity
+
+
+def test_noised_source_matches_the_targets_skewness_and_contrast() -> None:
+    source, source_labels = _domain(64, contrast=3.0, seed=0)
+    target, target_labels = _domain(64, contrast=1.5, seed=1)
+    model = build_component("noise_model", {"name": "skew_matched", "n_samples": 64})
+    assert isinstance(model, SkewMatchedNoise)
+    model.fit(target)
+    model.measure_source(source)
+    assert model.premise is not None and model.premise.holds and model.variance > 1.0
+    noisy = model(source, torch.Generator().manual_seed(2))
+    # (a smooth noise's skewness estimate varies from draw to draw: -0.057 to -0.085 for three seeds here)
+    assert mean_skewness(noisy) == pytest.approx(mean_skewness(target), rel=0.5)
+    assert abs(mean_skewness(noisy)) < 0.3 * abs(mean_skewness(source))
+    # the particles are now about as faint as the target's, where they were twice as strong
+    assert abs(_contrast(source, source_labels)) > 1.6 * abs(_contrast(target, target_labels))
+    assert _contrast(noisy, source_labels) == pytest.approx(_contrast(target, target_labels), rel=0.1)
+    # each volume keeps its mean and standard deviation (the data are z-scored)
+    torch.testing.assert_close(noisy.mean(dim=(-3, -2, -1)), source.mean(dim=(-3, -2, -1)), atol=1e-4,
+                               rtol=0)
+    torch.testing.assert_close(noisy.std(dim=(-3, -2, -1)), source.std(dim=(-3, -2, -1)), rtol=1e-4, atol=0)
+    # the noise has the source's colour: the high band stays nearly empty (white noise would fill it)
+    share = float(highpass(noisy[:, 0], (15, 15, 15))[0].var(dim=(-3, -2, -1)).mean())
+    assert share < 0.02
+
+
+def test_a_failed_premise_adds_nothing_and_says_so() -> None:
+    strong, _ = _domain(16, contrast=3.0, seed=0)
+    faint, _ = _domain(16, contrast=1.0, seed=1)
+    model = SkewMatchedNoise()
+    model.fit(strong)  # the target has the stronger particles
+    model.measure_source(faint)
+    assert model.premise is not None and not model.premise.holds
+    assert model.variance == 0.0 and model.state()["premise_holds"] is False
+    assert torch.equal(model(faint), faint)
+    warning = model.premise.warning()
+    assert warning is not None and "skew_matched premise fails" in warning
+
+
+def test_noise_needs_both_measurements_and_survives_a_state_dict_round_trip() -> None:
+    source, _ = _domain(8, contrast=3.0, seed=0)
+    target, _ = _domain(8, contrast=1.0, seed=1)
+    model = SkewMatchedNoise()
+    model.fit(target)
+    with pytest.raises(RuntimeError, match="measure_source"):
+        model(source)
+    model.measure_source(source)
+    fresh = SkewMatchedNoise()
+    fresh.load_state_dict(model.state_dict())
+    assert fresh.state() == model.state()
+    assert torch.equal(fresh(source, torch.Generator().manual_seed(3)),
+                       model(source, torch.Generator().manual_seed(3)))
