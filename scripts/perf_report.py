@@ -223,9 +223,9 @@ CHANGES_TEXT = """## What changed (issue 18)
   when it is imported (unless `NUMBA_THREADING_LAYER` is set), before any numba kernel runs. On numba's
   `omp` layer, one numba kernel changes torch's threading in the same process: on idle cores a process
   that asked torch for 1 thread then ran its steps at the 2-thread speed (table below: the requested thread
-  count no longer holds), and on a loaded machine (load average 5.7, the first version of this table in
-  the git history of `docs/perf/numba_layer.json`) the same steps ran 5-7x slower. On `workqueue` torch's
-  steps are unchanged at either thread count.
+  count no longer holds), and on a loaded machine (load average 5.7: `docs/perf/numba_layer.json` as of
+  commit a8f3ccf) the same steps ran 5-7x slower. On `workqueue` torch's steps are unchanged at either
+  thread count.
 - **Measured and left as they were**: bfloat16 autocast (`trainer.amp`, see its row), the sampler (its
   share of a step is in the breakdown's `sampling` row: the data already sit in memory as contiguous
   tensors), and the number of forwards per Vox-UDA step (3 student, 1 teacher: each is needed by the
