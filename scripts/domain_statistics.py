@@ -10,7 +10,8 @@ script prints, for each domain of a dataset written by ``voxuda simulate``:
   sees at all;
 - ``fg``: foreground fraction of the labels; ``contrast``: mean foreground minus mean background voxel value,
   in units of the volume's standard deviation (a label-based measure: what a model must detect);
-- ``skewness``: of the voxel values, mean over volumes (label-free; sparse particles of one sign skew it).
+- ``skewness``: of the voxel values, mean over volumes (label-free; sparse particles of one sign skew it;
+  ``voxuda.noise.skew_matched.mean_skewness``, the estimate the ``skew_matched`` noise model uses).
 
     python scripts/domain_statistics.py /work/results/data/appearance --limit 40 [--json out.json]
 """
@@ -29,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's 
 
 from voxuda.data.datasets import load_split  # noqa: E402
 from voxuda.noise.ngm import NGMConfig, NoiseGenerationModule, estimate_noise_variance  # noqa: E402
+from voxuda.noise.skew_matched import mean_skewness  # noqa: E402
 
 
 def domain_statistics(volumes: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
@@ -41,8 +43,6 @@ def domain_statistics(volumes: torch.Tensor, labels: torch.Tensor) -> dict[str, 
     n_fg = fg.sum(dim=(-3, -2, -1)).clamp_min(1)
     n_bg = (~fg).sum(dim=(-3, -2, -1)).clamp_min(1)
     contrast = ((flat * fg).sum(dim=(-3, -2, -1)) / n_fg - (flat * ~fg).sum(dim=(-3, -2, -1)) / n_bg)
-    centred = flat - flat.mean(dim=(-3, -2, -1), keepdim=True)
-    skew = (centred**3).mean(dim=(-3, -2, -1)) / var.clamp_min(1e-12) ** 1.5
     return {
         "volumes": int(flat.shape[0]),
         "variance": float(var.mean()),
@@ -50,7 +50,7 @@ def domain_statistics(volumes: torch.Tensor, labels: torch.Tensor) -> dict[str, 
         "hp_share": float((torch.tensor(hp.per_sample_sigma2) / var).mean()),
         "fg": float(fg.float().mean()),
         "contrast": float((contrast / var.sqrt()).mean()),
-        "skewness": float(skew.mean()),
+        "skewness": mean_skewness(flat),
     }
 
 

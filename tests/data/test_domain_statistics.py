@@ -12,6 +12,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
 
 from domain_statistics import domain_statistics  # noqa: E402
 
+from tests.noise.helpers import smooth_volumes  # noqa: E402
+
 
 def _volumes(noise: torch.Tensor, contrast: float) -> tuple[torch.Tensor, torch.Tensor]:
     """Unit-variance noise with a dark 6^3 cube of ``contrast`` (in noise standard deviations) planted."""
@@ -24,11 +26,7 @@ def _volumes(noise: torch.Tensor, contrast: float) -> tuple[torch.Tensor, torch.
 def test_white_noise_is_seen_by_ngm_and_smooth_noise_is_not() -> None:
     g = torch.Generator().manual_seed(0)
     white = torch.randn(12, 1, 16, 16, 16, generator=g)
-    k = torch.fft.fftfreq(16)
-    radius2 = k[:, None, None] ** 2 + k[None, :, None] ** 2 + k[None, None, :] ** 2
-    lowpass = torch.exp(-radius2 / (2 * 0.06**2))  # a Gaussian low-pass: the band of 10-voxel particles
-    smooth = torch.fft.ifftn(torch.fft.fftn(torch.randn(12, 1, 16, 16, 16, generator=g)) * lowpass).real
-    smooth = smooth / smooth.std(dim=(-3, -2, -1), keepdim=True)
+    smooth = smooth_volumes(12, 16, g, cutoff=0.06)  # a Gaussian low-pass: the band of 10-voxel particles
     white_stats = domain_statistics(*_volumes(white, 0.0))
     smooth_stats = domain_statistics(*_volumes(smooth, 0.0))
     assert white_stats["hp_share"] > 0.6  # NGM keeps about 3/4 of a white spectrum (its box zeroes ~1/4)

@@ -9,15 +9,7 @@ from voxuda.api import build_component
 from voxuda.noise.fourier import highpass
 from voxuda.noise.skew_matched import SkewMatchedNoise, added_variance, mean_skewness
 
-
-def _smooth_noise(n: int, generator: torch.Generator, size: int = 24) -> torch.Tensor:
-    """Unit-variance Gaussian noise in a low band (as the Fourier-model domains' noise is)."""
-    k = torch.fft.fftfreq(size)
-    radius2 = k[:, None, None] ** 2 + k[None, :, None] ** 2 + k[None, None, :] ** 2
-    lowpass = torch.exp(-radius2 / (2 * 0.08**2))
-    white = torch.randn(n, 1, size, size, size, generator=generator)
-    noise = torch.fft.ifftn(torch.fft.fftn(white, dim=(-3, -2, -1)) * lowpass, dim=(-3, -2, -1)).real
-    return noise / noise.std(dim=(-3, -2, -1), keepdim=True)
+from .helpers import smooth_volumes  # unit-variance noise in a low band, as the Fourier-model domains'
 
 
 def _domain(n: int, contrast: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -27,7 +19,7 @@ def _domain(n: int, contrast: float, seed: int) -> tuple[torch.Tensor, torch.Ten
     for i in range(n):
         z, y, x = torch.randint(2, 15, (3,), generator=g).tolist()
         labels[i, z:z + 7, y:y + 7, x:x + 7] = True
-    volumes = _smooth_noise(n, g) - contrast * labels[:, None].float()
+    volumes = smooth_volumes(n, 24, g, cutoff=0.08) - contrast * labels[:, None].float()
     volumes = (volumes - volumes.mean(dim=(-3, -2, -1), keepdim=True)) / volumes.std(dim=(-3, -2, -1),
                                                                                       keepdim=True)
     return volumes, labels

@@ -1,4 +1,4 @@
-"""Frequency-grid helpers shared by the NGM and its spectral variant.
+"""Frequency-grid helpers shared by the NGM and the spectrally shaped noise models.
 
 Conventions (written down once, because the paper does not give them):
 
@@ -17,8 +17,11 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 from torch import Tensor
+
+from voxuda.noise.base import gaussian_like
 
 
 def side_for_rate(rate: float, n: int) -> int:
@@ -106,3 +109,21 @@ def radial_power(volumes: Tensor, n_shells: int | None = None) -> tuple[Tensor, 
     centres = torch.arange(count, device=volumes.device, dtype=torch.float32) * width
     mean_radius = torch.where(counts > 0, radius_sums / counts.clamp(min=1), centres)
     return mean_radius, sums / counts.clamp(min=1)
+
+
+def power_on_grid(radii: Tensor, power: Tensor, shape: Sequence[int]) -> Tensor:
+    """A radial power spectrum (``power`` per shell at mean radius ``radii``, cycles/voxel, as from
+    :func:`radial_power`) on the frequency grid of ``shape``: linear interpolation in the radius, negative
+    values clamped to 0; float32, on the CPU."""
+    r = radial_frequency(shape).flatten().numpy()
+    grid = np.interp(r, radii.numpy(), power.numpy()).astype(np.float32)
+    return torch.from_numpy(grid).clamp(min=0).reshape(tuple(shape)).float()
+
+
+def shaped_noise(shape: Sequence[int], amplitude: Tensor, generator: torch.Generator | None,
+                 like: Tensor) -> Tensor:
+    """Gaussian noise of ``shape`` (N, C, D, H, W) whose spectrum is white noise's times ``amplitude`` (a
+    grid of the last three axes), drawn from ``generator``, on ``like``'s device and in its dtype."""
+    white = gaussian_like(torch.empty(tuple(shape), device=like.device), generator)
+    dims = (-3, -2, -1)
+    return torch.fft.ifftn(torch.fft.fftn(white, dim=dims) * amplitude, dim=dims).real.to(like.dtype)

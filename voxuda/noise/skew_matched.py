@@ -31,10 +31,9 @@ import torch
 from torch import Tensor
 
 from voxuda.config import help_field
-from voxuda.noise.base import NoiseModel, check_volumes, gaussian_like
-from voxuda.noise.fourier import radial_frequency, radial_power
+from voxuda.noise.base import NoiseModel, check_volumes
+from voxuda.noise.fourier import power_on_grid, radial_power, shaped_noise
 from voxuda.noise.ngm import _check_positive
-from voxuda.noise.spectral import _interp
 
 
 def _check_cap(instance: Any, attribute: attrs.Attribute, value: float) -> None:
@@ -145,9 +144,7 @@ class SkewMatchedNoise(NoiseModel):
         assert self.radii is not None and self.power is not None
         key = (tuple(shape), str(device))
         if key not in self._filters:
-            radius = radial_frequency(shape).flatten()
-            power = torch.from_numpy(_interp(radius.numpy(), self.radii.numpy(), self.power.numpy()))
-            power = power.clamp(min=0).reshape(shape).float()
+            power = power_on_grid(self.radii, self.power, shape)
             self._filters[key] = (power / power.mean().clamp_min(1e-30)).sqrt().to(device)
         return self._filters[key]
 
@@ -157,9 +154,7 @@ class SkewMatchedNoise(NoiseModel):
         if v <= 0.0:
             return x
         dims = (-3, -2, -1)
-        white = gaussian_like(torch.empty(x.shape, device=x.device), generator)
-        amplitude = self._amplitude(tuple(x.shape[-3:]), x.device)
-        noise = torch.fft.ifftn(torch.fft.fftn(white, dim=dims) * amplitude, dim=dims).real.to(x.dtype)
+        noise = shaped_noise(x.shape, self._amplitude(tuple(x.shape[-3:]), x.device), generator, x)
         mean, std = x.mean(dim=dims, keepdim=True), x.std(dim=dims, keepdim=True)
         noisy = x + math.sqrt(v) * std * noise
         noisy_mean, noisy_std = noisy.mean(dim=dims, keepdim=True), noisy.std(dim=dims, keepdim=True)

@@ -26,8 +26,8 @@ import torch
 from torch import Tensor
 
 from voxuda.config import help_field
-from voxuda.noise.base import NoiseModel, check_volumes, gaussian_like
-from voxuda.noise.fourier import radial_frequency, radial_power
+from voxuda.noise.base import NoiseModel, check_volumes
+from voxuda.noise.fourier import power_on_grid, radial_power, shaped_noise
 from voxuda.noise.ngm import _check_non_negative, _check_positive, _check_rate
 
 
@@ -93,18 +93,13 @@ class SpectralNoise(NoiseModel):
             raise RuntimeError("spectral NGM: call fit(target_volumes) before adding noise")
         key = (tuple(shape), str(device))
         if key not in self._filters:
-            r = radial_frequency(shape).flatten().numpy()
-            p = torch.from_numpy(_interp(r, self.radii.numpy(), self.power.numpy()))
-            self._filters[key] = torch.sqrt(p.clamp(min=0)).reshape(shape).float().to(device)
+            self._filters[key] = power_on_grid(self.radii, self.power, shape).sqrt().to(device)
         return self._filters[key]
 
     def synthesise(self, shape: tuple[int, ...], generator: torch.Generator | None,
                    like: Tensor) -> Tensor:
         """Noise of ``shape`` (N, C, D, H, W) with the fitted spectrum, on ``like``'s device and dtype."""
-        white = gaussian_like(torch.empty(shape, device=like.device), generator)
-        amp = self.amplitude(tuple(shape[-3:]), like.device)
-        coloured = torch.fft.ifftn(torch.fft.fftn(white, dim=(-3, -2, -1)) * amp, dim=(-3, -2, -1)).real
-        return coloured.to(like.dtype)
+        return shaped_noise(shape, self.amplitude(tuple(shape[-3:]), like.device), generator, like)
 
     def __call__(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
         check_volumes(x, "spectral NGM")
@@ -142,11 +137,6 @@ class SpectralNoise(NoiseModel):
         return out
 
 
-
-def _interp(x: Any, xp: Any, fp: Any) -> Any:
-    import numpy as np
-
-    return np.interp(x, xp, fp).astype(np.float32)
 
 
 __all__ = ["SpectralNoise", "SpectralNoiseConfig"]
