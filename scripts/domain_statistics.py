@@ -63,6 +63,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     import csv
 
+    if not (args.root / "manifest.csv").is_file():
+        parser.error(f"{args.root}: no manifest.csv; give a dataset folder written by voxuda simulate")
+
     with open(args.root / "manifest.csv", newline="", encoding="utf-8") as handle:
         domains = list(dict.fromkeys(row["domain"] for row in csv.DictReader(handle)))
     rows: dict[str, Any] = {}

@@ -10,7 +10,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
 
-from domain_statistics import domain_statistics  # noqa: E402
+from domain_statistics import domain_statistics, main  # noqa: E402
 
 from tests.noise.helpers import smooth_volumes  # noqa: E402
 
@@ -42,3 +42,11 @@ def test_contrast_and_skewness_follow_the_planted_particles() -> None:
     assert strong["contrast"] < weak["contrast"] < -0.8
     assert strong["skewness"] < weak["skewness"] < 0  # sparse dark particles skew the values negative
     assert strong["fg"] == pytest.approx(216 / 4096)
+
+
+def test_a_folder_without_a_manifest_is_one_usage_error(tmp_path: Path,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main([str(tmp_path)])
+    assert exit_info.value.code == 2
+    assert "no manifest.csv" in capsys.readouterr().err
