@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from voxuda.api import build_component
-from voxuda.noise.fourier import highpass
-from voxuda.noise.skew_matched import SkewMatchedNoise, added_variance, mean_skewness
+from voxuda.noise.fourier import highpass, radial_power
+from voxuda.noise.skew_matched import SkewMatchedNoise, added_variance, mean_skewness, target_colour_power
 
 from .helpers import smooth_volumes  # unit-variance noise in a low band, as the Fourier-model domains'
 
@@ -89,3 +89,59 @@ def test_noise_needs_both_measurements_and_survives_a_state_dict_round_trip() ->
     assert fresh.state() == model.state()
     assert torch.equal(fresh(source, torch.Generator().manual_seed(3)),
                        model(source, torch.Generator().manual_seed(3)))
+
+
+def test_target_colour_power_is_the_spectrum_difference_with_the_asked_variance() -> None:
+    g = torch.Generator().manual_seed(0)
+    source = torch.rand(8, 8, 8, generator=g) + 0.1
+    extra = torch.rand(8, 8, 8, generator=g)
+    extra = extra / extra.mean() * 2.0  # the noise that makes the target: variance 2
+    target = (source / source.mean() + extra) / 3.0  # unit-variance target spectrum
+    torch.testing.assert_close(target_colour_power(source, target * 5.0, 2.0), extra, rtol=1e-4, atol=1e-5)
+    # where the target has less power than the source in some shells, those are clipped to 0 and the rest
+    # is scaled so that the mean is still the asked variance
+    clipped = target_colour_power(source, torch.ones(8, 8, 8), 0.5)
+    assert float(clipped.min()) == 0.0 and float(clipped.mean()) == pytest.approx(0.5, rel=1e-5)
+
+
+def _spectrum(volumes: torch.Tensor) -> torch.Tensor:
+    return radial_power(volumes - volumes.mean(dim=(-3, -2, -1), keepdim=True))[1]
+
+
+def test_target_colour_gives_the_noisy_source_the_targets_spectrum() -> None:
+    source, _ = _domain(64, contrast=3.0, seed=0)
+    target, _ = _domain(64, contrast=1.5, seed=1)
+    g = torch.Generator().manual_seed(5)
+    target = target + 0.5 * torch.randn(target.shape, generator=g)  # white: a high band the source lacks
+    dims = (-3, -2, -1)
+    target = (target - target.mean(dim=dims, keepdim=True)) / target.std(dim=dims, keepdim=True)
+    results = {}
+    for colour in ("source", "target"):
+        model = build_component("noise_model", {"name": "skew_matched", "n_samples": 64, "colour": colour})
+        model.fit(target)
+        model.measure_source(source)
+        results[colour] = model(source, torch.Generator().manual_seed(2))
+    # shells from 0.42 cycles/voxel up, the source has almost nothing there; the last (corner) shell holds
+    # few frequencies, so its estimate is left out of the per-shell comparison
+    high = slice(10, -1)
+    target_high = _spectrum(target)[high]
+    assert float(_spectrum(source)[high].sum()) < 0.05 * float(target_high.sum())
+    # source colour leaves the high band nearly empty; target colour fills it as the target has it
+    assert float(_spectrum(results["source"])[high].sum()) < 0.2 * float(target_high.sum())
+    torch.testing.assert_close(_spectrum(results["target"])[high], target_high, rtol=0.15, atol=0)
+    # and the skewness is still matched (the amount of noise is set by the same moment)
+    assert abs(mean_skewness(results["target"])) < 0.5 * abs(mean_skewness(source))
+
+
+def test_target_colour_survives_a_state_dict_round_trip_and_a_bad_colour_is_refused() -> None:
+    source, _ = _domain(8, contrast=3.0, seed=0)
+    target, _ = _domain(8, contrast=1.0, seed=1)
+    model = build_component("noise_model", {"name": "skew_matched", "colour": "target"})
+    model.fit(target)
+    model.measure_source(source)
+    fresh = build_component("noise_model", {"name": "skew_matched", "colour": "target"})
+    fresh.load_state_dict(model.state_dict())
+    assert torch.equal(fresh(source, torch.Generator().manual_seed(3)),
+                       model(source, torch.Generator().manual_seed(3)))
+    with pytest.raises(ValueError, match="colour"):
+        build_component("noise_model", {"name": "skew_matched", "colour": "pink"})

@@ -17,6 +17,14 @@ skewnesses come from unlabelled volumes: the target's in :meth:`fit`, the source
 dominated when particles are sparse), so the added noise has the colour the source's noise already has, and
 each noisy volume is re-standardised to its clean volume's mean and standard deviation, as the data are.
 
+Colour (``colour``). ``"source"`` (the default) adds noise with the source's spectrum: right when the two
+domains' noise has one colour (the Fourier-model domains). ``"target"`` is for a target whose noise has
+another colour (weighted back-projection puts 29 % of ``appear_insitu``'s variance above NGM's cut-off): the
+added noise's power per frequency is ``N(f) = max(a P_t(f) - P_s(f), 0)``, ``P_s`` and ``P_t`` the two
+domains' mean power spectra of unit-variance volumes, with ``a`` such that the mean of ``N`` is ``v``. Where
+no shell is clipped, the noisy source's spectrum ``(P_s + N) / (1 + v)`` is then the target's, so the skewness
+fixes how much noise and the target's spectrum where it goes. Both spectra are label-free.
+
 It assumes the domains share content (particle density and sizes): the appearance track's premise. On a
 content shift the skewness also moves with crowding and particle size, and ``v`` says nothing about noise.
 """
@@ -24,7 +32,7 @@ content shift the skewness also moves with crowding and particle size, and ``v``
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Literal
 
 import attrs
 import torch
@@ -35,6 +43,13 @@ from voxuda.noise.base import NoiseModel, check_volumes
 from voxuda.noise.fourier import power_on_grid, radial_power, shaped_noise
 from voxuda.noise.ngm import _check_positive
 
+Colour = Literal["source", "target"]
+
+
+def _check_colour(instance: Any, attribute: attrs.Attribute, value: str) -> None:
+    if value not in ("source", "target"):
+        raise ValueError(f"colour must be 'source' or 'target', got {value!r}")
+
 
 def _check_cap(instance: Any, attribute: attrs.Attribute, value: float) -> None:
     if not value > 0 or not math.isfinite(value):
@@ -43,11 +58,16 @@ def _check_cap(instance: Any, attribute: attrs.Attribute, value: float) -> None:
 
 @attrs.frozen
 class SkewMatchedNoiseConfig:
-    """Source-coloured Gaussian noise, its variance matched to the target's skewness (our design [I])."""
+    """Gaussian noise, its variance matched to the target's skewness, its colour the source's or the
+    target's (our design [I])."""
 
     n_samples: int = help_field(
         40, help="target (and source) volumes for the skewness estimates; a volume's skewness is noisy, "
         "so more than NGM's 10 [I]", validator=_check_positive)
+    colour: Colour = help_field(
+        "source", help="spectrum of the added noise: the source's own ('source', when both domains' noise "
+        "has one colour) or what makes the noisy source's spectrum the target's ('target') [I]",
+        validator=_check_colour)
     max_variance: float = help_field(
         20.0, help="cap on the added variance v (units of a volume's variance): a near-zero target "
         "skewness would otherwise ask for unbounded noise", validator=_check_cap)
@@ -81,6 +101,26 @@ def mean_skewness(volumes: Tensor) -> float:
     return float((centred.pow(3).mean(dim=1) / variance.pow(1.5)).mean())
 
 
+def target_colour_power(source_power: Tensor, target_power: Tensor, variance: float) -> Tensor:
+    """``N = max(a P_t - P_s, 0)`` with ``mean(N) = variance``: the noise power that turns the source's
+    spectrum into the target's (both grids scaled to mean 1, i.e. unit-variance volumes).
+
+    ``mean(max(a P_t - P_s, 0))`` grows continuously and monotonically with ``a`` from 0 at ``a = 0``, and at
+    ``a = 1 + variance`` it is at least ``variance`` (the unclipped sum is exactly ``variance``), so bisection
+    on ``[0, 1 + variance]`` finds ``a``.
+    """
+    ps = source_power.double() / source_power.double().mean().clamp_min(1e-30)
+    pt = target_power.double() / target_power.double().mean().clamp_min(1e-30)
+    lo, hi = 0.0, 1.0 + variance
+    for _ in range(80):
+        mid = 0.5 * (lo + hi)
+        if float((mid * pt - ps).clamp_min(0).mean()) < variance:
+            lo = mid
+        else:
+            hi = mid
+    return (hi * pt - ps).clamp_min(0).float()
+
+
 def added_variance(source_skewness: float, target_skewness: float, cap: float) -> float:
     """``v = (g_s / g_t)^(2/3) - 1``, capped at ``cap``; 0 when the premise does not hold."""
     if not SkewPremise(source_skewness, target_skewness).holds:
@@ -89,7 +129,8 @@ def added_variance(source_skewness: float, target_skewness: float, cap: float) -
 
 
 class SkewMatchedNoise(NoiseModel):
-    """Adds source-coloured noise until the source's skewness matches the target's, then re-standardises."""
+    """Adds noise (the source's colour, or the target's) until the source's skewness matches the target's,
+    then re-standardises."""
 
     needs_target = True
 
@@ -101,6 +142,8 @@ class SkewMatchedNoise(NoiseModel):
         self.source_skewness: float | None = None
         self.radii: Tensor | None = None  # the source's radial spectrum: shell radii (cycles/voxel)
         self.power: Tensor | None = None  # and power per shell
+        self.target_radii: Tensor | None = None  # the target's radial spectrum (colour = "target" only)
+        self.target_power: Tensor | None = None
         self.n_fits = 0
         self._filters: dict[tuple[tuple[int, ...], str], Tensor] = {}
 
@@ -108,16 +151,16 @@ class SkewMatchedNoise(NoiseModel):
     def fit(self, target_volumes: Tensor) -> None:
         check_volumes(target_volumes, "skew_matched fit")
         self.target_skewness = mean_skewness(target_volumes)
+        if self.config.colour == "target":
+            self.target_radii, self.target_power = _shape_of_spectrum(target_volumes)
+        self._filters.clear()
         self.n_fits += 1
 
     def measure_source(self, source_volumes: Tensor) -> None:
         """The source's skewness and mean radial power spectrum (the colour of the noise to add)."""
         check_volumes(source_volumes, "skew_matched source measurement")
         self.source_skewness = mean_skewness(source_volumes)
-        vols = source_volumes.detach().float()
-        vols = vols - vols.mean(dim=(-3, -2, -1), keepdim=True)
-        self.radii, power = radial_power(vols)
-        self.power = power / power.mean().clamp_min(1e-30)  # shape only: the variance is set by v
+        self.radii, self.power = _shape_of_spectrum(source_volumes)
         self._filters.clear()
 
     @property
@@ -140,11 +183,19 @@ class SkewMatchedNoise(NoiseModel):
 
     # -- noise -------------------------------------------------------------------------------------------
     def _amplitude(self, shape: tuple[int, ...], device: torch.device) -> Tensor:
-        """``sqrt(P(|f|))`` of the source's spectrum on a grid of ``shape``, scaled to unit voxel variance."""
+        """``sqrt(N(|f|))`` of the added noise's spectrum on a grid of ``shape``, scaled to unit voxel
+        variance: the source's spectrum, or for ``colour = "target"`` the difference that makes the noisy
+        source's spectrum the target's (:func:`target_colour_power`)."""
         assert self.radii is not None and self.power is not None
         key = (tuple(shape), str(device))
         if key not in self._filters:
             power = power_on_grid(self.radii, self.power, shape)
+            if self.config.colour == "target":
+                if self.target_radii is None or self.target_power is None:
+                    raise RuntimeError("skew_matched (colour = 'target'): fit(target_volumes) measures the "
+                                       "target's spectrum; call it before adding noise")
+                target = power_on_grid(self.target_radii, self.target_power, shape)
+                power = target_colour_power(power, target, self.variance)
             self._filters[key] = (power / power.mean().clamp_min(1e-30)).sqrt().to(device)
         return self._filters[key]
 
@@ -178,6 +229,8 @@ class SkewMatchedNoise(NoiseModel):
                                  "source_skewness": self.source_skewness}
         if self.radii is not None and self.power is not None:
             state.update(radii=self.radii.tolist(), power=self.power.tolist())
+        if self.target_radii is not None and self.target_power is not None:
+            state.update(target_radii=self.target_radii.tolist(), target_power=self.target_power.tolist())
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -190,6 +243,21 @@ class SkewMatchedNoise(NoiseModel):
             self.power = torch.tensor(state["power"], dtype=torch.float32)
         else:
             self.radii = self.power = None
+        if "target_power" in state:
+            self.target_radii = torch.tensor(state["target_radii"], dtype=torch.float32)
+            self.target_power = torch.tensor(state["target_power"], dtype=torch.float32)
+        else:
+            self.target_radii = self.target_power = None
 
 
-__all__ = ["SkewMatchedNoise", "SkewMatchedNoiseConfig", "SkewPremise", "added_variance", "mean_skewness"]
+def _shape_of_spectrum(volumes: Tensor) -> tuple[Tensor, Tensor]:
+    """Mean radial power spectrum of mean-removed ``volumes``, scaled to mean 1 over the shells: its shape
+    only (the amount of noise is set by ``v``)."""
+    vols = volumes.detach().float()
+    vols = vols - vols.mean(dim=(-3, -2, -1), keepdim=True)
+    radii, power = radial_power(vols)
+    return radii, power / power.mean().clamp_min(1e-30)
+
+
+__all__ = ["SkewMatchedNoise", "SkewMatchedNoiseConfig", "SkewPremise", "added_variance", "mean_skewness",
+           "target_colour_power"]
