@@ -13,7 +13,12 @@ script prints, for each domain of a dataset written by ``voxuda simulate``:
 - ``skewness``: of the voxel values, mean over volumes (label-free; sparse particles of one sign skew it;
   ``voxuda.noise.skew_matched.mean_skewness``, the estimate the ``skew_matched`` noise model uses).
 
-    python scripts/domain_statistics.py /work/results/data/appearance --limit 40 [--json out.json]
+With ``--noise-check`` it also prints, for each target domain, what the ``skew_matched`` noise model does
+to the source in each ``colour`` (both domains detrended first, as ``[data] alignment = "detrend"`` does):
+the added variance ``v``, the noisy source's skewness beside the target's, and the noisy source's mean power
+over the target's in three frequency bands (a ratio of 1 is the target's spectrum).
+
+    python scripts/domain_statistics.py DATA/appearance --limit 40 [--noise-check] [--json out.json]
 """
 
 from __future__ import annotations
@@ -28,9 +33,15 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's voxuda
 
+from voxuda.align.base import renormalize  # noqa: E402
+from voxuda.align.detrend import detrend_volumes  # noqa: E402
 from voxuda.data.datasets import load_split  # noqa: E402
+from voxuda.noise.fourier import radial_power  # noqa: E402
 from voxuda.noise.ngm import NGMConfig, NoiseGenerationModule, estimate_noise_variance  # noqa: E402
-from voxuda.noise.skew_matched import mean_skewness  # noqa: E402
+from voxuda.noise.skew_matched import SkewMatchedNoise, SkewMatchedNoiseConfig, mean_skewness  # noqa: E402
+
+#: frequency bands of the noise check, cycles per voxel
+BANDS = {"low (<0.1)": (0.0, 0.1), "mid (0.1-0.3)": (0.1, 0.3), "high (>0.3)": (0.3, 1.0)}
 
 
 def domain_statistics(volumes: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
@@ -54,12 +65,36 @@ def domain_statistics(volumes: torch.Tensor, labels: torch.Tensor) -> dict[str, 
     }
 
 
+def noise_check(source: torch.Tensor, target: torch.Tensor, seed: int = 0) -> dict[str, dict[str, float]]:
+    """``skew_matched`` in each colour on detrended ``source`` and ``target`` volumes ``(N, 1, D, H, W)``:
+    ``v``, skewness before and after, and the noisy source's band power over the target's."""
+    source = renormalize(detrend_volumes(source.float(), 1), "zscore")
+    target = renormalize(detrend_volumes(target.float(), 1), "zscore")
+    radii, target_power = radial_power(target)
+    out: dict[str, dict[str, float]] = {}
+    for colour in ("source", "target"):
+        model = SkewMatchedNoise(SkewMatchedNoiseConfig(n_samples=len(target), colour=colour))
+        model.fit(target)
+        model.measure_source(source)
+        noisy = model(source, torch.Generator().manual_seed(seed))
+        noisy_power = radial_power(noisy)[1]
+        row = {"v": model.variance, "source_skewness": mean_skewness(source),
+               "noisy_skewness": mean_skewness(noisy), "target_skewness": mean_skewness(target)}
+        for band, (lo, hi) in BANDS.items():
+            keep = (radii > lo) & (radii <= hi)
+            row[band] = float(noisy_power[keep].sum() / target_power[keep].sum().clamp_min(1e-30))
+        out[colour] = row
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("root", type=Path, help="a dataset folder written by voxuda simulate")
     parser.add_argument("--split", default="train")
     parser.add_argument("--limit", type=int, default=40, help="volumes per domain")
     parser.add_argument("--json", type=Path, help="also write the table as JSON")
+    parser.add_argument("--noise-check", action="store_true",
+                        help="also show what skew_matched noise in each colour does to the source")
     args = parser.parse_args(argv)
     import csv
 
@@ -81,9 +116,23 @@ def main(argv: list[str] | None = None) -> int:
     for domain, stats in rows.items():
         cells = [f"{stats[k]:d}" if k == "volumes" else f"{stats[k]:.4g}" for k in keys]
         print(f"| {domain} | " + " | ".join(cells) + " |")
+    checks: dict[str, Any] = {}
+    if args.noise_check and "source" in domains:
+        source, _, _ = load_split(args.root, "source", args.split, canonical_polarity=None, limit=args.limit)
+        ckeys = ("v", "source_skewness", "noisy_skewness", "target_skewness", *BANDS)
+        print("\nskew_matched noise on the detrended source (noisy source / target power per band)\n")
+        print("| target | colour | " + " | ".join(ckeys) + " |")
+        print("|---" * (len(ckeys) + 2) + "|")
+        for domain in (d for d in domains if d != "source"):
+            target, _, _ = load_split(args.root, domain, args.split, canonical_polarity=None,
+                                      limit=args.limit, with_labels=False)
+            checks[domain] = noise_check(source, target)
+            for colour, row in checks[domain].items():
+                print(f"| {domain} | {colour} | " + " | ".join(f"{row[k]:.4g}" for k in ckeys) + " |")
     if args.json:
         args.json.write_text(json.dumps({"command": " ".join(sys.argv), "split": args.split,
-                                         "domains": rows}, indent=1) + "\n", encoding="utf-8")
+                                         "domains": rows, "noise_check": checks}, indent=1) + "\n",
+                             encoding="utf-8")
     return 0
 
 

@@ -10,7 +10,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
 
-from domain_statistics import domain_statistics, main  # noqa: E402
+from domain_statistics import domain_statistics, main, noise_check  # noqa: E402
 
 from tests.noise.helpers import smooth_volumes  # noqa: E402
 
@@ -50,3 +50,16 @@ def test_a_folder_without_a_manifest_is_one_usage_error(tmp_path: Path,
         main([str(tmp_path)])
     assert exit_info.value.code == 2
     assert "no manifest.csv" in capsys.readouterr().err
+
+
+def test_the_noise_check_gives_the_target_colour_where_the_source_lacks_it() -> None:
+    g = torch.Generator().manual_seed(2)
+    source, _ = _volumes(smooth_volumes(16, 16, g, cutoff=0.06), 3.0)
+    target, _ = _volumes(smooth_volumes(16, 16, g, cutoff=0.06), 1.0)
+    target = target + 0.7 * torch.randn(target.shape, generator=g)  # a white band the source lacks
+    check = noise_check(source, target)
+    assert check["source"]["v"] == pytest.approx(check["target"]["v"]) and check["target"]["v"] > 0.5
+    assert check["source"]["high (>0.3)"] < 0.2  # the source's own colour leaves the high band empty
+    assert check["target"]["high (>0.3)"] == pytest.approx(1.0, abs=0.15)
+    for row in check.values():  # both match the skewness
+        assert abs(row["noisy_skewness"]) < 0.6 * abs(row["source_skewness"])
