@@ -1,5 +1,5 @@
-"""``skew_matched``: noise in the source's own colour, as much as makes the source's particles as faint as the
-target's, judged by a label-free moment (the skewness of the voxel values).
+"""``skew_matched``: noise (in the source's own colour, or the target's), as much as makes the source's
+particles as faint as the target's, judged by a label-free moment (the skewness of the voxel values).
 
 Why (docs/vox_uda.md, "NGM on the appearance track"): the networks see z-scored volumes. When both domains are
 noise-dominated and their noise lives in the particles' frequency band (the Fourier-model domains keep 0.2 %
