@@ -33,8 +33,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's voxuda
 
-from voxuda.align.base import renormalize  # noqa: E402
-from voxuda.align.detrend import detrend_volumes  # noqa: E402
+from voxuda.align import build_aligner  # noqa: E402
 from voxuda.data.datasets import load_split  # noqa: E402
 from voxuda.noise.fourier import radial_power  # noqa: E402
 from voxuda.noise.ngm import NGMConfig, NoiseGenerationModule, estimate_noise_variance  # noqa: E402
@@ -68,8 +67,8 @@ def domain_statistics(volumes: torch.Tensor, labels: torch.Tensor) -> dict[str, 
 def noise_check(source: torch.Tensor, target: torch.Tensor, seed: int = 0) -> dict[str, dict[str, float]]:
     """``skew_matched`` in each colour on detrended ``source`` and ``target`` volumes ``(N, 1, D, H, W)``:
     ``v``, skewness before and after, and the noisy source's band power over the target's."""
-    source = renormalize(detrend_volumes(source.float(), 1), "zscore")
-    target = renormalize(detrend_volumes(target.float(), 1), "zscore")
+    detrend = build_aligner("detrend")  # what `[data] alignment = "detrend"` applies to both domains
+    source, target = detrend(source.float(), "source"), detrend(target.float(), "target")
     radii, target_power = radial_power(target)
     out: dict[str, dict[str, float]] = {}
     for colour in ("source", "target"):
@@ -78,8 +77,9 @@ def noise_check(source: torch.Tensor, target: torch.Tensor, seed: int = 0) -> di
         model.measure_source(source)
         noisy = model(source, torch.Generator().manual_seed(seed))
         noisy_power = radial_power(noisy)[1]
-        row = {"v": model.variance, "source_skewness": mean_skewness(source),
-               "noisy_skewness": mean_skewness(noisy), "target_skewness": mean_skewness(target)}
+        assert model.source_skewness is not None and model.target_skewness is not None
+        row = {"v": model.variance, "source_skewness": model.source_skewness,
+               "noisy_skewness": mean_skewness(noisy), "target_skewness": model.target_skewness}
         for band, (lo, hi) in BANDS.items():
             keep = (radii > lo) & (radii <= hi)
             row[band] = float(noisy_power[keep].sum() / target_power[keep].sum().clamp_min(1e-30))
