@@ -19,8 +19,8 @@ HEADING = "## Bilateral filter"
 TARGET_MVOX_S = 72.0
 TARGET_X_SIMPLEITK = 25.0
 STRETCH_CEILING_FRACTION = 0.40
-#: where the 72 Mvox/s came from: a numba prototype on another CPU (shared/docs/perf-notes.md: a 2-core
-#: Zen 5), where SimpleITK ran at 2.3 Mvox/s in the same session
+#: where the 72 Mvox/s came from: a numba prototype on another CPU (a 2-core Zen 5; docs/sources.md,
+#: "Performance references"), where SimpleITK ran at 2.3 Mvox/s in the same session
 REFERENCE_SIMPLEITK_MVOX_S = 2.3
 
 LABELS = {
@@ -118,7 +118,7 @@ def render(rep: dict[str, Any], source: str) -> str:
             if sitk:
                 expected = TARGET_MVOX_S / REFERENCE_SIMPLEITK_MVOX_S * sitk
                 out.append(f"  The {TARGET_MVOX_S:.0f} Mvox/s were measured on another CPU (a Zen 5, "
-                           f"shared/docs/perf-notes.md), where SimpleITK ran {REFERENCE_SIMPLEITK_MVOX_S} "
+                           f"docs/sources.md), where SimpleITK ran {REFERENCE_SIMPLEITK_MVOX_S} "
                            f"Mvox/s; here it ran {_fmt(sitk)}, so that prototype, scaled by SimpleITK, would "
                            f"run at about {_fmt(expected)} Mvox/s on this machine: this kernel reaches "
                            f"{100 * rate / expected:.0f} % of it.")

@@ -15,6 +15,8 @@ from __future__ import annotations
 import csv
 import io
 import math
+import os
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -226,20 +228,49 @@ def suite_sections(results: SuiteResults, figures: Sequence[str] = (), level: in
     return out
 
 
-def provenance_lines(meta: Mapping[str, Any]) -> list[str]:
+#: an absolute POSIX path inside a recorded command or data line (not the ``//`` of a URL)
+_ABSOLUTE_PATH = re.compile(r"(?<![\w.:/~])/[^\s`,;'\"]+")
+
+
+def relative_paths(text: str, base: Path | None = None) -> str:
+    """``text`` with every absolute path rewritten relative to ``base`` (default: the working directory).
+
+    Why: a generated document is read on other machines; the output folders of the machine it ran on
+    (``/tmp/...``, ``/home/<user>/...``) mean nothing there, while a path relative to the folder the
+    command was run from (usually the repository root) says where the results sit beside the docs.
+    """
+    start = str(Path.cwd() if base is None else base)
+
+    def relative(match: re.Match[str]) -> str:
+        try:
+            return os.path.relpath(match.group(0), start)
+        except ValueError:  # another drive on Windows: no relative path exists
+            return match.group(0)
+
+    return _ABSOLUTE_PATH.sub(relative, text)
+
+
+def _command_of(session: Mapping[str, Any], base: Path | None) -> str:
+    return relative_paths(session["command"], base) if session.get("command") else "(library call)"
+
+
+def provenance_lines(meta: Mapping[str, Any], base: Path | None = None) -> list[str]:
+    """The provenance bullet list of a suite, paths relative to ``base`` (default: the working directory)."""
     out = []
     for key in ("command", "date", "versions", "machine", "wall_time", "data", "trainer"):
         if key in meta and meta[key]:
             value = meta[key]
             if isinstance(value, Mapping):
                 value = ", ".join(f"{k} {v}" for k, v in value.items())
+            if key in ("command", "data"):
+                value = relative_paths(str(value), base)
             out.append(f"- **{key.replace('_', ' ')}**: `{value}`" if key == "command" else
                        f"- **{key.replace('_', ' ')}**: {value}")
     sessions = meta.get("invocations") or []
     if sessions:
         out += ["", "Sessions of this suite (a resumed suite lists each; `cpu` = CPU time of the benchmark "
                 "process):", ""]
-        out += [f"- {s['date']}: `{s['command'] or '(library call)'}`, wall {s['wall_seconds']:.0f} s, "
+        out += [f"- {s['date']}: `{_command_of(s, base)}`, wall {s['wall_seconds']:.0f} s, "
                 f"cpu {s.get('cpu_seconds', float('nan')):.0f} s, data {s['data_seconds']:.0f} s, "
                 f"{s['trained']} run(s) trained, {s.get('reused', 0)} evaluated without training, "
                 f"{s['skipped']} already done" for s in sessions]

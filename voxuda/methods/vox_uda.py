@@ -65,7 +65,7 @@ class VoxUDAConfig(MeanTeacherConfig):
     """Vox-UDA: NGM-noised source consistency, adversarial features and denoised pseudo-labels.
 
     Origins of defaults ([P] paper, [R] reimplementation quoting the paper, [R-own] its own choice, [I] ours)
-    are in each help string and in docs/vox_uda.md; they cite /work/shared/docs/paper-notes.md.
+    are in each help string and in docs/vox_uda.md; the labels are defined in docs/sources.md.
     """
 
     # -- sub-components ----------------------------------------------------------------------------------

@@ -4,7 +4,7 @@ Conventions (written down once, because the paper does not give them):
 
 - Frequencies are the integer indices ``m`` of ``torch.fft.fftfreq(n) * n``, i.e. ``m`` in ``[-n/2, n/2)``.
 - The **filter rate** rho is the fraction of the spectrum inside the zeroed low-frequency box. The paper's
-  ablated rates 8.4/17.8/24.4/42.2 % equal ``(k/32)^3`` for k = 14/18/20/24 (paper-notes.md, [I, strong]),
+  ablated rates 8.4/17.8/24.4/42.2 % equal ``(k/32)^3`` for k = 14/18/20/24 (docs/sources.md, [I, strong]),
   so a rate maps to a box side ``k_a = round(rho^(1/3) * n_a)`` on each axis of any grid.
 - The box of even side k covers ``m`` in ``[-k/2, k/2)`` (what a centred cube after ``fftshift`` covers).
   That set is not symmetric (``-k/2`` is in, ``+k/2`` is out), so the mask applied is its Hermitian

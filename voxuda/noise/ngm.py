@@ -1,6 +1,6 @@
 """Vox-UDA's noise generation module (NGM): white Gaussian noise with the target's estimated variance.
 
-Recipe (paper-notes.md, "Noise Generation Module"): sample N target volumes (N = 10 [R]); 3D FFT; zero the
+Recipe (docs/sources.md, the reimplementation): sample N target volumes (N = 10 [R]); 3D FFT; zero the
 centred low-frequency box (filter rate 24.4 % [R] = a cube of side 20 on 32^3 [I, strong]); inverse FFT;
 estimate the variance sigma^2 of what is left; add fresh ``N(0, sigma^2)`` to each source volume.
 
@@ -14,7 +14,8 @@ Ambiguities exposed as options (see docs/vox_uda.md):
 - ``compensate``: the high-pass keeps only part of the spectrum, so for white noise its variance is
   ``passed_fraction * sigma^2``; compensation divides by that fraction. Default False: the reimplementation
   uses the high-pass variance as is ([R]), and the prototype found the compensated (white-noise) estimate
-  overstates the reconstructed target noise (sigma^2 0.87 of a unit-variance volume; data-notes.md).
+  overstates the reconstructed target noise (sigma^2 0.87 of a unit-variance volume; docs/sources.md,
+  "Prototype measurements").
 
 **The premise.** NGM makes a *clean* source look like a *noisier* target.
 :meth:`NoiseGenerationModule.measure_source` runs the same high-pass estimate on source volumes, and

@@ -1,9 +1,9 @@
 """``spectral_ngm``: Gaussian noise shaped to the target's radial noise power spectrum.
 
 Why: the paper's NGM adds *white* noise, but reconstructed cryo-ET noise is coloured (the ramp filter of
-back-projection pushes it to high frequencies). The prototype found white NGM noise hurt (data-notes.md), and
-suggested this variant. It keeps the NGM's idea (noise = what survives a high-pass of target volumes) but
-keeps the noise's spectrum instead of only its variance.
+back-projection pushes it to high frequencies). The prototype found white NGM noise hurt (docs/sources.md,
+"Prototype measurements"), and suggested this variant. It keeps the NGM's idea (noise = what survives a
+high-pass of target volumes) but keeps the noise's spectrum instead of only its variance.
 
 Estimate (documented choice, ``estimate = "highpass"``): the mean power spectrum of N target volumes per
 radial shell. Shells at or beyond the high-pass cut-off radius (half the side of the NGM's zeroed box, i.e.
