@@ -13,8 +13,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from voxuda.data.simulate.presets import get_preset
-from voxuda.data.simulate.writer import simulate_benchmark
+from voxuda.simulate.presets import get_preset
+from voxuda.simulate.writer import simulate_benchmark
 
 
 def _cpu() -> float:

@@ -22,8 +22,9 @@ def test_provenance_lines_rewrite_command_data_and_sessions(tmp_path: Path) -> N
     meta = {
         "command": f"voxuda benchmark --out {out}",
         "data": f"preset tiny (seed 0) at {tmp_path / 'data' / 'tiny'}, simulator version abc",
-        "invocations": [{"date": "d", "command": f"voxuda benchmark --out {out} --only x", "wall_seconds": 1.0,
-                         "cpu_seconds": 1.0, "data_seconds": 0.0, "trained": 1, "reused": 0, "skipped": 0}],
+        "invocations": [{"date": "d", "command": f"voxuda benchmark --out {out} --only x",
+                         "wall_seconds": 1.0, "cpu_seconds": 1.0, "data_seconds": 0.0, "trained": 1,
+                         "reused": 0, "skipped": 0}],
     }
     text = "\n".join(provenance_lines(meta, base=tmp_path))
     assert str(tmp_path) not in text

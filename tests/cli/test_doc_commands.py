@@ -266,7 +266,7 @@ def test_command_parses_and_names_what_exists(command: DocCommand, capsys: pytes
 
         assert args.suite in builtin_suites(), f"{command}: unknown suite {args.suite!r}"
     if name == "simulate" and not str(args.preset).endswith(".toml"):
-        from voxuda.data.simulate.presets import PRESETS
+        from voxuda.simulate.presets import PRESETS
 
         assert args.preset in PRESETS, f"{command}: unknown preset {args.preset!r}"
     for item in getattr(args, "overrides", None) or getattr(args, "sets", None) or []:
@@ -333,7 +333,7 @@ def _dry_train(command: DocCommand, args, cwd: Path, run: Path) -> None:  # type
     config = load_run_config(args.config, command_overrides(args))
     data = config.data
     if data.preset and not data.target_root:  # the domains must be ones the preset simulates
-        from voxuda.data.simulate.presets import get_preset
+        from voxuda.simulate.presets import get_preset
 
         simulated = {d.name for d in get_preset(data.preset).domains}
         for option in ("source_domain", "target_domain"):
@@ -379,7 +379,7 @@ def _run_page(p: Page, cwd: Path, tomogram: Path, run: Path, dataset: Path, labe
             dry.append(f"{command} (config validated, stand-in run at --out)")
             continue
         if name == "simulate" and not (args.list_presets or args.dump_preset):
-            from voxuda.data.simulate.presets import get_preset
+            from voxuda.simulate.presets import get_preset
 
             get_preset(args.preset)
             if args.out:  # later commands of the page read the dataset it writes: the tiny one stands in

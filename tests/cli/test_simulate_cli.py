@@ -45,8 +45,8 @@ def test_simulate_a_preset_file(tmp_path, capsys):
 
 
 def test_dump_preset_prints_a_file_that_reads_back(tmp_path, capsys):
-    from voxuda.data.simulate.preset_file import load_preset_file
-    from voxuda.data.simulate.presets import PRESETS
+    from voxuda.simulate.preset_file import load_preset_file
+    from voxuda.simulate.presets import PRESETS
 
     assert main(["simulate", "--dump-preset", "appearance"]) == 0
     path = tmp_path / "appearance.toml"

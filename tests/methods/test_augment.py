@@ -7,7 +7,6 @@ import pytest
 import torch
 
 from voxuda.api import build_method
-from voxuda.data.simulate.wedge import wedge_mask
 from voxuda.methods.augment import (
     ORIENTATIONS,
     FlipRot3D,
@@ -19,6 +18,7 @@ from voxuda.methods.augment import (
     sample_batch_transforms,
 )
 from voxuda.methods.mean_teacher import PseudoLabels
+from voxuda.simulate.wedge import wedge_mask
 
 SIZE = 16
 ASYMMETRIC = (-50.0, 64.0)  # the insitu_ribosome preset's tilt range

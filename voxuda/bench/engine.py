@@ -65,7 +65,7 @@ class BenchEngine:
     # -- data -------------------------------------------------------------------------------------------
     def prepare_data(self, preset: str, data_dir: Path, seed: int, *, progress: bool = True) -> Path:
         """Simulate the preset into ``data_dir`` unless an identical copy is cached there."""
-        from voxuda.data.simulate import simulate_benchmark
+        from voxuda.simulate import simulate_benchmark
 
         return simulate_benchmark(preset, data_dir, seed, progress=progress)
 

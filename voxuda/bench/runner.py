@@ -34,8 +34,8 @@ from voxuda.bench.results import EvalRecord, SuiteResults
 from voxuda.bench.suite import RunPlan, Suite, denoiser_label, expand
 from voxuda.bench.tables import by_target, console_table, write_results
 from voxuda.config import ComponentRef
-from voxuda.data.simulate.presets import get_preset
 from voxuda.errors import ConfigError
+from voxuda.simulate.presets import get_preset
 
 DONE = "done"
 

@@ -62,9 +62,9 @@ def _add_tomogram_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from voxuda.data.simulate import simulate_benchmark
-    from voxuda.data.simulate.presets import PRESETS, get_preset
     from voxuda.errors import ConfigError
+    from voxuda.simulate import simulate_benchmark
+    from voxuda.simulate.presets import PRESETS, get_preset
 
     if args.list_presets:
         width = max(map(len, PRESETS))
@@ -72,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"{name:<{width}}  {', '.join(t.name for t in p.targets)}: {p.description}")
         return 0
     if args.dump_preset:
-        from voxuda.data.simulate.preset_file import preset_to_toml
+        from voxuda.simulate.preset_file import preset_to_toml
 
         print(preset_to_toml(get_preset(args.dump_preset)), end="")
         return 0
@@ -127,9 +127,9 @@ def _refuse_tomogram_only_options(args: argparse.Namespace) -> None:
 
 def _run_tomogram(args: argparse.Namespace) -> int:
     """``--tomogram DOMAIN``: one whole tomogram of a domain of ``--preset`` (a built-in or a file)."""
-    from voxuda.data.simulate.presets import get_preset
-    from voxuda.data.simulate.tomogram import simulate_tomogram
     from voxuda.errors import ConfigError
+    from voxuda.simulate.presets import get_preset
+    from voxuda.simulate.tomogram import simulate_tomogram
 
     if not args.out:
         raise ConfigError("voxuda simulate --tomogram: --out is required (the folder to write it to)")

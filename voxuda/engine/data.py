@@ -97,7 +97,7 @@ def ensure_dataset(cfg: DataConfig) -> Path:
             f"data.root: {root} has no {cfg.manifest}; point data.root at a dataset or set data.preset "
             "(a built-in such as quick, or a .toml preset file) to simulate one there"
         )
-    from voxuda.data.simulate import simulate_benchmark
+    from voxuda.simulate import simulate_benchmark
 
     simulate_benchmark(cfg.preset, root, cfg.preset_seed)
     if not (root / cfg.manifest).is_file():

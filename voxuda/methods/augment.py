@@ -7,7 +7,7 @@ it to the volume ``(N, C, D, H, W)``, the labels ``(N, D, H, W)`` and the confid
 three axes are touched, so any leading layout works.
 
 **Geometry of the missing wedge.** Volumes are ``(D, H, W) = (z, y, x)``: the beam is along z at zero tilt and
-the tilt axis is y (``voxuda/data/simulate/wedge.py``). A tilt ``theta`` samples the central Fourier plane
+the tilt axis is y (``voxuda/simulate/wedge.py``). A tilt ``theta`` samples the central Fourier plane
 spanned by ``k_y`` and ``(k_x, k_z) = (cos theta, sin theta)``, so a Fourier point is measured when the angle
 ``atan(k_z / k_x)``, folded to (-90, 90], lies in the tilt range; the mask does not depend on ``k_y``. A flip
 of a real-space axis negates that frequency, a permutation of axes permutes the frequencies. Hence:

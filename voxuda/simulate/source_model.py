@@ -22,8 +22,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import fft as sfft
 
-from voxuda.data.simulate.ctf import ctf_xulab, radial_frequency
-from voxuda.data.simulate.wedge import sphere_mask, wedge_mask
+from voxuda.simulate.ctf import ctf_xulab, radial_frequency
+from voxuda.simulate.wedge import sphere_mask, wedge_mask
 
 __all__ = [
     "FourierModelParams",

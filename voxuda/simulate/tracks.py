@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from voxuda.data.simulate.spec import DomainSpec
+from voxuda.simulate.spec import DomainSpec
 
 __all__ = [
     "FOURIER_MEASURED_PER_NOMINAL",

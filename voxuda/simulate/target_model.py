@@ -24,7 +24,7 @@ import numpy as np
 from scipy import fft as sfft
 from scipy import sparse
 
-from voxuda.data.simulate.ctf import ctf_standard
+from voxuda.simulate.ctf import ctf_standard
 
 __all__ = [
     "ProjectionParams",

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from voxuda.data.simulate import simulate_benchmark
-from voxuda.data.simulate.preset_file import FIELD_CHECKS, load_preset_file, preset_to_toml, spec_digest
-from voxuda.data.simulate.presets import PRESETS, get_preset
-from voxuda.data.simulate.spec import DomainSpec
 from voxuda.errors import ConfigError
+from voxuda.simulate import simulate_benchmark
+from voxuda.simulate.preset_file import FIELD_CHECKS, load_preset_file, preset_to_toml, spec_digest
+from voxuda.simulate.presets import PRESETS, get_preset
+from voxuda.simulate.spec import DomainSpec
 
 
 def _write(path: Path, text: str) -> Path:

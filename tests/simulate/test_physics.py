@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from voxuda.data.simulate.ctf import chi, ctf_standard, ctf_xulab, first_zero, wavelength
-from voxuda.data.simulate.geometry import paste, placed_patch, random_rotation
-from voxuda.data.simulate.source_model import FourierModelParams, predicted_final_snr, simulate_fourier
-from voxuda.data.simulate.structures import load_template
-from voxuda.data.simulate.target_model import ProjectionParams, simulate_projection
-from voxuda.data.simulate.wedge import missing_fraction, sphere_mask, wedge_mask
+from voxuda.simulate.ctf import chi, ctf_standard, ctf_xulab, first_zero, wavelength
+from voxuda.simulate.geometry import paste, placed_patch, random_rotation
+from voxuda.simulate.source_model import FourierModelParams, predicted_final_snr, simulate_fourier
+from voxuda.simulate.structures import load_template
+from voxuda.simulate.target_model import ProjectionParams, simulate_projection
+from voxuda.simulate.wedge import missing_fraction, sphere_mask, wedge_mask
 
 
 def test_wavelength_300kv() -> None:
@@ -131,7 +131,7 @@ def test_target_protein_is_dark() -> None:
 
 def test_snr_reference_option_scales_the_noise_by_the_filter_gain() -> None:
     """The two readings of the Xu-lab SNR differ exactly by the filter's white-noise power gain."""
-    from voxuda.data.simulate.source_model import fourier_filters
+    from voxuda.simulate.source_model import fourier_filters
 
     scene = _scene()
     corrected = FourierModelParams(snr=0.05)
@@ -149,7 +149,7 @@ def test_quick_source_snr10_preset_measures_the_prototype_source_snr() -> None:
     """The preset exists to reproduce the data notes' prototype source (measured SNR ~0.10)."""
     from dataclasses import replace
 
-    from voxuda.data.simulate import PRESETS
+    from voxuda.simulate import PRESETS
 
     preset, quick = PRESETS["quick_source_snr10"], PRESETS["quick"]
     assert replace(preset, name="quick", description=quick.description,

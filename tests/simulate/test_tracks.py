@@ -12,18 +12,18 @@ import numpy as np
 import pytest
 
 from voxuda.data.mrc import read_labels
-from voxuda.data.simulate import calibration as cal
-from voxuda.data.simulate import simulate_benchmark
-from voxuda.data.simulate.presets import PRESETS, SOURCE_CLASSES
-from voxuda.data.simulate.spec import DomainSpec
-from voxuda.data.simulate.target_model import ProjectionParams, noise_gain, simulate_projection
-from voxuda.data.simulate.tracks import (
+from voxuda.simulate import calibration as cal
+from voxuda.simulate import simulate_benchmark
+from voxuda.simulate.presets import PRESETS, SOURCE_CLASSES
+from voxuda.simulate.spec import DomainSpec
+from voxuda.simulate.target_model import ProjectionParams, noise_gain, simulate_projection
+from voxuda.simulate.tracks import (
     ANATOMY_STEPS,
     CALIBRATED_GRADIENT,
     FOURIER_MEASURED_PER_NOMINAL,
     anatomy_chain,
 )
-from voxuda.data.simulate.writer import simulate_sample
+from voxuda.simulate.writer import simulate_sample
 
 _BORDER = 3  # voxels: the shell where crowding neighbours cut by the box face sit
 

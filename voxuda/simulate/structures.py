@@ -27,7 +27,7 @@ import numpy as np
 from scipy import ndimage
 
 from voxuda.data.errors import DataError
-from voxuda.data.simulate.shapes import build_indicator
+from voxuda.simulate.shapes import build_indicator
 
 __all__ = [
     "Template",
@@ -40,7 +40,7 @@ __all__ = [
 ]
 
 #: Folder with committed PDB-derived maps.
-STRUCTURE_DIR = Path(__file__).resolve().parent.parent / "structures"
+STRUCTURE_DIR = Path(__file__).resolve().parent.parent / "data" / "structures"
 
 #: Protein partial specific volume used for volume matching (Å^3 per Dalton; rho = 1.35 g/cm^3).
 ANGSTROM3_PER_DALTON = 1.21

@@ -15,8 +15,8 @@ from voxuda.data.datasets import load_split
 from voxuda.data.errors import DataError
 from voxuda.data.manifest import REQUIRED_COLUMNS, read_manifest
 from voxuda.data.mrc import read_labels, read_volume
-from voxuda.data.simulate import PRESETS, simulate_benchmark
-from voxuda.data.simulate import writer as writer_mod
+from voxuda.simulate import PRESETS, simulate_benchmark
+from voxuda.simulate import writer as writer_mod
 
 
 def _digest(root: Path) -> dict[str, str]:

@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from voxuda.data.simulate.geometry import paste, placed_patch, random_rotation, zyz_euler
-from voxuda.data.simulate.structures import Template
+from voxuda.simulate.geometry import paste, placed_patch, random_rotation, zyz_euler
+from voxuda.simulate.structures import Template
 
 __all__ = ["Scene", "compose_scene"]
 

@@ -21,11 +21,11 @@ __all__ = ["simulate_benchmark", "PRESETS"]
 
 def __getattr__(name: str) -> Any:
     if name == "simulate_benchmark":
-        from voxuda.data.simulate.writer import simulate_benchmark
+        from voxuda.simulate.writer import simulate_benchmark
 
         return simulate_benchmark
     if name == "PRESETS":
-        from voxuda.data.simulate.presets import PRESETS
+        from voxuda.simulate.presets import PRESETS
 
         return PRESETS
     raise AttributeError(name)

@@ -37,8 +37,8 @@ from dataclasses import MISSING, asdict, fields, replace
 from pathlib import Path
 from typing import Any
 
-from voxuda.data.simulate.spec import FOURIER_ONLY, PROJECTION_ONLY, BenchmarkPreset, DomainSpec
 from voxuda.errors import ConfigError
+from voxuda.simulate.spec import FOURIER_ONLY, PROJECTION_ONLY, BenchmarkPreset, DomainSpec
 
 __all__ = ["load_preset_file", "preset_to_toml", "spec_digest", "FIELD_CHECKS", "TOP_KEYS"]
 
@@ -122,7 +122,7 @@ def _safe_name(v: Any) -> str:
 
 
 def _class_name(v: Any) -> str:
-    from voxuda.data.simulate.structures import CLASSES
+    from voxuda.simulate.structures import CLASSES
 
     if not isinstance(v, str) or v not in CLASSES:
         hint = _did_you_mean(v, CLASSES)
@@ -301,7 +301,7 @@ def _load(path: Path, stack: tuple[Path, ...]) -> BenchmarkPreset:
 def _base(
     value: Any, path: Path, stack: tuple[Path, ...], bad: Callable[[str, str], ConfigError]
 ) -> BenchmarkPreset:
-    from voxuda.data.simulate.presets import PRESETS, is_preset_path
+    from voxuda.simulate.presets import PRESETS, is_preset_path
 
     if not isinstance(value, str):
         raise bad("base", f"must be a preset name or a .toml path, got {_show(value)}")

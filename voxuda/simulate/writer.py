@@ -30,13 +30,13 @@ from voxuda.atomic import partial_folder
 from voxuda.data.errors import DataError
 from voxuda.data.manifest import REQUIRED_COLUMNS
 from voxuda.data.mrc import VolumeInfo, atomic_path, write_labels, write_volume
-from voxuda.data.simulate.preset_file import spec_digest
-from voxuda.data.simulate.presets import BenchmarkPreset, DomainSpec, get_preset
-from voxuda.data.simulate.scene import compose_scene
-from voxuda.data.simulate.source_model import FourierModelParams, simulate_fourier
-from voxuda.data.simulate.structures import STRUCTURE_DIR, Template, load_template
-from voxuda.data.simulate.target_model import ProjectionParams, simulate_projection
 from voxuda.locks import output_lock
+from voxuda.simulate.preset_file import spec_digest
+from voxuda.simulate.presets import BenchmarkPreset, DomainSpec, get_preset
+from voxuda.simulate.scene import compose_scene
+from voxuda.simulate.source_model import FourierModelParams, simulate_fourier
+from voxuda.simulate.structures import STRUCTURE_DIR, Template, load_template
+from voxuda.simulate.target_model import ProjectionParams, simulate_projection
 
 __all__ = [
     "simulate_benchmark",
@@ -72,7 +72,8 @@ _CACHE_KEY = ("preset", "spec_digest", "seed", "code_hash")
 def code_hash() -> str:
     """Hash of the simulator sources, I/O code and structure maps: a cache key for generated data."""
     here = Path(__file__).resolve().parent
-    files = sorted(here.glob("*.py")) + [here.parent / "mrc.py", here.parent / "manifest.py"]
+    data = here.parent / "data"
+    files = sorted(here.glob("*.py")) + [data / "mrc.py", data / "manifest.py"]
     files += sorted(STRUCTURE_DIR.glob("*.npz"))
     h = hashlib.sha256()
     for f in files:

@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from voxuda.data.simulate.geometry import random_rotation
+from voxuda.simulate.geometry import random_rotation
 
 __all__ = ["SHAPE_BUILDERS", "build_indicator"]
 

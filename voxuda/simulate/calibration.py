@@ -31,7 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import fft as sfft
 
-from voxuda.data.simulate.target_model import ProjectionParams, _recon_filter, noise_gain
+from voxuda.simulate.target_model import ProjectionParams, _recon_filter, noise_gain
 
 __all__ = [
     "IceLamella",

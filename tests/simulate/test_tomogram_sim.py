@@ -14,10 +14,10 @@ import pytest
 from voxuda.cli import main
 from voxuda.data.mrc import IMOD_STAMP, read_labels, read_volume
 from voxuda.data.picking import read_picks
-from voxuda.data.simulate.presets import get_preset
-from voxuda.data.simulate.structures import load_template
-from voxuda.data.simulate.tomogram import simulate_tomogram
 from voxuda.errors import ConfigError
+from voxuda.simulate.presets import get_preset
+from voxuda.simulate.structures import load_template
+from voxuda.simulate.tomogram import simulate_tomogram
 
 SHAPE = (32, 48, 56)
 

@@ -19,8 +19,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from voxuda.data.simulate.spec import BenchmarkPreset, DomainSpec
-from voxuda.data.simulate.tracks import ANATOMY_STEPS, anatomy_chain, appearance_targets, crowded_source
+from voxuda.simulate.spec import BenchmarkPreset, DomainSpec
+from voxuda.simulate.tracks import ANATOMY_STEPS, anatomy_chain, appearance_targets, crowded_source
 
 __all__ = ["DomainSpec", "BenchmarkPreset", "PRESETS", "get_preset", "is_preset_path", "SOURCE_CLASSES"]
 
@@ -202,7 +202,7 @@ def get_preset(name_or_path: str) -> BenchmarkPreset:
     from voxuda.errors import ConfigError
 
     if is_preset_path(name_or_path):
-        from voxuda.data.simulate.preset_file import load_preset_file
+        from voxuda.simulate.preset_file import load_preset_file
 
         return load_preset_file(name_or_path)
     try:

@@ -35,10 +35,10 @@ import numpy as np
 from voxuda.atomic import partial_folder
 from voxuda.data.errors import DataError
 from voxuda.data.mrc import VolumeInfo, atomic_path, write_imod_bytes, write_labels, write_volume
-from voxuda.data.simulate.geometry import paste, placed_patch, random_rotation, zyz_euler
-from voxuda.data.simulate.spec import DomainSpec
-from voxuda.data.simulate.structures import load_template
-from voxuda.data.simulate.writer import _weighted_choice, code_hash, draw_imaging, image_scene
+from voxuda.simulate.geometry import paste, placed_patch, random_rotation, zyz_euler
+from voxuda.simulate.spec import DomainSpec
+from voxuda.simulate.structures import load_template
+from voxuda.simulate.writer import _weighted_choice, code_hash, draw_imaging, image_scene
 
 __all__ = [
     "TomogramResult",
