@@ -127,3 +127,38 @@ def test_shared_checks_reject_nan_and_out_of_range_values() -> None:
 
     with pytest.raises(ValueError, match="lr must be positive"):
         TrainerConfig(lr=float("nan"))
+
+
+def test_shared_checks_for_optional_values_ints_fractions_sequences_and_choices() -> None:
+    """The validators that replaced per-module copies (noise, denoisers, backbones) keep their rules."""
+    import types
+
+    import numpy as np
+
+    from voxuda.checks import (
+        each_non_negative,
+        fraction_below_one,
+        non_negative_int,
+        non_negative_or_none,
+        one_of,
+        positive,
+        positive_or_none,
+        widths,
+    )
+
+    field = types.SimpleNamespace(name="x")
+    for check, good, bad in (
+        (positive_or_none, (None, 0.5), (0.0, -1.0, float("nan"))),
+        (non_negative_or_none, (None, 0, 3), (-1, float("nan"))),
+        (non_negative_int, (0, 4, np.int64(2)), (-1, 1.5, True, "2")),
+        (fraction_below_one, (0.0, 0.244), (1.0, -0.1, float("nan"))),
+        (each_non_negative, ((0.2, 0.3), ()), ((0.1, -0.1), (float("nan"),))),
+        (widths, ((8, 16), (8, 16, 32)), ((8,), (8, 0))),
+        (one_of("source", "target"), ("source", "target"), ("Source", None)),
+        (positive, (1, 2.5, np.float32(0.1)), (True, "1", float("inf"))),
+    ):
+        for value in good:
+            check(None, field, value)
+        for value in bad:
+            with pytest.raises(ValueError, match="^x "):
+                check(None, field, value)

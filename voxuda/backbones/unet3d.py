@@ -13,12 +13,8 @@ import torch
 from torch import Tensor, nn
 
 from voxuda.backbones.common import NormKind, check_input, make_norm
+from voxuda.checks import widths
 from voxuda.config import help_field
-
-
-def _positive_widths(instance: object, attribute: attrs.Attribute, value: tuple[int, ...]) -> None:
-    if len(value) < 2 or any(int(w) < 1 for w in value):
-        raise ValueError(f"{attribute.name} needs at least two positive widths, got {value!r}")
 
 
 @attrs.define
@@ -29,7 +25,7 @@ class UNet3DConfig:
     num_classes: int = help_field(2, help="output classes (2: background and macromolecule)")
     widths: tuple[int, ...] = help_field(
         (16, 32, 64, 128), help="channels per level; the last one is the bottleneck",
-        validator=_positive_widths,
+        validator=widths,
     )
     norm: NormKind = help_field("group", help="normalisation: group (default), instance or batch")
     channels_last_3d: bool = help_field(

@@ -1,11 +1,14 @@
-"""Shared checks for denoiser inputs and attrs validators for their configs."""
+"""Shared checks for denoiser inputs; config validators come from :mod:`voxuda.checks` (re-exported here)."""
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import torch
+
+from voxuda.checks import non_negative_int, positive
+
+__all__ = ["check_batch", "non_negative_int", "positive"]
 
 
 def check_batch(x: Any, who: str) -> torch.Tensor:
@@ -17,18 +20,3 @@ def check_batch(x: Any, who: str) -> torch.Tensor:
     if x.dtype not in (torch.float16, torch.bfloat16, torch.float32, torch.float64):
         raise ValueError(f"{who}: x must be a floating tensor, got {x.dtype}")
     return x
-
-
-def positive(_inst: Any, attribute: Any, value: Any) -> None:
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, (int, float))
-        or not math.isfinite(value)
-        or value <= 0
-    ):
-        raise ValueError(f"{attribute.name} must be a finite number > 0, got {value!r}")
-
-
-def non_negative_int(_inst: Any, attribute: Any, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ValueError(f"{attribute.name} must be an int >= 0, got {value!r}")

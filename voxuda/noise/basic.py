@@ -8,6 +8,7 @@ import attrs
 import torch
 from torch import Tensor
 
+from voxuda.checks import positive_or_none
 from voxuda.config import help_field
 from voxuda.noise.base import NoiseModel, check_volumes, gaussian_like
 
@@ -27,20 +28,15 @@ class NoNoise(NoiseModel):
         return {"sigma2": 0.0}
 
 
-def _positive_or_none(instance: Any, attribute: attrs.Attribute, value: float | None) -> None:
-    if value is not None and not value > 0:
-        raise ValueError(f"{attribute.name} must be > 0, got {value}")
-
-
 @attrs.frozen
 class GaussianNoiseConfig:
     """White zero-mean Gaussian noise of a fixed sigma, or of a variance set relative to each volume."""
 
     sigma: float = help_field(0.5, help="standard deviation of the added noise (used when snr is not set)",
-                              validator=_positive_or_none)
+                              validator=positive_or_none)
     snr: float | None = help_field(
         None, help="if set, noise variance = variance of each source volume / snr (overrides sigma)",
-        validator=_positive_or_none)
+        validator=positive_or_none)
 
 
 class GaussianNoise(NoiseModel):

@@ -34,31 +34,12 @@ import attrs
 import torch
 from torch import Tensor
 
+from voxuda.checks import at_least_one, fraction_below_one, non_negative, non_negative_or_none
 from voxuda.config import help_field
 from voxuda.noise.base import NoiseModel, check_volumes, gaussian_like
 from voxuda.noise.fourier import highpass, rate_for_side, side_for_rate
 
 Combine = Literal["mean_variance", "variance_of_mean", "mean_of_draws"]
-
-
-def _check_rate(instance: Any, attribute: attrs.Attribute, value: float) -> None:
-    if not 0.0 <= value < 1.0:
-        raise ValueError(f"filter_rate must be a fraction in [0, 1) (0.244 for 24.4 %), got {value}")
-
-
-def _check_side(instance: Any, attribute: attrs.Attribute, value: int | None) -> None:
-    if value is not None and value < 0:
-        raise ValueError(f"cube_side must be >= 0, got {value}")
-
-
-def _check_non_negative(instance: Any, attribute: attrs.Attribute, value: int) -> None:
-    if value < 0:
-        raise ValueError(f"{attribute.name} must be >= 0, got {value}")
-
-
-def _check_positive(instance: Any, attribute: attrs.Attribute, value: int) -> None:
-    if value < 1:
-        raise ValueError(f"{attribute.name} must be >= 1, got {value}")
 
 
 @attrs.frozen
@@ -67,13 +48,13 @@ class NGMConfig:
 
     n_samples: int = help_field(
         10, help="target volumes sampled for the estimate; 10 [R] (ablated 5/10/15/20)",
-        validator=_check_positive)
+        validator=at_least_one)
     filter_rate: float = help_field(
         0.244, help="fraction of the spectrum zeroed (low-frequency box); 0.244 [R] = side 20 on 32^3 [I]. "
-        "Mapped to side round(rate^(1/3) * n) per axis", validator=_check_rate)
+        "Mapped to side round(rate^(1/3) * n) per axis", validator=fraction_below_one)
     cube_side: int | None = help_field(
         None, help="if set, side of the zeroed box in voxels on every axis (overrides filter_rate)",
-        validator=_check_side)
+        validator=non_negative_or_none)
     combine: Combine = help_field(
         "mean_variance",
         help="mean_variance [I] | variance_of_mean [R README] | mean_of_draws [R code, ~1/N variance]")
@@ -81,7 +62,7 @@ class NGMConfig:
         False, help="divide the high-pass variance by the passed fraction of the spectrum (assumes white "
         "noise); off [R]: the prototype found it overstates coloured target noise")
     refit_every: int = help_field(0, help="re-estimate from fresh target samples every K steps; 0 = once",
-                                  validator=_check_non_negative)
+                                  validator=non_negative)
 
 
 @attrs.frozen

@@ -38,22 +38,12 @@ import attrs
 import torch
 from torch import Tensor
 
+from voxuda.checks import at_least_one, one_of, positive
 from voxuda.config import help_field
 from voxuda.noise.base import NoiseModel, check_volumes
 from voxuda.noise.fourier import power_on_grid, radial_power, shaped_noise
-from voxuda.noise.ngm import _check_positive
 
 Colour = Literal["source", "target"]
-
-
-def _check_colour(instance: Any, attribute: attrs.Attribute, value: str) -> None:
-    if value not in ("source", "target"):
-        raise ValueError(f"colour must be 'source' or 'target', got {value!r}")
-
-
-def _check_cap(instance: Any, attribute: attrs.Attribute, value: float) -> None:
-    if not value > 0 or not math.isfinite(value):
-        raise ValueError(f"max_variance must be a positive number, got {value}")
 
 
 @attrs.frozen
@@ -63,14 +53,14 @@ class SkewMatchedNoiseConfig:
 
     n_samples: int = help_field(
         40, help="target (and source) volumes for the skewness estimates; a volume's skewness is noisy, "
-        "so more than NGM's 10 [I]", validator=_check_positive)
+        "so more than NGM's 10 [I]", validator=at_least_one)
     colour: Colour = help_field(
         "source", help="spectrum of the added noise: the source's own ('source', when both domains' noise "
         "has one colour) or what makes the noisy source's spectrum the target's ('target') [I]",
-        validator=_check_colour)
+        validator=one_of("source", "target"))
     max_variance: float = help_field(
         20.0, help="cap on the added variance v (units of a volume's variance): a near-zero target "
-        "skewness would otherwise ask for unbounded noise", validator=_check_cap)
+        "skewness would otherwise ask for unbounded noise", validator=positive)
 
 
 @attrs.frozen

@@ -25,10 +25,10 @@ import attrs
 import torch
 from torch import Tensor
 
+from voxuda.checks import at_least_one, fraction_below_one, non_negative
 from voxuda.config import help_field
 from voxuda.noise.base import NoiseModel, check_volumes
 from voxuda.noise.fourier import power_on_grid, radial_power, shaped_noise
-from voxuda.noise.ngm import _check_non_negative, _check_positive, _check_rate
 
 
 @attrs.frozen
@@ -36,18 +36,18 @@ class SpectralNoiseConfig:
     """Gaussian noise with the target's radial noise power spectrum (NGM variant, our design [I])."""
 
     n_samples: int = help_field(10, help="target volumes sampled for the estimate (as the NGM's N)",
-                                validator=_check_positive)
+                                validator=at_least_one)
     filter_rate: float = help_field(
         0.244, help="as the NGM; shells beyond the zeroed box's half side (rho^(1/3)/2 cycles/voxel) "
         "are taken as noise",
-        validator=_check_rate)
+        validator=fraction_below_one)
     low_shells: Literal["flat", "zero"] = help_field(
         "flat", help="noise power below the cut-off: flat = repeat the first noise shells; zero = none")
     n_edge_shells: int = help_field(2, help="noise shells averaged for the flat extrapolation",
-                                    validator=_check_positive)
+                                    validator=at_least_one)
     scale: float = help_field(1.0, help="multiply the estimated power spectrum (1 = as measured)")
     refit_every: int = help_field(0, help="re-estimate from fresh target samples every K steps; 0 = once",
-                                  validator=_check_non_negative)
+                                  validator=non_negative)
 
 
 class SpectralNoise(NoiseModel):
