@@ -7,6 +7,7 @@ test-suite; these helpers make that a few lines, on tiny in-memory volumes, in a
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,54 @@ import torch
 from voxuda.engine.config import run_config_from_dict
 from voxuda.engine.data import DomainSplit, RunData
 from voxuda.engine.trainer import RunResult, train
+from voxuda.methods.base import SourceBatch, StepOutput, TargetBatch, TrainContext
+
+#: ``batches(step)``: the source and target batch of one step
+BatchesFn = Callable[[int], tuple[SourceBatch, TargetBatch]]
+
+
+def tiny_batches(seed: int = 0, n: int = 2, size: int = 8, shift: float = 0.7,
+                 scale: float = 0.5) -> tuple[SourceBatch, TargetBatch]:
+    """One source batch (labels: the voxels above 0.3) and one target batch ``scale * noise + shift``."""
+    g = torch.Generator().manual_seed(seed)
+    source = torch.randn(n, 1, size, size, size, generator=g)
+    label = (source[:, 0] > 0.3).long()
+    target = scale * torch.randn(n, 1, size, size, size, generator=g) + shift
+    return SourceBatch(source, label), TargetBatch(target)
+
+
+def run_steps(method: Any, steps: int, batches: BatchesFn, *, lr: float = 1e-2,
+              sample_target: Callable[[int], torch.Tensor] | None = None,
+              generator: torch.Generator | None = None, extra: dict[str, Any] | None = None,
+              train_mode: bool = False) -> list[StepOutput]:
+    """What the trainer does to a method, without files or a data loader: ``on_train_start`` (when a
+    ``sample_target`` is given), then per step ``training_step``, backward, an Adam step over
+    ``trainable_parameters()`` and ``on_after_optimizer_step``. Returns every step's output.
+
+    Why here: a method's known-answer test needs exactly the trainer's call order (a method that updates
+    its teacher or its statistics in the wrong hook fails it), and each test-suite (voxuda's and each
+    plugin's) wrote this loop itself. ``train_mode`` calls ``method.train()`` before each step, as the
+    trainer does; ``batches`` is called before the step, so a generator it shares with ``sample_target``
+    is consumed in the trainer's order.
+    """
+    if sample_target is not None:
+        method.on_train_start(TrainContext(
+            total_steps=steps, device=torch.device("cpu"), sample_target=sample_target,
+            generator=generator if generator is not None else torch.Generator().manual_seed(0),
+            extra=extra or {}))
+    optimiser = torch.optim.Adam(list(method.trainable_parameters()), lr=lr)
+    outputs = []
+    for step in range(steps):
+        source, target = batches(step)
+        if train_mode:
+            method.train()
+        out = method.training_step(source, target, step)
+        optimiser.zero_grad()
+        out.loss.backward()
+        optimiser.step()
+        method.on_after_optimizer_step(step)
+        outputs.append(out)
+    return outputs
 
 
 def tiny_split(n: int, seed: int, shift: float = 0.0, scale: float = 1.0, size: int = 8) -> DomainSplit:

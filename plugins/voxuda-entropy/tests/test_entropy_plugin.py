@@ -16,37 +16,17 @@ from voxuda_entropy.entropy import entropy_map, linear_ramp, self_information  #
 
 import voxuda  # noqa: E402
 from voxuda.cli import main  # noqa: E402
-from voxuda.methods.base import SourceBatch, TargetBatch, TrainContext  # noqa: E402
+from voxuda.testing import run_steps, tiny_batches  # noqa: E402
 
 TINY = {"name": "unet3d", "widths": [4, 8]}
 
 
-def batches(seed: int = 0, n: int = 2, size: int = 8) -> tuple[SourceBatch, TargetBatch]:
-    g = torch.Generator().manual_seed(seed)
-    source = torch.randn(n, 1, size, size, size, generator=g)
-    label = (source[:, 0] > 0.3).long()
-    target = 0.5 * torch.randn(n, 1, size, size, size, generator=g) + 0.7
-    return SourceBatch(source, label), TargetBatch(target)
-
-
 def train(method, steps: int, lr: float = 1e-2) -> list[dict[str, float]]:  # type: ignore[no-untyped-def]
-    """The trainer's protocol: on_train_start, then step / backward / optimiser / on_after_optimizer_step."""
-    generator = torch.Generator().manual_seed(0)
-    source, target = batches()
-    method.on_train_start(
-        TrainContext(total_steps=steps, device=torch.device("cpu"), sample_target=lambda k: target.volume[:k],
-                     generator=generator)
-    )
-    optimiser = torch.optim.Adam(list(method.trainable_parameters()), lr=lr)
-    logs = []
-    for step in range(steps):
-        out = method.training_step(source, target, step)
-        optimiser.zero_grad()
-        out.loss.backward()
-        optimiser.step()
-        method.on_after_optimizer_step(step)
-        logs.append({**out.losses, **out.metrics})
-    return logs
+    """The trainer's protocol on one fixed pair of tiny batches; every step's losses and metrics."""
+    source, target = tiny_batches()
+    outputs = run_steps(method, steps, lambda _step: (source, target), lr=lr,
+                        sample_target=lambda k: target.volume[:k])
+    return [{**out.losses, **out.metrics} for out in outputs]
 
 
 def test_both_methods_are_listed_with_this_distribution(capsys):
@@ -78,7 +58,7 @@ def test_entropy_is_normalised_and_is_the_sum_of_self_information():
 def test_entropy_min_lowers_target_entropy():
     torch.manual_seed(0)
     method = voxuda.build_method("entropy_min", backbone=TINY, ce_weight=0.0, dice_weight=0.0)
-    _, target = batches()
+    _, target = tiny_batches()
     with torch.no_grad():
         before = float(entropy_map(method.predictor()(target.volume)).mean())
     logs = train(method, steps=12)
@@ -91,7 +71,7 @@ def test_entropy_min_lowers_target_entropy():
 def test_entropy_weight_zero_is_source_only():
     torch.manual_seed(0)
     method = voxuda.build_method("entropy_min", backbone=TINY, entropy_weight=0.0)
-    source, target = batches()
+    source, target = tiny_batches()
     out = method.training_step(source, target, 0)
     assert math.isclose(float(out.loss.detach()), out.losses["seg"], rel_tol=1e-6)
 
@@ -109,7 +89,7 @@ def test_nonsaturating_adversarial_loss_reaches_only_the_segmenter():
         "advent", backbone=TINY, ce_weight=0.0, dice_weight=0.0, entropy_weight=0.0, adversarial_weight=1.0,
         discriminator_loss_weight=0.0, discriminator_width=4,
     )
-    source, target = batches()
+    source, target = tiny_batches()
     method.training_step(source, target, 0).loss.backward()
     assert all(p.grad is None or not p.grad.any() for p in method.discriminator.parameters())
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in method.student.parameters())
@@ -131,7 +111,7 @@ def test_segmenter_step_makes_target_maps_look_like_source():
         "advent", backbone=TINY, ce_weight=0.0, dice_weight=0.0, entropy_weight=0.0, adversarial_weight=1.0,
         discriminator_loss_weight=0.0, discriminator_width=4,
     )
-    source, target = batches()
+    source, target = tiny_batches()
 
     def fooling_loss() -> float:
         with torch.no_grad():
@@ -165,7 +145,7 @@ def test_discriminator_learns_to_separate_domains():
 def test_grl_form_reverses_and_scales_the_discriminator_gradient():
     """In 'grl' form the segmenter gets exactly -adversarial_weight times the plain D-loss gradient."""
     kwargs = dict(backbone=TINY, ce_weight=0.0, dice_weight=0.0, entropy_weight=0.0, discriminator_width=4)
-    source, target = batches()
+    source, target = tiny_batches()
     torch.manual_seed(0)
     method = voxuda.build_method(
         "advent", adversarial_form="grl", adversarial_weight=0.3, discriminator_loss_weight=2.0, **kwargs

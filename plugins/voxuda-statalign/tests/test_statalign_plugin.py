@@ -16,17 +16,14 @@ import voxuda  # noqa: E402
 from voxuda.backbones.common import LogitsOnly  # noqa: E402
 from voxuda.cli import main  # noqa: E402
 from voxuda.errors import ConfigError  # noqa: E402
-from voxuda.methods.base import SourceBatch, TargetBatch, TrainContext  # noqa: E402
+from voxuda.methods.base import SourceBatch, TargetBatch  # noqa: E402
+from voxuda.testing import run_steps, tiny_batches  # noqa: E402
 
 TINY = {"name": "unet3d", "widths": [4, 8]}
 
 
 def batches(seed: int = 0, n: int = 2, size: int = 8) -> tuple[SourceBatch, TargetBatch]:
-    g = torch.Generator().manual_seed(seed)
-    source = torch.randn(n, 1, size, size, size, generator=g)
-    label = (source[:, 0] > 0.3).long()
-    target = 2.0 * torch.randn(n, 1, size, size, size, generator=g) + 3.0  # shifted and scaled domain
-    return SourceBatch(source, label), TargetBatch(target)
+    return tiny_batches(seed, n, size, shift=3.0, scale=2.0)  # a shifted and scaled target domain
 
 
 def stat_set(n: int = 8, size: int = 8) -> torch.Tensor:
@@ -36,23 +33,16 @@ def stat_set(n: int = 8, size: int = 8) -> torch.Tensor:
 
 def train(method, steps: int, n: int = 2, lr: float = 1e-2, context: bool = True):  # type: ignore[no-untyped-def]
     """The trainer's protocol on fresh batches each step; returns the target batches it showed."""
-    shown = []
-    if context:
-        volumes = stat_set()
-        method.on_train_start(
-            TrainContext(total_steps=steps, device=torch.device("cpu"), sample_target=lambda k: volumes[:k],
-                         generator=torch.Generator().manual_seed(0))
-        )
-    optimiser = torch.optim.Adam(list(method.trainable_parameters()), lr=lr)
-    for step in range(steps):
+    shown: list[TargetBatch] = []
+
+    def batches_at(step: int) -> tuple[SourceBatch, TargetBatch]:
         source, target = batches(seed=step, n=n)
         shown.append(target)
-        method.train()
-        out = method.training_step(source, target, step)
-        optimiser.zero_grad()
-        out.loss.backward()
-        optimiser.step()
-        method.on_after_optimizer_step(step)
+        return source, target
+
+    volumes = stat_set()
+    run_steps(method, steps, batches_at, lr=lr, sample_target=(lambda k: volumes[:k]) if context else None,
+              train_mode=True)
     return shown
 
 
