@@ -155,14 +155,11 @@ def load_run_config(path: str | Path, overrides: Sequence[str] = ()) -> RunConfi
 def check_run_config(config: RunConfig) -> None:
     """Resolve every component ref (and structure its config) without building anything heavy."""
     from voxuda.api import component_config
-    from voxuda.methods.common import missing_builtin_denoisers
 
     def check(kind: str, ref: ComponentRef, key: str) -> Any:
         try:
             return component_config(kind, ref)[1]
         except VoxudaError as exc:
-            if kind == "denoiser" and ref.name == "identity" and missing_builtin_denoisers(exc):
-                return None  # the built-in identity falls back to nn.Identity while its module is absent
             raise ConfigError(f"{key}: {exc}") from exc
 
     method_config = check("method", config.method, "method")

@@ -108,10 +108,8 @@ def resolved_run_config(config: RunConfig) -> dict[str, Any]:
         ref = getattr(_method_config(config), key, None)
         kind = _ref_kind(key)
         if kind is not None and hasattr(ref, "name"):
-            with contextlib.suppress(Exception):  # identity fallback while its module is absent
-                data["method"][key] = resolved_config(kind, ref)
-    with contextlib.suppress(Exception):
-        data["evaluation"]["input_denoiser"] = resolved_config("denoiser", config.evaluation.input_denoiser)
+            data["method"][key] = resolved_config(kind, ref)
+    data["evaluation"]["input_denoiser"] = resolved_config("denoiser", config.evaluation.input_denoiser)
     data["data"]["alignment"] = resolved_config("aligner", config.data.alignment)
     selection = config.selection_ref
     if selection is not None:
@@ -455,9 +453,7 @@ def _run_record(config: RunConfig, trainer: _Trainer) -> dict[str, Any]:
     selection = config.selection_ref
     if selection is not None:
         components["validator"] = provenance.component_record("validator", selection)
-    with contextlib.suppress(Exception):
-        ref = config.evaluation.input_denoiser
-        components["input_denoiser"] = provenance.component_record("denoiser", ref)
+    components["input_denoiser"] = provenance.component_record("denoiser", config.evaluation.input_denoiser)
     components["aligner"] = provenance.component_record("aligner", config.data.alignment)
     flags = []
     if method.flag:

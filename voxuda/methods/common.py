@@ -15,7 +15,6 @@ from torch import Tensor, nn
 from voxuda.backbones.common import LogitsOnly
 from voxuda.checks import at_least_one, non_negative
 from voxuda.config import ComponentRef, help_field, ref_field
-from voxuda.errors import PluginError
 from voxuda.methods.base import Method
 from voxuda.methods.losses import segmentation_loss
 
@@ -38,12 +37,7 @@ def component_record(kind: str, ref: ComponentRef) -> dict[str, Any]:
     from voxuda.api import resolved_config
     from voxuda.registry import resolve
 
-    spec = resolve(kind, ref.name)
-    try:
-        config = resolved_config(kind, ref)
-    except PluginError:  # e.g. the identity denoiser fallback while its module is absent
-        config = ref.to_dict()
-    return {**spec.provenance(), "config": config}
+    return {**resolve(kind, ref.name).provenance(), "config": resolved_config(kind, ref)}
 
 
 def build_backbone(config: BaseMethodConfig) -> nn.Module:
@@ -92,26 +86,7 @@ class SegmentationMethod(Method):
 
 
 def build_denoiser(ref: ComponentRef) -> Any:
-    """Build a registered denoiser (a callable on ``(N, C, D, H, W)`` tensors).
-
-    While ``voxuda.denoisers`` is not installed in this build, the default ``identity`` falls back to
-    ``nn.Identity`` so that methods with an optional denoiser still work; any other name is an error.
-    """
+    """Build a registered denoiser (a callable on ``(N, C, D, H, W)`` tensors)."""
     from voxuda.api import build_component
 
-    try:
-        return build_component("denoiser", ref)
-    except (ModuleNotFoundError, PluginError) as exc:
-        if ref.name == "identity" and missing_builtin_denoisers(exc):
-            return nn.Identity()
-        raise
-
-
-def missing_builtin_denoisers(exc: BaseException) -> bool:
-    """True if ``exc`` was caused by the built-in ``voxuda.denoisers`` modules not being importable."""
-    cause: BaseException | None = exc
-    while cause is not None:
-        if isinstance(cause, ModuleNotFoundError) and (cause.name or "").startswith("voxuda.denoisers"):
-            return True
-        cause = cause.__cause__
-    return False
+    return build_component("denoiser", ref)
