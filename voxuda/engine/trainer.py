@@ -99,34 +99,18 @@ def resolve_device(name: str, option: str = "trainer.device") -> torch.device:
 
 
 def resolved_run_config(config: RunConfig) -> dict[str, Any]:
-    """The run config with every component's defaults filled in (what ``config.toml`` holds)."""
+    """The run config with every component's defaults filled in (what ``config.toml`` holds): each declared
+    component field (:func:`~voxuda.config.component_fields`), and the validator that ``selection`` names."""
     from voxuda.api import resolved_config
+    from voxuda.config import component_fields, set_dotted
 
     data = config.to_dict()
-    data["method"] = resolved_config("method", config.method)
-    for key in list(data["method"]):
-        ref = getattr(_method_config(config), key, None)
-        kind = _ref_kind(key)
-        if kind is not None and hasattr(ref, "name"):
-            data["method"][key] = resolved_config(kind, ref)
-    data["evaluation"]["input_denoiser"] = resolved_config("denoiser", config.evaluation.input_denoiser)
-    data["data"]["alignment"] = resolved_config("aligner", config.data.alignment)
+    for key, kind, ref in component_fields(config):
+        set_dotted(data, key.split("."), resolved_config(kind, ref))
     selection = config.selection_ref
     if selection is not None:
         data["evaluation"]["validator"] = resolved_config("validator", selection)
     return data
-
-
-def _method_config(config: RunConfig) -> Any:
-    from voxuda.api import component_config
-
-    return component_config("method", config.method)[1]
-
-
-def _ref_kind(key: str) -> str | None:
-    from voxuda.engine.config import _kind_of_field
-
-    return _kind_of_field(key)
 
 
 def build_input_denoiser(config: RunConfig) -> Any:

@@ -123,7 +123,8 @@ class PredictionEntropy(Validator):
 class TeacherStudentAgreementConfig:
     """Configuration of :class:`TeacherStudentAgreement`."""
 
-    denoiser: ComponentRef = ref_field("gaussian", help="denoiser giving the second view of the target")
+    denoiser: ComponentRef = ref_field(
+        "gaussian", kind="denoiser", help="denoiser giving the second view of the target")
     metric: Literal["dice", "accuracy"] = help_field(
         "dice", help="dice: foreground Dice between the two predictions; accuracy: voxel agreement"
     )
@@ -286,7 +287,7 @@ class TargetAgreementConfig:
 
     view: Literal["flip", "denoised"] = help_field(
         "flip", help="second view: flip (point inversion of the volume, wedge-preserving) or denoised")
-    denoiser: ComponentRef = ref_field("gaussian", help="denoiser of the 'denoised' view")
+    denoiser: ComponentRef = ref_field("gaussian", kind="denoiser", help="denoiser of the 'denoised' view")
     metric: Literal["dice", "accuracy"] = help_field(
         "dice", help="dice: foreground Dice between the two predictions; accuracy: voxel agreement")
     max_volumes: int = help_field(64, help="target-train volumes scored (0 = all)", validator=non_negative)
@@ -332,7 +333,7 @@ class TargetCombinedConfig:
         "plausible foreground fraction, the prior penalises clear miscalibration only [R-own: toy regret]",
         validator=at_least_one)
     view: Literal["flip", "denoised"] = help_field("flip", help="second view of the agreement term")
-    denoiser: ComponentRef = ref_field("gaussian", help="denoiser of the 'denoised' view")
+    denoiser: ComponentRef = ref_field("gaussian", kind="denoiser", help="denoiser of the 'denoised' view")
     max_volumes: int = help_field(64, help="target-train volumes scored (0 = all)", validator=non_negative)
 
 

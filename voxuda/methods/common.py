@@ -23,7 +23,8 @@ from voxuda.methods.losses import segmentation_loss
 class BaseMethodConfig:
     """Fields every method has. Method configs subclass this and add their own."""
 
-    backbone: ComponentRef = ref_field("unet3d", help="segmentation network (a registered backbone)")
+    backbone: ComponentRef = ref_field(
+        "unet3d", kind="backbone", help="segmentation network (a registered backbone)")
     in_channels: int = help_field(1, help="input channels", validator=at_least_one)
     num_classes: int = help_field(2, help="classes (2: background and macromolecule)", validator=at_least_one)
     ce_weight: float = help_field(1.0, help="weight of cross-entropy in the supervised loss",

@@ -65,7 +65,8 @@ class MeanTeacherConfig(PseudoLabelConfig):
     augment_orientations: Orientations = help_field(
         "wedge", help="wedge: flips of y and 180-degree (z, x) turns, which keep the missing wedge [I]; "
         "flips: all 8 flips (symmetric tilt ranges only); all: 48 orientations (isotropic data)")
-    teacher_denoiser: ComponentRef = ref_field("identity", help="denoiser before the teacher")
+    teacher_denoiser: ComponentRef = ref_field(
+        "identity", kind="denoiser", help="denoiser before the teacher")
     teacher_input_cache_mb: int = help_field(
         512, help="memory (MiB) for keeping each target volume's denoised teacher input after its first use "
         "(exact: voxuda's denoisers are deterministic per volume; methods/volume_cache.py) [I]; 0 = off",

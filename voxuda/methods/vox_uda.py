@@ -70,12 +70,13 @@ class VoxUDAConfig(MeanTeacherConfig):
 
     # -- sub-components ----------------------------------------------------------------------------------
     noise: ComponentRef = ref_field(
-        "ngm", help="noise model on the source (NGM [P]; 'none' = the no-NGM ablation)")
+        "ngm", kind="noise_model", help="noise model on the source (NGM [P]; 'none' = the no-NGM ablation)")
     teacher_denoiser: ComponentRef = ref_field(
-        "improved_bilateral",
+        "improved_bilateral", kind="denoiser",
         help="denoiser in front of the teacher only (IBF [P]; the student sees the raw target [R])")
     student_input_denoiser: ComponentRef = ref_field(
-        "identity", help="denoiser on the student's target input in training (identity [R]: raw target)")
+        "identity", kind="denoiser",
+        help="denoiser on the student's target input in training (identity [R]: raw target)")
     # -- loss weights ------------------------------------------------------------------------------------
     w_seg: float = help_field(1.0, help="weight of L_seg (CE + Dice on clean source); 1 [R]",
                               validator=non_negative)
