@@ -23,6 +23,7 @@ import attrs
 import numpy as np
 import torch
 
+from voxuda.components import SubComponents
 from voxuda.config import dump_toml
 from voxuda.engine import provenance
 from voxuda.engine.checkpoint import FORMAT, VERSION, capture_rng, load_checkpoint, restore_rng, save_atomic
@@ -437,6 +438,9 @@ def _run_record(config: RunConfig, trainer: _Trainer) -> dict[str, Any]:
     selection = config.selection_ref
     if selection is not None:
         components["validator"] = provenance.component_record("validator", selection)
+    if isinstance(trainer.validator, SubComponents):  # what its config names, e.g. a denoised view's denoiser
+        for key, record in trainer.validator.components().items():
+            components[f"validator.{key}"] = record
     components["input_denoiser"] = provenance.component_record("denoiser", config.evaluation.input_denoiser)
     components["aligner"] = provenance.component_record("aligner", config.data.alignment)
     flags = []

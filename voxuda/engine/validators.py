@@ -24,6 +24,7 @@ import torch
 from torch import Tensor, nn
 
 from voxuda.checks import at_least_one, non_negative
+from voxuda.components import SubComponents
 from voxuda.config import ComponentRef, help_field, ref_field
 from voxuda.engine.data import DomainSplit, RunData
 from voxuda.engine.inference import InputTransform, iter_probabilities, predict_labels
@@ -43,8 +44,12 @@ class ValidationContext:
     input_transform: InputTransform | None = None
 
 
-class Validator:
-    """Base class: subclasses implement :meth:`score`."""
+class Validator(SubComponents):
+    """Base class: subclasses implement :meth:`score`.
+
+    Components their config names are built with ``self.build_sub(field)``, which records them for
+    ``run.json`` (:class:`~voxuda.components.SubComponents`).
+    """
 
     #: True when the criterion reads target labels (reported as a leak in run.json and results).
     label_leak: ClassVar[bool] = False
@@ -136,9 +141,7 @@ class TeacherStudentAgreement(Validator):
 
     def __init__(self, config: TeacherStudentAgreementConfig) -> None:
         super().__init__(config)
-        from voxuda.api import build_component
-
-        self.denoiser = build_component("denoiser", config.denoiser)
+        self.denoiser = self.build_sub("denoiser")
 
     @torch.no_grad()
     def score(self, predictor: nn.Module, context: ValidationContext) -> float:
@@ -298,21 +301,13 @@ class TargetAgreement(Validator):
 
     def __init__(self, config: TargetAgreementConfig) -> None:
         super().__init__(config)
-        self.denoiser = _view_denoiser(config.view, config.denoiser)
+        self.denoiser = self.build_sub("denoiser") if config.view == "denoised" else None
 
     @torch.no_grad()
     def score(self, predictor: nn.Module, context: ValidationContext) -> float:
         volumes = target_volumes(context, self.config.max_volumes)
         raw = predict_target(predictor, volumes, context).labels
         return view_agreement(predictor, volumes, raw, context, self.denoiser, self.config.metric)
-
-
-def _view_denoiser(view: str, ref: ComponentRef) -> Any | None:
-    if view != "denoised":
-        return None
-    from voxuda.api import build_component
-
-    return build_component("denoiser", ref)
 
 
 @attrs.define
@@ -350,7 +345,7 @@ class TargetCombined(Validator):
 
     def __init__(self, config: TargetCombinedConfig) -> None:
         super().__init__(config)
-        self.denoiser = _view_denoiser(config.view, config.denoiser)
+        self.denoiser = self.build_sub("denoiser") if config.view == "denoised" else None
 
     @torch.no_grad()
     def score(self, predictor: nn.Module, context: ValidationContext) -> float:

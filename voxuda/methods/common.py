@@ -1,8 +1,9 @@
 """What every segmentation method shares: the base config (backbone ref, classes, seg-loss weights) and a
 ``Method`` subclass that builds the backbone through the registry and computes the supervised loss.
 
-Sub-components are built with ``build_component(kind, ref, ...)`` so a plugin backbone or denoiser is used the
-same way as a built-in one, and their provenance is recorded in ``run.json`` through :meth:`components`.
+Sub-components are built through the registry (``self.build_sub(field)``, from the config field that declares
+their kind) so a plugin backbone or denoiser is used the same way as a built-in one, and their provenance is
+recorded in ``run.json`` through :meth:`components`.
 """
 
 from __future__ import annotations
@@ -33,21 +34,17 @@ class BaseMethodConfig:
                                     validator=non_negative)
 
 
-def component_record(kind: str, ref: ComponentRef) -> dict[str, Any]:
-    """Provenance plus the resolved config of a sub-component, for ``run.json``."""
-    from voxuda.api import resolved_config
-    from voxuda.registry import resolve
-
-    return {**resolve(kind, ref.name).provenance(), "config": resolved_config(kind, ref)}
+def backbone_params(config: BaseMethodConfig) -> dict[str, int]:
+    """What a method adds to its backbone's configured parameters: its channel and class counts."""
+    return {"in_channels": config.in_channels, "num_classes": config.num_classes}
 
 
 def build_backbone(config: BaseMethodConfig) -> nn.Module:
-    """Build ``config.backbone`` through the registry with the method's channel and class counts."""
+    """Build ``config.backbone`` through the registry with the method's channel and class counts (without a
+    method around it: the config check sizes it on the meta device)."""
     from voxuda.api import build_component
 
-    return build_component(
-        "backbone", config.backbone, in_channels=config.in_channels, num_classes=config.num_classes
-    )
+    return build_component("backbone", config.backbone, **backbone_params(config))
 
 
 class SegmentationMethod(Method):
@@ -57,20 +54,12 @@ class SegmentationMethod(Method):
 
     def __init__(self, config: BaseMethodConfig) -> None:
         super().__init__(config)
-        self.student = build_backbone(config)
-        backbone_ref = config.backbone.with_params(
-            in_channels=config.in_channels, num_classes=config.num_classes
-        )
-        self._records: dict[str, tuple[str, ComponentRef]] = {"backbone": ("backbone", backbone_ref)}
+        self.student = self.build_sub("backbone", **backbone_params(config))
 
     def seg_loss(self, logits: Tensor, labels: Tensor) -> tuple[Tensor, dict[str, float]]:
         return segmentation_loss(
             logits, labels, ce_weight=self.config.ce_weight, dice_weight=self.config.dice_weight
         )
-
-    def record_component(self, key: str, kind: str, ref: ComponentRef) -> None:
-        """Remember a sub-component built from the registry so that :meth:`components` reports it."""
-        self._records[key] = (kind, ref)
 
     def predictor(self) -> nn.Module:
         return LogitsOnly(self.networks()[self.reported_network])
@@ -81,9 +70,6 @@ class SegmentationMethod(Method):
     @property
     def reported_network(self) -> str:
         return "student"
-
-    def components(self) -> dict[str, Any]:
-        return {key: component_record(kind, ref) for key, (kind, ref) in self._records.items()}
 
 
 def build_denoiser(ref: ComponentRef) -> Any:
