@@ -285,6 +285,23 @@ def parse_override(item: str) -> tuple[list[str], Any]:
     return key.split("."), parse_value(raw.strip())
 
 
+def component_overrides(
+    items: Sequence[str], components: Sequence[str], command: str
+) -> dict[str, dict[str, Any]]:
+    """The ``--set COMPONENT.KEY=VALUE`` items of a command that takes only component parameters, split by
+    component: ``{"input_denoiser": {"sigma": 2.0}, ...}`` (one table per name in ``components``, values
+    parsed as TOML). ``voxuda evaluate`` and ``voxuda segment`` share it, so both read and refuse the same
+    items; ``command`` names the command in the error."""
+    params: dict[str, dict[str, Any]] = {name: {} for name in components}
+    for item in items:
+        path, value = parse_override(item)
+        if path[0] not in params or len(path) < 2:
+            accepted = " or ".join(f"{name}.KEY=VALUE" for name in components)
+            raise ConfigError(f"--set {item!r}: {command} accepts only {accepted}")
+        params[path[0]][".".join(path[1:])] = value
+    return params
+
+
 def set_dotted(data: dict[str, Any], path: Sequence[str], value: Any) -> None:
     """Set ``data[a][b][c] = value``; a bare component name on the way becomes a ``{"name": ...}`` table."""
     node = data

@@ -11,6 +11,7 @@ from voxuda.config import (
     ComponentRef,
     apply_overrides,
     component_fields,
+    component_overrides,
     dump_toml,
     load_toml,
     parse_override,
@@ -168,3 +169,12 @@ def test_a_component_field_without_a_declared_kind_is_refused() -> None:
 
     with pytest.raises(PluginError, match="HandWritten.teacher_filter holds a component but declares no"):
         component_fields(HandWritten())
+
+
+def test_component_overrides_split_set_items_by_component() -> None:
+    items = ["input_denoiser.sigma=2", "alignment.order=1", "input_denoiser.name=gaussian"]
+    assert component_overrides(items, ("input_denoiser", "alignment"), "segment") == {
+        "input_denoiser": {"sigma": 2, "name": "gaussian"}, "alignment": {"order": 1}}
+    for item in ("method.lr=1", "input_denoiser=2", "alignment.order=1"):
+        with pytest.raises(ConfigError, match=r"evaluate accepts only input_denoiser\.KEY=VALUE$"):
+            component_overrides([item], ("input_denoiser",), "evaluate")

@@ -25,6 +25,7 @@ import torch
 
 from voxuda.components import SubComponents
 from voxuda.config import dump_toml
+from voxuda.denoisers import build_input_denoiser
 from voxuda.engine import provenance
 from voxuda.engine.checkpoint import FORMAT, VERSION, capture_rng, load_checkpoint, restore_rng, save_atomic
 from voxuda.engine.config import RunConfig, check_run_config, run_config_warnings, teacher_schedule_check
@@ -114,15 +115,6 @@ def resolved_run_config(config: RunConfig) -> dict[str, Any]:
     return data
 
 
-def build_input_denoiser(config: RunConfig) -> Any:
-    from voxuda.methods.common import build_denoiser
-
-    ref = config.evaluation.input_denoiser
-    if ref.name == "identity" and not ref.params:
-        return None
-    return build_denoiser(ref)
-
-
 class _NullLog:
     """What ranks other than 0 log to: nothing (only rank 0 writes files)."""
 
@@ -177,7 +169,7 @@ class _Trainer:
         selection = config.selection_ref
         self.validator = build_validator(selection) if selection is not None else None
         self.selection_name = selection.name if selection is not None else "last"
-        self.input_transform = make_input_transform(build_input_denoiser(config))
+        self.input_transform = make_input_transform(build_input_denoiser(config.evaluation.input_denoiser))
         self.step = 0
         self.best_score: float | None = None
         self.best_step: int | None = None

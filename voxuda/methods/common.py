@@ -8,8 +8,6 @@ recorded in ``run.json`` through :meth:`components`.
 
 from __future__ import annotations
 
-from typing import Any
-
 import attrs
 from torch import Tensor, nn
 
@@ -70,10 +68,3 @@ class SegmentationMethod(Method):
     @property
     def reported_network(self) -> str:
         return "student"
-
-
-def build_denoiser(ref: ComponentRef) -> Any:
-    """Build a registered denoiser (a callable on ``(N, C, D, H, W)`` tensors)."""
-    from voxuda.api import build_component
-
-    return build_component("denoiser", ref)
