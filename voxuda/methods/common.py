@@ -8,6 +8,8 @@ recorded in ``run.json`` through :meth:`components`.
 
 from __future__ import annotations
 
+from typing import Any
+
 import attrs
 from torch import Tensor, nn
 
@@ -32,7 +34,7 @@ class BaseMethodConfig:
                                     validator=non_negative)
 
 
-def backbone_params(config: BaseMethodConfig) -> dict[str, int]:
+def backbone_params(config: BaseMethodConfig) -> dict[str, Any]:
     """What a method adds to its backbone's configured parameters: its channel and class counts."""
     return {"in_channels": config.in_channels, "num_classes": config.num_classes}
 
