@@ -29,11 +29,14 @@ def component_config(
 
 
 def resolved_config(kind: str, name_or_config: str | Mapping[str, Any] | ComponentRef) -> dict[str, Any]:
-    """The full config of a component with every default filled in (for ``config.toml`` of a run)."""
-    from voxuda.config import unstructure
+    """The full config of a component with every default filled in (for ``config.toml`` of a run), the
+    sub-components its config names (:func:`~voxuda.config.component_fields`) resolved the same way."""
+    from voxuda.config import component_fields, set_dotted, unstructure
 
     spec, config = component_config(kind, name_or_config)
     data = unstructure(config) if attrs.has(type(config)) else dict(config)
+    for field, sub_kind, ref in component_fields(config):
+        set_dotted(data, field.split("."), resolved_config(sub_kind, ref))
     return {"name": spec.name, **data}
 
 

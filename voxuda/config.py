@@ -16,13 +16,14 @@ import enum
 import sys
 import types
 import typing
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal, Union
 
 import attrs
 
-from voxuda.errors import ConfigError
+from voxuda.errors import ConfigError, PluginError
+from voxuda.hookspecs import HOOK_KINDS
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -58,13 +59,63 @@ def component_ref(value: Any) -> ComponentRef:
     raise ConfigError(f"expected a component name or table, got {type(value).__name__} {value!r}")
 
 
-def ref_field(default: str, help: str, **params: Any) -> Any:
-    """An attrs field holding a :class:`ComponentRef` with a default component."""
+def ref_field(
+    default: str | None,
+    *,
+    kind: str,
+    help: str,
+    converter: Callable[[Any], ComponentRef] | None = None,
+    **params: Any,
+) -> Any:
+    """An attrs field holding a :class:`ComponentRef` of a declared ``kind`` (a registry kind: ``backbone``,
+    ``noise_model``, ``denoiser``, ``aligner``, ``validator``, ...) with a default component.
+
+    The kind is declared here, never guessed from the field's name, because everything that walks a config's
+    sub-components (:func:`component_fields`: the run-config check, the resolved ``config.toml``, a method's
+    ``components()`` in ``run.json``) reads it from the field. ``kind`` is a required keyword, so a component
+    field without one fails when its class is defined (at import, in the first test that touches it) rather
+    than being skipped by those walks; an unknown kind fails there too. ``default=None`` makes the field
+    optional (unset = no component). ``converter`` replaces :func:`component_ref` for fields that normalise
+    their ref (it must return a ComponentRef); ``params`` are the default component's parameters.
+    """
+    if kind not in HOOK_KINDS.values():
+        known = ", ".join(HOOK_KINDS.values())
+        raise ValueError(f"ref_field kind {kind!r} is not a component kind ({known})")
+    convert = converter or component_ref
     return attrs.field(
-        default=ComponentRef(default, params),
-        converter=component_ref,
-        metadata={"help": help, "component": True},
+        default=None if default is None else ComponentRef(default, params),
+        converter=attrs.converters.optional(convert) if default is None else convert,
+        metadata={"help": help, "component": True, "kind": kind},
     )
+
+
+def component_fields(config: Any, prefix: str = "") -> list[tuple[str, str, ComponentRef]]:
+    """``(field, kind, ref)`` of every component an attrs config names, in field order.
+
+    Nested plain config tables (``RunConfig.data``) are walked too, their fields named with dots
+    (``data.alignment``); a component's own config is not (resolve the ref and walk that config: it may
+    come from a plugin). Unset optional refs are left out. A field that holds a ComponentRef without a
+    declared kind (a hand-written ``attrs.field``) raises :class:`~voxuda.errors.PluginError` naming the
+    field, since nothing could check or record it.
+    """
+    if not attrs.has(type(config)) or isinstance(config, ComponentRef):
+        return []
+    found: list[tuple[str, str, ComponentRef]] = []
+    for field in attrs.fields(type(config)):
+        value = getattr(config, field.name)
+        key = f"{prefix}{field.name}"
+        kind = field.metadata.get("kind")
+        if kind is not None:
+            if value is not None:
+                found.append((key, str(kind), value))
+        elif isinstance(value, ComponentRef) or field.metadata.get("component"):
+            raise PluginError(
+                f"{type(config).__qualname__}.{field.name} holds a component but declares no kind; "
+                "declare it with voxuda.config.ref_field(..., kind=...)"
+            )
+        elif attrs.has(type(value)):
+            found.extend(component_fields(value, f"{key}."))
+    return found
 
 
 def help_field(default: Any = attrs.NOTHING, *, help: str, validator: Any = None, **kwargs: Any) -> Any:
@@ -232,6 +283,23 @@ def parse_override(item: str) -> tuple[list[str], Any]:
     if not sep or not key or any(not part for part in key.split(".")):
         raise ConfigError(f"override {item!r} must look like 'section.key=value'")
     return key.split("."), parse_value(raw.strip())
+
+
+def component_overrides(
+    items: Sequence[str], components: Sequence[str], command: str
+) -> dict[str, dict[str, Any]]:
+    """The ``--set COMPONENT.KEY=VALUE`` items of a command that takes only component parameters, split by
+    component: ``{"input_denoiser": {"sigma": 2.0}, ...}`` (one table per name in ``components``, values
+    parsed as TOML). ``voxuda evaluate`` and ``voxuda segment`` share it, so both read and refuse the same
+    items; ``command`` names the command in the error."""
+    params: dict[str, dict[str, Any]] = {name: {} for name in components}
+    for item in items:
+        path, value = parse_override(item)
+        if path[0] not in params or len(path) < 2:
+            accepted = " or ".join(f"{name}.KEY=VALUE" for name in components)
+            raise ConfigError(f"--set {item!r}: {command} accepts only {accepted}")
+        params[path[0]][".".join(path[1:])] = value
+    return params
 
 
 def set_dotted(data: dict[str, Any], path: Sequence[str], value: Any) -> None:

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import attrs
 import pytest
 
 from voxuda.api import describe, list_components
-from voxuda.engine.config import DataConfig, _kind_of_field, run_config_from_dict
+from voxuda.config import component_fields
+from voxuda.engine.config import DataConfig, run_config_from_dict
 from voxuda.errors import ConfigError
 
 
@@ -17,11 +17,9 @@ def test_aligners_are_a_registered_kind() -> None:
     assert fields == {"detrend": True, "order": 1, "max_gain": 10.0}
 
 
-def test_alignment_field_is_tagged_with_its_kind_not_guessed() -> None:
-    field = attrs.fields_dict(DataConfig)["alignment"]
-    assert _kind_of_field("alignment", field.metadata) == "aligner"
-    assert _kind_of_field("alignment") is None  # the name alone would not say it
-    assert DataConfig().alignment.name == "none"
+def test_alignment_field_declares_its_kind() -> None:
+    assert [(key, kind, ref.name) for key, kind, ref in component_fields(DataConfig())] == [
+        ("alignment", "aligner", "none")]
 
 
 def test_valid_alignment_tables_are_accepted() -> None:

@@ -10,6 +10,8 @@ import pytest
 from voxuda.config import (
     ComponentRef,
     apply_overrides,
+    component_fields,
+    component_overrides,
     dump_toml,
     load_toml,
     parse_override,
@@ -17,7 +19,7 @@ from voxuda.config import (
     structure,
     unstructure,
 )
-from voxuda.errors import ConfigError
+from voxuda.errors import ConfigError, PluginError
 
 
 @attrs.define(kw_only=True)
@@ -31,7 +33,7 @@ class Outer:
     taps: tuple[float, ...] = (0.2, 0.2, 0.3, 0.3)
     mode: Literal["cosine", "mse"] = "cosine"
     inner: Inner = attrs.field(factory=Inner)
-    denoiser: ComponentRef = ref_field("identity", help="teacher input denoiser")
+    denoiser: ComponentRef = ref_field("identity", kind="denoiser", help="teacher input denoiser")
     note: str | None = None
 
 
@@ -162,3 +164,52 @@ def test_shared_checks_for_optional_values_ints_fractions_sequences_and_choices(
         for value in bad:
             with pytest.raises(ValueError, match="^x "):
                 check(None, field, value)
+
+
+def test_a_component_field_must_declare_its_kind() -> None:
+    with pytest.raises(TypeError, match="kind"):
+        ref_field("identity", help="no kind")  # type: ignore[call-arg]
+    with pytest.raises(ValueError, match="'denoisr' is not a component kind"):
+        ref_field("identity", kind="denoisr", help="misspelt kind")
+
+
+@attrs.define(kw_only=True)
+class Section:
+    filter: ComponentRef = ref_field("gaussian", kind="denoiser", help="a denoiser")
+    regulariser: ComponentRef | None = ref_field(None, kind="noise_model", help="optional")
+
+
+@attrs.define(kw_only=True)
+class Whole:
+    method: ComponentRef = ref_field("source_only", kind="method", help="the method", ce_weight=0.5)
+    section: Section = attrs.field(factory=Section)
+    steps: int = 3
+
+
+def test_component_fields_walk_declared_kinds_and_nested_tables() -> None:
+    found = component_fields(Whole())
+    assert found == [
+        ("method", "method", ComponentRef("source_only", {"ce_weight": 0.5})),
+        ("section.filter", "denoiser", ComponentRef("gaussian")),
+    ]  # the unset optional ref is left out; a set one is found
+    found = component_fields(Whole(section=Section(regulariser="ngm")))  # type: ignore[arg-type]
+    assert found[-1] == ("section.regulariser", "noise_model", ComponentRef("ngm"))
+    assert component_fields(ComponentRef("x")) == [] and component_fields({"a": 1}) == []
+
+
+def test_a_component_field_without_a_declared_kind_is_refused() -> None:
+    @attrs.define
+    class HandWritten:
+        teacher_filter: ComponentRef = attrs.field(default=ComponentRef("gaussian"))
+
+    with pytest.raises(PluginError, match="HandWritten.teacher_filter holds a component but declares no"):
+        component_fields(HandWritten())
+
+
+def test_component_overrides_split_set_items_by_component() -> None:
+    items = ["input_denoiser.sigma=2", "alignment.order=1", "input_denoiser.name=gaussian"]
+    assert component_overrides(items, ("input_denoiser", "alignment"), "segment") == {
+        "input_denoiser": {"sigma": 2, "name": "gaussian"}, "alignment": {"order": 1}}
+    for item in ("method.lr=1", "input_denoiser=2", "alignment.order=1"):
+        with pytest.raises(ConfigError, match=r"evaluate accepts only input_denoiser\.KEY=VALUE$"):
+            component_overrides([item], ("input_denoiser",), "evaluate")

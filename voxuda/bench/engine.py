@@ -245,13 +245,14 @@ class BenchEngine:
         ``network``, that network of ``method.networks()`` instead of ``method.predictor()``."""
         import torch
 
+        from voxuda.denoisers import build_input_denoiser
         from voxuda.engine.evaluate import evaluate_predictor
         from voxuda.engine.inference import make_input_transform
 
         rc = self._run_config(config)
         torch.set_num_threads(rc.trainer.num_threads)
         predictor = self._predictor(rc, checkpoint, network)
-        transform = make_input_transform(build_test_denoiser(denoiser))
+        transform = make_input_transform(build_input_denoiser(denoiser))
         metrics = evaluate_predictor(predictor, self._test_split(rc), num_classes=rc.data.num_classes,
                                      batch_size=rc.evaluation.batch_size, input_transform=transform)
         per_class = {name: {"dice": float(m["dice_fg"]), "iou": float(m["iou_fg"])}
@@ -296,15 +297,6 @@ class BenchEngine:
         import torch
 
         return f"{os.cpu_count()} CPUs visible, torch threads {torch.get_num_threads()}"
-
-
-def build_test_denoiser(ref: ComponentRef) -> Any:
-    """The test-time input denoiser (``None`` for plain ``identity``)."""
-    if ref.name == "identity" and not ref.params:
-        return None
-    from voxuda.methods.common import build_denoiser
-
-    return build_denoiser(ref)
 
 
 def warm_start(last: Path, parent: Path, record: Path) -> dict[str, Any]:
@@ -357,4 +349,4 @@ def default_engine() -> BenchEngine:
     return BenchEngine()
 
 
-__all__ = ["BenchEngine", "EvalResult", "default_engine", "warm_start", "build_test_denoiser"]
+__all__ = ["BenchEngine", "EvalResult", "default_engine", "warm_start"]

@@ -56,24 +56,10 @@ def add_voxel_size_argument(parser: argparse.ArgumentParser) -> None:
                         help="pixel size of the tomogram in Å (overrides its header; outputs carry it)")
 
 
-def _component_params(items: list[str]) -> dict[str, dict[str, object]]:
-    """``--set`` items split by component: ``{"input_denoiser": {...}, "alignment": {...}}``."""
-    from voxuda.config import parse_override
-    from voxuda.segment.errors import SegmentError
-
-    params: dict[str, dict[str, object]] = {"input_denoiser": {}, "alignment": {}}
-    for item in items:
-        path, value = parse_override(item)
-        if path[0] not in params or len(path) < 2:
-            raise SegmentError(
-                f"--set {item!r}: only input_denoiser.KEY=VALUE or alignment.KEY=VALUE is accepted by segment"
-            )
-        params[path[0]][".".join(path[1:])] = value
-    return params
-
-
 def run(args: argparse.Namespace) -> int:
-    params = _component_params(args.overrides)
+    from voxuda.config import component_overrides
+
+    params = component_overrides(args.overrides, ("input_denoiser", "alignment"), "segment")
     _check_sizes(args)
     with _locked_outputs(args):
         result = _segment(args, params)

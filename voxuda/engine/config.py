@@ -21,6 +21,7 @@ from voxuda.checks import non_negative, positive
 from voxuda.config import (
     ComponentRef,
     apply_overrides,
+    component_fields,
     help_field,
     load_toml,
     ref_field,
@@ -28,12 +29,6 @@ from voxuda.config import (
     unstructure,
 )
 from voxuda.errors import ConfigError, VoxudaError
-
-
-def _of_kind(field: Any, kind: str) -> Any:
-    """Tag a :func:`ref_field` with its component kind, so no code has to guess it from the field's name."""
-    field.metadata["kind"] = kind
-    return field
 
 
 @attrs.define
@@ -62,11 +57,11 @@ class DataConfig:
         "", help="folder of the target domain if not in root, e.g. `voxuda extract` output ('' = root)"
     )
     target_manifest: str = help_field("", help="manifest file name inside target_root ('' = manifest)")
-    alignment: ComponentRef = _of_kind(ref_field(
-        "none",
+    alignment: ComponentRef = ref_field(
+        "none", kind="aligner",
         help="label-free input aligner (none, detrend, spectrum_match), fitted on the unlabelled train "
              "splits, applied to every split, in evaluation and in segment (docs/data.md, Input alignment)",
-    ), "aligner")
+    )
 
 
 @attrs.define
@@ -105,10 +100,12 @@ class EvaluationConfig:
     """Model selection and test-time options."""
 
     selection: str = help_field("last", help="'last' or a registered validator (source_val, entropy, ...)")
-    validator: ComponentRef | None = help_field(
-        None, help="optional table of validator parameters ({name = ..., ...}); overrides 'selection'"
+    validator: ComponentRef | None = ref_field(
+        None, kind="validator",
+        help="optional table of validator parameters ({name = ..., ...}); overrides 'selection'",
     )
-    input_denoiser: ComponentRef = ref_field("identity", help="denoiser applied to model input at evaluation")
+    input_denoiser: ComponentRef = ref_field(
+        "identity", kind="denoiser", help="denoiser applied to model input at evaluation")
     batch_size: int = help_field(8, help="evaluation batch size", validator=positive)
     split: str = help_field("test", help="split evaluated at the end of training ('' = skip)")
 
@@ -117,7 +114,8 @@ class EvaluationConfig:
 class RunConfig:
     """A whole training run."""
 
-    method: ComponentRef = ref_field("source_only", help="adaptation method and its parameters")
+    method: ComponentRef = ref_field(
+        "source_only", kind="method", help="adaptation method and its parameters")
     seed: int = help_field(0, help="seed of everything (weights, sampling, augmentation)")
     data: DataConfig = help_field(attrs.Factory(DataConfig), help="data")
     trainer: TrainerConfig = help_field(attrs.Factory(TrainerConfig), help="trainer")
@@ -153,36 +151,27 @@ def load_run_config(path: str | Path, overrides: Sequence[str] = ()) -> RunConfi
 
 
 def check_run_config(config: RunConfig) -> None:
-    """Resolve every component ref (and structure its config) without building anything heavy."""
+    """Resolve every component ref (and structure its config) without building anything heavy.
+
+    The refs are found by their declared kind (:func:`~voxuda.config.component_fields`), at any depth: the
+    run's method, aligner, input denoiser and validator, and every component their own configs name (a
+    method's backbone, noise model and denoisers, a validator's denoiser), each error naming the dotted key.
+    """
     from voxuda.api import component_config
-    from voxuda.methods.common import missing_builtin_denoisers
 
     def check(kind: str, ref: ComponentRef, key: str) -> Any:
         try:
-            return component_config(kind, ref)[1]
+            component = component_config(kind, ref)[1]
         except VoxudaError as exc:
-            if kind == "denoiser" and ref.name == "identity" and missing_builtin_denoisers(exc):
-                return None  # the built-in identity falls back to nn.Identity while its module is absent
             raise ConfigError(f"{key}: {exc}") from exc
+        for field, sub_kind, sub_ref in component_fields(component):
+            check(sub_kind, sub_ref, f"{key}.{field}")
+        return component
 
-    method_config = check("method", config.method, "method")
-    if attrs.has(type(method_config)):
-        for field in attrs.fields(type(method_config)):
-            value = getattr(method_config, field.name)
-            if isinstance(value, ComponentRef) and field.metadata.get("component"):
-                kind = _kind_of_field(field.name, field.metadata)
-                if kind is not None:
-                    check(kind, value, f"method.{field.name}")
-    for field in attrs.fields(DataConfig):
-        value = getattr(config.data, field.name)
-        if isinstance(value, ComponentRef):
-            kind = _kind_of_field(field.name, field.metadata)
-            if kind is not None:
-                check(kind, value, f"data.{field.name}")
-    selection = config.selection_ref
-    if selection is not None:
-        check("validator", selection, "evaluation.selection")
-    check("denoiser", config.evaluation.input_denoiser, "evaluation.input_denoiser")
+    checked = {key: check(kind, ref, key) for key, kind, ref in component_fields(config)}
+    method_config = checked["method"]
+    if config.evaluation.validator is None and config.selection_ref is not None:
+        check("validator", config.selection_ref, "evaluation.selection")
     if not config.data.root:
         raise ConfigError(
             "data.root: missing data path; set data.root to a dataset folder (or a new folder + data.preset)"
@@ -290,18 +279,3 @@ def run_config_warnings(config: RunConfig, method_config: Any = None) -> list[st
     schedule = teacher_schedule_check(config, method_config)
     warning = schedule.warning() if schedule is not None else None
     return [warning] if warning else []
-
-
-def _kind_of_field(name: str, metadata: Mapping[str, Any] | None = None) -> str | None:
-    """Which registry a component field refers to: its ``kind`` tag (:func:`_of_kind`) when it has one, else
-    guessed from its name (backbone, *noise*, *denoiser*) for method configs, which carry no tag."""
-    tagged = (metadata or {}).get("kind")
-    if tagged:
-        return str(tagged)
-    if name == "backbone" or name.endswith("backbone"):
-        return "backbone"
-    if "denoiser" in name:
-        return "denoiser"
-    if "noise" in name:
-        return "noise_model"
-    return None

@@ -22,7 +22,8 @@ import attrs
 import torch
 from torch import nn
 
-from voxuda.config import ComponentRef, apply_overrides, component_ref, load_toml
+from voxuda.config import ComponentRef, component_overrides, component_ref, load_toml
+from voxuda.denoisers import build_input_denoiser, input_denoiser_ref
 from voxuda.engine.checkpoint import load_checkpoint
 from voxuda.engine.config import DataConfig, RunConfig, run_config_from_dict
 from voxuda.engine.data import DomainSplit, RunData, ensure_aligned, ensure_dataset, load_target
@@ -90,21 +91,6 @@ def load_predictor(run_dir: Path, config: RunConfig, checkpoint: str, device: to
     return method.predictor(), method, info
 
 
-def _denoiser_ref(
-    config: RunConfig, input_denoiser: str | Mapping[str, Any] | ComponentRef | None, overrides: Sequence[str]
-) -> ComponentRef:
-    ref = config.evaluation.input_denoiser if input_denoiser is None else component_ref(input_denoiser)
-    if overrides:
-        prefixed = []
-        for item in overrides:
-            key, sep, value = item.partition("=")
-            if not sep or not key.startswith("input_denoiser."):
-                raise ConfigError(f"--set {item!r}: evaluate accepts only input_denoiser.<param>=<value>")
-            prefixed.append(f"{key.removeprefix('input_denoiser.')}={value}")
-        ref = component_ref(apply_overrides(ref.to_dict(), prefixed))
-    return ref
-
-
 def evaluate_run(
     run_dir: str | Path,
     *,
@@ -137,12 +123,11 @@ def evaluate_run(
                             "trainer.device" if device is None else "--device")
     torch.set_num_threads(config.trainer.num_threads)
     predictor, method, info = load_predictor(run_dir, config, checkpoint, device)
-    ref = _denoiser_ref(config, input_denoiser, denoiser_overrides)
-    denoiser = None
-    if not (ref.name == "identity" and not ref.params):
-        from voxuda.methods.common import build_denoiser
-
-        denoiser = build_denoiser(ref)
+    ref = input_denoiser_ref(
+        config.evaluation.input_denoiser if input_denoiser is None else input_denoiser,
+        component_overrides(denoiser_overrides, ("input_denoiser",), "evaluate")["input_denoiser"],
+    )
+    denoiser = build_input_denoiser(ref)
     transform = make_input_transform(denoiser, invert=invert)
     run_record = _read_json(run_dir / "run.json")
     data_cfg, align_record = _alignment(config, run_record, alignment)

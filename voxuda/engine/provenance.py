@@ -32,7 +32,7 @@ def package_versions() -> dict[str, str]:
 
 def component_record(kind: str, ref: ComponentRef) -> dict[str, Any]:
     """Registry provenance (plugin, distribution, version, factory) and the resolved config of a component."""
-    from voxuda.methods.common import component_record as record
+    from voxuda.components import component_record as record
 
     return record(kind, ref)
 

@@ -23,7 +23,9 @@ import attrs
 import numpy as np
 import torch
 
+from voxuda.components import SubComponents
 from voxuda.config import dump_toml
+from voxuda.denoisers import build_input_denoiser
 from voxuda.engine import provenance
 from voxuda.engine.checkpoint import FORMAT, VERSION, capture_rng, load_checkpoint, restore_rng, save_atomic
 from voxuda.engine.config import RunConfig, check_run_config, run_config_warnings, teacher_schedule_check
@@ -99,45 +101,18 @@ def resolve_device(name: str, option: str = "trainer.device") -> torch.device:
 
 
 def resolved_run_config(config: RunConfig) -> dict[str, Any]:
-    """The run config with every component's defaults filled in (what ``config.toml`` holds)."""
+    """The run config with every component's defaults filled in (what ``config.toml`` holds): each declared
+    component field (:func:`~voxuda.config.component_fields`), and the validator that ``selection`` names."""
     from voxuda.api import resolved_config
+    from voxuda.config import component_fields, set_dotted
 
     data = config.to_dict()
-    data["method"] = resolved_config("method", config.method)
-    for key in list(data["method"]):
-        ref = getattr(_method_config(config), key, None)
-        kind = _ref_kind(key)
-        if kind is not None and hasattr(ref, "name"):
-            with contextlib.suppress(Exception):  # identity fallback while its module is absent
-                data["method"][key] = resolved_config(kind, ref)
-    with contextlib.suppress(Exception):
-        data["evaluation"]["input_denoiser"] = resolved_config("denoiser", config.evaluation.input_denoiser)
-    data["data"]["alignment"] = resolved_config("aligner", config.data.alignment)
+    for key, kind, ref in component_fields(config):
+        set_dotted(data, key.split("."), resolved_config(kind, ref))
     selection = config.selection_ref
     if selection is not None:
         data["evaluation"]["validator"] = resolved_config("validator", selection)
     return data
-
-
-def _method_config(config: RunConfig) -> Any:
-    from voxuda.api import component_config
-
-    return component_config("method", config.method)[1]
-
-
-def _ref_kind(key: str) -> str | None:
-    from voxuda.engine.config import _kind_of_field
-
-    return _kind_of_field(key)
-
-
-def build_input_denoiser(config: RunConfig) -> Any:
-    from voxuda.methods.common import build_denoiser
-
-    ref = config.evaluation.input_denoiser
-    if ref.name == "identity" and not ref.params:
-        return None
-    return build_denoiser(ref)
 
 
 class _NullLog:
@@ -194,7 +169,7 @@ class _Trainer:
         selection = config.selection_ref
         self.validator = build_validator(selection) if selection is not None else None
         self.selection_name = selection.name if selection is not None else "last"
-        self.input_transform = make_input_transform(build_input_denoiser(config))
+        self.input_transform = make_input_transform(build_input_denoiser(config.evaluation.input_denoiser))
         self.step = 0
         self.best_score: float | None = None
         self.best_step: int | None = None
@@ -455,9 +430,10 @@ def _run_record(config: RunConfig, trainer: _Trainer) -> dict[str, Any]:
     selection = config.selection_ref
     if selection is not None:
         components["validator"] = provenance.component_record("validator", selection)
-    with contextlib.suppress(Exception):
-        ref = config.evaluation.input_denoiser
-        components["input_denoiser"] = provenance.component_record("denoiser", ref)
+    if isinstance(trainer.validator, SubComponents):  # what its config names, e.g. a denoised view's denoiser
+        for key, record in trainer.validator.components().items():
+            components[f"validator.{key}"] = record
+    components["input_denoiser"] = provenance.component_record("denoiser", config.evaluation.input_denoiser)
     components["aligner"] = provenance.component_record("aligner", config.data.alignment)
     flags = []
     if method.flag:

@@ -24,6 +24,7 @@ import torch
 from torch import Tensor, nn
 
 from voxuda.checks import at_least_one, non_negative
+from voxuda.components import SubComponents
 from voxuda.config import ComponentRef, help_field, ref_field
 from voxuda.engine.data import DomainSplit, RunData
 from voxuda.engine.inference import InputTransform, iter_probabilities, predict_labels
@@ -43,8 +44,12 @@ class ValidationContext:
     input_transform: InputTransform | None = None
 
 
-class Validator:
-    """Base class: subclasses implement :meth:`score`."""
+class Validator(SubComponents):
+    """Base class: subclasses implement :meth:`score`.
+
+    Components their config names are built with ``self.build_sub(field)``, which records them for
+    ``run.json`` (:class:`~voxuda.components.SubComponents`).
+    """
 
     #: True when the criterion reads target labels (reported as a leak in run.json and results).
     label_leak: ClassVar[bool] = False
@@ -123,7 +128,8 @@ class PredictionEntropy(Validator):
 class TeacherStudentAgreementConfig:
     """Configuration of :class:`TeacherStudentAgreement`."""
 
-    denoiser: ComponentRef = ref_field("gaussian", help="denoiser giving the second view of the target")
+    denoiser: ComponentRef = ref_field(
+        "gaussian", kind="denoiser", help="denoiser giving the second view of the target")
     metric: Literal["dice", "accuracy"] = help_field(
         "dice", help="dice: foreground Dice between the two predictions; accuracy: voxel agreement"
     )
@@ -135,9 +141,7 @@ class TeacherStudentAgreement(Validator):
 
     def __init__(self, config: TeacherStudentAgreementConfig) -> None:
         super().__init__(config)
-        from voxuda.api import build_component
-
-        self.denoiser = build_component("denoiser", config.denoiser)
+        self.denoiser = self.build_sub("denoiser")
 
     @torch.no_grad()
     def score(self, predictor: nn.Module, context: ValidationContext) -> float:
@@ -286,7 +290,7 @@ class TargetAgreementConfig:
 
     view: Literal["flip", "denoised"] = help_field(
         "flip", help="second view: flip (point inversion of the volume, wedge-preserving) or denoised")
-    denoiser: ComponentRef = ref_field("gaussian", help="denoiser of the 'denoised' view")
+    denoiser: ComponentRef = ref_field("gaussian", kind="denoiser", help="denoiser of the 'denoised' view")
     metric: Literal["dice", "accuracy"] = help_field(
         "dice", help="dice: foreground Dice between the two predictions; accuracy: voxel agreement")
     max_volumes: int = help_field(64, help="target-train volumes scored (0 = all)", validator=non_negative)
@@ -297,21 +301,13 @@ class TargetAgreement(Validator):
 
     def __init__(self, config: TargetAgreementConfig) -> None:
         super().__init__(config)
-        self.denoiser = _view_denoiser(config.view, config.denoiser)
+        self.denoiser = self.build_sub("denoiser") if config.view == "denoised" else None
 
     @torch.no_grad()
     def score(self, predictor: nn.Module, context: ValidationContext) -> float:
         volumes = target_volumes(context, self.config.max_volumes)
         raw = predict_target(predictor, volumes, context).labels
         return view_agreement(predictor, volumes, raw, context, self.denoiser, self.config.metric)
-
-
-def _view_denoiser(view: str, ref: ComponentRef) -> Any | None:
-    if view != "denoised":
-        return None
-    from voxuda.api import build_component
-
-    return build_component("denoiser", ref)
 
 
 @attrs.define
@@ -332,7 +328,7 @@ class TargetCombinedConfig:
         "plausible foreground fraction, the prior penalises clear miscalibration only [R-own: toy regret]",
         validator=at_least_one)
     view: Literal["flip", "denoised"] = help_field("flip", help="second view of the agreement term")
-    denoiser: ComponentRef = ref_field("gaussian", help="denoiser of the 'denoised' view")
+    denoiser: ComponentRef = ref_field("gaussian", kind="denoiser", help="denoiser of the 'denoised' view")
     max_volumes: int = help_field(64, help="target-train volumes scored (0 = all)", validator=non_negative)
 
 
@@ -349,7 +345,7 @@ class TargetCombined(Validator):
 
     def __init__(self, config: TargetCombinedConfig) -> None:
         super().__init__(config)
-        self.denoiser = _view_denoiser(config.view, config.denoiser)
+        self.denoiser = self.build_sub("denoiser") if config.view == "denoised" else None
 
     @torch.no_grad()
     def score(self, predictor: nn.Module, context: ValidationContext) -> float:

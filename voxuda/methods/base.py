@@ -23,6 +23,8 @@ import attrs
 import torch
 from torch import Tensor, nn
 
+from voxuda.components import SubComponents
+
 
 @attrs.frozen
 class SourceBatch:
@@ -69,8 +71,12 @@ class TrainContext:
     extra: dict[str, Any] = attrs.field(factory=dict)
 
 
-class Method(nn.Module):
-    """Base class with the default behaviour of every hook; subclasses override what they need."""
+class Method(nn.Module, SubComponents):
+    """Base class with the default behaviour of every hook; subclasses override what they need.
+
+    Sub-components named by the config (``ref_field``) are built with ``self.build_sub(field)``, which also
+    records them for :meth:`components` (:class:`~voxuda.components.SubComponents`).
+    """
 
     #: True only for methods that are allowed to see target labels (the oracle upper bound).
     uses_target_labels: ClassVar[bool] = False
@@ -117,10 +123,6 @@ class Method(nn.Module):
     def reported_network(self) -> str:
         """The key of :meth:`networks` behind :meth:`predictor` (the network a method's table row uses)."""
         return ""
-
-    def components(self) -> dict[str, Any]:
-        """Sub-components (name -> provenance dict) to record in ``run.json``."""
-        return {}
 
 
 def groups_with_scaled_module(

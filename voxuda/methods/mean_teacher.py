@@ -29,7 +29,7 @@ from voxuda.checks import non_negative, unit_interval
 from voxuda.config import ComponentRef, help_field, ref_field
 from voxuda.methods.augment import Orientations, apply_batch, sample_batch_transforms
 from voxuda.methods.base import SourceBatch, StepOutput, TargetBatch, TrainContext
-from voxuda.methods.common import SegmentationMethod, build_denoiser
+from voxuda.methods.common import SegmentationMethod
 from voxuda.methods.ema import effective_momentum, ema_update, make_ema_teacher, ramped_momentum
 from voxuda.methods.losses import class_index, masked_cross_entropy
 from voxuda.methods.pseudo_labels import (
@@ -65,7 +65,8 @@ class MeanTeacherConfig(PseudoLabelConfig):
     augment_orientations: Orientations = help_field(
         "wedge", help="wedge: flips of y and 180-degree (z, x) turns, which keep the missing wedge [I]; "
         "flips: all 8 flips (symmetric tilt ranges only); all: 48 orientations (isotropic data)")
-    teacher_denoiser: ComponentRef = ref_field("identity", help="denoiser before the teacher")
+    teacher_denoiser: ComponentRef = ref_field(
+        "identity", kind="denoiser", help="denoiser before the teacher")
     teacher_input_cache_mb: int = help_field(
         512, help="memory (MiB) for keeping each target volume's denoised teacher input after its first use "
         "(exact: voxuda's denoisers are deterministic per volume; methods/volume_cache.py) [I]; 0 = off",
@@ -84,12 +85,7 @@ class MeanTeacher(SegmentationMethod):
         super().__init__(config)
         self.teacher = make_ema_teacher(self.student)
         self.teacher.eval()
-        denoiser = build_denoiser(config.teacher_denoiser)
-        if isinstance(denoiser, nn.Module):
-            for parameter in denoiser.parameters():
-                parameter.requires_grad_(False)
-        self.teacher_denoiser = denoiser
-        self.record_component("teacher_denoiser", "denoiser", config.teacher_denoiser)
+        self.teacher_denoiser = self.build_sub("teacher_denoiser", frozen=True)
         self.teacher_input_cache = DenoisedVolumeCache(config.teacher_input_cache_mb * 2**20)
         self.generator = torch.Generator().manual_seed(0)
         self.pseudo_selector = PseudoLabelSelector(config)

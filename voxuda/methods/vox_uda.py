@@ -33,7 +33,6 @@ from voxuda.checks import non_negative, unit_interval
 from voxuda.config import ComponentRef, help_field, ref_field
 from voxuda.errors import ConfigError
 from voxuda.methods.base import SourceBatch, StepOutput, TargetBatch, TrainContext, groups_with_scaled_module
-from voxuda.methods.common import build_denoiser
 from voxuda.methods.discriminator import (
     AdversarialForm,
     AdversarySettings,
@@ -70,12 +69,13 @@ class VoxUDAConfig(MeanTeacherConfig):
 
     # -- sub-components ----------------------------------------------------------------------------------
     noise: ComponentRef = ref_field(
-        "ngm", help="noise model on the source (NGM [P]; 'none' = the no-NGM ablation)")
+        "ngm", kind="noise_model", help="noise model on the source (NGM [P]; 'none' = the no-NGM ablation)")
     teacher_denoiser: ComponentRef = ref_field(
-        "improved_bilateral",
+        "improved_bilateral", kind="denoiser",
         help="denoiser in front of the teacher only (IBF [P]; the student sees the raw target [R])")
     student_input_denoiser: ComponentRef = ref_field(
-        "identity", help="denoiser on the student's target input in training (identity [R]: raw target)")
+        "identity", kind="denoiser",
+        help="denoiser on the student's target input in training (identity [R]: raw target)")
     # -- loss weights ------------------------------------------------------------------------------------
     w_seg: float = help_field(1.0, help="weight of L_seg (CE + Dice on clean source); 1 [R]",
                               validator=non_negative)
@@ -217,12 +217,8 @@ class VoxUDA(MeanTeacher):
 
     def __init__(self, config: VoxUDAConfig) -> None:
         super().__init__(config)
-        from voxuda.api import build_component
-
-        self.noise = build_component("noise_model", config.noise)
-        self.record_component("noise", "noise_model", config.noise)
-        self.student_input_denoiser = self._frozen(build_denoiser(config.student_input_denoiser))
-        self.record_component("student_input_denoiser", "denoiser", config.student_input_denoiser)
+        self.noise = self.build_sub("noise")
+        self.student_input_denoiser = self.build_sub("student_input_denoiser", frozen=True)
 
         self.taps = self._resolve_taps(config)
         self.tap_weights = tuple(float(w) for w in config.tap_weights)
@@ -232,13 +228,6 @@ class VoxUDA(MeanTeacher):
         self._sample_target: Callable[[int], Tensor] | None = None
 
     # -- construction helpers ----------------------------------------------------------------------------
-    @staticmethod
-    def _frozen(denoiser: Any) -> Any:
-        if isinstance(denoiser, nn.Module):
-            for parameter in denoiser.parameters():
-                parameter.requires_grad_(False)
-        return denoiser
-
     def _resolve_taps(self, config: VoxUDAConfig) -> tuple[str, ...]:
         known = tuple(getattr(self.student, "tap_names", ()))
         taps = tuple(config.taps) or known

@@ -87,26 +87,19 @@ def _resolve_model(model_or_run: Any, device: torch.device) -> LoadedModel:
 
 
 def _build_denoiser(name: Any, overrides: Mapping[str, Any], model: LoadedModel) -> Any:
-    """The input denoiser: explicit name/ref/callable, else the run's ``evaluation.input_denoiser``."""
+    """The input denoiser: explicit name/ref/callable, else the run's ``evaluation.input_denoiser``; ``None``
+    for plain identity (:func:`voxuda.denoisers.build_input_denoiser`)."""
     if callable(name):
         return name
+    from voxuda.denoisers import build_input_denoiser, input_denoiser_ref
+
     if name is None:
         evaluation = model.config.get("evaluation")
         evaluation = evaluation if isinstance(evaluation, dict) else {}
-        name = evaluation.get("input_denoiser")
-        if isinstance(name, dict) and name.get("name") == "identity":
-            name = None
-    if name is None or name == "identity" and not overrides:
-        if overrides:
+        name = evaluation.get("input_denoiser") or "identity"
+        if overrides and input_denoiser_ref(name).name == "identity":
             raise SegmentError("--set input_denoiser.* given but no --input-denoiser named")
-        return None
-    from voxuda.config import apply_overrides, component_ref
-    from voxuda.methods.common import build_denoiser
-
-    ref = component_ref(name)
-    if overrides:
-        ref = component_ref({"name": ref.name, **apply_overrides(dict(ref.params), dict(overrides))})
-    return build_denoiser(ref)
+    return build_input_denoiser(name, overrides)
 
 
 def _build_aligner(name: Any, overrides: Mapping[str, Any], model: LoadedModel, normalization: str) -> Any:

@@ -287,7 +287,7 @@ def _run(tasks: list[Any], workers: int, progress: bool, desc: str) -> Iterator[
 
 
 def _worker_init() -> None:
-    with contextlib.suppress(Exception):
+    with contextlib.suppress(ImportError):  # threadpoolctl is optional: without it BLAS keeps its threads
         import threadpoolctl  # type: ignore[import-not-found]
 
         threadpoolctl.threadpool_limits(1)

@@ -36,7 +36,7 @@ from torch import Tensor, nn
 
 from voxuda.backbones.common import LogitsOnly
 from voxuda.checks import at_least_one, non_negative
-from voxuda.config import ComponentRef, component_ref, help_field
+from voxuda.config import ComponentRef, component_ref, help_field, ref_field
 from voxuda.errors import ConfigError
 from voxuda.methods.base import SourceBatch, StepOutput, TargetBatch, TrainContext
 from voxuda.methods.common import BaseMethodConfig, SegmentationMethod
@@ -70,13 +70,9 @@ def with_batch_norm(value: object) -> ComponentRef:
 class AdaBNConfig(BaseMethodConfig):
     """Configuration of :class:`AdaBN`."""
 
-    backbone: ComponentRef = attrs.field(
-        default=ComponentRef("unet3d", {"norm": "batch"}),
-        converter=with_batch_norm,
-        metadata={
-            "help": "segmentation network with BatchNorm layers (norm = 'batch' is filled in when unset)",
-            "component": True,
-        },
+    backbone: ComponentRef = ref_field(
+        "unet3d", kind="backbone", converter=with_batch_norm, norm="batch",
+        help="segmentation network with BatchNorm layers (norm = 'batch' is filled in when unset)",
     )
     stat_volumes: int = help_field(
         64, help="target volumes drawn once at the start of training to estimate the BN statistics on",
