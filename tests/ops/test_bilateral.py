@@ -148,34 +148,6 @@ def test_auto_without_gpu_takes_the_best_cpu_backend_and_records_it():
                             backend="cupy")
 
 
-class _RecordingBackend(TorchBackend):
-    name = "recording"
-    priority = 1000
-
-    def __init__(self) -> None:
-        self.calls = 0
-
-    def bilateral3d(self, x, guide, params):
-        self.calls += 1
-        return super().bilateral3d(x, guide, params)
-
-
-def test_provider_backend_takes_part_in_auto_and_can_decline():
-    b = _RecordingBackend()
-    provider = lambda: [b]  # noqa: E731
-    ops.register_backend_provider(provider)
-    try:
-        ops.bilateral3d(torch.randn(1, 1, 4, 4, 4), radius=1, sigma_spatial=1.0, sigma_range=1.0)
-        assert ops.last_backend_used() == "recording" and b.calls == 1
-        b.supports = lambda x, g, p: (False, "declines")  # type: ignore[method-assign]
-        ops.bilateral3d(torch.randn(1, 1, 4, 4, 4), radius=1, sigma_spatial=1.0, sigma_range=1.0)
-        best_cpu = "numba" if importlib.util.find_spec("numba") else "torch"
-        assert ops.last_backend_used() == best_cpu and b.calls == 1
-    finally:
-        ops.unregister_backend_provider(provider)
-    assert "recording" not in {s.name for s in ops.available_backends()}
-
-
 def test_backend_classes_construct_without_arguments():
     from voxuda.ops.backends.cupy_backend import CupyBackend
     from voxuda.ops.backends.numba_backend import NumbaBackend

@@ -9,6 +9,7 @@ import torch
 
 from voxuda.ops._validate import as_tensor, check_float_finite, check_guide, make_params, restore, to_5d
 from voxuda.ops.backends import resolve_backend
+from voxuda.ops.backends.base import FilterParams
 from voxuda.ops.guides import GUIDES, compute_guide5
 
 _last = threading.local()
@@ -19,10 +20,11 @@ def last_backend_used() -> str | None:
     return getattr(_last, "name", None)
 
 
-def _run(x5: torch.Tensor, g5: torch.Tensor, params: Any, backend: str) -> torch.Tensor:
-    b = resolve_backend(backend, x5.contiguous(), g5, params)
-    out = b.bilateral3d(x5.contiguous(), g5, params)
-    _last.name = b.name
+def _run(x5: torch.Tensor, g5: torch.Tensor, params: FilterParams, backend: str) -> torch.Tensor:
+    x5 = x5.contiguous()
+    chosen = resolve_backend(backend, x5, g5, params)
+    out = chosen.backend.bilateral3d(x5, g5, params)
+    _last.name = chosen.name
     return out
 
 
@@ -50,7 +52,7 @@ def bilateral3d(
             (D, H, W) or (G, D, H, W)); None uses x itself, i.e. the classic filter, where each channel
             of x is then filtered with weights from all of x's channels.
         spacing: voxel size along (z, y, x) = (D, H, W); spatial distances are offsets times spacing.
-        backend: "auto" (highest-priority backend that is available and supports the inputs) or a name.
+        backend: "auto" (highest registered priority that is available and supports the inputs) or a name.
     """
     t, was_numpy = as_tensor(x, "x")
     x5, rank = to_5d(t, "x")
