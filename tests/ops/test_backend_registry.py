@@ -1,5 +1,5 @@
 """Op backends come from the plugin registry alone: ranked by the registered priority, probed through the
-registered probe, and built once per registry load."""
+registered probe, built once per registry load, and resolved once per denoiser."""
 
 from __future__ import annotations
 
@@ -10,7 +10,9 @@ import pytest
 import torch
 
 import voxuda.ops as ops
+import voxuda.ops.backends as backends
 from voxuda.cli import main
+from voxuda.denoisers import ImprovedBilateralDenoiser
 from voxuda.errors import PluginError
 from voxuda.ops.backends.torch_backend import TorchBackend
 
@@ -56,7 +58,7 @@ def not_a_backend() -> object:
     return object()
 
 
-def _filter(x: torch.Tensor, backend: str = "auto") -> torch.Tensor:
+def _filter(x: torch.Tensor, backend: str | ops.BackendChoice = "auto") -> torch.Tensor:
     return ops.bilateral3d(x, radius=1, sigma_spatial=1.0, sigma_range=1.0, backend=backend)
 
 
@@ -65,15 +67,17 @@ def test_higher_registered_priority_wins_whatever_the_class_says(op_plugin):
     rows = {s.name: s for s in ops.available_backends()}
     assert rows["recording"].priority == 200 and rows["recording"].source == "fastplug"
     assert [s.name for s in ops.available_backends()][0] == "recording"
-    _filter(torch.randn(1, 1, 4, 4, 4))
-    assert ops.last_backend_used() == "recording"
+    choice = ops.BackendChoice()
+    _filter(torch.randn(1, 1, 4, 4, 4), choice)
+    assert choice.name == "recording"
     assert ops.resolve_backend("recording").backend.calls == 1
 
 
 def test_lower_registered_priority_loses_whatever_the_class_says(op_plugin):
     op_plugin("slowplug", unranked=dict(factory=f"{HERE}:Unranked", priority=5))
-    _filter(torch.randn(1, 1, 4, 4, 4))
-    assert ops.last_backend_used() == BEST_CPU
+    choice = ops.BackendChoice()
+    _filter(torch.randn(1, 1, 4, 4, 4), choice)
+    assert choice.name == BEST_CPU
     assert ops.resolve_backend("unranked").name == "unranked"  # still usable by name
     assert [s.name for s in ops.available_backends()][-1] == "unranked"
 
@@ -94,8 +98,9 @@ def test_a_backend_that_declines_the_inputs_passes_auto_to_the_next(op_plugin):
     op_plugin("fastplug", recording=dict(factory=f"{HERE}:RecordingBackend", priority=200))
     b = ops.resolve_backend("recording").backend
     b.supports = lambda x, g, p: (False, "declines")  # type: ignore[method-assign]
-    _filter(torch.randn(1, 1, 4, 4, 4))
-    assert ops.last_backend_used() == BEST_CPU and b.calls == 0
+    choice = ops.BackendChoice()
+    _filter(torch.randn(1, 1, 4, 4, 4), choice)
+    assert choice.name == BEST_CPU and b.calls == 0
     with pytest.raises(ValueError, match="backend 'recording' cannot filter these inputs: declines"):
         _filter(torch.randn(1, 1, 4, 4, 4), "recording")
 
@@ -120,8 +125,9 @@ def test_a_failing_probe_is_an_unavailable_row_not_an_exception(op_plugin):
                                      probe=f"{HERE}:raising_probe"))
     row = {s.name: s for s in ops.available_backends()}["flaky"]
     assert not row.available and row.reason == "probe failed: driver exploded"
-    _filter(torch.randn(1, 1, 4, 4, 4))
-    assert ops.last_backend_used() == BEST_CPU
+    choice = ops.BackendChoice()
+    _filter(torch.randn(1, 1, 4, 4, 4), choice)
+    assert choice.name == BEST_CPU
     with pytest.raises(ValueError, match="backend 'flaky' is not available: probe failed: driver exploded"):
         _filter(torch.randn(1, 1, 4, 4, 4), "flaky")
 
@@ -149,4 +155,32 @@ def test_a_registry_that_fails_to_load_is_not_hidden(op_plugin, monkeypatch):
 
 def test_an_unknown_backend_name_lists_the_registered_ones():
     with pytest.raises(ValueError, match=r"backend 'nope' is unknown; known: \['cupy', 'numba', 'torch'\]"):
-        ops.resolve_backend("nope")
+        ops.BackendChoice("nope")
+
+
+def test_a_denoiser_resolves_its_backend_once_not_per_call(monkeypatch):
+    calls = []
+    resolve = backends.resolve_backend
+
+    def counting(*args, **kwargs):
+        calls.append(args[0])
+        return resolve(*args, **kwargs)
+
+    monkeypatch.setattr(backends, "resolve_backend", counting)
+    den = ImprovedBilateralDenoiser()
+    assert den.op_backend is None  # "auto" waits for the first input's device and dtype
+    for _ in range(4):
+        den(torch.randn(2, 1, 6, 6, 6))
+    assert calls == ["auto"] and den.op_backend == BEST_CPU
+    den(torch.randn(2, 1, 6, 6, 6, dtype=torch.float64))  # another kind of input: resolved once more
+    den(torch.randn(3, 1, 6, 6, 6, dtype=torch.float64))  # the batch size is not part of the kind
+    assert calls == ["auto", "auto"]
+
+
+def test_a_named_backend_is_resolved_when_the_denoiser_is_built():
+    from voxuda.denoisers import ImprovedBilateralDenoiserConfig
+
+    den = ImprovedBilateralDenoiser(ImprovedBilateralDenoiserConfig(backend="torch"))
+    assert den.op_backend == "torch"
+    with pytest.raises(ValueError, match="backend 'nope' is unknown"):
+        ImprovedBilateralDenoiser(ImprovedBilateralDenoiserConfig(backend="nope"))

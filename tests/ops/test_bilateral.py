@@ -131,16 +131,18 @@ def test_improved_rejects_unknown_guide():
 
 
 def test_auto_without_gpu_takes_the_best_cpu_backend_and_records_it():
-    ops.bilateral3d(torch.randn(1, 1, 4, 4, 4), radius=1, sigma_spatial=1.0, sigma_range=1.0)
+    choice = ops.BackendChoice("auto")
+    ops.bilateral3d(torch.randn(1, 1, 4, 4, 4), radius=1, sigma_spatial=1.0, sigma_range=1.0, backend=choice)
     has_numba = importlib.util.find_spec("numba") is not None
     if not torch.cuda.is_available():
-        assert ops.last_backend_used() == ("numba" if has_numba else "torch")
+        assert choice.name == ("numba" if has_numba else "torch")
     rows = {s.name: s for s in ops.available_backends()}
     assert rows["torch"].available and rows["torch"].priority == 10
     assert rows["numba"].priority == 50 and rows["numba"].available == has_numba
     assert rows["cupy"].priority == 100
-    ops.bilateral3d(torch.randn(1, 1, 4, 4, 4), radius=1, sigma_spatial=1.0, sigma_range=1.0, backend="torch")
-    assert ops.last_backend_used() == "torch"
+    choice = ops.BackendChoice("torch")
+    ops.bilateral3d(torch.randn(1, 1, 4, 4, 4), radius=1, sigma_spatial=1.0, sigma_range=1.0, backend=choice)
+    assert choice.name == "torch"
     if not torch.cuda.is_available():
         assert not rows["cupy"].available and rows["cupy"].reason
         with pytest.raises(ValueError, match="backend 'cupy' is not available"):

@@ -122,6 +122,13 @@ class Method(nn.Module):
         """Sub-components (name -> provenance dict) to record in ``run.json``."""
         return {}
 
+    def op_backends(self) -> dict[str, str]:
+        """Op backend each sub-component filters on (name -> registered backend), for ``run.json``.
+
+        Read from the components themselves (a bilateral denoiser records its backend when it resolves
+        one), so the record says what ran, not what the config asked for.  Empty by default."""
+        return {}
+
 
 def groups_with_scaled_module(
     trainable: Iterable[nn.Parameter], module: nn.Module, lr_scale: float

@@ -67,15 +67,19 @@ class SegmentationMethod(Method):
             in_channels=config.in_channels, num_classes=config.num_classes
         )
         self._records: dict[str, tuple[str, ComponentRef]] = {"backbone": ("backbone", backbone_ref)}
+        self._built: dict[str, Any] = {}
 
     def seg_loss(self, logits: Tensor, labels: Tensor) -> tuple[Tensor, dict[str, float]]:
         return segmentation_loss(
             logits, labels, ce_weight=self.config.ce_weight, dice_weight=self.config.dice_weight
         )
 
-    def record_component(self, key: str, kind: str, ref: ComponentRef) -> None:
-        """Remember a sub-component built from the registry so that :meth:`components` reports it."""
+    def record_component(self, key: str, kind: str, ref: ComponentRef, built: Any = None) -> None:
+        """Remember a sub-component built from the registry so that :meth:`components` reports it; pass the
+        ``built`` object too so that :meth:`op_backends` can read the op backend it resolved."""
         self._records[key] = (kind, ref)
+        if built is not None:
+            self._built[key] = built
 
     def predictor(self) -> nn.Module:
         return LogitsOnly(self.networks()[self.reported_network])
@@ -89,6 +93,10 @@ class SegmentationMethod(Method):
 
     def components(self) -> dict[str, Any]:
         return {key: component_record(kind, ref) for key, (kind, ref) in self._records.items()}
+
+    def op_backends(self) -> dict[str, str]:
+        found = {key: getattr(built, "op_backend", None) for key, built in self._built.items()}
+        return {key: name for key, name in found.items() if name is not None}
 
 
 def build_denoiser(ref: ComponentRef) -> Any:

@@ -89,7 +89,7 @@ class MeanTeacher(SegmentationMethod):
             for parameter in denoiser.parameters():
                 parameter.requires_grad_(False)
         self.teacher_denoiser = denoiser
-        self.record_component("teacher_denoiser", "denoiser", config.teacher_denoiser)
+        self.record_component("teacher_denoiser", "denoiser", config.teacher_denoiser, denoiser)
         self.teacher_input_cache = DenoisedVolumeCache(config.teacher_input_cache_mb * 2**20)
         self.generator = torch.Generator().manual_seed(0)
         self.pseudo_selector = PseudoLabelSelector(config)

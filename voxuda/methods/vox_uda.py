@@ -222,7 +222,8 @@ class VoxUDA(MeanTeacher):
         self.noise = build_component("noise_model", config.noise)
         self.record_component("noise", "noise_model", config.noise)
         self.student_input_denoiser = self._frozen(build_denoiser(config.student_input_denoiser))
-        self.record_component("student_input_denoiser", "denoiser", config.student_input_denoiser)
+        self.record_component("student_input_denoiser", "denoiser", config.student_input_denoiser,
+                              self.student_input_denoiser)
 
         self.taps = self._resolve_taps(config)
         self.tap_weights = tuple(float(w) for w in config.tap_weights)

@@ -4,18 +4,20 @@ See docs/ops.md for the API, units, backends and how the CUDA kernel is verified
 """
 
 from voxuda.ops.backends import (
+    BackendChoice,
     BackendStatus,
     ResolvedBackend,
     available_backends,
     resolve_backend,
 )
-from voxuda.ops.bilateral import bilateral3d, improved_bilateral3d, last_backend_used
+from voxuda.ops.bilateral import bilateral3d, improved_bilateral3d
 from voxuda.ops.chunked import bilateral3d_chunked, improved_bilateral3d_chunked
 from voxuda.ops.guides import GUIDE_REACH, GUIDES, laplacian_gradient_guide, sobel_gradient_guide
 
 __all__ = [
     "GUIDES",
     "GUIDE_REACH",
+    "BackendChoice",
     "BackendStatus",
     "ResolvedBackend",
     "available_backends",
@@ -24,7 +26,6 @@ __all__ = [
     "improved_bilateral3d",
     "improved_bilateral3d_chunked",
     "laplacian_gradient_guide",
-    "last_backend_used",
     "resolve_backend",
     "sobel_gradient_guide",
 ]

@@ -8,7 +8,8 @@ availability the registered ``probe`` (:meth:`voxuda.registry.ComponentSpec.is_a
 The ranked table (probe results included) is built once per registry load and each backend instance once
 per table: a registry reload (:func:`voxuda.plugins.reset`, :func:`voxuda.plugins.add_plugin`) yields a
 new registry object, and the table is rebuilt when it sees one.  Filtering therefore never scans the
-registry or re-probes.
+registry or re-probes; denoisers go further and hold a :class:`BackendChoice`, resolved once per kind of
+input instead of per call.
 
 ``"auto"`` takes the highest-priority backend that is available and supports the given inputs.
 """
@@ -16,6 +17,7 @@ registry or re-probes.
 from __future__ import annotations
 
 import threading
+from typing import Any
 
 import attrs
 import torch
@@ -189,7 +191,67 @@ def resolve_backend(
     raise ValueError(f"no bilateral backend can run these inputs: {why}")
 
 
+class BackendChoice:
+    """A backend request (``"auto"`` or a name) resolved once per kind of input, then remembered.
+
+    Denoisers and the chunked filters hold one so that the choice is made when they are built or first
+    used, not on every call (that used to scan the registry and probe every backend inside each training
+    step).  A named backend is resolved at construction, so an unknown or unavailable one fails there.
+    ``"auto"`` cannot be resolved before the inputs are seen (a CUDA-only backend must not be chosen for
+    CPU tensors), so it resolves on the first call.
+
+    The cache key is what a backend's ``supports`` decides on: device, dtypes, the shape without the batch
+    size, the guide's channels, and the radius and spacing of the filter.  Sigma values are left out on
+    purpose: the ``guide_std`` range scale gives every volume its own sigma_r, and no backend's choice
+    depends on it.  A new key (a denoiser moved to the GPU, a chunk at a volume's edge) resolves again,
+    once; :attr:`resolutions` counts them.
+    """
+
+    _MAX_KEYS = 64  # bounds the memory of a long-lived choice that sees many shapes
+
+    def __init__(self, requested: str = "auto") -> None:
+        if not isinstance(requested, str) or not requested:
+            raise ValueError(f"backend must be 'auto' or a backend name, got {requested!r}")
+        self.requested = requested
+        self.resolutions = 0
+        self._by_key: dict[tuple[Any, ...], ResolvedBackend] = {}
+        self._last: ResolvedBackend | None = None
+        if requested != "auto":
+            self._last = self._resolve()
+
+    @property
+    def name(self) -> str | None:
+        """Registered name of the backend last chosen; None while "auto" has seen no input."""
+        return None if self._last is None else self._last.name
+
+    def _resolve(
+        self,
+        x: torch.Tensor | None = None,
+        guide: torch.Tensor | None = None,
+        params: FilterParams | None = None,
+    ) -> ResolvedBackend:
+        self.resolutions += 1
+        return resolve_backend(self.requested, x, guide, params)
+
+    def backend_for(self, x: torch.Tensor, guide: torch.Tensor, params: FilterParams) -> BilateralBackend:
+        """The backend for these (validated, 5D) inputs, resolved only for a kind of input not seen yet."""
+        key = (x.device, x.dtype, guide.dtype, tuple(x.shape[1:]), guide.shape[1], params.radius,
+               params.spacing)
+        chosen = self._by_key.get(key)
+        if chosen is None:
+            chosen = self._resolve(x, guide, params)
+            if len(self._by_key) >= self._MAX_KEYS:
+                self._by_key.clear()
+            self._by_key[key] = chosen
+        self._last = chosen
+        return chosen.backend
+
+    def __repr__(self) -> str:
+        return f"BackendChoice({self.requested!r}, chosen={self.name!r})"
+
+
 __all__ = [
+    "BackendChoice",
     "BackendStatus",
     "ResolvedBackend",
     "available_backends",
