@@ -70,21 +70,26 @@ class _Row:
         """The backend instance, built once.  Built lazily so that a broken plugin backend only fails the
         calls that would use it, and fails them loudly, naming the plugin, instead of being skipped."""
         if self.instance is None:
-            spec = self.spec
-            where = f"op backend {spec.qualified_name!r} ({spec.distribution or 'no distribution'})"
-            factory = spec.load_factory()
-            try:
-                obj = factory()
-            except Exception as exc:
-                raise PluginError(f"{where}: {spec.factory}() failed: {type(exc).__name__}: {exc}") from exc
-            missing = [m for m in _BACKEND_METHODS if not callable(getattr(obj, m, None))]
-            if missing:
-                raise PluginError(
-                    f"{where}: {spec.factory} built {type(obj).__name__!r}, not a bilateral backend "
-                    f"(no {' or '.join(missing)})"
-                )
-            self.instance = obj
+            with _table_lock:  # two threads' first filters must not build two instances
+                if self.instance is None:
+                    self.instance = self._build()
         return self.instance
+
+    def _build(self) -> BilateralBackend:
+        spec = self.spec
+        where = f"op backend {spec.qualified_name!r} ({spec.distribution or 'no distribution'})"
+        factory = spec.load_factory()  # PluginError naming the factory when it does not import
+        try:
+            obj = factory()
+        except Exception as exc:
+            raise PluginError(f"{where}: {spec.factory}() failed: {type(exc).__name__}: {exc}") from exc
+        missing = [m for m in _BACKEND_METHODS if not callable(getattr(obj, m, None))]
+        if missing:
+            raise PluginError(
+                f"{where}: {spec.factory} built {type(obj).__name__!r}, not a bilateral backend "
+                f"(no {' or '.join(missing)})"
+            )
+        return obj
 
     def status(self) -> BackendStatus:
         spec = self.spec
