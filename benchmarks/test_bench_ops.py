@@ -46,7 +46,7 @@ def test_bench_bilateral_5cubed_64(benchmark, backend):
 
     run()  # warm-up: CuPy compiles on first call
     out = benchmark(run)
-    assert out.shape == x.shape and ops.last_backend_used() == backend
+    assert out.shape == x.shape  # a named backend never falls back: it ran, or the call raised
 
 
 @pytest.mark.benchmark(group="bilateral-5^3-64^3")

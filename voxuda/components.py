@@ -51,7 +51,16 @@ class SubComponents:
             for parameter in component.parameters():
                 parameter.requires_grad_(False)
         self._built_refs()[field] = (kind, ref)
+        self._built_objects()[field] = component
         return component
+
+    def op_backends(self) -> dict[str, str]:
+        """Op backend each built sub-component filters on (field -> registered backend), for ``run.json``.
+
+        Read from the components themselves (a bilateral denoiser records the backend it resolved), so the
+        record says what ran, not what the config asked for; components without one are left out."""
+        found = {key: getattr(built, "op_backend", None) for key, built in self._built_objects().items()}
+        return {key: name for key, name in found.items() if name is not None}
 
     def components(self) -> dict[str, Any]:
         """Provenance and resolved config of every component the config declares (field -> record, for
@@ -66,3 +75,7 @@ class SubComponents:
         # __init__, and torch modules keep a plain dict in __dict__ like any object.
         refs: dict[str, tuple[str, ComponentRef]] = vars(self).setdefault("_sub_component_refs", {})
         return refs
+
+    def _built_objects(self) -> dict[str, Any]:
+        built: dict[str, Any] = vars(self).setdefault("_sub_component_objects", {})
+        return built

@@ -55,6 +55,13 @@ def add_plugin(plugin: Any, name: str) -> None:
         reset()
 
 
+def remove_plugin(name: str) -> None:
+    """Take back a plugin added with :func:`add_plugin` (a test's clean-up); resets the registry."""
+    with _lock:
+        _extra_plugins[:] = [(n, p) for n, p in _extra_plugins if n != name]
+        reset()
+
+
 def reset() -> None:
     """Forget the loaded registry so that the next use loads plugins again."""
     global _registry

@@ -95,3 +95,28 @@ def shim_kernel() -> ShimKernel:
         assert res.returncode == 0, f"shim build failed:\n{' '.join(cmd)}\n{res.stderr}"
         os.replace(tmp, target)  # atomic: concurrent test runs never load a half-written library
     return ShimKernel(ctypes.CDLL(str(target)))
+
+
+@pytest.fixture
+def op_plugin():
+    """Register op backends for one test through a hand-added plugin (:func:`voxuda.plugins.add_plugin`),
+    the way a third-party package would through its ``voxuda_register_ops`` hook.
+
+    ``op_plugin("mine", fast=dict(factory=..., priority=...))`` adds plugin ``mine`` registering ``fast``.
+    """
+    from tests.foundation.conftest import make_plugin
+    from voxuda import plugins
+
+    added: list[str] = []
+
+    def add(name: str, **backends: dict) -> None:
+        def voxuda_register_ops(register):
+            for backend, registration in backends.items():
+                register(backend, **registration)
+
+        plugins.add_plugin(make_plugin(name, voxuda_register_ops=voxuda_register_ops), name)
+        added.append(name)
+
+    yield add
+    for name in added:
+        plugins.remove_plugin(name)

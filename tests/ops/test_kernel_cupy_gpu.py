@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.util
+
 import pytest
 import torch
 
@@ -29,12 +31,14 @@ def test_cupy_matches_torch(case, dtype):
     assert err < tol
 
 
-def test_auto_picks_cupy_for_cuda_tensors_and_torch_for_cpu():
+def test_auto_picks_cupy_for_cuda_tensors_and_a_cpu_backend_for_cpu():
     x = torch.randn(1, 1, 8, 9, 10)
-    ops.bilateral3d(x.cuda(), radius=1, sigma_spatial=1.0, sigma_range=1.0)
-    assert ops.last_backend_used() == "cupy"
-    ops.bilateral3d(x, radius=1, sigma_spatial=1.0, sigma_range=1.0)
-    assert ops.last_backend_used() == "torch"
+    choice = ops.BackendChoice("auto")
+    ops.bilateral3d(x.cuda(), radius=1, sigma_spatial=1.0, sigma_range=1.0, backend=choice)
+    assert choice.name == "cupy"
+    ops.bilateral3d(x, radius=1, sigma_spatial=1.0, sigma_range=1.0, backend=choice)
+    assert choice.name == ("numba" if importlib.util.find_spec("numba") else "torch")
+    assert choice.resolutions == 2  # one per device, not one per call
 
 
 def test_large_volume_matches_torch_on_gpu():

@@ -4,6 +4,7 @@ through the engine's trainer (tiny 16^3 volumes, a tiny U-Net)."""
 from __future__ import annotations
 
 import importlib.util
+import json
 import math
 from pathlib import Path
 from typing import Any
@@ -97,6 +98,14 @@ def test_ablation_trains_with_the_trainer(entry: dict[str, Any], tmp_path: Path)
     assert result.completed and result.step == 3
     run_json = (tmp_path / "run" / "run.json").read_text(encoding="utf-8")
     assert '"noise"' in run_json and '"teacher_denoiser"' in run_json
+    record = json.loads(run_json)  # the op backend the method's bilateral filters ran on; none if none ran
+    method = record["config"]["method"]
+    ran = [method["student_input_denoiser"]["name"]]
+    if method["pseudo_weight"] > 0:  # the teacher (and its input filter) only runs for pseudo-labels
+        ran.append(method["teacher_denoiser"]["name"])
+    uses_op = bool(set(ran) & {"bilateral", "improved_bilateral"})
+    best_cpu = "numba" if importlib.util.find_spec("numba") else "torch"
+    assert record["op_backend"] == (best_cpu if uses_op else None)
     metrics = (tmp_path / "run" / "metrics.jsonl").read_text(encoding="utf-8")
     assert "pseudo_keep_fraction" in metrics or table.get("pseudo_weight") == 0.0
 

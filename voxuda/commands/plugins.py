@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from voxuda.ops.backends import BackendStatus
+    from voxuda.registry import ComponentSpec
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -17,6 +22,7 @@ def run(args: argparse.Namespace) -> int:
     registry = get_registry()
     specs = registry.list(args.kind)
     conflicts = registry.conflicts()
+    backends = _op_backend_rows(specs)
     if args.json:
         payload = {
             "components": [
@@ -29,7 +35,11 @@ def run(args: argparse.Namespace) -> int:
                     "version": s.version,
                     "aliases": list(s.aliases),
                     "summary": s.summary,
-                    **({"priority": s.priority, "available": s.is_available()[0]} if s.kind == "op" else {}),
+                    **(
+                        {"priority": backends[s.qualified_name].priority,
+                         "available": backends[s.qualified_name].available}
+                        if s.kind == "op" else {}
+                    ),
                 }
                 for s in specs
             ],
@@ -50,8 +60,9 @@ def run(args: argparse.Namespace) -> int:
     for s in specs:
         summary = s.summary
         if s.kind == "op":
-            available, reason = s.is_available()
-            summary += f" [priority {s.priority}; {'available' if available else 'unavailable: ' + reason}]"
+            row = backends[s.qualified_name]
+            state = "available" if row.available else "unavailable: " + row.reason
+            summary += f" [priority {row.priority}; {state}]"
         rows.append((s.kind, s.name, s.plugin, s.distribution or "-", s.version or "-", summary))
     widths = [max(len(r[i]) for r in rows) for i in range(5)]
     for r in rows:
@@ -62,3 +73,13 @@ def run(args: argparse.Namespace) -> int:
     for f in registry.failures:
         print(f"failed plugin: {f.plugin} ({f.distribution or 'no distribution'}): {f.error}")
     return 0
+
+
+def _op_backend_rows(specs: list[ComponentSpec]) -> dict[str, BackendStatus]:
+    """Op backends as the filters rank them (:func:`voxuda.ops.available_backends`), by qualified name,
+    so that this listing and ``auto`` cannot disagree on a priority or an availability."""
+    if not any(s.kind == "op" for s in specs):
+        return {}  # listing another kind: no need to import the ops or run the probes
+    from voxuda.ops.backends import available_backends
+
+    return {row.qualified_name: row for row in available_backends()}

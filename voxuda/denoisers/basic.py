@@ -21,10 +21,9 @@ class Identity:
 
     def __init__(self, config: IdentityConfig | None = None) -> None:
         self.config = config if config is not None else IdentityConfig()
-        self.last_backend: str | None = None
+        self.op_backend: str | None = None  # filters through no op backend
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        self.last_backend = "none"
         return check_batch(x, self.name).clone()
 
 
@@ -58,7 +57,7 @@ class GaussianDenoiser:
 
     def __init__(self, config: GaussianDenoiserConfig | None = None) -> None:
         self.config = config if config is not None else GaussianDenoiserConfig()
-        self.last_backend: str | None = None
+        self.op_backend: str | None = None  # plain torch convolutions, no op backend
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         x = check_batch(x, self.name)
@@ -74,5 +73,4 @@ class GaussianDenoiser:
                 pad = [0] * 6
                 pad[2 * (2 - axis)] = pad[2 * (2 - axis) + 1] = r
                 y = F.conv3d(F.pad(y, tuple(pad), mode="replicate"), k.reshape(shape))
-        self.last_backend = "torch"
         return y.reshape(n, c, d, h, w).to(x.dtype)

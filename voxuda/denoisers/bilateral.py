@@ -9,6 +9,7 @@ import torch
 
 import voxuda.ops as ops
 from voxuda.denoisers._common import check_batch, non_negative_int, positive
+from voxuda.ops.backends import BackendChoice
 from voxuda.ops.guides import GUIDES, compute_guide5
 
 RANGE_SCALES = ("absolute", "guide_std")
@@ -28,9 +29,11 @@ def _effective_sigma_range(guide: torch.Tensor, sigma_range: float, range_scale:
     return [sigma_range * (float(s) if float(s) > 0 else 1.0) for s in stds]
 
 
-def _filter_items(x: torch.Tensor, guide: torch.Tensor, cfg: object, sigmas: list[float]) -> torch.Tensor:
+def _filter_items(
+    x: torch.Tensor, guide: torch.Tensor, cfg: object, sigmas: list[float], backend: BackendChoice
+) -> torch.Tensor:
     """Run the op once when sigma is shared, else once per batch item with its own sigma."""
-    kw = dict(radius=cfg.radius, sigma_spatial=cfg.sigma_spatial, backend=cfg.backend)  # type: ignore[attr-defined]
+    kw = dict(radius=cfg.radius, sigma_spatial=cfg.sigma_spatial, backend=backend)  # type: ignore[attr-defined]
     if all(s == sigmas[0] for s in sigmas):
         return ops.bilateral3d(x, guide=guide, sigma_range=sigmas[0], **kw)
     return torch.cat(
@@ -112,21 +115,37 @@ class ImprovedBilateralDenoiserConfig:
 
 
 class _BilateralBase:
+    """Shared call path of the two bilateral denoisers.
+
+    The op backend is chosen when the denoiser is built, not per call: ``backend_choice`` resolves a named
+    backend at construction (an unknown or unavailable one fails there) and ``"auto"`` on the first input,
+    again only when the kind of input changes (device, dtype, shape without the batch; see
+    :class:`~voxuda.ops.backends.BackendChoice`).  :attr:`op_backend` is the registered name it chose,
+    which ``run.json`` records.
+    """
+
     name = "bilateral_base"
     guide_name = "intensity"
 
     def __init__(self, config: object) -> None:
         self.config = config
-        self.last_backend: str | None = None
+        self.backend_choice = BackendChoice(config.backend)  # type: ignore[attr-defined]
+
+    @property
+    def op_backend(self) -> str | None:
+        """Registered name of the op backend this denoiser filters on; None while "auto" has seen no input."""
+        return self.backend_choice.name
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         x = check_batch(x, self.name)
+        requested = self.config.backend  # type: ignore[attr-defined]
+        if self.backend_choice.requested != requested:  # the (mutable) config was edited after the build
+            self.backend_choice = BackendChoice(requested)
         work = x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
         with torch.no_grad():
             guide = compute_guide5(work, self.guide_name).contiguous()
             sigmas = _effective_sigma_range(guide, self.config.sigma_range, self.config.range_scale)  # type: ignore[attr-defined]
-            out = _filter_items(work, guide, self.config, sigmas)
-        self.last_backend = ops.last_backend_used()
+            out = _filter_items(work, guide, self.config, sigmas, self.backend_choice)
         return out.to(x.dtype)
 
 

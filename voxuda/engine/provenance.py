@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import platform
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -37,15 +36,15 @@ def component_record(kind: str, ref: ComponentRef) -> dict[str, Any]:
     return record(kind, ref)
 
 
-def op_backend_used() -> str | None:
-    """The op backend the bilateral ops last ran on, if any op ran in this process."""
-    ops = sys.modules.get("voxuda.ops")
-    if ops is None or not hasattr(ops, "last_backend_used"):
-        return None
-    try:
-        return ops.last_backend_used()
-    except Exception:  # provenance must never fail a finished run
-        return None
+def op_backend_used(method: Any, *denoisers: Any) -> str | None:
+    """The op backend the run's filters ran on: the method's sub-components first (the teacher's input
+    filter in a Vox-UDA run), then the other ``denoisers`` (the validator's view, the test-time input
+    filter); None when none of them filters through an op backend or none has filtered yet.
+
+    Each denoiser records the backend it resolved (``op_backend``), so this reads what ran in this run,
+    not process-wide state that an earlier run in the same process could have left behind."""
+    names = [*method.op_backends().values(), *(getattr(d, "op_backend", None) for d in denoisers)]
+    return next((name for name in names if name is not None), None)
 
 
 def write_text_atomic(text: str, path: str | Path) -> Path:

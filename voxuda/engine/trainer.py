@@ -169,7 +169,8 @@ class _Trainer:
         selection = config.selection_ref
         self.validator = build_validator(selection) if selection is not None else None
         self.selection_name = selection.name if selection is not None else "last"
-        self.input_transform = make_input_transform(build_input_denoiser(config.evaluation.input_denoiser))
+        self.input_denoiser = build_input_denoiser(config.evaluation.input_denoiser)
+        self.input_transform = make_input_transform(self.input_denoiser)
         self.step = 0
         self.best_score: float | None = None
         self.best_step: int | None = None
@@ -396,7 +397,7 @@ def train(
             "step": result.step,
             "completed": result.completed,
             "best": {"score": result.best_score, "step": result.best_step},
-            "op_backend": provenance.op_backend_used() or record.get("op_backend"),
+            "op_backend": _op_backend(trainer) or record.get("op_backend"),
             **drift_record(trainer.method, load_initial_weights(out / INIT_CHECKPOINT)),
         }
     )
@@ -412,6 +413,12 @@ def train(
 
     result.evaluation = evaluate_run(out, split=split, checkpoint="best", data_override=data)
     return result
+
+
+def _op_backend(trainer: _Trainer) -> str | None:
+    """The op backend this run's denoisers filtered on (None before any did, or when none uses one)."""
+    view = getattr(trainer.validator, "denoiser", None)  # the label-free validators' second view
+    return provenance.op_backend_used(trainer.method, view, trainer.input_denoiser)
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -460,7 +467,7 @@ def _run_record(config: RunConfig, trainer: _Trainer) -> dict[str, Any]:
         "alignment": trainer.data.alignment,  # the aligner and its fitted statistics (e.g. both spectra)
         "device": str(trainer.device),
         "num_threads": config.trainer.num_threads,
-        "op_backend": provenance.op_backend_used(),
+        "op_backend": _op_backend(trainer),
         "start_time": provenance.now(),
         "end_time": None,
     }

@@ -2,28 +2,27 @@
 
 from __future__ import annotations
 
-import threading
 from typing import Any
 
 import torch
 
 from voxuda.ops._validate import as_tensor, check_float_finite, check_guide, make_params, restore, to_5d
-from voxuda.ops.backends import resolve_backend
+from voxuda.ops.backends import BackendChoice, resolve_backend
+from voxuda.ops.backends.base import FilterParams
 from voxuda.ops.guides import GUIDES, compute_guide5
 
-_last = threading.local()
 
-
-def last_backend_used() -> str | None:
-    """Name of the backend that ran the most recent filter call in this thread (None before any)."""
-    return getattr(_last, "name", None)
-
-
-def _run(x5: torch.Tensor, g5: torch.Tensor, params: Any, backend: str) -> torch.Tensor:
-    b = resolve_backend(backend, x5.contiguous(), g5, params)
-    out = b.bilateral3d(x5.contiguous(), g5, params)
-    _last.name = b.name
-    return out
+def _run(
+    x5: torch.Tensor, g5: torch.Tensor, params: FilterParams, backend: str | BackendChoice
+) -> torch.Tensor:
+    """Filter on the requested backend: a :class:`BackendChoice` remembers its resolution (denoisers, chunked
+    filters), a plain name is resolved per call from the cached backend table."""
+    x5 = x5.contiguous()
+    if isinstance(backend, BackendChoice):
+        chosen = backend.backend_for(x5, g5, params)
+    else:
+        chosen = resolve_backend(backend, x5, g5, params).backend
+    return chosen.bilateral3d(x5, g5, params)
 
 
 def bilateral3d(
@@ -34,7 +33,7 @@ def bilateral3d(
     sigma_range: float,
     guide: Any = None,
     spacing: tuple[float, float, float] = (1.0, 1.0, 1.0),
-    backend: str = "auto",
+    backend: str | BackendChoice = "auto",
 ) -> Any:
     """Joint (cross) 3D bilateral filter with replicate borders.
 
@@ -50,7 +49,9 @@ def bilateral3d(
             (D, H, W) or (G, D, H, W)); None uses x itself, i.e. the classic filter, where each channel
             of x is then filtered with weights from all of x's channels.
         spacing: voxel size along (z, y, x) = (D, H, W); spatial distances are offsets times spacing.
-        backend: "auto" (highest-priority backend that is available and supports the inputs) or a name.
+        backend: "auto" (highest registered priority that is available and supports the inputs), a
+            name, or a :class:`~voxuda.ops.backends.BackendChoice`, which resolves once per kind of input
+            and tells afterwards which backend ran (``choice.name``).
     """
     t, was_numpy = as_tensor(x, "x")
     x5, rank = to_5d(t, "x")
@@ -72,7 +73,7 @@ def improved_bilateral3d(
     sigma_range: float = 1.2,
     guide: str = "laplacian_gradient",
     spacing: tuple[float, float, float] = (1.0, 1.0, 1.0),
-    backend: str = "auto",
+    backend: str | BackendChoice = "auto",
 ) -> Any:
     """Vox-UDA's improved bilateral filter (IBF): intensities averaged, structure vectors compared.
 

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from voxuda.ops._validate import make_params
+from voxuda.ops.backends import BackendChoice
 from voxuda.ops.bilateral import bilateral3d, improved_bilateral3d
 from voxuda.ops.guides import GUIDE_REACH, GUIDES
 
@@ -40,6 +41,12 @@ def _check_chunk(chunk: Any) -> tuple[int, int, int]:
 def _work_dtype(volume: np.ndarray) -> np.dtype:
     """float64 stays float64; float32 and integer tomograms (int8/int16 MRC) are filtered in float32."""
     return np.dtype(np.float64) if volume.dtype == np.float64 else np.dtype(np.float32)
+
+
+def _choice(backend: str | BackendChoice) -> BackendChoice:
+    """One choice for all chunks of a call: the backend is resolved once per chunk shape, not per chunk
+    (a named backend that is unknown or unavailable fails here, before the volume is touched)."""
+    return backend if isinstance(backend, BackendChoice) else BackendChoice(backend)
 
 
 def _run_chunked(
@@ -77,7 +84,7 @@ def bilateral3d_chunked(
     guide: np.ndarray | None = None,
     chunk: tuple[int, int, int] = (64, 256, 256),
     spacing: tuple[float, float, float] = (1.0, 1.0, 1.0),
-    backend: str = "auto",
+    backend: str | BackendChoice = "auto",
     device: str | torch.device = "cpu",
     out: np.ndarray | None = None,
 ) -> np.ndarray:
@@ -97,6 +104,7 @@ def bilateral3d_chunked(
             f"{volume.shape}, got {getattr(guide, 'shape', type(guide).__name__)}"
         )
     dtype = _work_dtype(volume)
+    choice = _choice(backend)
 
     def filt(block: torch.Tensor, read: tuple[slice, ...]) -> torch.Tensor:
         g = None
@@ -104,7 +112,7 @@ def bilateral3d_chunked(
             sub = guide[(Ellipsis, *read)]
             g = torch.from_numpy(np.ascontiguousarray(sub, dtype=dtype)).to(block.device)
         return bilateral3d(block, radius=radius, sigma_spatial=sigma_spatial, sigma_range=sigma_range,
-                           guide=g, spacing=spacing, backend=backend)
+                           guide=g, spacing=spacing, backend=choice)
 
     return _run_chunked(volume, ch, int(radius), filt, out, device)
 
@@ -118,7 +126,7 @@ def improved_bilateral3d_chunked(
     guide: str = "laplacian_gradient",
     chunk: tuple[int, int, int] = (64, 256, 256),
     spacing: tuple[float, float, float] = (1.0, 1.0, 1.0),
-    backend: str = "auto",
+    backend: str | BackendChoice = "auto",
     device: str | torch.device = "cpu",
     out: np.ndarray | None = None,
 ) -> np.ndarray:
@@ -128,9 +136,10 @@ def improved_bilateral3d_chunked(
     if guide not in GUIDES:
         raise ValueError(f"guide must be one of {GUIDES}, got {guide!r}")
     make_params(radius, sigma_spatial, sigma_range, spacing)
+    choice = _choice(backend)
 
     def filt(block: torch.Tensor, read: tuple[slice, ...]) -> torch.Tensor:
         return improved_bilateral3d(block, radius=radius, sigma_spatial=sigma_spatial,
-                                    sigma_range=sigma_range, guide=guide, spacing=spacing, backend=backend)
+                                    sigma_range=sigma_range, guide=guide, spacing=spacing, backend=choice)
 
     return _run_chunked(volume, ch, int(radius) + GUIDE_REACH[guide], filt, out, device)

@@ -1,41 +1,41 @@
-"""Backend discovery for the bilateral filter.
+"""Backend discovery for the bilateral filter: the plugin registry is the only source.
 
-Sources, merged in this order (a later source replaces an earlier one of the same name):
+Every ``op`` component registered through ``voxuda_register_ops`` (the built-ins in :mod:`voxuda.builtin`,
+plugins through the same hook) is a backend.  Its rank is the *registered* ``priority`` and its
+availability the registered ``probe`` (:meth:`voxuda.registry.ComponentSpec.is_available`), so that
+``voxuda plugins`` and :func:`available_backends` show the same thing and ``auto`` follows it.
 
-1. :data:`BUILTIN_BACKENDS`, a static name -> "module:Class" table, so the ops work without the registry;
-2. the plugin registry, if ``voxuda.registry`` imports: every ``list_specs("op")`` entry whose factory
-   builds an object that quacks like a backend (``is_available``, ``supports``, ``bilateral3d``);
-3. providers added with :func:`register_backend_provider` (tests, experiments).
+The ranked table (probe results included) is built once per registry load and each backend instance once
+per table: a registry reload (:func:`voxuda.plugins.reset`, :func:`voxuda.plugins.add_plugin`) yields a
+new registry object, and the table is rebuilt when it sees one.  Filtering therefore never scans the
+registry or re-probes; denoisers go further and hold a :class:`BackendChoice`, resolved once per kind of
+input instead of per call.
 
-``"auto"`` takes the highest-priority backend that is available and supports the given inputs; the name
-actually used is kept for :func:`voxuda.ops.last_backend_used` so runs can record it.
+``"auto"`` takes the highest-priority backend that is available and supports the given inputs.
 """
 
 from __future__ import annotations
 
-import importlib
-from collections.abc import Callable, Iterable
+import threading
 from typing import Any
 
 import attrs
 import torch
 
+from voxuda.errors import PluginError, UnknownComponentError
 from voxuda.ops.backends.base import BilateralBackend, FilterParams
+from voxuda.registry import ComponentSpec, Registry, get_registry
 
-BUILTIN_BACKENDS: dict[str, str] = {
-    "torch": "voxuda.ops.backends.torch_backend:TorchBackend",
-    "numba": "voxuda.ops.backends.numba_backend:NumbaBackend",
-    "cupy": "voxuda.ops.backends.cupy_backend:CupyBackend",
-}
-
-BackendProvider = Callable[[], Iterable[BilateralBackend]]
-_providers: list[BackendProvider] = []
-_instances: dict[str, BilateralBackend] = {}
+_BACKEND_METHODS = ("supports", "bilateral3d")
 
 
 @attrs.frozen
 class BackendStatus:
-    """One row of :func:`available_backends`: what exists, whether it runs here, and why not."""
+    """One row of :func:`available_backends`: what exists, whether it runs here, and why not.
+
+    ``priority`` is the registered one (what ``auto`` ranks by); ``source`` is the plugin that registered
+    the backend (``"voxuda"`` for the built-ins).
+    """
 
     name: str
     priority: int
@@ -43,82 +43,117 @@ class BackendStatus:
     reason: str
     source: str
 
-
-def register_backend_provider(provider: BackendProvider) -> None:
-    """Add a callable returning backend instances; consulted on every lookup (cheap, no caching)."""
-    if provider not in _providers:
-        _providers.append(provider)
-
-
-def unregister_backend_provider(provider: BackendProvider) -> None:
-    if provider in _providers:
-        _providers.remove(provider)
+    @property
+    def qualified_name(self) -> str:
+        """``plugin:name``, as :attr:`voxuda.registry.ComponentSpec.qualified_name` spells it."""
+        return f"{self.source}:{self.name}"
 
 
-def _load(ref: str) -> Any:
-    module, _, attr = ref.partition(":")
-    return getattr(importlib.import_module(module), attr)
+@attrs.frozen
+class ResolvedBackend:
+    """A backend chosen for some inputs: its registered name (what ``run.json`` records) and instance."""
+
+    name: str
+    backend: BilateralBackend
 
 
-def _is_backend(obj: Any) -> bool:
-    return all(callable(getattr(obj, m, None)) for m in ("is_available", "supports", "bilateral3d")) and all(
-        hasattr(obj, a) for a in ("name", "priority")
-    )
+@attrs.define(eq=False)
+class _Row:
+    """One registered backend in the ranked table; its instance is built on first use, then kept."""
 
+    spec: ComponentSpec
+    available: bool
+    reason: str
+    instance: BilateralBackend | None = None
 
-def _builtin(name: str) -> BilateralBackend:
-    if name not in _instances:
-        _instances[name] = _load(BUILTIN_BACKENDS[name])()
-    return _instances[name]
+    def backend(self) -> BilateralBackend:
+        """The backend instance, built once.  Built lazily so that a broken plugin backend only fails the
+        calls that would use it, and fails them loudly, naming the plugin, instead of being skipped."""
+        if self.instance is None:
+            with _table_lock:  # two threads' first filters must not build two instances
+                if self.instance is None:
+                    self.instance = self._build()
+        return self.instance
 
-
-def _from_registry() -> list[BilateralBackend]:
-    """Backends the plugin registry knows about; any failure there means "none" (it is optional here)."""
-    try:
-        registry = importlib.import_module("voxuda.registry")
-        specs = registry.list_specs("op")
-    except (ImportError, AttributeError, LookupError, ValueError, TypeError):
-        return []
-    except Exception:  # a half-initialised registry must not break filtering
-        return []
-    found: list[BilateralBackend] = []
-    for spec in specs:
+    def _build(self) -> BilateralBackend:
+        spec = self.spec
+        where = f"op backend {spec.qualified_name!r} ({spec.distribution or 'no distribution'})"
+        factory = spec.load_factory()  # PluginError naming the factory when it does not import
         try:
-            factory = spec.load_factory()
-            key = f"registry:{spec.name}:{getattr(spec, 'factory', factory)!s}"
-            if key not in _instances:
-                _instances[key] = factory()
-            obj = _instances[key]
-        except Exception:
-            continue
-        if _is_backend(obj):
-            found.append(obj)
-    return found
+            obj = factory()
+        except Exception as exc:
+            raise PluginError(f"{where}: {spec.factory}() failed: {type(exc).__name__}: {exc}") from exc
+        missing = [m for m in _BACKEND_METHODS if not callable(getattr(obj, m, None))]
+        if missing:
+            raise PluginError(
+                f"{where}: {spec.factory} built {type(obj).__name__!r}, not a bilateral backend "
+                f"(no {' or '.join(missing)})"
+            )
+        return obj
+
+    def status(self) -> BackendStatus:
+        spec = self.spec
+        return BackendStatus(spec.name, spec.priority, self.available, self.reason, spec.plugin)
 
 
-def _all_backends() -> dict[str, tuple[BilateralBackend, str]]:
-    table: dict[str, tuple[BilateralBackend, str]] = {}
-    for name in BUILTIN_BACKENDS:
-        table[name] = (_builtin(name), "builtin")
-    for b in _from_registry():
-        table[b.name] = (b, "registry")
-    for provider in list(_providers):
-        for b in provider():
-            if _is_backend(b):
-                table[b.name] = (b, "provider")
+@attrs.frozen
+class _Table:
+    """The backends of one registry load, highest registered priority first (ties by name)."""
+
+    registry: Registry
+    rows: tuple[_Row, ...]
+
+    @classmethod
+    def build(cls, registry: Registry) -> _Table:
+        rows = []
+        for spec in registry.list("op"):
+            available, reason = spec.is_available()  # never raises: a failing probe is "probe failed: ..."
+            rows.append(_Row(spec, available, reason))
+        rows.sort(key=lambda r: (-r.spec.priority, r.spec.name))
+        return cls(registry, tuple(rows))
+
+    def row(self, name: str) -> _Row:
+        """The row of ``name`` (bare, alias or ``plugin:name``), resolved the way the registry resolves."""
+        try:
+            spec = self.registry.resolve("op", name)
+        except UnknownComponentError:
+            known = sorted(r.spec.name for r in self.rows)
+            raise ValueError(f"backend {name!r} is unknown; known: {known} or 'auto'") from None
+        return next(r for r in self.rows if r.spec is spec)
+
+
+_table: _Table | None = None
+_table_lock = threading.Lock()
+
+
+def _backend_table() -> _Table:
+    """The ranked table of the current registry, rebuilt only when the registry was reloaded."""
+    global _table
+    registry = get_registry()
+    table = _table
+    if table is None or table.registry is not registry:
+        with _table_lock:
+            if _table is None or _table.registry is not registry:
+                _table = _Table.build(registry)
+            table = _table
     return table
 
 
 def available_backends() -> list[BackendStatus]:
-    """Every known backend with its availability probe result, highest priority first."""
-    rows = []
-    for name, (b, source) in _all_backends().items():
-        try:
-            ok, reason = b.is_available()
-        except Exception as exc:  # a probe must never raise into the caller
-            ok, reason = False, f"probe failed: {exc}"
-        rows.append(BackendStatus(name, int(b.priority), bool(ok), str(reason), source))
-    return sorted(rows, key=lambda s: (-s.priority, s.name))
+    """Every registered backend with its probe result, highest registered priority first."""
+    return [row.status() for row in _backend_table().rows]
+
+
+def _supports(row: _Row, x: torch.Tensor, guide: torch.Tensor, params: FilterParams) -> tuple[bool, str]:
+    try:
+        ok, reason = row.backend().supports(x, guide, params)
+    except PluginError:
+        raise
+    except Exception as exc:  # re-raised, naming the plugin whose code failed
+        raise PluginError(
+            f"op backend {row.spec.qualified_name!r}: supports() raised {type(exc).__name__}: {exc}"
+        ) from exc
+    return bool(ok), str(reason)
 
 
 def resolve_backend(
@@ -126,47 +161,104 @@ def resolve_backend(
     x: torch.Tensor | None = None,
     guide: torch.Tensor | None = None,
     params: FilterParams | None = None,
-) -> BilateralBackend:
+) -> ResolvedBackend:
     """Return the backend called ``name``, or for "auto" the best one that can run these inputs.
 
     Without inputs, "auto" only checks availability.  An explicitly named backend that is unavailable or
-    cannot handle the inputs raises ValueError with its reason instead of silently falling back.
+    cannot handle the inputs raises ValueError with its reason instead of silently falling back.  Uses the
+    cached table: no registry scan and no probe per call, only the candidates' ``supports``.
     """
-    table = _all_backends()
     if not isinstance(name, str):
         raise ValueError(f"backend must be a string, got {name!r}")
+    table = _backend_table()
+    check_inputs = x is not None and guide is not None and params is not None
     if name != "auto":
-        if name not in table:
-            raise ValueError(f"backend {name!r} is unknown; known: {sorted(table)} or 'auto'")
-        b = table[name][0]
-        ok, reason = b.is_available()
-        if not ok:
-            raise ValueError(f"backend {name!r} is not available: {reason}")
-        if x is not None and guide is not None and params is not None:
-            ok, reason = b.supports(x, guide, params)
+        row = table.row(name)
+        if not row.available:
+            raise ValueError(f"backend {name!r} is not available: {row.reason}")
+        if check_inputs:
+            ok, reason = _supports(row, x, guide, params)  # type: ignore[arg-type]
             if not ok:
                 raise ValueError(f"backend {name!r} cannot filter these inputs: {reason}")
-        return b
+        return ResolvedBackend(row.spec.name, row.backend())
     reasons = []
-    for status in available_backends():
-        b = table[status.name][0]
-        if not status.available:
-            reasons.append(f"{status.name}: {status.reason}")
+    for row in table.rows:
+        if not row.available:
+            reasons.append(f"{row.spec.name}: {row.reason}")
             continue
-        if x is not None and guide is not None and params is not None:
-            ok, reason = b.supports(x, guide, params)
+        if check_inputs:
+            ok, reason = _supports(row, x, guide, params)  # type: ignore[arg-type]
             if not ok:
-                reasons.append(f"{status.name}: {reason}")
+                reasons.append(f"{row.spec.name}: {reason}")
                 continue
-        return b
-    raise ValueError("no bilateral backend can run these inputs: " + "; ".join(reasons))
+        return ResolvedBackend(row.spec.name, row.backend())
+    why = "; ".join(reasons) or "no op backend is registered"
+    raise ValueError(f"no bilateral backend can run these inputs: {why}")
+
+
+class BackendChoice:
+    """A backend request (``"auto"`` or a name) resolved once per kind of input, then remembered.
+
+    Denoisers and the chunked filters hold one so that the choice is made when they are built or first
+    used, not on every call (that used to scan the registry and probe every backend inside each training
+    step).  A named backend is resolved at construction, so an unknown or unavailable one fails there.
+    ``"auto"`` cannot be resolved before the inputs are seen (a CUDA-only backend must not be chosen for
+    CPU tensors), so it resolves on the first call.
+
+    The cache key is what a backend's ``supports`` decides on: device, dtypes, the shape without the batch
+    size, the guide's channels, and the radius and spacing of the filter.  Sigma values are left out on
+    purpose: the ``guide_std`` range scale gives every volume its own sigma_r, and no backend's choice
+    depends on it.  A new key (a denoiser moved to the GPU, a chunk at a volume's edge) resolves again,
+    once; :attr:`resolutions` counts them.
+    """
+
+    _MAX_KEYS = 64  # bounds the memory of a long-lived choice that sees many shapes
+
+    def __init__(self, requested: str = "auto") -> None:
+        if not isinstance(requested, str) or not requested:
+            raise ValueError(f"backend must be 'auto' or a backend name, got {requested!r}")
+        self.requested = requested
+        self.resolutions = 0
+        self._by_key: dict[tuple[Any, ...], ResolvedBackend] = {}
+        self._last: ResolvedBackend | None = None
+        if requested != "auto":
+            self._last = self._resolve()
+
+    @property
+    def name(self) -> str | None:
+        """Registered name of the backend last chosen; None while "auto" has seen no input."""
+        return None if self._last is None else self._last.name
+
+    def _resolve(
+        self,
+        x: torch.Tensor | None = None,
+        guide: torch.Tensor | None = None,
+        params: FilterParams | None = None,
+    ) -> ResolvedBackend:
+        self.resolutions += 1
+        return resolve_backend(self.requested, x, guide, params)
+
+    def backend_for(self, x: torch.Tensor, guide: torch.Tensor, params: FilterParams) -> BilateralBackend:
+        """The backend for these (validated, 5D) inputs, resolved only for a kind of input not seen yet."""
+        key = (x.device, x.dtype, guide.dtype, tuple(x.shape[1:]), guide.shape[1], params.radius,
+               params.spacing)
+        chosen = self._by_key.get(key)
+        if chosen is None:
+            chosen = self._resolve(x, guide, params)
+            if len(self._by_key) >= self._MAX_KEYS:
+                self._by_key.clear()
+            self._by_key[key] = chosen
+        self._last = chosen
+        return chosen.backend
+
+    def __repr__(self) -> str:
+        return f"BackendChoice({self.requested!r}, chosen={self.name!r})"
 
 
 __all__ = [
-    "BUILTIN_BACKENDS",
+    "BackendChoice",
     "BackendStatus",
+    "ResolvedBackend",
     "available_backends",
-    "register_backend_provider",
     "resolve_backend",
-    "unregister_backend_provider",
 ]

@@ -43,14 +43,11 @@ class FilterParams:
 
 @runtime_checkable
 class BilateralBackend(Protocol):
-    """A joint 3D bilateral implementation on (N, C, D, H, W) tensors with an explicit guide."""
+    """A joint 3D bilateral implementation on (N, C, D, H, W) tensors with an explicit guide.
 
-    name: str
-    priority: int
-
-    def is_available(self) -> tuple[bool, str]:
-        """Whether this backend can run at all here, and why not."""
-        ...
+    Its name, rank (``priority``) and availability (``probe``) are not part of the object: they are what
+    it was registered with (``voxuda_register_ops``), so that the registry is the one place they live.
+    """
 
     def supports(self, x: torch.Tensor, guide: torch.Tensor, params: FilterParams) -> tuple[bool, str]:
         """Whether this backend can filter these particular inputs (device, dtype, channel count)."""

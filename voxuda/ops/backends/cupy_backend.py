@@ -115,7 +115,6 @@ class CupyBackend:
     """Fused CUDA joint bilateral filter (one exp2 per tap, shared-memory tiles)."""
 
     name = "cupy"
-    priority = 100
 
     def is_available(self) -> tuple[bool, str]:
         return probe()

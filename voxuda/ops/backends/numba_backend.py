@@ -110,10 +110,9 @@ def spatial_log2_table(params: FilterParams, dtype: np.dtype) -> np.ndarray:
 
 
 class NumbaBackend:
-    """Compiled CPU backend; between torch (reference, 10) and CUDA (100) in ``auto``'s order."""
+    """Compiled CPU backend; registered between torch (10) and cupy (100) in ``auto``'s order (builtin.py)."""
 
     name = "numba"
-    priority = 50
 
     def is_available(self) -> tuple[bool, str]:
         return probe()

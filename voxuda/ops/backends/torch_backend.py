@@ -161,7 +161,6 @@ class TorchBackend:
     """Eager-torch joint bilateral filter; the reference every other backend is tested against."""
 
     name = "torch"
-    priority = 10
 
     def is_available(self) -> tuple[bool, str]:
         return probe()
