@@ -31,14 +31,12 @@ from voxuda.methods.discriminator import (
     input_field,
     lr_scale_field,
     output_map_field,
-    resolve_tap,
     standardize_field,
-    tap_channels,
     taps_field,
     warmup_field,
 )
 
-__all__ = ["DANN", "DANNConfig", "resolve_tap", "tap_channels"]
+__all__ = ["DANN", "DANNConfig"]
 
 
 @attrs.define
