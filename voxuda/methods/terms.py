@@ -2,10 +2,10 @@
 
 Why terms. Vox-UDA is a mean teacher plus a consistency and an adversarial term, and DANN is source training
 plus that same adversarial term. Written as methods, Vox-UDA subclassed the mean teacher, rewrote its
-step and called five of its helpers back and forth, and the discriminator's settings were handled by each
-adversarial method separately. A term owns what its loss needs (networks, schedule, its optimiser group) and
-returns ``(loss, logs)``; a method's ``training_step`` runs the forward passes its terms share and adds up the
-weighted losses, in one pass from top to bottom:
+step and called five of its helpers back and forth, and each adversarial method wired up the shared
+discriminator (its run length, optimiser group and logging) on its own. A term owns what its loss needs
+(networks, schedule, its optimiser group) and returns ``(loss, logs)``; a method's ``training_step`` runs the
+forward passes its terms share and adds up the weighted losses, in one pass from top to bottom:
 
 - :class:`SelfTrainingTerm`: the EMA teacher, its (denoised) input, pseudo-label selection, the student's
   augmented view and the EMA update (mean teacher, Vox-UDA's L_pseudo);
@@ -20,8 +20,9 @@ every key with the term's name, and no earlier checkpoint (a warm start's parent
 would load. Randomness stays with the method: a term that draws (the augmentation) is handed the run's
 generator, so the order of draws in a step is visible in the method's ``training_step``.
 
-Terms do not build registered components (denoisers, selectors); the method builds and records them and hands
-them over, so provenance is recorded in one place, the method.
+Terms do not build what a method configures: the method builds its registered components (denoisers),
+records their provenance, and hands them over with the pseudo-label selector of its config, so provenance
+is recorded in one place, the method.
 """
 
 from __future__ import annotations
