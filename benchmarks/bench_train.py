@@ -100,15 +100,15 @@ def fill_teacher_input_cache(trainer: _Trainer) -> int:
     denoises it once. Timing the steady state gives the step a run actually pays; the denoiser's own
     cost is measured by ``benchmarks/bench_bilateral.py`` (``--ibf``). A no-op for methods without the cache
     or with it switched off (``teacher_input_cache_mb = 0``: today's path, which denoises every batch)."""
-    method = trainer.method
-    cache = getattr(method, "teacher_input_cache", None)
-    if cache is None or cache.budget_bytes <= 0:
+    self_training = getattr(trainer.method, "self_training", None)
+    cache = getattr(self_training, "teacher_input_cache", None)
+    if self_training is None or cache is None or cache.budget_bytes <= 0:
         return 0
     volumes = trainer.data.target_train.volumes
     batch = trainer.config.trainer.batch_size
     for start in range(0, len(volumes), batch):
         index = torch.arange(start, min(start + batch, len(volumes)))
-        method.teacher_input(volumes[index].to(trainer.device), index.to(trainer.device))
+        self_training.teacher_input(volumes[index].to(trainer.device), index.to(trainer.device))
     return len(cache)
 
 
@@ -227,8 +227,8 @@ PARTS: tuple[tuple[str, str, str], ...] = (
     ("training_step", "method", "training_step"),
     ("student_forward", "method.student", "forward"),
     ("ngm", "method", "noise_call"),
-    ("teacher_input_denoising", "method", "teacher_input"),
-    ("pseudo_labels", "method", "make_pseudo_labels"),
+    ("teacher_input_denoising", "method.self_training", "teacher_input"),
+    ("pseudo_labels", "method.self_training", "make_pseudo_labels"),
     ("teacher_forward", "method.teacher", "forward"),
     ("discriminator", "method.discriminator", "forward"),
     ("optimizer", "optimizer", "step"),

@@ -30,7 +30,7 @@ def test_bench_train_step(benchmark, small_data, method: str) -> None:  # type: 
     config = bench_train.run_config(method, {"name": "unet3d", "widths": [4, 8, 16]}, threads=1, batch=4,
                                     box=16)
     trainer = bench_train.build_trainer(config, small_data)
-    cache = getattr(trainer.method, "teacher_input_cache", None)
+    cache = getattr(getattr(trainer.method, "self_training", None), "teacher_input_cache", None)
     if method == "vox_uda":  # its default teacher denoiser (IBF) is cached: timed in the steady state
         assert cache is not None and len(cache) == len(small_data.target_train.volumes)
     bench_train.trainer_step(trainer)  # warm-up

@@ -61,7 +61,7 @@ def assert_same_state(a: dict[str, Any], b: dict[str, Any]) -> None:
 # -- the teacher-input cache -----------------------------------------------------------------------------
 def test_cached_teacher_input_equals_uncached_bit_for_bit() -> None:
     method = build_method({"name": "vox_uda", "backbone": {"name": "unet3d", "widths": [4, 8, 8]},
-                           "teacher_denoiser": IBF})
+                           "teacher_denoiser": IBF}).self_training
     volumes = sphere_split(6, 1, noise=1.5, size=SIZE).volumes
     index = torch.tensor([3, 1, 3, 0])  # a repeat inside one batch, as sampling with replacement gives
     first = method.teacher_input(volumes[index], index)
@@ -76,7 +76,7 @@ def test_cached_teacher_input_equals_uncached_bit_for_bit() -> None:
 
 def test_cache_invalidates_on_any_setting_change_and_on_other_content() -> None:
     method = build_method({"name": "mean_teacher", "backbone": {"name": "unet3d", "widths": [4, 8, 8]},
-                           "teacher_denoiser": IBF})
+                           "teacher_denoiser": IBF}).self_training
     volumes = sphere_split(4, 1, noise=1.5, size=SIZE).volumes
     index = torch.arange(4)
     before = method.teacher_input(volumes, index)
@@ -105,10 +105,10 @@ def test_cache_budget_and_which_denoisers_are_cached() -> None:
     with pytest.raises(ValueError, match="index"):
         cache.lookup(volumes, torch.arange(3), denoise, ("k",))
     identity = build_method({"name": "mean_teacher", "backbone": {"name": "unet3d", "widths": [4, 8, 8]}})
-    assert not cacheable_denoiser(identity.teacher_denoiser)
+    assert not cacheable_denoiser(identity.self_training.teacher_denoiser)
     assert not cacheable_denoiser(lambda x: x)  # plugin callables are not assumed deterministic per volume
     vox_uda = build_method({"name": "vox_uda", "backbone": {"name": "unet3d", "widths": [4, 8, 8]}})
-    ibf = vox_uda.teacher_denoiser
+    ibf = vox_uda.self_training.teacher_denoiser
     assert cacheable_denoiser(ibf) and settings_key(ibf) == settings_key(ibf)
 
 
@@ -219,7 +219,7 @@ def reference_consistency(clean: torch.Tensor, noisy: torch.Tensor, form: str) -
 @pytest.mark.parametrize("noise", [0.7, 0.01])  # 0.01: nearly equal features, where the loss sits in training
 def test_consistency_values_and_gradients_match_autograd(form: str, layout: torch.memory_format,
                                                          noise: float) -> None:
-    from voxuda.methods.vox_uda import feature_consistency
+    from voxuda.methods.losses import feature_consistency
 
     generator = torch.Generator().manual_seed(0)
     clean = torch.randn(3, 5, 4, 6, 6, generator=generator)
@@ -242,7 +242,7 @@ def test_consistency_values_and_gradients_match_autograd(form: str, layout: torc
 
 
 def test_consistency_with_a_detached_clean_branch_only_reaches_the_noisy_features() -> None:
-    from voxuda.methods.vox_uda import feature_consistency
+    from voxuda.methods.losses import feature_consistency
 
     clean = torch.randn(2, 4, 4, 4, 4)
     noisy = (clean + torch.randn(clean.shape)).requires_grad_()

@@ -152,7 +152,7 @@ def test_warmup_trains_the_discriminator_alone_then_the_schedule_starts(form: st
     method = build_method({"name": "dann", "backbone": SMALL, "ce_weight": 0.0, "dice_weight": 0.0,
                            "discriminator_warmup_steps": 3, "adversarial_form": form})
     method.on_train_start(context(13))
-    weights = [method.adversarial_lambda(step) for step in range(13)]
+    weights = [method.adversarial.weight(step) for step in range(13)]
     assert weights[:4] == [0.0] * 4  # warm-up, then the ramp restarts from 0
     assert weights[4:] == sorted(weights[4:]) and weights[-1] > 0.9
     source, target = _batches()
@@ -169,7 +169,7 @@ def test_warmup_trains_the_discriminator_alone_then_the_schedule_starts(form: st
 def test_discriminator_inputs_pooled_taps_and_output() -> None:
     source, target = _batches()
     pooled = build_method({"name": "dann", "backbone": SMALL})
-    assert pooled.discriminator.taps == ("bottleneck",) and pooled.tap == "bottleneck"
+    assert pooled.discriminator.taps == ("bottleneck",) and pooled.adversarial.tap == "bottleneck"
     taps = build_method({"name": "dann", "backbone": SMALL, "discriminator_input": "taps"})
     assert taps.discriminator.taps == tuple(taps.student.tap_names)
     taps.on_train_start(context(4))

@@ -17,7 +17,7 @@ from voxuda.methods.augment import (
     orientation_set,
     sample_batch_transforms,
 )
-from voxuda.methods.mean_teacher import PseudoLabels
+from voxuda.methods.pseudo_labels import PseudoLabels
 from voxuda.simulate.wedge import wedge_mask
 
 SIZE = 16
@@ -123,7 +123,7 @@ def test_self_training_views_keep_the_wedge_by_default(name: str) -> None:
     batch = volume.expand(8, 1, SIZE, SIZE, SIZE).clone()  # float64: augmented_target only moves voxels
     fake = PseudoLabels(labels=(batch[:, 0] > 0).long(), mask=batch[:, 0] > 0.1, confidence=batch[:, 0].abs(),
                         probs=torch.zeros(8, 2, SIZE, SIZE, SIZE))
-    view, labels, _ = method.augmented_target(batch, fake)
+    view, labels, _ = method.self_training.augmented_target(batch, fake, method.generator)
     assert not torch.equal(view, batch)
     assert torch.equal(labels, (view[:, 0] > 0).long())
     assert all(torch.equal(support(v[0]), wedge) for v in view)

@@ -127,14 +127,15 @@ def test_discriminator_modes_and_reversed_feature_gradient(mode: str) -> None:
 def test_mean_teacher_pseudo_labels_follow_the_augmentation() -> None:
     method = build_method({"name": "mean_teacher", "backbone": SMALL, "confidence_threshold": 0.0})
     volume = torch.randn(2, 1, 8, 8, 8)
-    pseudo = method.make_pseudo_labels(method.teacher_input(volume))
+    term = method.self_training
+    pseudo = term.make_pseudo_labels(term.teacher_input(volume))
     assert pseudo.mask.all() and pseudo.keep_fraction == 1.0
     # build pseudo-labels that are a known function of the voxels and check the transform is shared
-    from voxuda.methods.mean_teacher import PseudoLabels
+    from voxuda.methods.pseudo_labels import PseudoLabels
 
     fake = PseudoLabels(labels=(volume[:, 0] > 0).long(), mask=volume[:, 0] > 0.5,
                         confidence=volume[:, 0].abs(), probs=torch.zeros(2, 2, 8, 8, 8))
-    view, labels, mask = method.augmented_target(volume, fake)
+    view, labels, mask = term.augmented_target(volume, fake, method.generator)
     assert not torch.equal(view, volume)
     assert torch.equal(labels, (view[:, 0] > 0).long())
     assert torch.equal(mask, view[:, 0] > 0.5)
@@ -143,9 +144,10 @@ def test_mean_teacher_pseudo_labels_follow_the_augmentation() -> None:
 def test_mean_teacher_warmup_and_rampup() -> None:
     method = build_method({"name": "mean_teacher", "backbone": SMALL, "warmup_steps": 3,
                            "pseudo_rampup_steps": 4, "pseudo_weight": 2.0})
-    assert method.pseudo_weight(0) == 0.0 and method.pseudo_weight(2) == 0.0
-    assert method.pseudo_weight(3) == pytest.approx(2.0 * math.exp(-5))
-    assert method.pseudo_weight(7) == 2.0
+    weight = method.self_training.weight
+    assert weight(0) == 0.0 and weight(2) == 0.0
+    assert weight(3) == pytest.approx(2.0 * math.exp(-5))
+    assert weight(7) == 2.0
     from tests.conftest import make_blobs
     from voxuda.methods.base import SourceBatch, TargetBatch
 

@@ -78,13 +78,13 @@ def test_half_life_fraction_sets_the_momentum_from_the_run_length() -> None:
     method = build_method({"name": "mean_teacher", "backbone": TINY, "ema_half_life_fraction": 0.2})
     method.on_train_start(TrainContext(total_steps=50, device=torch.device("cpu"),
                                        sample_target=lambda n: None, generator=torch.Generator()))
-    assert method.ema_momentum == pytest.approx(0.5 ** (1 / 10))
+    assert method.self_training.ema_momentum == pytest.approx(0.5 ** (1 / 10))
     before = {k: v.clone() for k, v in method.teacher.named_parameters()}
     with torch.no_grad():
         for p in method.student.parameters():
             p.add_(1.0)
     method.on_after_optimizer_step(0)
-    m = method.ema_momentum
+    m = method.self_training.ema_momentum
     for name, s_param in method.student.named_parameters():
         expected = m * before[name] + (1 - m) * s_param
         torch.testing.assert_close(dict(method.teacher.named_parameters())[name], expected)

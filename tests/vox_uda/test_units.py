@@ -9,7 +9,7 @@ from torch import Tensor, nn
 
 from voxuda.errors import ConfigError
 from voxuda.methods.base import SourceBatch, TargetBatch, TrainContext
-from voxuda.methods.vox_uda import feature_consistency
+from voxuda.methods.losses import feature_consistency
 
 from .helpers import start, tiny_domains, tiny_method, train
 
@@ -56,7 +56,7 @@ class _Spy(nn.Module):
 def test_denoiser_feeds_the_teacher_only() -> None:
     method = tiny_method(noise="none", **ID)
     spy = _Spy()
-    method.teacher_denoiser = spy
+    method.self_training.teacher_denoiser = spy
     inputs: dict[str, list[Tensor]] = {"student": [], "teacher": []}
     method.student.register_forward_pre_hook(lambda m, args: inputs["student"].append(args[0].clone()))
     method.teacher.register_forward_pre_hook(lambda m, args: inputs["teacher"].append(args[0].clone()))
@@ -94,7 +94,7 @@ def test_discriminator_gradient_is_reversed_on_the_feature_extractor() -> None:
     reversed_grads = {n: p.grad.clone() for n, p in method.named_parameters() if p.grad is not None}
     method.zero_grad()
 
-    tap = method.discriminator_tap
+    tap = method.adversarial.tap
     _, fs = method.student(source[:2])
     _, ft = method.student(target[:2])
     head = method.discriminator.heads[tap]
@@ -117,7 +117,7 @@ def test_discriminator_gradient_is_reversed_on_the_feature_extractor() -> None:
 
 def test_taps_and_weights_are_configurable_and_checked() -> None:
     method = tiny_method(taps=["enc1", "bottleneck"], tap_weights=[0.5, 0.5], **ID)
-    assert method.taps == ("enc1", "bottleneck")
+    assert method.consistency.taps == ("enc1", "bottleneck")
     out = train(method, steps=1)[0]
     assert set(k for k in out.losses if k.startswith("con_")) == {"con_enc1", "con_bottleneck"}
     with pytest.raises(ConfigError, match="tap_weights"):
@@ -125,8 +125,8 @@ def test_taps_and_weights_are_configurable_and_checked() -> None:
     with pytest.raises(ConfigError, match="no tap"):
         tiny_method(taps=["nope", "enc1", "enc2", "enc3"], **ID)
     default = tiny_method(**ID)
-    assert default.taps == tuple(default.student.tap_names) and len(default.taps) == 4
-    assert default.discriminator_tap == default.student.deepest_tap
+    assert default.consistency.taps == tuple(default.student.tap_names) and len(default.consistency.taps) == 4
+    assert default.adversarial.tap == default.student.deepest_tap
 
 
 def test_warmup_then_ramped_pseudo_labels_with_logged_metrics() -> None:

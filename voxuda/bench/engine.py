@@ -277,8 +277,9 @@ class BenchEngine:
             den = ibf(x)
             pred = predict_labels(predictor, x, batch_size=n)
             panels = [("target input", x[:, 0].numpy()), ("IBF-denoised input", den[:, 0].numpy())]
-            if hasattr(method, "make_pseudo_labels") and hasattr(method, "teacher_input"):
-                pseudo = method.make_pseudo_labels(method.teacher_input(x))
+            self_training = getattr(method, "self_training", None)  # methods/terms.py: SelfTrainingTerm
+            if self_training is not None:
+                pseudo = self_training.make_pseudo_labels(self_training.teacher_input(x))
                 panels.append(("teacher pseudo-label", pseudo.labels.numpy().astype(np.int64)))
         panels.append(("prediction", pred.numpy().astype(np.int64)))
         if test.labels is not None:

@@ -6,8 +6,7 @@ trained towards a discriminator output of 1/2, Tzeng et al. 2015) rather than Ga
 reversal (``"grl"``): through a reversal layer a discriminator at chance pushes the two domains apart, which
 we measured on every seed of a known-answer shift (voxuda/methods/discriminator.py, docs/vox_uda.md). The
 discriminator, where it looks (one tap, several taps, or the output space), its warm-up and its own
-learning-rate group are the shared :class:`~voxuda.methods.discriminator.DomainAdversary` (also Vox-UDA's
-L_dis).
+learning-rate group are the shared :class:`~voxuda.methods.terms.AdversarialTerm` (also Vox-UDA's L_dis).
 """
 
 from __future__ import annotations
@@ -17,28 +16,26 @@ from typing import Any
 import attrs
 
 from voxuda.config import help_field
-from voxuda.methods.base import SourceBatch, StepOutput, TargetBatch, TrainContext, groups_with_scaled_module
+from voxuda.methods.base import SourceBatch, StepOutput, TargetBatch, TrainContext
 from voxuda.methods.common import BaseMethodConfig, SegmentationMethod
 from voxuda.methods.discriminator import (
     AdversarialForm,
     AdversarySettings,
     DiscriminatorInput,
     DiscriminatorMode,
-    DomainAdversary,
     OutputMap,
     form_field,
     hidden_field,
     input_field,
     lr_scale_field,
     output_map_field,
-    resolve_tap,
     standardize_field,
-    tap_channels,
     taps_field,
     warmup_field,
 )
+from voxuda.methods.terms import AdversarialTerm, TermLogs, attach
 
-__all__ = ["DANN", "DANNConfig", "resolve_tap", "tap_channels"]
+__all__ = ["DANN", "DANNConfig"]
 
 
 @attrs.define
@@ -63,6 +60,7 @@ class DANNConfig(BaseMethodConfig):
 
 
 def dann_settings(config: DANNConfig) -> AdversarySettings:
+    """DANN's config keys mapped onto the adversarial term's settings (Vox-UDA maps its own onto the same)."""
     return AdversarySettings(
         input=config.discriminator_input, tap=config.tap, taps=tuple(config.discriminator_taps),
         mode=config.discriminator_mode, hidden=config.discriminator_hidden,
@@ -74,38 +72,27 @@ def dann_settings(config: DANNConfig) -> AdversarySettings:
 
 
 class DANN(SegmentationMethod):
-    """Source CE + Dice plus a domain-adversarial loss through gradient reversal."""
+    """Source CE + Dice plus the domain-adversarial :class:`~voxuda.methods.terms.AdversarialTerm`."""
 
     config: DANNConfig
 
     def __init__(self, config: DANNConfig) -> None:
         super().__init__(config)
-        self.discriminator = DomainAdversary(self.student, dann_settings(config), config.in_channels,
-                                             config.num_classes)
-
-    @property
-    def tap(self) -> str:
-        """The first tap the discriminator reads ('' for the output-space discriminator)."""
-        return next(iter(self.discriminator.taps), "")
+        settings = dann_settings(config)
+        self.adversarial = attach(self, AdversarialTerm(settings, self.student, config.in_channels,
+                                                        config.num_classes, loss_key="domain"))
 
     def on_train_start(self, context: TrainContext) -> None:
-        self.discriminator.total_steps = max(int(context.total_steps), 1)
-
-    def adversarial_lambda(self, step: int) -> float:
-        return self.discriminator.weight(step)
+        self.adversarial.on_train_start(context)
 
     def optimizer_groups(self) -> list[dict[str, Any]]:
         """The discriminator trains at ``discriminator_lr_scale`` times the backbone's rate."""
-        return groups_with_scaled_module(self.trainable_parameters(), self.discriminator,
-                                         self.discriminator.settings.lr_scale)
+        return self.adversarial.optimizer_groups(self.trainable_parameters())
 
     def training_step(self, source: SourceBatch, target: TargetBatch, step: int) -> StepOutput:
         logits_s, feats_s = self.student(source.volume)
         logits_t, feats_t = self.student(target.volume)
         seg, parts = self.seg_loss(logits_s, source.label)
-        adversary = self.discriminator(logits_s, feats_s, logits_t, feats_t, step)
-        return StepOutput(
-            loss=seg + adversary.loss,
-            losses={"seg": float(seg.detach()), **parts, "domain": float(adversary.loss.detach())},
-            metrics=adversary.metrics(),
-        )
+        adversarial, adversarial_logs = self.adversarial(logits_s, feats_s, logits_t, feats_t, step)
+        logs = TermLogs(losses={"seg": float(seg.detach()), **parts}).add(adversarial_logs)
+        return logs.output(seg + adversarial)

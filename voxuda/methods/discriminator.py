@@ -52,6 +52,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from voxuda.backbones.taps import resolve_tap, resolve_taps, tap_channels
 from voxuda.checks import at_least_one, non_negative, positive
 from voxuda.config import help_field
 from voxuda.methods.grl import adversarial_weight, grad_reverse
@@ -214,42 +215,6 @@ def domain_confusion_loss(
     return disc + lambd * confusion, disc, accuracy
 
 
-# -- backbone taps --------------------------------------------------------------------------------------
-def tap_channels(backbone: nn.Module, tap: str, in_channels: int) -> int:
-    """Channels of a backbone tap: from ``backbone.tap_channels`` or, for plugins without it, a dry run."""
-    known = getattr(backbone, "tap_channels", None)
-    if isinstance(known, dict) and tap in known:
-        return int(known[tap])
-    size = max(int(getattr(backbone, "divisor", 16)), 8)
-    was_training = backbone.training
-    backbone.eval()
-    with torch.no_grad():
-        _, features = backbone(torch.zeros(1, in_channels, size, size, size))
-    backbone.train(was_training)
-    if tap not in features:
-        raise KeyError(tap)
-    return int(features[tap].shape[1])
-
-
-def known_taps(backbone: nn.Module) -> tuple[str, ...]:
-    """Every tap name a backbone declares (``tap_names`` and the keys of ``tap_channels``)."""
-    names = tuple(getattr(backbone, "tap_names", ())) + tuple(getattr(backbone, "tap_channels", {}) or ())
-    return tuple(dict.fromkeys(names))
-
-
-def resolve_tap(backbone: nn.Module, tap: str, key: str = "method.tap") -> str:
-    """The configured tap, or the backbone's ``deepest_tap`` when empty; checked against the known taps."""
-    from voxuda.errors import ConfigError
-
-    name = tap or getattr(backbone, "deepest_tap", "")
-    known = known_taps(backbone)
-    if not name or (known and name not in known):
-        raise ConfigError(
-            f"{key}: backbone {type(backbone).__name__} has no tap {name!r} (taps: {', '.join(known)})"
-        )
-    return name
-
-
 # -- config fields shared by every adversarial method ---------------------------------------------------
 def input_field(default: DiscriminatorInput = "pooled") -> Any:
     return help_field(
@@ -353,12 +318,7 @@ class DomainAdversary(nn.Module):
             if settings.input == "pooled":
                 taps: tuple[str, ...] = (resolve_tap(backbone, settings.tap, settings.tap_key),)
             else:
-                taps = tuple(settings.taps) or tuple(getattr(backbone, "tap_names", ()))
-                for tap in taps:
-                    resolve_tap(backbone, tap, settings.taps_key)
-                if not taps:
-                    name = type(backbone).__name__
-                    raise ConfigError(f"{settings.taps_key}: backbone {name} names no taps; list them")
+                taps = resolve_taps(backbone, tuple(settings.taps), settings.taps_key)
             for tap in taps:
                 channels = tap_channels(backbone, tap, in_channels)
                 heads[tap] = DomainDiscriminator3D(channels, hidden=settings.hidden, mode=settings.mode,
@@ -408,5 +368,4 @@ class DomainAdversary(nn.Module):
 
 __all__ = ["AdversarialForm", "AdversarySettings", "AdversaryStep", "DiscriminatorInput", "DiscriminatorMode",
            "DomainAdversary", "DomainDiscriminator3D", "OutputDiscriminator3D", "OutputMap",
-           "domain_adversarial_loss", "domain_confusion_loss",
-           "known_taps", "output_maps", "resolve_tap", "self_information", "tap_channels"]
+           "domain_adversarial_loss", "domain_confusion_loss", "output_maps", "self_information"]

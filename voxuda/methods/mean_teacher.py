@@ -11,34 +11,26 @@ logged because they are the first thing to look at when self-training stalls or 
 Default EMA momentum is 0.99 (teacher half-life about 70 steps), suited to runs of hundreds to a few thousand
 steps; the unofficial Vox-UDA reimplementation uses 0.999 for much longer schedules.
 
-The pieces are public for reuse (Vox-UDA builds on them): ``teacher``, ``teacher_denoiser``,
-``teacher_input(x)``, ``make_pseudo_labels(teacher_input)``, ``pseudo_weight(step)``,
-``pseudo_label_loss(...)``, ``pseudo_objective(...)``, ``ema_momentum`` and ``generator``.
+The self-training itself (teacher, teacher input, pseudo-labels, the student's view, L_pseudo, EMA) is the
+:class:`~voxuda.methods.terms.SelfTrainingTerm` at ``method.self_training``, shared with Vox-UDA; the teacher
+is registered as ``method.teacher`` (checkpoint keys ``teacher.*``).
 """
 
 from __future__ import annotations
 
-import math
 from typing import Literal
 
 import attrs
 import torch
-from torch import Tensor, nn
+from torch import nn
 
 from voxuda.checks import non_negative, unit_interval
 from voxuda.config import ComponentRef, help_field, ref_field
-from voxuda.methods.augment import Orientations, apply_batch, sample_batch_transforms
+from voxuda.methods.augment import Orientations
 from voxuda.methods.base import SourceBatch, StepOutput, TargetBatch, TrainContext
 from voxuda.methods.common import SegmentationMethod
-from voxuda.methods.ema import effective_momentum, ema_update, make_ema_teacher, ramped_momentum
-from voxuda.methods.losses import class_index, masked_cross_entropy
-from voxuda.methods.pseudo_labels import (
-    PseudoLabelConfig,
-    PseudoLabels,
-    PseudoLabelSelector,
-    selection_metrics,
-)
-from voxuda.methods.volume_cache import DenoisedVolumeCache, cacheable_denoiser, settings_key
+from voxuda.methods.pseudo_labels import PseudoLabelConfig, PseudoLabelSelector
+from voxuda.methods.terms import SelfTrainingTerm, TermLogs, attach
 
 
 @attrs.define
@@ -77,128 +69,41 @@ class MeanTeacherConfig(PseudoLabelConfig):
 
 
 class MeanTeacher(SegmentationMethod):
-    """Student trained on source labels and confident EMA-teacher pseudo-labels on target."""
+    """Student trained on source labels and selected EMA-teacher pseudo-labels on target: supervised loss
+    plus ``weight(step)`` times the :class:`~voxuda.methods.terms.SelfTrainingTerm`."""
 
     config: MeanTeacherConfig
 
     def __init__(self, config: MeanTeacherConfig) -> None:
         super().__init__(config)
-        self.teacher = make_ema_teacher(self.student)
-        self.teacher.eval()
-        self.teacher_denoiser = self.build_sub("teacher_denoiser", frozen=True)
-        self.teacher_input_cache = DenoisedVolumeCache(config.teacher_input_cache_mb * 2**20)
+        denoiser = self.build_sub("teacher_denoiser", frozen=True)
+        self.self_training = attach(
+            self, SelfTrainingTerm(config, self.student, denoiser, PseudoLabelSelector(config)))
         self.generator = torch.Generator().manual_seed(0)
-        self.pseudo_selector = PseudoLabelSelector(config)
-        self._ema_momentum = config.ema_momentum
-
-    # -- the reusable pieces ----------------------------------------------------------------------------
-    @property
-    def ema_momentum(self) -> float:
-        """The momentum in use: ``ema_momentum``, or the one set by ``ema_half_life_fraction`` and the run."""
-        return self._ema_momentum
 
     def on_train_start(self, context: TrainContext) -> None:
         """Share the run's generator (deterministic, checkpointed augmentation), measure the source prior and
         fix the EMA momentum for the run's length."""
         self.generator = context.generator
-        self.teacher_input_cache.clear()  # positions refer to this run's target split
-        self.pseudo_selector.on_train_start(context.extra)
-        cfg = self.config
-        self._ema_momentum = effective_momentum(cfg.ema_momentum, cfg.ema_half_life_fraction,
-                                                context.total_steps)
+        self.self_training.on_train_start(context)
 
-    def teacher_input(self, volume: Tensor, index: Tensor | None = None) -> Tensor:
-        """The teacher's view of a target batch: the (no-grad) denoised volume.
-
-        With ``index`` (the volumes' positions in the target split, ``TargetBatch.index``) each volume is
-        denoised once per run and then served from :attr:`teacher_input_cache` (bit-identical results).
-        """
-        with torch.no_grad():
-            cache = self.teacher_input_cache
-            if index is None or cache.budget_bytes <= 0 or not cacheable_denoiser(self.teacher_denoiser):
-                return self.teacher_denoiser(volume)
-            return cache.lookup(volume, index, self.teacher_denoiser, settings_key(self.teacher_denoiser))
-
-    @torch.no_grad()
-    def make_pseudo_labels(self, teacher_input: Tensor) -> PseudoLabels:
-        """Run the teacher (eval mode) and select pseudo-labels from its softmax."""
-        self.teacher.eval()
-        logits, _ = self.teacher(teacher_input)
-        return self.pseudo_selector.select(logits.float().softmax(dim=1))
-
-    def pseudo_weight(self, step: int) -> float:
-        """0 during warm-up, then ``pseudo_weight`` times the optional Gaussian ramp-up."""
-        cfg = self.config
-        if step < cfg.warmup_steps:
-            return 0.0
-        if cfg.pseudo_rampup_steps <= 0:
-            return cfg.pseudo_weight
-        t = min((step - cfg.warmup_steps) / cfg.pseudo_rampup_steps, 1.0)
-        return cfg.pseudo_weight * math.exp(-5.0 * (1.0 - t) ** 2)
-
-    def augmented_target(self, volume: Tensor, pseudo: PseudoLabels) -> tuple[Tensor, Tensor, Tensor]:
-        """The student's target view, and the pseudo-labels and mask moved by the same transforms."""
-        if not self.config.augment:
-            return volume, pseudo.labels, pseudo.mask
-        transforms = sample_batch_transforms(volume.shape[0], volume.shape[-3:], self.generator,
-                                             self.config.augment_orientations)
-        return (
-            apply_batch(volume, transforms),
-            apply_batch(pseudo.labels, transforms),
-            apply_batch(pseudo.mask, transforms),
-        )
-
-    def pseudo_label_loss(self, student_logits: Tensor, labels: Tensor, mask: Tensor) -> Tensor:
-        return masked_cross_entropy(student_logits, labels, mask)
-
-    def pseudo_objective(
-        self, student_logits: Tensor, pseudo: PseudoLabels, labels: Tensor, mask: Tensor
-    ) -> tuple[Tensor, dict[str, float], dict[str, float]]:
-        """The target term (pseudo-label CE, plus the size penalty when ``size_prior_weight > 0``) on the
-        student's target logits, with its losses and the selection metrics to log."""
-        loss = self.pseudo_label_loss(student_logits, labels, mask)
-        losses = {"pseudo": float(loss.detach())}
-        metrics = selection_metrics(pseudo)
-        size = self.pseudo_selector.size_loss(student_logits)
-        if size is not None:
-            loss = loss + size
-            losses["size_prior"] = float(size.detach())
-        with torch.no_grad():
-            metrics["student_fg_fraction"] = float((class_index(student_logits) > 0).float().mean())
-        return loss, losses, metrics
-
-    # -- the step -----------------------------------------------------------------------------------------
     def training_step(self, source: SourceBatch, target: TargetBatch, step: int) -> StepOutput:
         logits_s, _ = self.student(source.volume)
         seg, parts = self.seg_loss(logits_s, source.label)
-        weight = self.pseudo_weight(step)
-        losses = {"seg": float(seg.detach()), **parts}
-        metrics: dict[str, float] = {"pseudo_weight": weight}
+        weight = self.self_training.weight(step)
+        logs = TermLogs(losses={"seg": float(seg.detach()), **parts}, metrics={"pseudo_weight": weight})
         if weight <= 0.0:
-            return StepOutput(loss=seg, losses=losses, metrics=metrics)
-        pseudo = self.make_pseudo_labels(self.teacher_input(target.volume, target.index))
-        student_view, labels, mask = self.augmented_target(target.volume, pseudo)
-        logits_t, _ = self.student(student_view)
-        pseudo_loss, pseudo_losses, pseudo_metrics = self.pseudo_objective(logits_t, pseudo, labels, mask)
-        losses.update(pseudo_losses)
-        metrics.update(pseudo_metrics)
-        return StepOutput(loss=seg + weight * pseudo_loss, losses=losses, metrics=metrics)
+            return logs.output(seg)
+        targets = self.self_training.targets(target, self.generator)
+        logits_t, _ = self.student(targets.view)
+        pseudo, pseudo_logs = self.self_training.loss(logits_t, targets)
+        return logs.add(pseudo_logs).output(seg + weight * pseudo)
 
     def on_after_optimizer_step(self, step: int) -> None:
-        momentum = self.ema_momentum
-        if self.config.ema_ramp:
-            momentum = ramped_momentum(momentum, step)
-        ema_update(self.teacher, self.student, momentum)
-
-    def trainable_parameters(self):  # type: ignore[no-untyped-def]
-        """Student parameters and any other trainable parts, never the teacher or the denoiser."""
-        frozen = {id(p) for p in self.teacher.parameters()}
-        if isinstance(self.teacher_denoiser, nn.Module):
-            frozen |= {id(p) for p in self.teacher_denoiser.parameters()}
-        return (p for p in self.parameters() if p.requires_grad and id(p) not in frozen)
+        self.self_training.update_teacher(step)
 
     def networks(self) -> dict[str, nn.Module]:
-        return {"student": self.student, "teacher": self.teacher}
+        return {"student": self.student, "teacher": self.self_training.teacher}
 
     @property
     def reported_network(self) -> str:

@@ -14,31 +14,31 @@ One training step (docs/vox_uda.md has the full table of options and where each 
    not in the paper, ``w_seg_noisy`` times L_seg on the noisy source, whose labels are the clean source's).
 5. After the optimiser step the teacher follows the student by EMA (inherited from the mean teacher).
 
-The mean-teacher pieces (teacher, pseudo-labels, EMA, warm-up and ramp-up of the pseudo weight) are reused
-from :mod:`voxuda.methods.mean_teacher` by subclassing its config and method; only the extra terms live here.
+The step is a weighted sum of terms (:mod:`voxuda.methods.terms`): the mean teacher's
+:class:`~voxuda.methods.terms.SelfTrainingTerm` (teacher, pseudo-labels, EMA, warm-up and ramp-up of the
+pseudo weight; inherited with its config and hooks from :class:`~voxuda.methods.mean_teacher.MeanTeacher`),
+a :class:`~voxuda.methods.terms.ConsistencyTerm` and the :class:`~voxuda.methods.terms.AdversarialTerm`
+shared with DANN. This module adds the noise model, the student's input denoiser and the config.
 """
 
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
 import attrs
 import torch
-import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
 from voxuda.checks import non_negative, unit_interval
 from voxuda.config import ComponentRef, help_field, ref_field
-from voxuda.errors import ConfigError
-from voxuda.methods.base import SourceBatch, StepOutput, TargetBatch, TrainContext, groups_with_scaled_module
+from voxuda.methods.base import SourceBatch, StepOutput, TargetBatch, TrainContext
 from voxuda.methods.discriminator import (
     AdversarialForm,
     AdversarySettings,
     DiscriminatorInput,
     DiscriminatorMode,
-    DomainAdversary,
     OutputMap,
     form_field,
     hidden_field,
@@ -49,9 +49,9 @@ from voxuda.methods.discriminator import (
     taps_field,
     warmup_field,
 )
+from voxuda.methods.losses import ConsistencyForm
 from voxuda.methods.mean_teacher import MeanTeacher, MeanTeacherConfig
-
-ConsistencyForm = Literal["cosine", "cosine_flat", "mse"]
+from voxuda.methods.terms import AdversarialTerm, ConsistencyTerm, TermLogs, attach
 
 
 def _non_negative_all(instance: object, attribute: attrs.Attribute, value: Sequence[float]) -> None:
@@ -132,7 +132,7 @@ class VoxUDAConfig(MeanTeacherConfig):
 
 
 def adversary_settings(config: VoxUDAConfig) -> AdversarySettings:
-    """L_dis's discriminator settings from the config (shared with DANN through DomainAdversary)."""
+    """Vox-UDA's config keys mapped onto the adversarial term's settings (DANN maps its own onto the same)."""
     return AdversarySettings(
         input=config.discriminator_input, tap=config.discriminator_tap, taps=tuple(config.discriminator_taps),
         mode=config.discriminator_mode, hidden=config.discriminator_hidden,
@@ -143,75 +143,9 @@ def adversary_settings(config: VoxUDAConfig) -> AdversarySettings:
     )
 
 
-def feature_consistency(clean: Tensor, noisy: Tensor, form: ConsistencyForm) -> Tensor:
-    """Distance between student features of clean and noisy source, ``(N, C, *spatial)`` each.
-
-    ``cosine`` compares each voxel's channel vector (1 - cosine similarity, mean over voxels and batch);
-    ``cosine_flat`` compares each sample's whole flattened feature map; ``mse`` is the mean squared
-    difference. All are exactly 0 when ``clean`` equals ``noisy``.
-
-    1 - cos is computed as ``0.5 |a/|a| - b/|b||^2`` with zero vectors left at zero. The two agree for
-    non-zero vectors, but after a ReLU whole channel vectors are often zero, where ``F.cosine_similarity``
-    returns 0 and would charge a loss of 1 for two identical (zero) features.
-    """
-    if clean.shape != noisy.shape:
-        raise ValueError(f"consistency: feature shapes differ, {tuple(clean.shape)} vs {tuple(noisy.shape)}")
-    a, b = clean.float(), noisy.float()
-    if form == "mse":
-        return F.mse_loss(b, a)
-    if form == "cosine_flat":
-        a, b = a.flatten(1), b.flatten(1)
-    return _UnitVectorDistance.apply(a, b)
-
-
-class _UnitVectorDistance(torch.autograd.Function):
-    """``0.5 |a/|a| - b/|b||^2`` summed over dim 1, mean over the rest, with ``F.normalize``'s ``eps = 1e-8``.
-
-    Written out in both directions because autograd's version, through two normalisations and their
-    broadcasts over the channel axis, cost more than the student's whole forward pass at the quick size
-    (docs/performance.md). Both directions work from three per-vector reductions, ``|a|``, ``|b|`` and
-    ``a . b``, so no full-size intermediate (``a/|a|``, the difference) is made or kept: with
-    ``ca = max(|a|, eps)``, ``cb = max(|b|, eps)`` the value is
-    ``0.5 (|a|^2/ca^2 + |b|^2/cb^2) - a.b/(ca cb)``
-    (equal to the normalised expression up to float rounding: within 1e-6 relative, tested), and the gradient
-    is ``a (1 - [|a| >= eps] dot_a)/ca^2 - b/(ca cb)`` for ``a`` with ``dot_a = |a|^2/ca^2 - a.b/(ca cb)``
-    (the bracket is ``clamp_min``'s mask: below ``eps`` the norm is a constant), the same with ``a`` and
-    ``b`` swapped for ``b``; both times the upstream gradient over the number of averaged vectors
-    (tests/engine/test_throughput_equivalence.py checks it against autograd's).
-    """
-
-    EPS = 1e-8
-
-    @staticmethod
-    def forward(ctx: Any, a: Tensor, b: Tensor) -> Tensor:  # type: ignore[override]
-        eps = _UnitVectorDistance.EPS
-        norm_a = torch.linalg.vector_norm(a, dim=1, keepdim=True)
-        norm_b = torch.linalg.vector_norm(b, dim=1, keepdim=True)
-        dot = torch.linalg.vecdot(a, b, dim=1).unsqueeze(1)
-        clamped_a, clamped_b = norm_a.clamp_min(eps), norm_b.clamp_min(eps)
-        cross = dot / (clamped_a * clamped_b)
-        ctx.save_for_backward(a, b, norm_a, norm_b, clamped_a, clamped_b, cross)
-        per_vector = 0.5 * ((norm_a / clamped_a).square() + (norm_b / clamped_b).square()) - cross
-        return per_vector.mean()
-
-    @staticmethod
-    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, Tensor | None]:  # type: ignore[override]
-        a, b, norm_a, norm_b, clamped_a, clamped_b, cross = ctx.saved_tensors
-        scale = grad / (a.numel() // a.shape[1])
-        eps = _UnitVectorDistance.EPS
-        shared = scale / (clamped_a * clamped_b)
-
-        def one_side(x: Tensor, other: Tensor, norm: Tensor, clamped: Tensor) -> Tensor:
-            along = ((norm / clamped).square() - cross) * (norm >= eps)
-            return torch.mul(x, (1.0 - along) * scale / clamped.square()).addcmul_(other, shared, value=-1.0)
-
-        grad_a = one_side(a, b, norm_a, clamped_a) if ctx.needs_input_grad[0] else None
-        grad_b = one_side(b, a, norm_b, clamped_b) if ctx.needs_input_grad[1] else None
-        return grad_a, grad_b
-
-
 class VoxUDA(MeanTeacher):
-    """Vox-UDA as a :class:`MeanTeacher` plus a source noise model, a consistency and an adversarial term."""
+    """Vox-UDA: the mean teacher's self-training plus a source noise model, a consistency and an adversarial
+    term (:mod:`voxuda.methods.terms`)."""
 
     config: VoxUDAConfig
 
@@ -220,39 +154,18 @@ class VoxUDA(MeanTeacher):
         self.noise = self.build_sub("noise")
         self.student_input_denoiser = self.build_sub("student_input_denoiser", frozen=True)
 
-        self.taps = self._resolve_taps(config)
-        self.tap_weights = tuple(float(w) for w in config.tap_weights)
-        self.discriminator = DomainAdversary(self.student, adversary_settings(config), config.in_channels,
-                                             config.num_classes)
-        self.total_steps = 1
+        self.consistency = ConsistencyTerm.on_backbone(self.student, config.taps, config.tap_weights,
+                                                       config.consistency, config.consistency_detach_clean)
+        settings = adversary_settings(config)
+        self.adversarial = attach(self, AdversarialTerm(settings, self.student, config.in_channels,
+                                                        config.num_classes, loss_key="dis"))
         self._sample_target: Callable[[int], Tensor] | None = None
 
-    # -- construction helpers ----------------------------------------------------------------------------
-    def _resolve_taps(self, config: VoxUDAConfig) -> tuple[str, ...]:
-        known = tuple(getattr(self.student, "tap_names", ()))
-        taps = tuple(config.taps) or known
-        channels = getattr(self.student, "tap_channels", {}) or {}
-        unknown = [t for t in taps if known and t not in known and t not in channels]
-        if unknown:
-            name = type(self.student).__name__
-            raise ConfigError(f"method.taps: backbone {name} has no tap {unknown[0]!r} "
-                              f"(taps: {', '.join(known)})")
-        if len(config.tap_weights) != len(taps):
-            raise ConfigError(f"method.tap_weights: {len(config.tap_weights)} weights for {len(taps)} taps "
-                              f"{taps}; give one weight per tap")
-        return taps
-
     # -- trainer hooks -----------------------------------------------------------------------------------
-    @property
-    def discriminator_tap(self) -> str:
-        """The first tap L_dis reads ('' for the output-space discriminator)."""
-        return next(iter(self.discriminator.taps), "")
-
     def on_train_start(self, context: TrainContext) -> None:
         """Share the run's generator and fit the noise model on ``n_fit_samples`` target volumes."""
         super().on_train_start(context)
-        self.total_steps = max(int(context.total_steps), 1)
-        self.discriminator.total_steps = self.total_steps
+        self.adversarial.on_train_start(context)
         self._sample_target = context.sample_target
         if self.noise.needs_target:
             self.noise.fit(context.sample_target(self.noise.n_fit_samples))
@@ -274,83 +187,60 @@ class VoxUDA(MeanTeacher):
         if warning:
             print(f"voxuda: warning: vox_uda: {warning}", file=sys.stderr)
 
-    def _maybe_refit(self, step: int) -> None:
+    def _ready_noise(self, step: int) -> None:
+        """Refuse to run unfitted; refit every ``refit_every`` steps on fresh target volumes."""
+        if self.noise.needs_target and not self.noise.fitted:
+            raise RuntimeError("vox_uda: the noise model is not fitted; the trainer must call "
+                               "on_train_start(context) before the first training_step")
         every = self.noise.refit_every
         if every and step > 0 and step % every == 0 and self._sample_target is not None:
             self.noise.fit(self._sample_target(self.noise.n_fit_samples))
 
-    def grl_weight(self, step: int) -> float:
-        return self.discriminator.weight(step)
-
     def optimizer_groups(self) -> list[dict[str, Any]]:
         """The discriminator trains at ``discriminator_lr_scale`` times the student's rate."""
-        return groups_with_scaled_module(self.trainable_parameters(), self.discriminator,
-                                         self.discriminator.settings.lr_scale)
+        return self.adversarial.optimizer_groups(self.trainable_parameters())
 
     # -- the step ----------------------------------------------------------------------------------------
-    def consistency_loss(self, clean: dict[str, Tensor], noisy: dict[str, Tensor]) -> tuple[Tensor, dict]:
-        """Weighted sum over taps of :func:`feature_consistency`; also returns each tap's value."""
-        total = torch.zeros((), device=next(iter(clean.values())).device)
-        parts: dict[str, float] = {}
-        for tap, weight in zip(self.taps, self.tap_weights):
-            reference = clean[tap].detach() if self.config.consistency_detach_clean else clean[tap]
-            value = feature_consistency(reference, noisy[tap], self.config.consistency)
-            parts[f"con_{tap}"] = float(value.detach())
-            total = total + weight * value
-        return total, parts
-
     def training_step(self, source: SourceBatch, target: TargetBatch, step: int) -> StepOutput:
+        """``w_seg L_seg + w_con L_con + w_seg_noisy L_seg(noisy) + w_dis L_dis + w_pseudo(step) L_pseudo``;
+        a term whose weight is 0 is not computed, and the student sees the target only if a term needs it."""
         cfg = self.config
-        if self.noise.needs_target and not self.noise.fitted:
-            raise RuntimeError("vox_uda: the noise model is not fitted; the trainer must call "
-                               "on_train_start(context) before the first training_step")
-        self._maybe_refit(step)
-        losses: dict[str, float] = {}
-        metrics: dict[str, float] = {}
-
+        self._ready_noise(step)
         logits_s, feats_s = self.student(source.volume)
         seg, parts = self.seg_loss(logits_s, source.label)
         total = cfg.w_seg * seg
-        losses.update(seg=float(seg.detach()), **parts)
-
+        logs = TermLogs(losses={"seg": float(seg.detach()), **parts})
         if cfg.w_con > 0 or cfg.w_seg_noisy > 0:
-            noisy = self.noise(source.volume, self.generator)
-            logits_n, feats_n = self.student(noisy)
+            logits_n, feats_n = self.student(self.noise(source.volume, self.generator))
             if cfg.w_con > 0:
-                con, con_parts = self.consistency_loss(feats_s, feats_n)
+                con, con_logs = self.consistency(feats_s, feats_n)
                 total = total + cfg.w_con * con
-                losses.update(con=float(con.detach()), **con_parts)
+                logs.add(con_logs)
             if cfg.w_seg_noisy > 0:
                 seg_noisy, _ = self.seg_loss(logits_n, source.label)
                 total = total + cfg.w_seg_noisy * seg_noisy
-                losses["seg_noisy"] = float(seg_noisy.detach())
+                logs.losses["seg_noisy"] = float(seg_noisy.detach())
         sigma2 = self.noise.state().get("sigma2")
         if sigma2 is not None:
-            metrics["noise_sigma2"] = float(sigma2)
+            logs.metrics["noise_sigma2"] = float(sigma2)
 
-        pseudo_w = self.pseudo_weight(step)
-        metrics["pseudo_weight"] = pseudo_w
-        need_target_student = cfg.w_dis > 0 or pseudo_w > 0
-        if need_target_student:
-            pseudo = (self.make_pseudo_labels(self.teacher_input(target.volume, target.index))
-                      if pseudo_w > 0 else None)
-            student_view = self.student_target_input(target.volume)
-            labels = mask = None
-            if pseudo is not None:
-                student_view, labels, mask = self.augmented_target(student_view, pseudo)
-            logits_t, feats_t = self.student(student_view)
+        pseudo_w = self.self_training.weight(step)
+        logs.metrics["pseudo_weight"] = pseudo_w
+        if cfg.w_dis > 0 or pseudo_w > 0:
+            targets = (self.self_training.targets(target, self.generator, self.student_target_input)
+                       if pseudo_w > 0 else None)
+            view = targets.view if targets is not None else self.student_target_input(target.volume)
+            logits_t, feats_t = self.student(view)
             if cfg.w_dis > 0:
-                adversary = self.discriminator(logits_s, feats_s, logits_t, feats_t, step)
-                total = total + cfg.w_dis * adversary.loss
-                losses["dis"] = float(adversary.loss.detach())
-                metrics.update(adversary.metrics())
-            if pseudo is not None and labels is not None and mask is not None:
-                pseudo_loss, pseudo_parts, logged = self.pseudo_objective(logits_t, pseudo, labels, mask)
-                total = total + pseudo_w * pseudo_loss
-                losses.update(pseudo_parts)
-                metrics.update(logged)
-        losses["total"] = float(total.detach())
-        return StepOutput(loss=total, losses=losses, metrics=metrics)
+                dis, dis_logs = self.adversarial(logits_s, feats_s, logits_t, feats_t, step)
+                total = total + cfg.w_dis * dis
+                logs.add(dis_logs)
+            if targets is not None:
+                pseudo, pseudo_logs = self.self_training.loss(logits_t, targets)
+                total = total + pseudo_w * pseudo
+                logs.add(pseudo_logs)
+        logs.losses["total"] = float(total.detach())
+        return logs.output(total)
 
     def student_target_input(self, volume: Tensor) -> Tensor:
         """The student's target view before augmentation: the raw target unless a denoiser is configured."""
@@ -358,14 +248,6 @@ class VoxUDA(MeanTeacher):
             return self.student_input_denoiser(volume)
 
     # -- what the trainer and run.json see ---------------------------------------------------------------
-    def trainable_parameters(self) -> Iterator[nn.Parameter]:
-        """Student and discriminator parameters; never the teacher or any denoiser."""
-        frozen = {id(p) for p in self.teacher.parameters()}
-        for module in (self.teacher_denoiser, self.student_input_denoiser):
-            if isinstance(module, nn.Module):
-                frozen |= {id(p) for p in module.parameters()}
-        return (p for p in self.parameters() if p.requires_grad and id(p) not in frozen)
-
     def get_extra_state(self) -> dict[str, Any]:
         """The noise model's fitted statistics travel in the method's ``state_dict`` (checkpoints), so a
         resumed run adds the same noise as the uninterrupted one even with ``refit_every``."""

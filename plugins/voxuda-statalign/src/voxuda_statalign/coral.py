@@ -21,11 +21,11 @@ from typing import Literal
 import attrs
 from torch import Tensor
 
+from voxuda.backbones.taps import resolve_tap
 from voxuda.checks import non_negative
 from voxuda.config import help_field
 from voxuda.methods.base import SourceBatch, StepOutput, TargetBatch
 from voxuda.methods.common import BaseMethodConfig, SegmentationMethod
-from voxuda.methods.dann import resolve_tap
 
 FeatureMode = Literal["voxel", "pooled"]
 
