@@ -199,3 +199,21 @@ def test_tomogram_scope_normalisation_equals_a_globally_normalised_full_pass(pla
         reference = torch.softmax(model(torch.from_numpy(normalised)[None, None]), 1)[0, 1].numpy()
     with mrcfile.open(tmp_path / "p.mrc") as mrc:
         np.testing.assert_allclose(mrc.data, reference, atol=1e-5)
+
+
+def test_options_class_carries_the_options_and_keywords_change_single_ones(tmp_path: Path) -> None:
+    """SegmentOptions holds what the 20 keywords held; a keyword replaces one option; a typo is refused."""
+    from voxuda.segment import SegmentOptions
+    from voxuda.segment.sliding import count_windows
+
+    volume = np.random.default_rng(0).normal(size=(40, 40, 40)).astype(np.float32)
+    tomo = write_mrc(tmp_path / "t.mrc", volume)
+    options = SegmentOptions(patch=32, batch_size=8, progress=False)
+    notes: list[str] = []
+    result = segment_tomogram(ThresholdPredictor(), tomo, tmp_path / "a.mrc", options, overlap=0.25,
+                              log=notes.append)
+    assert result.windows == count_windows((40, 40, 40), 32, 0.25)  # the keyword's overlap, not 0.5
+    assert options.overlap == 0.5  # the caller's options are not changed
+    with pytest.raises(SegmentError, match="unknown segment option 'pach'"):
+        segment_tomogram(ThresholdPredictor(), tomo, tmp_path / "b.mrc", options, pach=16)
+    assert not (tmp_path / "b.mrc").exists()

@@ -109,13 +109,9 @@ def _locked_outputs(args: argparse.Namespace) -> Iterator[None]:
 
 
 def _segment(args: argparse.Namespace, params: dict[str, dict[str, object]]) -> Any:
-    from voxuda.segment import segment_tomogram
+    from voxuda.segment import SegmentOptions, segment_tomogram
 
-    return segment_tomogram(
-        args.run,
-        args.tomogram,
-        args.output,
-        probabilities=args.probabilities,
+    options = SegmentOptions(
         patch=args.patch,
         overlap=args.overlap,
         batch_size=args.batch,
@@ -134,3 +130,4 @@ def _segment(args: argparse.Namespace, params: dict[str, dict[str, object]]) -> 
         progress=not args.no_progress,
         log=lambda message: print(f"voxuda: note: {message}", file=sys.stderr),
     )
+    return segment_tomogram(args.run, args.tomogram, args.output, options, probabilities=args.probabilities)

@@ -4,8 +4,8 @@
 the command line); see docs/segment.md.
 """
 
-from voxuda.segment.api import SegmentResult, segment_tomogram
+from voxuda.segment.api import SegmentOptions, SegmentResult, segment_tomogram
 from voxuda.segment.errors import SegmentError
 from voxuda.segment.model import LoadedModel, load_model
 
-__all__ = ["segment_tomogram", "SegmentResult", "SegmentError", "LoadedModel", "load_model"]
+__all__ = ["segment_tomogram", "SegmentOptions", "SegmentResult", "SegmentError", "LoadedModel", "load_model"]

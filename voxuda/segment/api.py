@@ -36,7 +36,7 @@ from voxuda.segment.sliding import count_windows, sliding_window
 from voxuda.segment.source import MRCSource, PlaneSource, ResampledSource, resampled_shape
 from voxuda.segment.writer import MRCPlaneWriter, PlaneSink, ResampleSink, SegmentationSink
 
-__all__ = ["SegmentResult", "segment_tomogram"]
+__all__ = ["SegmentOptions", "SegmentResult", "segment_tomogram"]
 
 #: relative voxel-size difference below which no resampling is done (header rounding noise)
 VOXEL_TOLERANCE = 0.01
@@ -149,46 +149,65 @@ def _build_aligner(name: Any, overrides: Mapping[str, Any], model: LoadedModel, 
     return aligner
 
 
+@attrs.frozen(kw_only=True)
+class SegmentOptions:
+    """How to segment a tomogram: windows, device, input transforms, grid and reporting.
+
+    Why a class: the options travel together from the command line (``voxuda segment``) or a script to
+    :func:`segment_tomogram`, the same way :class:`~voxuda.bench.runner.BenchmarkOptions` carries a
+    benchmark's; one typed, documented place instead of twenty keyword parameters. Values are checked by
+    :func:`segment_tomogram` (one-line :class:`SegmentError` naming the option).
+    """
+
+    patch: int = 32  #: window side (voxels), a multiple of the network's down-sampling factor
+    overlap: float = 0.5  #: fraction of a window shared with its neighbour, in [0, 1)
+    batch_size: int = 4  #: windows per forward pass
+    device: str | torch.device = "auto"  #: ``auto`` (CUDA when available), ``cpu``, ``cuda:N``
+    #: test-time input denoiser: a name, ref table or callable; ``None``: the run's
+    #: ``evaluation.input_denoiser``
+    input_denoiser: Any = None
+    denoiser_params: Mapping[str, Any] = attrs.field(factory=dict)  #: parameters of a named input denoiser
+    #: input aligner: a name, ref table or callable; ``None``: the run's ``data.alignment`` with its
+    #: recorded statistics
+    alignment: Any = None
+    alignment_params: Mapping[str, Any] = attrs.field(factory=dict)  #: parameters of a named aligner
+    invert: bool = False  #: manual contrast inversion (overrides ``polarity``)
+    polarity: str | None = None  #: the input's protein contrast: ``dark`` (default), ``bright``, ``unknown``
+    normalization: str | None = None  #: ``None``: the run's ``[data] normalization``
+    scope: str = "patch"  #: normalise each window (``patch``, like training) or the whole ``tomogram``
+    model_voxel_size: float | None = None  #: Å; overrides the run's recorded training voxel size
+    resample: bool = True  #: resample the tomogram to the model's voxel size and the result back
+    importance: str = "gaussian"  #: how overlapping windows are blended
+    voxel_size: float | None = None  #: Å; replaces a wrong header pixel size of the input
+    progress: bool = True  #: a tqdm bar on stderr
+    log: Callable[[str], object] | None = None  #: receives each note (resampling, polarity) as it is made
+
+
 def segment_tomogram(
     model_or_run: Any,
     input_path: str | os.PathLike[str],
     output_path: str | os.PathLike[str],
+    options: SegmentOptions | None = None,
     *,
     probabilities: str | os.PathLike[str] | None = None,
-    patch: int = 32,
-    overlap: float = 0.5,
-    batch_size: int = 4,
-    device: str | torch.device = "auto",
-    input_denoiser: Any = None,
-    denoiser_params: Mapping[str, Any] | None = None,
-    alignment: Any = None,
-    alignment_params: Mapping[str, Any] | None = None,
-    invert: bool = False,
-    polarity: str | None = None,
-    normalization: str | None = None,
-    scope: str = "patch",
-    model_voxel_size: float | None = None,
-    resample: bool = True,
-    importance: str = "gaussian",
-    voxel_size: float | None = None,
-    progress: bool = True,
-    log: Callable[[str], object] | None = None,
+    **changes: Any,
 ) -> SegmentResult:
     """Segment the MRC tomogram ``input_path`` and write an int8 label MRC to ``output_path``.
 
     ``model_or_run`` is a run folder, a checkpoint file, a :class:`~voxuda.segment.model.LoadedModel` or a
-    predictor module (``(N, 1, p, p, p)`` -> logits). ``probabilities`` optionally names a float32 MRC of the
-    foreground probability. ``normalization`` defaults to the run's ``[data] normalization`` (z-score for a
-    bare module); ``scope`` is ``patch`` (default, like training subtomograms) or ``tomogram``.
-    ``alignment`` (a name, ref table or callable; default: the run's ``data.alignment`` with the statistics in
-    its ``run.json``, ``"none"`` to switch it off) is applied to every normalised window as the target domain.
-    ``polarity`` is the input's protein contrast (``dark``, the default, ``bright`` or ``unknown``), mapped to
-    the run's ``canonical_polarity`` as training mapped its volumes; ``invert`` is the manual override.
-    ``model_voxel_size`` (Å) overrides the run's recorded voxel size; with ``resample`` the tomogram is
-    resampled to it and the result back to the tomogram's grid. ``voxel_size`` (Å) replaces a wrong header
-    pixel size of the input (outputs carry it). Outputs keep the input's shape, voxel size and origin. See
-    docs/segment.md.
+    predictor module (``(N, 1, p, p, p)`` -> logits). ``probabilities`` optionally names a float32 MRC of
+    the foreground probability. ``options`` (:class:`SegmentOptions`) says how; keyword ``changes``
+    replace single options (``segment_tomogram(run, "t.mrc", "l.mrc", patch=64)``). Normalisation defaults
+    to the run's ``[data] normalization`` (z-score for a bare module); the aligner (default: the run's
+    ``data.alignment`` with the statistics in its ``run.json``, ``"none"`` to switch it off) is applied to
+    every normalised window as the target domain; the input's polarity is mapped to the run's
+    ``canonical_polarity`` as training mapped its volumes. With ``resample`` the tomogram is resampled to
+    the model's voxel size and the result back to the tomogram's grid. Outputs keep the input's shape,
+    voxel size and origin. See docs/segment.md.
     """
+    options = _with_changes(options or SegmentOptions(), changes)
+    patch, overlap, batch_size = options.patch, options.overlap, options.batch_size
+    log = options.log
     started = time.perf_counter()
     notes: list[str] = []
 
@@ -207,25 +226,25 @@ def segment_tomogram(
         raise SegmentError(
             f"need patch >= 1, 0 <= overlap < 1 and batch >= 1; got {patch}, {overlap}, {batch_size}"
         )
-    torch_device = _resolve_device(device)
+    torch_device = _resolve_device(options.device)
     model = _resolve_model(model_or_run, torch_device)
     if patch % model.divisor:
         raise SegmentError(f"patch {patch} must be a multiple of {model.divisor} (the network down-samples)")
-    mapped = _input_polarity(polarity, invert, model)
+    mapped = _input_polarity(options.polarity, options.invert, model)
     if mapped.note is not None:
         note(mapped.note)
-    denoiser = _build_denoiser(input_denoiser, denoiser_params or {}, model)
-    normalization = normalization or model.normalization
-    aligner = _build_aligner(alignment, alignment_params or {}, model, normalization)
+    denoiser = _build_denoiser(options.input_denoiser, options.denoiser_params or {}, model)
+    normalization = options.normalization or model.normalization
+    aligner = _build_aligner(options.alignment, options.alignment_params or {}, model, normalization)
 
-    source = MRCSource.open(inp, voxel_size=voxel_size)
+    source = MRCSource.open(inp, voxel_size=options.voxel_size)
     writers: list[MRCPlaneWriter] = []
     try:
         shape = source.shape
         info = source.info
         working: PlaneSource = source
-        target_vs = model_voxel_size if model_voxel_size is not None else model.voxel_size
-        if resample and target_vs is not None:
+        target_vs = options.model_voxel_size if options.model_voxel_size is not None else model.voxel_size
+        if options.resample and target_vs is not None:
             if any(v <= 0 for v in info.voxel_size):
                 note(f"{inp}: header voxel size is {info.voxel_size}; cannot resample to the model's "
                      f"{target_vs:g} Å, segmenting on the tomogram's own grid")
@@ -234,12 +253,12 @@ def segment_tomogram(
                 working = ResampledSource(source, new_shape)
                 note(f"resampling {shape} at {info.voxel_size} Å to {new_shape} at the model's "
                      f"{target_vs:g} Å and back")
-        elif resample and target_vs is None and model.run_dir is not None:
+        elif options.resample and target_vs is None and model.run_dir is not None:
             note("the run records no training voxel size; segmenting on the tomogram's own grid "
                  "(pass --model-voxel-size to resample)")
         prep = Preprocessing(
             normalization=normalization,  # type: ignore[arg-type]
-            scope=scope,  # type: ignore[arg-type]
+            scope=options.scope,  # type: ignore[arg-type]
             invert=mapped.invert,
             denoiser=denoiser,
             aligner=aligner,
@@ -252,11 +271,11 @@ def segment_tomogram(
         sink: PlaneSink = SegmentationSink(writers[0], writers[1] if prob_path is not None else None)
         if working is not source:
             sink = ResampleSink(sink, working.shape[0], shape)
-        bar = _progress_bar(windows, progress, inp.name)
+        bar = _progress_bar(windows, options.progress, inp.name)
         try:
             sliding_window(
                 working, model.predictor, sink, patch=patch, overlap=overlap, batch_size=batch_size,
-                device=torch_device, preprocess=prep, importance=importance,
+                device=torch_device, preprocess=prep, importance=options.importance,
                 progress=bar.update if bar is not None else None,
             )
         finally:
@@ -275,6 +294,15 @@ def segment_tomogram(
         windows=windows, seconds=time.perf_counter() - started, notes=notes,
         network=model.network, checkpoint=model.checkpoint,
     )
+
+
+def _with_changes(options: SegmentOptions, changes: Mapping[str, Any]) -> SegmentOptions:
+    """``options`` with keyword ``changes`` applied; an unknown name is a one-line error listing them."""
+    unknown = sorted(set(changes) - {field.name for field in attrs.fields(SegmentOptions)})
+    if unknown:
+        known = ", ".join(field.name for field in attrs.fields(SegmentOptions))
+        raise SegmentError(f"unknown segment option {unknown[0]!r}; options: {known}")
+    return attrs.evolve(options, **changes) if changes else options
 
 
 def _resolve_device(device: str | torch.device) -> torch.device:
