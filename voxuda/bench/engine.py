@@ -207,7 +207,7 @@ class BenchEngine:
         return {int(s): float(v["target_oracle"]) for s, v in _read_index(run_dir / EVALPOINTS).items()}
 
     def method_flag(self, method: str) -> str:
-        from voxuda.registry import resolve
+        from voxuda.plugins import resolve
 
         cls = resolve("method", method).load_factory()
         return str(getattr(cls, "flag", ""))
