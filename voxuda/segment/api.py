@@ -279,7 +279,7 @@ def segment_tomogram(
 
 def _resolve_device(device: str | torch.device) -> torch.device:
     """The trainer's device rule (``auto``: CUDA when available), errors as SegmentError naming --device."""
-    from voxuda.engine.trainer import resolve_device
+    from voxuda.engine.runtime import resolve_device
 
     try:
         return resolve_device(str(device), "--device")
