@@ -41,14 +41,14 @@ REQUIRED: Any = _Required()
 _KIND = {dict: "a JSON object", list: "a JSON array"}
 
 
-def read_json(path: str | os.PathLike[str], default: Any = REQUIRED, *,
-              expect: type[Any] | None = dict) -> Any:
+def read_json(path: str | os.PathLike[str], default: Any = REQUIRED, *, expect: type[Any] | None = dict,
+              fix: str = "restore or delete the file") -> Any:
     """The JSON value in ``path``; ``default`` when the file does not exist.
 
     ``expect`` is the type the top-level value must have (``dict`` for a record, ``list`` for a history;
     ``None`` accepts any). Raises :class:`~voxuda.errors.ConfigError` naming the file when it is not valid
-    JSON or not of that type, and :class:`FileNotFoundError` when it is missing and no ``default`` is given.
-    Other read errors (permissions) propagate as they are.
+    JSON or not of that type (``fix`` says what to do about it), and :class:`FileNotFoundError` when it is
+    missing and no ``default`` is given. Other read errors (permissions) propagate as they are.
     """
     path = Path(path)
     try:
@@ -60,9 +60,8 @@ def read_json(path: str | os.PathLike[str], default: Any = REQUIRED, *,
     try:
         value = json.loads(data)  # UTF-8 (or the UTF-16/32 that json detects)
     except ValueError as exc:  # JSONDecodeError, and UnicodeDecodeError of a binary file
-        raise ConfigError(f"{path}: not valid JSON ({exc}); restore or delete the file") from exc
+        raise ConfigError(f"{path}: not valid JSON ({exc}); {fix}") from exc
     if expect is not None and not isinstance(value, expect):
         wanted = _KIND.get(expect, expect.__name__)
-        raise ConfigError(f"{path}: expected {wanted}, found {type(value).__name__}; "
-                          "restore or delete the file")
+        raise ConfigError(f"{path}: expected {wanted}, found {type(value).__name__}; {fix}")
     return value
