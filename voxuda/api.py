@@ -8,7 +8,8 @@ from typing import Any
 import attrs
 
 from voxuda.config import ComponentRef, FieldDoc, apply_overrides, component_ref, describe_fields, structure
-from voxuda.registry import ComponentSpec, get_registry
+from voxuda.plugins import get_registry
+from voxuda.registry import ComponentSpec
 
 
 def _as_ref(name_or_config: str | Mapping[str, Any] | ComponentRef) -> ComponentRef:

@@ -17,7 +17,7 @@ from voxuda.config import ComponentRef, apply_overrides, component_fields, compo
 def component_record(kind: str, ref: ComponentRef) -> dict[str, Any]:
     """Registry provenance (plugin, distribution, version, factory) and the resolved config of a component."""
     from voxuda.api import resolved_config
-    from voxuda.registry import resolve
+    from voxuda.plugins import resolve
 
     return {**resolve(kind, ref.name).provenance(), "config": resolved_config(kind, ref)}
 

@@ -69,12 +69,23 @@ def reset() -> None:
         _registry = None
 
 
-def load_registry() -> Registry:
+def get_registry() -> Registry:
+    """The process-wide registry, filled on first use (never at ``import voxuda``)."""
     global _registry
     with _lock:
         if _registry is None:
             _registry = _build_registry()
         return _registry
+
+
+def list_specs(kind: str | None = None) -> list[ComponentSpec]:
+    """Every registered spec (of one ``kind`` or all), sorted by name within each kind."""
+    return get_registry().list(kind)
+
+
+def resolve(kind: str, name: str) -> ComponentSpec:
+    """The spec of ``kind`` called ``name`` (bare, alias or ``plugin:name``) in the process-wide registry."""
+    return get_registry().resolve(kind, name)
 
 
 def _check_api_version(plugin: Any, name: str) -> None:

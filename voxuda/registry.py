@@ -1,7 +1,10 @@
 """Component specs and name resolution.
 
 The registry is filled by :mod:`voxuda.plugins` (built-ins first, through the same hooks a third-party
-plugin uses) and answers "which component is called X?". Rules, from docs/plugins.md:
+plugin uses) and answers "which component is called X?". This module holds data and rules only: the
+process-wide registry and its loading (:func:`voxuda.plugins.get_registry`, ``list_specs``, ``resolve``)
+live in :mod:`voxuda.plugins`, which imports this module and never the other way round. Rules, from
+docs/plugins.md:
 
 - names are lowercase snake_case; a bare name must be unique across plugins, ``plugin:name`` always works;
 - a third-party plugin may not register a name (or alias) the built-ins already use: that is an error
@@ -210,18 +213,3 @@ class Registry:
             failed = ", ".join(f"{f.plugin} ({f.error})" for f in self.failures)
             parts.append(f"plugins that failed to load: {failed}")
         return UnknownComponentError("; ".join(parts))
-
-
-def get_registry() -> Registry:
-    """The process-wide registry, filled on first use (never at ``import voxuda``)."""
-    from voxuda.plugins import load_registry
-
-    return load_registry()
-
-
-def list_specs(kind: str | None = None) -> list[ComponentSpec]:
-    return get_registry().list(kind)
-
-
-def resolve(kind: str, name: str) -> ComponentSpec:
-    return get_registry().resolve(kind, name)

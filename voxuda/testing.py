@@ -6,7 +6,6 @@ test-suite; these helpers make that a few lines, on tiny in-memory volumes, in a
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -15,7 +14,9 @@ import torch
 
 from voxuda.engine.config import run_config_from_dict
 from voxuda.engine.data import DomainSplit, RunData
-from voxuda.engine.trainer import RunResult, train
+from voxuda.engine.pipeline import train_and_evaluate
+from voxuda.engine.trainer import RunResult
+from voxuda.jsonio import read_json
 from voxuda.methods.base import SourceBatch, StepOutput, TargetBatch, TrainContext
 
 #: ``batches(step)``: the source and target batch of one step
@@ -123,5 +124,5 @@ def train_tiny(
         "evaluation": {"batch_size": 2, "selection": "source_val"},
     })
     run_dir = out_dir / "run"
-    result = train(config, run_dir, data=tiny_run_data(size))
-    return result, json.loads((run_dir / "run.json").read_text())
+    result = train_and_evaluate(config, run_dir, data=tiny_run_data(size))
+    return result, read_json(run_dir / "run.json")

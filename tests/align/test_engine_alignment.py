@@ -16,7 +16,7 @@ from voxuda.engine import data as engine_data
 from voxuda.engine.config import run_config_from_dict
 from voxuda.engine.data import ensure_aligned, load_domain, load_run_data, load_target
 from voxuda.engine.evaluate import evaluate_run
-from voxuda.engine.trainer import train
+from voxuda.engine.pipeline import train_and_evaluate
 from voxuda.errors import ConfigError
 from voxuda.testing import tiny_run_data
 
@@ -92,7 +92,7 @@ def test_a_short_training_records_the_aligner_and_evaluation_reuses_it(
         monkeypatch: pytest.MonkeyPatch) -> None:
     config = _config(tiny_dataset, {"name": "spectrum_match", "max_gain": 5}, steps=2)
     out = tmp_path / "run"
-    result = train(config, out)
+    result = train_and_evaluate(config, out)
     record = json.loads((out / "run.json").read_text())
     alignment = record["alignment"]
     assert alignment["aligner"] == {"name": "spectrum_match", "detrend": True, "order": 1, "max_gain": 5.0}
@@ -121,7 +121,7 @@ def test_in_memory_data_are_aligned_by_the_trainer(tmp_path: Path) -> None:
         "evaluation": {"batch_size": 2},
     })
     raw = tiny_run_data()
-    result = train(config, tmp_path / "run", data=raw)
+    result = train_and_evaluate(config, tmp_path / "run", data=raw)
     record = json.loads((tmp_path / "run" / "run.json").read_text())
     assert record["alignment"]["aligner"]["name"] == "detrend"
     assert result.evaluation is not None and result.evaluation["alignment"]["name"] == "detrend"

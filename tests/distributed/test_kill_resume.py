@@ -82,7 +82,7 @@ def test_sigkill_then_resume_continues_without_gaps_or_duplicates(
     assert load_checkpoint(out / "last.pt")["step"] == steps
     assert not [p.name for p in out.iterdir() if p.name.endswith(".tmp")]
 
-    reference = train(load_run_config(config), tmp_path / "uninterrupted", evaluate_split=False)
+    reference = train(load_run_config(config), tmp_path / "uninterrupted")
     a = load_checkpoint(reference.last_checkpoint)["method"]
     b = load_checkpoint(out / "last.pt")["method"]
     for key in a:

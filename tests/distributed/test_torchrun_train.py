@@ -33,7 +33,7 @@ def test_torchrun_two_processes_match_one_process(tiny_dataset: Path, tmp_path: 
     record = json.loads((out / "run.json").read_text())
     assert record["distributed"] == {"world_size": 2, "backend": "gloo"}
 
-    single = train(load_run_config(config), tmp_path / "single", evaluate_split=False)
+    single = train(load_run_config(config), tmp_path / "single")
     a = load_checkpoint(single.last_checkpoint)["method"]
     b = load_checkpoint(out / "last.pt")["method"]
     assert any(k.startswith("teacher") for k in a)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from voxuda.engine.trainer import _data_record
+from voxuda.engine.run_record import data_record
 from voxuda.methods.dann import DANN
 from voxuda.methods.source_only import SourceOnly
 from voxuda.segment.model import _model_voxel_size
@@ -17,8 +17,8 @@ def _data(source: float, target: float) -> SimpleNamespace:
 
 def test_source_only_records_the_source_voxel_size_and_adapters_the_target() -> None:
     data = _data(10.0, 10.9)
-    source_only = _data_record(data, sees_target=SourceOnly.sees_target)
-    adapted = _data_record(data, sees_target=DANN.sees_target)
+    source_only = data_record(data, sees_target=SourceOnly.sees_target)
+    adapted = data_record(data, sees_target=DANN.sees_target)
     assert source_only["voxel_size"] == 10.0 and adapted["voxel_size"] == 10.9
     assert source_only["target_voxel_size"] == adapted["target_voxel_size"] == 10.9
     # segment reads the model's size first (not the target's, which a source-only run also records)

@@ -17,10 +17,10 @@ from voxuda.engine.trainer import train
 def test_resume_matches_uninterrupted(run_dict, tmp_path: Path, method: str) -> None:  # type: ignore[no-untyped-def]
     config = run_config_from_dict(run_dict(method, steps=6, sampling="epoch", schedule="cosine",
                                            checkpoint_every=2, grad_clip=1.0))
-    full = train(config, tmp_path / "full", evaluate_split=False)
-    partial = train(config, tmp_path / "parts", stop_after=3, evaluate_split=False)
+    full = train(config, tmp_path / "full")
+    partial = train(config, tmp_path / "parts", stop_after=3)
     assert partial.step == 3 and not partial.completed
-    resumed = train(config, tmp_path / "parts", resume=True, evaluate_split=False)
+    resumed = train(config, tmp_path / "parts", resume=True)
     assert resumed.completed and resumed.step == 6
     a = load_checkpoint(full.last_checkpoint)["method"]
     b = load_checkpoint(resumed.last_checkpoint)["method"]
@@ -38,7 +38,7 @@ def test_refuses_to_overwrite_or_resume_nothing(run_dict, tmp_path: Path) -> Non
     config = run_config_from_dict(run_dict(steps=1))
     with pytest.raises(ConfigError, match="nothing to resume"):
         train(config, tmp_path / "run", resume=True)
-    train(config, tmp_path / "run", evaluate_split=False)
+    train(config, tmp_path / "run")
     with pytest.raises(ConfigError, match="already holds a run"):
         train(config, tmp_path / "run")
 
@@ -48,9 +48,9 @@ def test_resume_keeps_the_discriminator_group_bit_identical(run_dict, tmp_path: 
     the resumed run ends with bit-identical weights, and both groups keep their 1 : 10 rates."""
     method = {"name": "dann", "discriminator_lr_scale": 10.0, "discriminator_warmup_steps": 2}
     config = run_config_from_dict(run_dict(method, steps=6, schedule="cosine", warmup=2, checkpoint_every=2))
-    full = train(config, tmp_path / "full", evaluate_split=False)
-    train(config, tmp_path / "parts", stop_after=3, evaluate_split=False)
-    resumed = train(config, tmp_path / "parts", resume=True, evaluate_split=False)
+    full = train(config, tmp_path / "full")
+    train(config, tmp_path / "parts", stop_after=3)
+    resumed = train(config, tmp_path / "parts", resume=True)
     a = load_checkpoint(full.last_checkpoint)
     b = load_checkpoint(resumed.last_checkpoint)
     for key in a["method"]:

@@ -12,6 +12,7 @@ from voxuda.config import load_toml
 from voxuda.engine.checkpoint import load_checkpoint
 from voxuda.engine.config import run_config_from_dict
 from voxuda.engine.evaluate import evaluate_run
+from voxuda.engine.pipeline import train_and_evaluate
 from voxuda.engine.trainer import train
 
 
@@ -19,7 +20,7 @@ def test_run_folder_layout_and_provenance(run_dict, tmp_path: Path) -> None:  # 
     config = run_config_from_dict(run_dict("mean_teacher", steps=4, eval_every=2))
     config.evaluation.selection = "source_val"
     out = tmp_path / "run"
-    result = train(config, out)
+    result = train_and_evaluate(config, out)
     names = {p.name for p in out.iterdir()}
     assert {"config.toml", "run.json", "metrics.jsonl", "last.pt", "best.pt", "eval_test_best.json"} <= names
     assert not [n for n in names if n.endswith(".tmp")]
@@ -52,7 +53,7 @@ def test_oracle_and_label_leak_are_flagged(run_dict, tmp_path: Path) -> None:  #
     config = run_config_from_dict(run_dict("oracle", steps=2))
     config.evaluation.selection = "target_oracle"
     out = tmp_path / "oracle"
-    result = train(config, out)
+    result = train_and_evaluate(config, out)
     record = json.loads((out / "run.json").read_text())
     assert record["uses_target_labels"] is True
     assert "upper bound" in record["flags"]
@@ -76,12 +77,25 @@ def test_non_oracle_methods_never_see_target_labels(run_dict, tmp_path: Path, mo
         return original(self, source, target, step)
 
     monkeypatch.setattr(SourceOnly, "training_step", spy)
-    train(run_config_from_dict(run_dict(steps=2)), tmp_path / "r", evaluate_split=False)
+    train(run_config_from_dict(run_dict(steps=2)), tmp_path / "r")
     assert seen == [None, None]
 
 
 @pytest.mark.parametrize("schedule", ["step", "cosine"])
 def test_schedules_and_optimizers_run(run_dict, tmp_path: Path, schedule: str) -> None:  # type: ignore[no-untyped-def]
     config = run_config_from_dict(run_dict(steps=3, schedule=schedule, warmup=1, optimizer="adamw", amp=True))
-    result = train(config, tmp_path / schedule, evaluate_split=False)
+    result = train(config, tmp_path / schedule)
     assert result.completed and all(v == v for v in result.final_losses.values())
+
+
+def test_train_only_trains_and_the_pipeline_evaluates_a_complete_run(run_dict, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    config = run_config_from_dict(run_dict(steps=2))
+    trained = train(config, tmp_path / "plain")
+    assert trained.completed and trained.evaluation is None
+    assert not list((tmp_path / "plain").glob("eval_*.json"))
+    stopped = train_and_evaluate(config, tmp_path / "sliced", stop_after=1)  # an incomplete session
+    assert not stopped.completed and stopped.evaluation is None
+    assert not list((tmp_path / "sliced").glob("eval_*.json"))
+    finished = train_and_evaluate(config, tmp_path / "sliced", resume=True)
+    assert finished.completed and finished.evaluation is not None
+    assert finished.evaluation == json.loads((tmp_path / "sliced" / "eval_test_best.json").read_text())

@@ -12,7 +12,7 @@ from tests.conftest import tiny_run_dict
 from voxuda.data.errors import DataError
 from voxuda.engine.config import run_config_from_dict
 from voxuda.engine.data import load_run_data
-from voxuda.engine.trainer import train
+from voxuda.engine.pipeline import train_and_evaluate
 from voxuda.errors import ConfigError
 
 
@@ -52,7 +52,7 @@ def test_target_loads_from_its_own_folder(tiny_dataset: Path, tmp_path: Path) ->
     assert run_data.target_train.volumes.equal(reference.target_train.volumes)
     assert run_data.target_val is not None and run_data.target_val.volumes.equal(reference.target_val.volumes)
     assert run_data.source_train.volumes.equal(reference.source_train.volumes)
-    result = train(cfg, tmp_path / "run")  # trains and evaluates on the target test split from target_root
+    result = train_and_evaluate(cfg, tmp_path / "run")  # evaluates on the target test split from target_root
     assert result.completed
     # without target_root the source folder has no target rows: a clear error, not an empty domain
     with pytest.raises(DataError, match="no rows for domain='target' split='train'"):
@@ -82,7 +82,7 @@ def test_unlabelled_real_target_trains_and_skips_the_final_evaluation(
         writer.writerows(rows)
     data = tiny_run_dict(source)
     data["data"].update({"target_root": str(target), "target_manifest": "picks_manifest.csv"})
-    result = train(run_config_from_dict(data), tmp_path / "run")
+    result = train_and_evaluate(run_config_from_dict(data), tmp_path / "run")
     assert result.completed and result.evaluation is None
     assert "the target domain has no labels; skipped the evaluation on 'test'" in capsys.readouterr().err
     assert (tmp_path / "run" / "best.pt").is_file() or (tmp_path / "run" / "last.pt").is_file()

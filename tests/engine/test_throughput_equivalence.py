@@ -45,7 +45,7 @@ def vox_uda_config(**method: Any) -> Any:
 
 
 def final_state(config: Any, out: Path) -> tuple[dict[str, torch.Tensor], list[float]]:
-    result = train(config, out, data=run_data(), evaluate_split=False)
+    result = train(config, out, data=run_data())
     state = load_checkpoint(result.last_checkpoint)["method"]
     losses = [r["loss"] for r in read_metrics(out / "metrics.jsonl") if "loss" in r]
     return state, losses
@@ -132,7 +132,7 @@ def test_trainer_hands_the_batch_positions_to_the_method(tmp_path: Path,
 
     monkeypatch.setattr(VoxUDA, "training_step", spy)
     data = run_data()
-    train(vox_uda_config(), tmp_path / "run", data=data, evaluate_split=False)
+    train(vox_uda_config(), tmp_path / "run", data=data)
     assert len(seen) == 5
     for volume, index in seen:
         assert index is not None and torch.equal(volume, data.target_train.volumes[index])

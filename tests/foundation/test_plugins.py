@@ -6,7 +6,7 @@ import pytest
 
 from voxuda import plugins
 from voxuda.errors import AmbiguousComponentError, PluginError, UnknownComponentError
-from voxuda.registry import get_registry
+from voxuda.plugins import get_registry
 
 from .conftest import FakeEntryPoint, make_plugin
 

@@ -142,11 +142,10 @@ def test_suite_teacher_moves_from_its_warm_start(momentum: float, low: float, hi
 
 def test_warm_started_run_records_drift_of_teacher_and_student(run_dict, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     """The benchmark's warm start: init.pt holds the parent's weights, run.json the drift of both networks."""
-    parent = train(run_config_from_dict(run_dict("source_only", steps=6)), tmp_path / "parent",
-                   evaluate_split=False)
+    parent = train(run_config_from_dict(run_dict("source_only", steps=6)), tmp_path / "parent")
     child_config = run_config_from_dict(run_dict({"name": "mean_teacher", "ema_momentum": 0.9}, steps=10))
     child = tmp_path / "child"
-    train(child_config, child, stop_after=0, evaluate_split=False)
+    train(child_config, child, stop_after=0)
     fresh = load_initial_weights(child / "init.pt")
     assert fresh is not None
     warm_start(child / "last.pt", parent.last_checkpoint, child / "init.json")
@@ -157,7 +156,7 @@ def test_warm_started_run_records_drift_of_teacher_and_student(run_dict, tmp_pat
         assert torch.equal(initial[key], value)
         assert torch.equal(initial["teacher." + key[len("student."):]], value)
     assert not torch.equal(fresh["student.head.weight"], initial["student.head.weight"])
-    result = train(child_config, child, resume=True, evaluate_split=False)
+    result = train(child_config, child, resume=True)
     assert result.completed
     record = json.loads((child / "run.json").read_text())
     drift = record["drift"]
@@ -174,10 +173,10 @@ def test_warm_started_run_records_drift_of_teacher_and_student(run_dict, tmp_pat
 def test_init_is_written_fresh_and_kept_on_resume(run_dict, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     config = run_config_from_dict(run_dict("dann", steps=4))
     run = tmp_path / "run"
-    train(config, run, stop_after=2, evaluate_split=False)
+    train(config, run, stop_after=2)
     first = load_initial_weights(run / "init.pt")
     stamp = (run / "init.pt").stat().st_mtime_ns
-    train(config, run, resume=True, evaluate_split=False)
+    train(config, run, resume=True)
     assert (run / "init.pt").stat().st_mtime_ns == stamp
     again = load_initial_weights(run / "init.pt")
     assert first is not None and again is not None

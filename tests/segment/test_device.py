@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from voxuda.cli import build_parser, main
-from voxuda.engine.trainer import resolve_device
+from voxuda.engine.runtime import resolve_device
 from voxuda.errors import ConfigError
 
 

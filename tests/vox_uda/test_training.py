@@ -94,7 +94,7 @@ def test_ablation_trains_with_the_trainer(entry: dict[str, Any], tmp_path: Path)
         "trainer": {"steps": 3, "batch_size": 2, "lr": 3e-3, "progress": False, "num_threads": 1},
         "evaluation": {"selection": "last", "split": ""},
     })
-    result = run_training(config, tmp_path / "run", data=data, evaluate_split=False)
+    result = run_training(config, tmp_path / "run", data=data)
     assert result.completed and result.step == 3
     run_json = (tmp_path / "run" / "run.json").read_text(encoding="utf-8")
     assert '"noise"' in run_json and '"teacher_denoiser"' in run_json

@@ -14,7 +14,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from voxuda.bench.io import read_json_object, read_metrics
+from voxuda.bench.io import read_metrics
+from voxuda.jsonio import read_json
 
 #: A discriminator whose mean domain accuracy over the last 20 % of steps stays below this is "at chance"
 #: (issue 15 asks DANN's to rise above 0.6 on a known shift) [I].
@@ -48,7 +49,7 @@ def run_diagnostics(run_dir: Path) -> dict[str, Any]:
             "best_score": float(best["score"]),
             "best_step": int(best["step"]),
         }
-    drift = read_json_object(run_dir / "run.json").get("drift")
+    drift = read_json(run_dir / "run.json", default={}).get("drift")
     if isinstance(drift, Mapping):
         out["drift"] = {str(k): float(v) for k, v in drift.items() if _is_number(v)}
     return out

@@ -26,7 +26,6 @@ Tests swap :class:`BenchEngine` for a fake to count trainer calls.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -36,6 +35,7 @@ import numpy as np
 
 from voxuda.bench.io import write_json
 from voxuda.config import ComponentRef
+from voxuda.jsonio import read_json
 
 EVALPOINTS = "evalpoints"
 #: Labelled target train/val volumes the regret's target_oracle scores per eval point (bounded cost).
@@ -118,13 +118,13 @@ class BenchEngine:
         data = self._run_data(rc)
         if init_checkpoint is not None and not (run_dir / "init.json").is_file():
             if not resume:
-                train(rc, run_dir, resume=False, data=data, stop_after=0, evaluate_split=False)
+                train(rc, run_dir, resume=False, data=data, stop_after=0)
             warm_start(run_dir / "last.pt", init_checkpoint, run_dir / "init.json")
             resume = True
         eval_every = rc.trainer.eval_every
         keep = regret and eval_every > 0 and rc.selection_ref is not None
         if not keep:
-            train(rc, run_dir, resume=resume, data=data, evaluate_split=False)
+            train(rc, run_dir, resume=resume, data=data)
             return
         while True:
             step = int(load_checkpoint(run_dir / "last.pt")["step"]) if resume else 0
@@ -133,7 +133,7 @@ class BenchEngine:
             if step >= rc.trainer.steps:
                 break
             stop = eval_every - step % eval_every
-            result = train(rc, run_dir, resume=resume, data=data, stop_after=stop, evaluate_split=False)
+            result = train(rc, run_dir, resume=resume, data=data, stop_after=stop)
             resume = True
             self._keep_evalpoint(rc, run_dir, result.step, data)
             if result.completed:
@@ -207,7 +207,7 @@ class BenchEngine:
         return {int(s): float(v["target_oracle"]) for s, v in _read_index(run_dir / EVALPOINTS).items()}
 
     def method_flag(self, method: str) -> str:
-        from voxuda.registry import resolve
+        from voxuda.plugins import resolve
 
         cls = resolve("method", method).load_factory()
         return str(getattr(cls, "flag", ""))
@@ -340,10 +340,7 @@ def warm_start(last: Path, parent: Path, record: Path) -> dict[str, Any]:
 
 
 def _read_index(folder: Path) -> dict[str, Any]:
-    path = folder / "index.json"
-    if not path.is_file():
-        return {}
-    return json.loads(path.read_text(encoding="utf-8"))
+    return read_json(folder / "index.json", default={})
 
 
 def default_engine() -> BenchEngine:

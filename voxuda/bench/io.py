@@ -53,16 +53,6 @@ def save_figure(fig: Any, path: str | os.PathLike[str], **kwargs: Any) -> Path:
     return write_bytes(path, buf.getvalue())
 
 
-def read_json_object(path: Path) -> dict[str, Any]:
-    """A JSON object from ``path``, or ``{}`` when the file is missing, unreadable or not an object (run
-    folders of older versions, or of a run killed before writing it)."""
-    try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
 def read_metrics(path: Path) -> list[dict[str, Any]]:
     """The records of a run's ``metrics.jsonl`` (lines that fail to parse, e.g. a torn last line, skipped)."""
     out = []

@@ -17,7 +17,6 @@ shows how much of that step a model trained with target labels recovers.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import statistics
@@ -33,6 +32,7 @@ from voxuda.bench.stats import PairedInterval, paired_interval
 from voxuda.bench.suite import TRACKS
 from voxuda.bench.tables import provenance_lines, suite_sections
 from voxuda.errors import ConfigError
+from voxuda.jsonio import read_json
 
 TRACK_TITLES = {"appearance": "Appearance track", "content": "Content track", "anatomy": "Gap anatomy",
                 "": "Suites without a track"}
@@ -44,11 +44,7 @@ def load_results(folder: Path) -> SuiteResults:
     if not path.is_file():
         raise ConfigError(f"--from {folder}: no results.json there; run `voxuda benchmark --out {folder}` "
                           "first")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except ValueError as exc:
-        raise ConfigError(f"{path}: not valid JSON ({exc}); rerun the suite to rewrite it") from exc
-    return SuiteResults.from_json(data)
+    return SuiteResults.from_json(read_json(path, fix="rerun the suite to rewrite it"))
 
 
 def _track_key(results: SuiteResults) -> int:

@@ -29,12 +29,13 @@ import attrs
 
 from voxuda.bench.diagnostics import run_diagnostics
 from voxuda.bench.engine import BenchEngine, EvalResult, default_engine
-from voxuda.bench.io import read_json_object, read_metrics, write_json, write_text
+from voxuda.bench.io import read_metrics, write_json, write_text
 from voxuda.bench.results import EvalRecord, SuiteResults
 from voxuda.bench.suite import RunPlan, Suite, denoiser_label, expand
 from voxuda.bench.tables import by_target, console_table, write_results
 from voxuda.config import ComponentRef
 from voxuda.errors import ConfigError
+from voxuda.jsonio import read_json
 from voxuda.simulate.presets import get_preset
 
 DONE = "done"
@@ -203,7 +204,7 @@ def _log_invocation(out: Path, options: BenchmarkOptions, started: float, data_s
                     result: BenchmarkResult) -> list[dict[str, Any]]:
     """Append this invocation to ``invocations.json``: a resumed suite keeps the history of every session."""
     path = out / "invocations.json"
-    history = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else []
+    history = read_json(path, default=[], expect=list)
     history.append({
         "command": options.command,
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
@@ -220,10 +221,9 @@ def _log_invocation(out: Path, options: BenchmarkOptions, started: float, data_s
 
 def _check_same_config(plan: RunPlan, run_dir: Path) -> None:
     """A finished run is reused only if it was trained with the same RunConfig (e.g. by another suite)."""
-    path = run_dir / "bench.json"
-    if not path.is_file():
+    done = read_json(run_dir / "bench.json", default=None)
+    if done is None:
         return
-    done = json.loads(path.read_text(encoding="utf-8"))
     same = json.loads(json.dumps(plan.config, default=str)) == done.get("config")
     # a run that was trained on its own target is kept where the suite would now share one (older suites
     # trained source-only per target); evaluated weights of another run are kept only if they are the same
@@ -243,7 +243,7 @@ def selected_checkpoint_of(out: Path, run_dir: Path, engine: BenchEngine) -> Pat
     the selected checkpoint of the run it reuses, followed through ``bench.json``'s ``weights_from``."""
     seen = set()
     while True:
-        info = read_json_object(run_dir / "bench.json")
+        info = read_json(run_dir / "bench.json", default={})
         source = info.get("weights_from")
         if not source or source in seen:
             return engine.selected_checkpoint(run_dir)
@@ -340,7 +340,7 @@ def collect_records(out: Path, plans: Sequence[RunPlan]) -> list[EvalRecord]:
         run_dir = run_dir_of(out, plan)
         if not is_done(run_dir):
             continue
-        data = json.loads((run_dir / "eval.json").read_text(encoding="utf-8"))
+        data = read_json(run_dir / "eval.json")
         records += [EvalRecord.from_dict(r) for r in data["records"]]
     return records
 
@@ -369,7 +369,7 @@ def collect_diagnostics(out: Path, plans: Sequence[RunPlan]) -> dict[str, dict[s
 def data_version(data_dir: Path) -> str | None:
     """The simulator code hash the dataset was written with (``benchmark.json``), if known."""
     try:
-        return str(json.loads((data_dir / "benchmark.json").read_text(encoding="utf-8"))["code_hash"])
+        return str(read_json(data_dir / "benchmark.json")["code_hash"])
     except (OSError, ValueError, KeyError):
         return None
 
@@ -378,18 +378,16 @@ def data_versions(out: Path, plans: Sequence[RunPlan]) -> list[str]:
     """Distinct data versions the finished runs were trained on (unknown for runs of older voxuda)."""
     seen = []
     for plan in plans:
-        path = run_dir_of(out, plan) / "bench.json"
-        if path.is_file():
-            seen.append(json.loads(path.read_text(encoding="utf-8")).get("data_version") or "unknown")
+        info = read_json(run_dir_of(out, plan) / "bench.json", default=None)
+        if info is not None:
+            seen.append(info.get("data_version") or "unknown")
     return list(dict.fromkeys(seen))
 
 
 def _train_seconds(out: Path, plans: Sequence[RunPlan]) -> float:
     total = 0.0
     for plan in plans:
-        path = run_dir_of(out, plan) / "eval.json"
-        if path.is_file():
-            total += float(json.loads(path.read_text(encoding="utf-8")).get("train_seconds", 0.0))
+        total += float(read_json(run_dir_of(out, plan) / "eval.json", default={}).get("train_seconds", 0.0))
     return total
 
 

@@ -23,6 +23,8 @@ from typing import Any
 
 import numpy as np
 
+from voxuda.jsonio import read_json
+
 __all__ = ["add_arguments", "run", "dice", "segmentation_scores", "match_points", "pick_scores"]
 
 
@@ -132,7 +134,7 @@ def pick_scores(found: np.ndarray, true: np.ndarray, distance: float) -> dict[st
 def _class_names(labels_path: Path) -> dict[int, str]:
     """Class names of a ``voxuda simulate --tomogram`` folder (its tomogram.json), else none."""
     try:
-        meta = json.loads((labels_path.parent / "tomogram.json").read_text(encoding="utf-8"))
+        meta = read_json(labels_path.parent / "tomogram.json")
         return {int(k): str(v) for k, v in meta["classes"].items()}
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return {}

@@ -17,7 +17,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from voxuda.registry import get_registry
+    from voxuda.plugins import get_registry
 
     registry = get_registry()
     specs = registry.list(args.kind)

@@ -59,10 +59,10 @@ def warm_start_run(config: Any, out: Path, parent: Path) -> None:
     import shutil
 
     from voxuda.bench.engine import warm_start
-    from voxuda.bench.io import read_json_object
     from voxuda.engine import provenance
     from voxuda.engine.trainer import train
     from voxuda.errors import ConfigError
+    from voxuda.jsonio import read_json
 
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         raise ConfigError("--init-from is not supported under torchrun (every rank would stage its own "
@@ -74,9 +74,9 @@ def warm_start_run(config: Any, out: Path, parent: Path) -> None:
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir()
     try:
-        train(config, staging, resume=False, stop_after=0, evaluate_split=False)
+        train(config, staging, resume=False, stop_after=0)
         info = warm_start(staging / "last.pt", parent, staging / "init.json")
-        record = read_json_object(staging / "run.json")
+        record = read_json(staging / "run.json")  # train() just wrote it
         record["init_from"] = info
         provenance.write_json_atomic(record, staging / "run.json")
         if out.exists():
@@ -89,7 +89,7 @@ def warm_start_run(config: Any, out: Path, parent: Path) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from voxuda.engine.config import load_run_config
-    from voxuda.engine.trainer import train
+    from voxuda.engine.pipeline import train_and_evaluate
     from voxuda.errors import ConfigError
     from voxuda.locks import output_lock
 
@@ -103,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
         elif args.init_from and not (out / "init.json").is_file():
             raise ConfigError(f"{out}: --resume --init-from, but this run was not warm-started (no "
                               "init.json); drop --init-from to resume it, or start a new --out")
-        result = train(config, out, resume=resume)
+        result = train_and_evaluate(config, out, resume=resume)
     line = f"voxuda: trained {config.method.name} for {result.step} steps into {out}"
     if args.init_from:
         line += f" (warm start from {args.init_from})"

@@ -13,7 +13,6 @@ without alignment: the "source-only + alignment" baseline), fitted on the datase
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -30,7 +29,9 @@ from voxuda.engine.data import DomainSplit, RunData, ensure_aligned, ensure_data
 from voxuda.engine.inference import InputTransform, make_input_transform, predict_labels
 from voxuda.engine.metrics import SegmentationMeter
 from voxuda.engine.provenance import now, write_json_atomic
+from voxuda.engine.runtime import resolve_device
 from voxuda.errors import ConfigError, VoxudaError
+from voxuda.jsonio import read_json
 
 
 def evaluate_predictor(
@@ -117,8 +118,6 @@ def evaluate_run(
     """
     run_dir = Path(run_dir)
     config = load_run_config_from_dir(run_dir)
-    from voxuda.engine.trainer import resolve_device
-
     device = resolve_device(config.trainer.device if device is None else device,
                             "trainer.device" if device is None else "--device")
     torch.set_num_threads(config.trainer.num_threads)
@@ -129,7 +128,7 @@ def evaluate_run(
     )
     denoiser = build_input_denoiser(ref)
     transform = make_input_transform(denoiser, invert=invert)
-    run_record = _read_json(run_dir / "run.json")
+    run_record = read_json(run_dir / "run.json", default={})
     data_cfg, align_record = _alignment(config, run_record, alignment)
     if split_data is None:
         split_data = _load_split(config, data_cfg, split, data_override, align_record, polarity)
@@ -223,10 +222,3 @@ def _load_split(config: RunConfig, data_cfg: DataConfig, split: str, data_overri
     root = ensure_dataset(data_cfg)
     row_polarity = {"unknown": ""}.get(polarity, polarity) if polarity is not None else None
     return load_target(data_cfg, root, split, alignment=record, polarity=row_polarity)
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}

@@ -1,10 +1,11 @@
 """The training loop: ``train(run_config, out_dir, resume=False) -> RunResult``.
 
-One run folder holds ``config.toml`` (resolved), ``run.json`` (provenance), ``metrics.jsonl`` (one line per
-logged step), ``init.pt`` (the method's weights at step 0), ``last.pt`` and ``best.pt`` (when a validator
-selects) and ``eval_<split>_<ckpt>.json``. ``run.json`` also holds the config check's ``warnings``, the
-``teacher_schedule`` of EMA-teacher methods, and, after every session, each network's ``drift`` from
-``init.pt`` (:mod:`voxuda.engine.drift`).
+One run folder holds ``config.toml`` (resolved), ``run.json`` (provenance, :mod:`voxuda.engine.run_record`),
+``metrics.jsonl`` (one line per logged step), ``init.pt`` (the method's weights at step 0), ``last.pt`` and
+``best.pt`` (when a validator selects), and ``eval_<split>_<ckpt>.json`` once evaluated
+(:func:`voxuda.engine.pipeline.train_and_evaluate`, as ``voxuda train`` does). ``run.json`` also holds the
+config check's ``warnings``, the ``teacher_schedule`` of EMA-teacher methods, and, after every session, each
+network's ``drift`` from ``init.pt`` (:mod:`voxuda.engine.drift`).
 Determinism: everything random flows from ``seed`` (global torch/numpy/python RNGs for initialisation, one
 ``torch.Generator`` for sampling and augmentation), and every state is in the checkpoint, so ``resume=True``
 continues to the same parameters as an uninterrupted run on CPU.
@@ -14,21 +15,17 @@ from __future__ import annotations
 
 import contextlib
 import math
-import random
-import sys
 from pathlib import Path
 from typing import Any
 
 import attrs
-import numpy as np
 import torch
 
-from voxuda.components import SubComponents
 from voxuda.config import dump_toml
 from voxuda.denoisers import build_input_denoiser
 from voxuda.engine import provenance
 from voxuda.engine.checkpoint import FORMAT, VERSION, capture_rng, load_checkpoint, restore_rng, save_atomic
-from voxuda.engine.config import RunConfig, check_run_config, run_config_warnings, teacher_schedule_check
+from voxuda.engine.config import RunConfig, check_run_config
 from voxuda.engine.data import PairedSampler, RunData, ensure_aligned, load_run_data
 from voxuda.engine.distributed import (
     DistContext,
@@ -42,18 +39,26 @@ from voxuda.engine.distributed import (
     truncate_metrics,
     wrap_ddp,
 )
-from voxuda.engine.drift import INIT_CHECKPOINT, drift_record, load_initial_weights, save_initial_weights
+from voxuda.engine.drift import INIT_CHECKPOINT, save_initial_weights
 from voxuda.engine.inference import make_input_transform
 from voxuda.engine.metrics_log import MetricsLog
 from voxuda.engine.optim import build_optimizer, build_scheduler
-from voxuda.engine.validators import ValidationContext, build_validator, is_label_leak
+from voxuda.engine.run_record import finish_record, resolved_run_config, resume_record, start_record
+from voxuda.engine.runtime import resolve_device, seed_everything, skip_uninitialized_fill
+from voxuda.engine.validators import ValidationContext, build_validator
 from voxuda.errors import ConfigError
 from voxuda.methods.base import Method, SourceBatch, TargetBatch, TrainContext
 
 
 @attrs.define
 class RunResult:
-    """What :func:`train` returns."""
+    """What :func:`train` returns.
+
+    ``main_process`` is false on the ranks of a distributed run other than 0 (they write no files);
+    ``target_labelled`` says whether the target training split had labels (simulated data: there is
+    something to score an evaluation against). ``evaluation`` stays None here: :func:`train` only trains, and
+    :func:`voxuda.engine.pipeline.train_and_evaluate` fills it with the ``eval_<split>_best.json`` record.
+    """
 
     out_dir: Path
     step: int
@@ -63,56 +68,9 @@ class RunResult:
     best_score: float | None = None
     best_step: int | None = None
     final_losses: dict[str, float] = attrs.field(factory=dict)
+    main_process: bool = True
+    target_labelled: bool = True
     evaluation: dict[str, Any] | None = None
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
-def skip_uninitialized_fill() -> None:
-    """Keep deterministic mode from filling every fresh allocation with NaN.
-
-    ``torch.use_deterministic_algorithms(True)`` also turns on ``fill_uninitialized_memory``, a debugging
-    guard that writes NaN into every ``torch.empty`` result so that an op reading memory it never wrote would
-    show. Ops overwrite those buffers anyway, so results are bit-identical without it
-    (tests/engine/test_throughput_equivalence.py), but the fill costs an extra pass over every activation and
-    gradient buffer: about a tenth of a quick-size source-only step on CPU (docs/performance.md).
-    """
-    import torch.utils.deterministic
-
-    torch.utils.deterministic.fill_uninitialized_memory = False  # type: ignore[attr-defined]
-
-
-def resolve_device(name: str, option: str = "trainer.device") -> torch.device:
-    """``auto``: CUDA when available, else the CPU; any other name must be a device that exists. ``option``
-    names the setting in the error (``--device`` for the commands that run a model)."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError as exc:
-        raise ConfigError(f"{option}: {name!r} is not a device; use auto, cpu, cuda or cuda:N") from exc
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"{option}: {name!r} requested but CUDA is not available; use auto or cpu")
-    return device
-
-
-def resolved_run_config(config: RunConfig) -> dict[str, Any]:
-    """The run config with every component's defaults filled in (what ``config.toml`` holds): each declared
-    component field (:func:`~voxuda.config.component_fields`), and the validator that ``selection`` names."""
-    from voxuda.api import resolved_config
-    from voxuda.config import component_fields, set_dotted
-
-    data = config.to_dict()
-    for key, kind, ref in component_fields(config):
-        set_dotted(data, key.split("."), resolved_config(kind, ref))
-    selection = config.selection_ref
-    if selection is not None:
-        data["evaluation"]["validator"] = resolved_config("validator", selection)
-    return data
 
 
 class _NullLog:
@@ -285,6 +243,8 @@ class _Trainer:
             best_score=self.best_score,
             best_step=self.best_step,
             final_losses=last_losses,
+            main_process=self.dist.is_main,
+            target_labelled=self.data.target_train.labels is not None,
         )
 
     def _one_step(self, uses_labels: bool) -> dict[str, float]:
@@ -334,15 +294,13 @@ def train(
     *,
     data: RunData | None = None,
     stop_after: int | None = None,
-    evaluate_split: bool = True,
 ) -> RunResult:
     """Train ``run_config`` into ``out_dir``.
 
     ``resume=True`` continues from ``out_dir/last.pt``. ``stop_after`` ends this session after that many steps
     with a checkpoint (time-sliced training, and how the resume tests simulate an interruption). ``data``
-    injects in-memory data instead of reading ``[data]`` (tests, notebooks). At the end of a completed run
-    the selected checkpoint is evaluated on ``evaluation.split`` unless it is empty or ``evaluate_split`` is
-    false.
+    injects in-memory data instead of reading ``[data]`` (tests, notebooks). Nothing is evaluated here: the
+    evaluation on ``evaluation.split`` is :func:`voxuda.engine.pipeline.train_and_evaluate`'s second step.
     """
     out = Path(out_dir)
     last = out / "last.pt"
@@ -359,14 +317,12 @@ def train(
         if main:
             out.mkdir(parents=True, exist_ok=True)
         barrier()
-        target_unlabelled = trainer.data.target_train.labels is None
         run_json = out / "run.json"
         if resume:
             trainer.restore(last)
-            record = _read_json(run_json)
-            record.setdefault("resumed", []).append({"time": provenance.now(), "step": trainer.step})
+            record = resume_record(run_json, trainer.step)
         else:
-            record = _run_record(run_config, trainer)
+            record = start_record(run_config, trainer)
         if main:
             remove_stale_temporaries(out)  # temp files of atomic writes a kill interrupted
             if resume:  # drop steps logged after the checkpoint (and a torn last line): no duplicates
@@ -389,109 +345,7 @@ def train(
     finally:
         if dist_context.enabled:
             cleanup(dist_context, synchronize=completed_normally)
-    if not main:
-        return result
-    record.update(
-        {
-            "end_time": provenance.now() if result.completed else None,
-            "step": result.step,
-            "completed": result.completed,
-            "best": {"score": result.best_score, "step": result.best_step},
-            "op_backend": _op_backend(trainer) or record.get("op_backend"),
-            **drift_record(trainer.method, load_initial_weights(out / INIT_CHECKPOINT)),
-        }
-    )
-    provenance.write_json_atomic(record, run_json)
-    split = run_config.evaluation.split
-    if not (result.completed and evaluate_split and split):
-        return result
-    if target_unlabelled:  # real target data (e.g. `voxuda extract` output): nothing to score against
-        print(f"voxuda: note: the target domain has no labels; skipped the evaluation on {split!r} "
-              "(set evaluation.split = \"\" to silence this)", file=sys.stderr)
-        return result
-    from voxuda.engine.evaluate import evaluate_run
-
-    result.evaluation = evaluate_run(out, split=split, checkpoint="best", data_override=data)
+    if main:
+        record = finish_record(record, trainer, out, completed=result.completed)
+        provenance.write_json_atomic(record, run_json)
     return result
-
-
-def _op_backend(trainer: _Trainer) -> str | None:
-    """The op backend this run's denoisers filtered on (None before any did, or when none uses one)."""
-    view = getattr(trainer.validator, "denoiser", None)  # the label-free validators' second view
-    return provenance.op_backend_used(trainer.method, view, trainer.input_denoiser)
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    import json
-
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-
-
-def _run_record(config: RunConfig, trainer: _Trainer) -> dict[str, Any]:
-    method = trainer.method
-    components: dict[str, Any] = {"method": provenance.component_record("method", config.method)}
-    components.update(method.components())
-    selection = config.selection_ref
-    if selection is not None:
-        components["validator"] = provenance.component_record("validator", selection)
-    if isinstance(trainer.validator, SubComponents):  # what its config names, e.g. a denoised view's denoiser
-        for key, record in trainer.validator.components().items():
-            components[f"validator.{key}"] = record
-    components["input_denoiser"] = provenance.component_record("denoiser", config.evaluation.input_denoiser)
-    components["aligner"] = provenance.component_record("aligner", config.data.alignment)
-    flags = []
-    if method.flag:
-        flags.append(method.flag)
-    leak = trainer.validator is not None and is_label_leak(trainer.validator)
-    if leak:
-        flags.append(getattr(trainer.validator, "flag", "label leak"))
-    schedule = teacher_schedule_check(config)
-    return {
-        "seed": config.seed,
-        "warnings": run_config_warnings(config),
-        "teacher_schedule": schedule.to_dict() if schedule is not None else None,
-        "data": _data_record(trainer.data, sees_target=method.sees_target),
-        "polarity": _polarity_record(config, trainer.data),
-        "distributed": {"world_size": trainer.dist.world_size, "backend": trainer.dist.backend or None},
-        "config": resolved_run_config(config),
-        "versions": provenance.package_versions(),
-        "components": components,
-        "method_flag": method.flag,
-        "uses_target_labels": bool(method.uses_target_labels),
-        "selection": {"criterion": trainer.selection_name, "label_leak": leak},
-        "flags": flags,
-        "input_denoiser": config.evaluation.input_denoiser.to_dict(),
-        "alignment": trainer.data.alignment,  # the aligner and its fitted statistics (e.g. both spectra)
-        "device": str(trainer.device),
-        "num_threads": config.trainer.num_threads,
-        "op_backend": _op_backend(trainer),
-        "start_time": provenance.now(),
-        "end_time": None,
-    }
-
-
-def _polarity_record(config: RunConfig, data: RunData) -> dict[str, Any]:
-    """The training polarity, which ``voxuda segment`` and ``voxuda evaluate`` map their input to."""
-    from voxuda.segment.polarity import polarity_record
-
-    return polarity_record(config.data.canonical_polarity, data.source_train.meta or (),
-                           data.target_train.meta or ())
-
-
-def _data_record(data: RunData, *, sees_target: bool = True) -> dict[str, Any]:
-    """Voxel sizes (Å, after resizing to the box) the model was trained at; ``voxuda segment`` resamples
-    tomograms to ``voxel_size``: the target's (the domain the model was adapted to), or the source's for a
-    method that never sees target volumes (source-only)."""
-
-    def median_voxel(split: Any) -> float | None:
-        values = [float(m["voxel_size"]) for m in getattr(split, "meta", None) or []
-                  if isinstance(m.get("voxel_size"), (int, float)) and m["voxel_size"] == m["voxel_size"]]
-        return float(np.median(values)) if values else None
-
-    source = median_voxel(data.source_train)
-    target = median_voxel(data.target_train)
-    model = (target or source) if sees_target else (source or target)
-    return {"source_voxel_size": source, "target_voxel_size": target, "voxel_size": model}

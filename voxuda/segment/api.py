@@ -307,7 +307,7 @@ def _with_changes(options: SegmentOptions, changes: Mapping[str, Any]) -> Segmen
 
 def _resolve_device(device: str | torch.device) -> torch.device:
     """The trainer's device rule (``auto``: CUDA when available), errors as SegmentError naming --device."""
-    from voxuda.engine.trainer import resolve_device
+    from voxuda.engine.runtime import resolve_device
 
     try:
         return resolve_device(str(device), "--device")

@@ -18,7 +18,6 @@ the benchmark score.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from pathlib import Path
@@ -30,6 +29,7 @@ from torch import nn
 
 from voxuda.config import load_toml
 from voxuda.errors import VoxudaError
+from voxuda.jsonio import read_json
 from voxuda.segment.errors import SegmentError
 from voxuda.segment.polarity import canonical_of_run
 
@@ -131,14 +131,7 @@ def _describe_mismatch(module: nn.Module, state: dict[str, Any]) -> str | None:
 
 def _run_record(run_dir: Path) -> dict[str, Any]:
     """``run.json`` of the run, or an empty dict when it is missing or unreadable."""
-    run_json = run_dir / "run.json"
-    if not run_json.is_file():
-        return {}
-    try:
-        record = json.loads(run_json.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return record if isinstance(record, dict) else {}
+    return read_json(run_dir / "run.json", default={})
 
 
 def _model_voxel_size(record: dict[str, Any], config: dict[str, Any]) -> float | None:

@@ -17,7 +17,6 @@ between classes, and between main particles and crowding neighbours.
 from __future__ import annotations
 
 import functools
-import json
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +26,7 @@ import numpy as np
 from scipy import ndimage
 
 from voxuda.data.errors import DataError
+from voxuda.jsonio import read_json
 from voxuda.simulate.shapes import build_indicator
 
 __all__ = [
@@ -125,7 +125,7 @@ def _from_map(name: str, stem: str) -> Template:
         voxel = float(z["voxel_size"])
         level = float(z["level"])
     side = npz.with_suffix(".json")
-    prov = json.loads(side.read_text()) if side.is_file() else {}
+    prov = read_json(side, default={})
     return Template(name, dens, voxel, level, _bounding_radius(dens, level, voxel), prov)
 
 

@@ -35,6 +35,7 @@ import numpy as np
 from voxuda.atomic import partial_folder
 from voxuda.data.errors import DataError
 from voxuda.data.mrc import VolumeInfo, atomic_path, write_imod_bytes, write_labels, write_volume
+from voxuda.jsonio import read_json
 from voxuda.simulate.geometry import paste, placed_patch, random_rotation, zyz_euler
 from voxuda.simulate.spec import DomainSpec
 from voxuda.simulate.structures import load_template
@@ -303,10 +304,9 @@ def _simulate_into(
 
 def _read_meta(folder: Path) -> dict[str, Any] | None:
     try:
-        meta = json.loads((folder / META_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        return read_json(folder / META_FILE)
+    except (OSError, ValueError):  # missing, unreadable or broken: the folder is rebuilt
         return None
-    return meta if isinstance(meta, dict) else None
 
 
 def _result(folder: Path, meta: dict[str, Any], *, reused: bool) -> TomogramResult:

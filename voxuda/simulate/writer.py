@@ -30,6 +30,7 @@ from voxuda.atomic import partial_folder
 from voxuda.data.errors import DataError
 from voxuda.data.manifest import REQUIRED_COLUMNS
 from voxuda.data.mrc import VolumeInfo, atomic_path, write_labels, write_volume
+from voxuda.jsonio import read_json
 from voxuda.locks import output_lock
 from voxuda.simulate.preset_file import spec_digest
 from voxuda.simulate.presets import BenchmarkPreset, DomainSpec, get_preset
@@ -295,8 +296,8 @@ def _worker_init() -> None:
 
 def _read_meta(out: Path) -> dict[str, Any] | None:
     try:
-        return json.loads((out / "benchmark.json").read_text())
-    except (OSError, ValueError):
+        return read_json(out / "benchmark.json")
+    except (OSError, ValueError):  # missing, unreadable or broken: the dataset is rebuilt
         return None
 
 

@@ -24,7 +24,8 @@ import torch
 
 from voxuda.errors import PluginError, UnknownComponentError
 from voxuda.ops.backends.base import BilateralBackend, FilterParams
-from voxuda.registry import ComponentSpec, Registry, get_registry
+from voxuda.plugins import get_registry
+from voxuda.registry import ComponentSpec, Registry
 
 _BACKEND_METHODS = ("supports", "bilateral3d")
 

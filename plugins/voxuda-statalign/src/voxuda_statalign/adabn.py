@@ -55,7 +55,7 @@ def with_batch_norm(value: object) -> ComponentRef:
     ref = component_ref(value)
     if "norm" in ref.params:
         return ref
-    from voxuda.registry import resolve
+    from voxuda.plugins import resolve
 
     try:
         config_cls = resolve("backbone", ref.name).load_config_class()
