@@ -28,6 +28,7 @@ import attrs
 import torch
 from torch import nn
 
+from voxuda.backbones.common import input_divisor
 from voxuda.config import load_toml
 from voxuda.errors import VoxudaError
 from voxuda.segment.errors import SegmentError
@@ -189,7 +190,6 @@ def load_model(path: str | os.PathLike[str], device: torch.device | str = "cpu")
             f"a method that reports its {reported!r} network; use the config.toml the run wrote"
         )
     predictor = method.predictor().to(device).eval()
-    inner = getattr(predictor, "backbone", predictor)
     data_cfg = config.get("data") if isinstance(config.get("data"), dict) else {}
     method_classes = getattr(getattr(method, "config", None), "num_classes", 0)
     num_classes = int(method_classes or data_cfg.get("num_classes", 2))
@@ -199,7 +199,7 @@ def load_model(path: str | os.PathLike[str], device: torch.device | str = "cpu")
         num_classes=num_classes,
         normalization=str(data_cfg.get("normalization", "zscore")),
         voxel_size=_model_voxel_size(record, config),
-        divisor=int(getattr(inner, "divisor", 1) or 1),
+        divisor=input_divisor(predictor),
         checkpoint=checkpoint,
         run_dir=run_dir,
         config=config,
