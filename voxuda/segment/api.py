@@ -83,7 +83,7 @@ def _resolve_model(model_or_run: Any, device: torch.device) -> LoadedModel:
         return LoadedModel(predictor=model_or_run.to(device).eval(), num_classes=0,
                            divisor=input_divisor(model_or_run))
     if callable(model_or_run) and not isinstance(model_or_run, (str, os.PathLike)):
-        return LoadedModel(predictor=model_or_run, num_classes=0)  # type: ignore[arg-type]
+        return LoadedModel(predictor=model_or_run, num_classes=0)
     return load_model(model_or_run, device)
 
 
