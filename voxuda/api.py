@@ -9,6 +9,7 @@ import attrs
 
 from voxuda.config import ComponentRef, FieldDoc, apply_overrides, component_ref, describe_fields, structure
 from voxuda.plugins import get_registry
+from voxuda.protocols import check_component
 from voxuda.registry import ComponentSpec
 
 
@@ -47,12 +48,15 @@ def build_component(
     """Build a registered component of ``kind`` from a name, a ``{"name": ..., **params}`` table or a ref.
 
     ``overrides`` may use dotted keys (``**{"noise.sigma": 0.5}``) to reach into sub-component tables.
+    A backbone, denoiser, noise model or op backend is checked against its kind's protocol
+    (:mod:`voxuda.protocols`), so a plugin component missing a member fails here, naming the plugin, rather
+    than deep inside a training step.
     """
     spec, config = component_config(kind, name_or_config, **overrides)
     factory = spec.load_factory()
-    if spec.config is None:
-        return factory(**config)
-    return factory(config)
+    built = factory(**config) if spec.config is None else factory(config)
+    check_component(spec.kind, built, spec)
+    return built
 
 
 def build_method(name_or_config: str | Mapping[str, Any] | ComponentRef, **overrides: Any) -> Any:

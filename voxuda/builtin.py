@@ -5,7 +5,7 @@ Only string references appear here, so registering imports nothing heavy (no tor
 
 from __future__ import annotations
 
-from voxuda.hookspecs import hookimpl
+from voxuda.hookspecs import RegisterFn, hookimpl
 
 _BACKBONES = [
     (
@@ -186,33 +186,33 @@ _ALIGNERS = [
 ]
 
 
-def _register_all(register, table) -> None:  # type: ignore[no-untyped-def]
+def _register_all(register: RegisterFn, table: list[tuple[str, str, str, str]]) -> None:
     for name, factory, config, summary in table:
         register(name, factory=factory, config=config, summary=summary)
 
 
 @hookimpl
-def voxuda_register_backbones(register):  # type: ignore[no-untyped-def]
+def voxuda_register_backbones(register: RegisterFn) -> None:
     _register_all(register, _BACKBONES)
 
 
 @hookimpl
-def voxuda_register_noise_models(register):  # type: ignore[no-untyped-def]
+def voxuda_register_noise_models(register: RegisterFn) -> None:
     _register_all(register, _NOISE_MODELS)
 
 
 @hookimpl
-def voxuda_register_denoisers(register):  # type: ignore[no-untyped-def]
+def voxuda_register_denoisers(register: RegisterFn) -> None:
     _register_all(register, _DENOISERS)
 
 
 @hookimpl
-def voxuda_register_methods(register):  # type: ignore[no-untyped-def]
+def voxuda_register_methods(register: RegisterFn) -> None:
     _register_all(register, _METHODS)
 
 
 @hookimpl
-def voxuda_register_ops(register):  # type: ignore[no-untyped-def]
+def voxuda_register_ops(register: RegisterFn) -> None:
     register(
         "torch",
         factory="voxuda.ops.backends.torch_backend:TorchBackend",
@@ -237,15 +237,15 @@ def voxuda_register_ops(register):  # type: ignore[no-untyped-def]
 
 
 @hookimpl
-def voxuda_register_datasets(register):  # type: ignore[no-untyped-def]
+def voxuda_register_datasets(register: RegisterFn) -> None:
     _register_all(register, _DATASETS)
 
 
 @hookimpl
-def voxuda_register_validators(register):  # type: ignore[no-untyped-def]
+def voxuda_register_validators(register: RegisterFn) -> None:
     _register_all(register, _VALIDATORS)
 
 
 @hookimpl
-def voxuda_register_aligners(register):  # type: ignore[no-untyped-def]
+def voxuda_register_aligners(register: RegisterFn) -> None:
     _register_all(register, _ALIGNERS)

@@ -19,6 +19,9 @@ built or described.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from typing import Protocol
+
 import pluggy
 
 PROJECT_NAME = "voxuda"
@@ -31,43 +34,60 @@ hookspec = pluggy.HookspecMarker(PROJECT_NAME)
 hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
 
 
+class RegisterFn(Protocol):
+    """The ``register`` callback every hook receives (bound to the calling plugin); see the module docstring
+    for what each argument means. Plugins annotate their hooks' argument with it."""
+
+    def __call__(
+        self,
+        name: str,
+        *,
+        factory: str,
+        config: str | None = None,
+        aliases: Iterable[str] = (),
+        summary: str = "",
+        priority: int = 0,
+        probe: str | None = None,
+    ) -> None: ...
+
+
 @hookspec
-def voxuda_register_backbones(register):  # type: ignore[no-untyped-def]
+def voxuda_register_backbones(register: RegisterFn) -> None:
     """Register 3D segmentation networks that return ``(logits, {tap_name: features})``."""
 
 
 @hookspec
-def voxuda_register_noise_models(register):  # type: ignore[no-untyped-def]
+def voxuda_register_noise_models(register: RegisterFn) -> None:
     """Register noise models that perturb source volumes (e.g. the NGM of Vox-UDA)."""
 
 
 @hookspec
-def voxuda_register_denoisers(register):  # type: ignore[no-untyped-def]
+def voxuda_register_denoisers(register: RegisterFn) -> None:
     """Register denoisers applied to volumes before a teacher or a model sees them."""
 
 
 @hookspec
-def voxuda_register_methods(register):  # type: ignore[no-untyped-def]
+def voxuda_register_methods(register: RegisterFn) -> None:
     """Register adaptation methods (objects with ``training_step`` and ``predictor``)."""
 
 
 @hookspec
-def voxuda_register_ops(register):  # type: ignore[no-untyped-def]
+def voxuda_register_ops(register: RegisterFn) -> None:
     """Register op backends (with ``priority`` and an availability ``probe``)."""
 
 
 @hookspec
-def voxuda_register_datasets(register):  # type: ignore[no-untyped-def]
+def voxuda_register_datasets(register: RegisterFn) -> None:
     """Register datasets of source/target subtomograms."""
 
 
 @hookspec
-def voxuda_register_validators(register):  # type: ignore[no-untyped-def]
+def voxuda_register_validators(register: RegisterFn) -> None:
     """Register model-selection validators (label-free criteria that score a checkpoint)."""
 
 
 @hookspec
-def voxuda_register_aligners(register):  # type: ignore[no-untyped-def]
+def voxuda_register_aligners(register: RegisterFn) -> None:
     """Register label-free input aligners (``fit`` on unlabelled source/target, ``apply(x, domain)``)."""
 
 

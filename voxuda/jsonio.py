@@ -38,7 +38,7 @@ class _Required:
 #: ``default`` of :func:`read_json` when the file must exist
 REQUIRED: Any = _Required()
 
-_KIND = {dict: "a JSON object", list: "a JSON array"}
+_KIND: dict[type[Any], str] = {dict: "a JSON object", list: "a JSON array"}
 
 
 def read_json(path: str | os.PathLike[str], default: Any = REQUIRED, *, expect: type[Any] | None = dict,

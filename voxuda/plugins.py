@@ -165,7 +165,7 @@ def _build_registry() -> Registry:
 
 def _make_register(
     registry: Registry, kind: str, plugin: str, distribution: str | None, version: str | None
-) -> Callable[..., None]:
+) -> hookspecs.RegisterFn:
     def register(
         name: str,
         *,

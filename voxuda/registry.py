@@ -15,6 +15,7 @@ docs/plugins.md:
 
 from __future__ import annotations
 
+import builtins  # annotations inside Registry, where `list` names the method
 import difflib
 import re
 from collections.abc import Callable, Iterable
@@ -138,7 +139,7 @@ class Registry:
         kinds: Iterable[str] = KINDS if kind is None else (self._check_kind(kind),)
         return [spec for k in kinds for spec in sorted(self.specs[k].values(), key=lambda s: s.name)]
 
-    def conflicts(self) -> list[tuple[str, str, list[ComponentSpec]]]:
+    def conflicts(self) -> builtins.list[tuple[str, str, builtins.list[ComponentSpec]]]:
         """Bare names claimed by more than one plugin, as ``(kind, name, specs)``."""
         found = []
         for kind in KINDS:
@@ -173,7 +174,7 @@ class Registry:
             f"{kind} name {name!r} is claimed by several plugins ({owners}); use a qualified name"
         )
 
-    def find_any(self, name: str) -> list[ComponentSpec]:
+    def find_any(self, name: str) -> builtins.list[ComponentSpec]:
         """Specs of any kind called ``name``, for commands such as ``voxuda describe NAME``."""
         found = []
         for kind in KINDS:

@@ -74,3 +74,11 @@ def test_group_count_divides() -> None:
     for channels in (1, 3, 4, 6, 12, 16, 30, 64):
         groups = group_count(channels)
         assert channels % groups == 0 and 1 <= groups <= 8
+
+
+def test_input_divisor_sees_through_the_logits_only_wrapper() -> None:
+    from voxuda.backbones.common import input_divisor
+
+    net = build_component("backbone", {"name": "unet3d", "widths": [4, 6, 8, 10]})
+    assert input_divisor(net) == input_divisor(LogitsOnly(net)) == net.divisor == 8
+    assert input_divisor(torch.nn.Conv3d(1, 2, 1)) == 1  # a network that declares no down-sampling

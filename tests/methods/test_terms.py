@@ -65,7 +65,7 @@ def self_training(student: nn.Module, denoiser: Any = None, **overrides: Any) ->
 # -- AdversarialTerm -------------------------------------------------------------------------------------
 def test_adversarial_term_puts_its_discriminator_in_a_group_at_the_lr_multiplier() -> None:
     holder = _Holder(unet())
-    term = attach(holder, AdversarialTerm(AdversarySettings(lr_scale=4.0), holder.student, 1, 2, "dis"))
+    term = attach(holder, AdversarialTerm(AdversarySettings(lr_scale=4.0), holder.student, 2, "dis"))
     groups = term.optimizer_groups(p for p in holder.parameters() if p.requires_grad)
     assert [g.get("lr_scale", 1.0) for g in groups] == [1.0, 4.0]
     assert [id(p) for p in groups[0]["params"]] == [id(p) for p in holder.student.parameters()]
@@ -77,7 +77,7 @@ def test_adversarial_term_puts_its_discriminator_in_a_group_at_the_lr_multiplier
 def test_adversarial_term_logs_under_its_method_key_and_follows_the_run_length() -> None:
     student = unet()
     settings = AdversarySettings(schedule="dann", max_weight=2.0, gamma=10.0, warmup_steps=2)
-    term = AdversarialTerm(settings, student, 1, 2, loss_key="domain")
+    term = AdversarialTerm(settings, student, 2, loss_key="domain")
     assert term.tap == "bottleneck"
     term.on_train_start(context(12))
     assert term.discriminator.total_steps == 12
@@ -205,7 +205,12 @@ def test_tap_resolution_defaults_and_errors() -> None:
     with pytest.raises(ConfigError, match="^method.discriminator_tap: "):
         resolve_tap(student, "nope", "method.discriminator_tap")
 
-    class NoTaps(nn.Module):
+    class NoTaps(nn.Module):  # satisfies Backbone3D, but declares no taps
+        tap_names: tuple[str, ...] = ()
+        tap_channels: dict[str, int] = {}
+        deepest_tap = ""
+        divisor = 1
+
         def forward(self, x: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
             return x, {}
 

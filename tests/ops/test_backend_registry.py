@@ -136,7 +136,8 @@ def test_a_failing_probe_is_an_unavailable_row_not_an_exception(op_plugin):
     "factory,match",
     [
         ("broken_factory", r"op backend 'brokenplug:broken' .*broken_factory\(\) failed: RuntimeError"),
-        ("not_a_backend", r"'brokenplug:broken' .*built 'object', not a bilateral backend \(no supports or"),
+        ("not_a_backend", r"op 'broken' \(plugin 'brokenplug'.*built a 'object' that does not satisfy "
+                          r"OpBackend: missing supports, bilateral3d$"),
         ("missing", r"factory of op 'brokenplug:broken'.*has no attribute 'missing'"),
     ],
 )

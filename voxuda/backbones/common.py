@@ -7,6 +7,8 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
+from voxuda.protocols import Backbone3D
+
 NormKind = Literal["group", "instance", "batch"]
 
 
@@ -47,6 +49,19 @@ def make_norm(kind: NormKind, channels: int, channels_last: bool = False) -> nn.
     if kind == "batch":
         return nn.BatchNorm3d(channels)
     raise ValueError(f"unknown norm {kind!r}; use 'group', 'instance' or 'batch'")
+
+
+def input_divisor(model: object) -> int:
+    """What a network's input sizes must be multiples of: a :class:`~voxuda.protocols.Backbone3D`'s
+    ``divisor``, also through a wrapper that keeps the backbone as ``.backbone`` (:class:`LogitsOnly`, what
+    ``method.predictor()`` returns); 1 for any other network, which declares no down-sampling.
+
+    The one place that answers this for predictors, so that segmenting, exporting and the run check agree.
+    """
+    for candidate in (model, getattr(model, "backbone", None)):
+        if isinstance(candidate, Backbone3D):
+            return int(candidate.divisor)
+    return 1
 
 
 class LogitsOnly(nn.Module):

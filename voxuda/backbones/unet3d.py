@@ -80,7 +80,7 @@ class UNet3D(nn.Module):
         self.divisor = 2 ** (len(widths) - 1)
         self.memory_format = torch.channels_last_3d if cfg.channels_last_3d else torch.contiguous_format
         if cfg.channels_last_3d:
-            self.to(memory_format=torch.channels_last_3d)
+            self.to(memory_format=torch.channels_last_3d)  # type: ignore[call-overload]  # torch's stub omits it
 
     def forward(self, x: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
         check_input(x, self.in_channels, self.divisor, "UNet3D")

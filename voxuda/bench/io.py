@@ -55,7 +55,7 @@ def save_figure(fig: Any, path: str | os.PathLike[str], **kwargs: Any) -> Path:
 
 def read_metrics(path: Path) -> list[dict[str, Any]]:
     """The records of a run's ``metrics.jsonl`` (lines that fail to parse, e.g. a torn last line, skipped)."""
-    out = []
+    out: list[dict[str, Any]] = []
     if not path.is_file():
         return out
     for line in path.read_text(encoding="utf-8").splitlines():

@@ -14,12 +14,16 @@ from __future__ import annotations
 
 import math
 from collections.abc import Hashable, Mapping, Sequence
+from typing import TypeVar
 
 import attrs
 import numpy as np
 
 #: Confidence level of every interval in the tables.
 LEVEL = 0.95
+
+#: the key of paired results (a seed): Mapping is invariant in its key, so a dict[int, float] needs a TypeVar
+K = TypeVar("K", bound=Hashable)
 
 
 @attrs.frozen
@@ -119,13 +123,13 @@ def bootstrap_interval(diffs: Sequence[float], level: float = LEVEL, *, resample
                           level=level, method="bootstrap")
 
 
-def paired_differences(a: Mapping[Hashable, float], b: Mapping[Hashable, float]) -> list[float]:
+def paired_differences(a: Mapping[K, float], b: Mapping[K, float]) -> list[float]:
     """``a[k] - b[k]`` for every key in both (keys are e.g. seeds), in sorted key order."""
     keys = sorted(set(a) & set(b))  # type: ignore[type-var]  # seeds: ints
     return [float(a[k]) - float(b[k]) for k in keys]
 
 
-def paired_interval(a: Mapping[Hashable, float], b: Mapping[Hashable, float],
+def paired_interval(a: Mapping[K, float], b: Mapping[K, float],
                     level: float = LEVEL) -> PairedInterval | None:
     """The paired t interval of ``a - b`` over their shared keys (``None`` when none are shared)."""
     return paired_t_interval(paired_differences(a, b), level)

@@ -197,7 +197,7 @@ def run(args: argparse.Namespace) -> int:
         from voxuda.data.picking import TomogramGeometry
 
         name = args.tomo_name or _tomo_name(args.truth) or _tomo_name(args.picks) or Path(args.labels).stem
-        geometry = TomogramGeometry(name, labels.shape, lab_info)  # type: ignore[arg-type]
+        geometry = TomogramGeometry(name, labels.shape, lab_info)
         found = _positions_angstrom(args.picks, geometry)
         true = _positions_angstrom(args.truth, geometry)
         result["picks"] = pick_scores(found, true, float(args.distance))

@@ -98,7 +98,8 @@ def onnx_bytes(predictor: Any, example: Any) -> bytes:
     buffer = io.BytesIO()
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(contiguous_layout(predictor), (example,), buffer, dynamo=False,
+        torch.onnx.export(contiguous_layout(predictor), (example,), buffer,  # type: ignore[arg-type]  # stub: paths only
+                          dynamo=False,
                           opset_version=ONNX_OPSET,
                           input_names=["input"], output_names=["logits"],
                           dynamic_axes={"input": axes, "logits": axes})

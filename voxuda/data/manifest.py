@@ -250,7 +250,7 @@ def _pairs(folder: Path) -> list[tuple[str, Path, Path | None]]:
     for vol in volumes:
         candidates = [vol.with_name(f"{vol.stem}{s}{vol.suffix}") for s in LABEL_SUFFIXES]
         label = next((c for c in candidates if c in labels), None)
-        labels.discard(label)  # type: ignore[arg-type]
+        labels.discard(label)
         found.append((vol.stem, vol, label))
     if labels:
         orphan = sorted(labels)[0]

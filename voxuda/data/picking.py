@@ -34,7 +34,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from scipy import ndimage
@@ -142,11 +142,13 @@ def find_particles(
     found: list[Particle] = []
     for value in values:
         mask = labels == value
-        components, count = ndimage.label(mask, structure=structure, output=np.int32)
+        components, count = ndimage.label(mask, structure=structure)  # int32 labels, as output=np.int32 gave
         if count == 0:
             continue
         sizes = np.bincount(components.ravel(), minlength=count + 1)[1:]
-        centres = ndimage.center_of_mass(mask, components, np.arange(1, count + 1))
+        # one (z, y, x) per index; the stub types the result for every index form at once
+        centres = cast("list[tuple[float, float, float]]",
+                       ndimage.center_of_mass(mask, components, np.arange(1, count + 1)))
         for size, (z, y, x) in zip(sizes, centres, strict=True):
             size = int(size)
             if size < min_voxels or (max_voxels is not None and size > max_voxels):

@@ -25,7 +25,7 @@ _STARFILE_STAMP = "# Created by the starfile Python package"
 
 def _starfile(path: Path) -> Any:
     try:
-        import starfile  # type: ignore[import-not-found]
+        import starfile
     except ImportError as exc:
         raise DataError(path, "cannot read or write STAR", STAR_INSTALL_HINT) from exc
     return starfile

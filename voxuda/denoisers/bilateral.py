@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import attrs
@@ -30,22 +31,25 @@ def _effective_sigma_range(guide: torch.Tensor, sigma_range: float, range_scale:
 
 
 def _filter_items(
-    x: torch.Tensor, guide: torch.Tensor, cfg: object, sigmas: list[float], backend: BackendChoice
+    x: torch.Tensor, guide: torch.Tensor, cfg: BilateralConfig, sigmas: list[float], backend: BackendChoice
 ) -> torch.Tensor:
     """Run the op once when sigma is shared, else once per batch item with its own sigma."""
-    kw = dict(radius=cfg.radius, sigma_spatial=cfg.sigma_spatial, backend=backend)  # type: ignore[attr-defined]
     if all(s == sigmas[0] for s in sigmas):
-        return ops.bilateral3d(x, guide=guide, sigma_range=sigmas[0], **kw)
+        return ops.bilateral3d(x, guide=guide, sigma_range=sigmas[0], radius=cfg.radius,
+                               sigma_spatial=cfg.sigma_spatial, backend=backend)
     return torch.cat(
         [
-            ops.bilateral3d(x[i : i + 1], guide=guide[i : i + 1], sigma_range=s, **kw)
+            ops.bilateral3d(x[i : i + 1], guide=guide[i : i + 1], sigma_range=s, radius=cfg.radius,
+                            sigma_spatial=cfg.sigma_spatial, backend=backend)
             for i, s in enumerate(sigmas)
         ]
     )
 
 
-def _in_choices(choices: tuple[str, ...]):  # noqa: ANN202 - attrs validator factory
-    def check(_inst: object, attribute: attrs.Attribute, value: object) -> None:
+def _in_choices(choices: tuple[str, ...]) -> Callable[[object, attrs.Attribute[Any], object], None]:
+    """An attrs validator accepting only ``choices``."""
+
+    def check(_inst: object, attribute: attrs.Attribute[Any], value: object) -> None:
         if value not in choices:
             raise ValueError(f"{attribute.name} must be one of {choices}, got {value!r}")
 
@@ -114,6 +118,10 @@ class ImprovedBilateralDenoiserConfig:
     backend: str = _backend_field()
 
 
+#: the settings both bilateral denoisers read
+BilateralConfig = BilateralDenoiserConfig | ImprovedBilateralDenoiserConfig
+
+
 class _BilateralBase:
     """Shared call path of the two bilateral denoisers.
 
@@ -127,9 +135,9 @@ class _BilateralBase:
     name = "bilateral_base"
     guide_name = "intensity"
 
-    def __init__(self, config: object) -> None:
+    def __init__(self, config: BilateralConfig) -> None:
         self.config = config
-        self.backend_choice = BackendChoice(config.backend)  # type: ignore[attr-defined]
+        self.backend_choice = BackendChoice(config.backend)
 
     @property
     def op_backend(self) -> str | None:
@@ -138,13 +146,13 @@ class _BilateralBase:
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         x = check_batch(x, self.name)
-        requested = self.config.backend  # type: ignore[attr-defined]
+        requested = self.config.backend
         if self.backend_choice.requested != requested:  # the (mutable) config was edited after the build
             self.backend_choice = BackendChoice(requested)
         work = x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
         with torch.no_grad():
             guide = compute_guide5(work, self.guide_name).contiguous()
-            sigmas = _effective_sigma_range(guide, self.config.sigma_range, self.config.range_scale)  # type: ignore[attr-defined]
+            sigmas = _effective_sigma_range(guide, self.config.sigma_range, self.config.range_scale)
             out = _filter_items(work, guide, self.config, sigmas, self.backend_choice)
         return out.to(x.dtype)
 

@@ -82,7 +82,9 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
 def capture_rng(generator: torch.Generator) -> dict[str, torch.Tensor]:
     """Every random state a run uses, as tensors (so ``weights_only`` loading works)."""
     version, internal, gauss = random.getstate()
-    np_state = np.random.get_state()
+    np_state = np.random.get_state()  # the legacy (MT19937) tuple: numpy's global generator is one
+    if not isinstance(np_state, tuple):
+        raise TypeError(f"numpy's global random state is a {type(np_state).__name__}, not MT19937's tuple")
     state = {
         "torch": torch.get_rng_state(),
         "generator": generator.get_state(),

@@ -225,7 +225,7 @@ def check_fits_backbone(config: RunConfig, method_config: Any) -> None:
     except Exception:  # a backbone that cannot be built on meta: building it for real will say what is wrong
         return
     box = config.data.box
-    divisor = int(getattr(net, "divisor", 1) or 1)
+    divisor = net.divisor  # the Backbone3D contract, checked when build_backbone built it
     if box % divisor:
         first = max(1, -(-box // divisor))
         fits = ", ".join(str(divisor * k) for k in range(first, first + 3))

@@ -316,7 +316,7 @@ class IndexSampler:
     def draw(self, n: int, generator: torch.Generator) -> Tensor:
         if self.mode == "random":
             return torch.randint(0, self.size, (n,), generator=generator)
-        out = []
+        out: list[int] = []
         while len(out) < n:
             if self.position >= len(self.order):
                 self.order = torch.randperm(self.size, generator=generator)

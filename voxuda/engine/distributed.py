@@ -31,12 +31,15 @@ import gc
 import os
 import zlib
 from collections.abc import Iterator, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 import torch
 import torch.distributed as dist
 from torch import Tensor, nn
+
+if TYPE_CHECKING:  # pragma: no cover
+    from voxuda.methods.base import Method
 
 __all__ = [
     "DistContext",
@@ -216,7 +219,7 @@ class ShardedPairedSampler:
 class StepModule(nn.Module):
     """Make ``method.training_step`` the ``forward`` that DDP wraps; returns ``(loss, losses, metrics)``."""
 
-    def __init__(self, method: nn.Module) -> None:
+    def __init__(self, method: Method) -> None:
         super().__init__()
         self.method = method
 
@@ -226,7 +229,7 @@ class StepModule(nn.Module):
         return out.loss, out.losses, out.metrics
 
 
-def wrap_ddp(method: nn.Module, context: DistContext, *, find_unused_parameters: bool = True) -> nn.Module:
+def wrap_ddp(method: Method, context: DistContext, *, find_unused_parameters: bool = True) -> nn.Module:
     """``DistributedDataParallel(StepModule(method))`` on this rank's device (the method itself if single).
 
     ``find_unused_parameters`` defaults to True because methods switch losses on and off by step (warm-up,

@@ -104,7 +104,7 @@ def evaluate_run(
     data_override: RunData | None = None,
     split_data: DomainSplit | None = None,
     polarity: str | None = None,
-    device: str | None = None,
+    device: str | torch.device | None = None,
 ) -> dict[str, Any]:
     """Evaluate the run in ``run_dir`` on target ``split`` and write ``eval_<...>.json`` there.
 

@@ -36,7 +36,7 @@ def skip_uninitialized_fill() -> None:
     torch.utils.deterministic.fill_uninitialized_memory = False  # type: ignore[attr-defined]
 
 
-def resolve_device(name: str, option: str = "trainer.device") -> torch.device:
+def resolve_device(name: str | torch.device, option: str = "trainer.device") -> torch.device:
     """``auto``: CUDA when available, else the CPU; any other name must be a device that exists. ``option``
     names the setting in the error (``--device`` for the commands that run a model)."""
     if name == "auto":

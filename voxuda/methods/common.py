@@ -18,6 +18,7 @@ from voxuda.checks import at_least_one, non_negative
 from voxuda.config import ComponentRef, help_field, ref_field
 from voxuda.methods.base import Method
 from voxuda.methods.losses import segmentation_loss
+from voxuda.protocols import Backbone3D
 
 
 @attrs.define
@@ -39,7 +40,7 @@ def backbone_params(config: BaseMethodConfig) -> dict[str, Any]:
     return {"in_channels": config.in_channels, "num_classes": config.num_classes}
 
 
-def build_backbone(config: BaseMethodConfig) -> nn.Module:
+def build_backbone(config: BaseMethodConfig) -> Backbone3D:
     """Build ``config.backbone`` through the registry with the method's channel and class counts (without a
     method around it: the config check sizes it on the meta device)."""
     from voxuda.api import build_component

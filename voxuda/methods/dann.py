@@ -79,8 +79,8 @@ class DANN(SegmentationMethod):
     def __init__(self, config: DANNConfig) -> None:
         super().__init__(config)
         settings = dann_settings(config)
-        self.adversarial = attach(self, AdversarialTerm(settings, self.student, config.in_channels,
-                                                        config.num_classes, loss_key="domain"))
+        self.adversarial = attach(self, AdversarialTerm(settings, self.student, config.num_classes,
+                                                        loss_key="domain"))
 
     def on_train_start(self, context: TrainContext) -> None:
         self.adversarial.on_train_start(context)

@@ -56,6 +56,7 @@ from voxuda.backbones.taps import resolve_tap, resolve_taps, tap_channels
 from voxuda.checks import at_least_one, non_negative, positive
 from voxuda.config import help_field
 from voxuda.methods.grl import adversarial_weight, grad_reverse
+from voxuda.protocols import Backbone3D
 
 DiscriminatorMode = Literal["voxel", "pooled"]
 DiscriminatorInput = Literal["pooled", "taps", "output"]
@@ -304,8 +305,7 @@ class AdversaryStep:
 class DomainAdversary(nn.Module):
     """The discriminator heads of an adversarial method, what they read and the reversal-weight schedule."""
 
-    def __init__(self, backbone: nn.Module, settings: AdversarySettings, in_channels: int,
-                 num_classes: int) -> None:
+    def __init__(self, backbone: Backbone3D, settings: AdversarySettings, num_classes: int) -> None:
         super().__init__()
         from voxuda.errors import ConfigError
 
@@ -320,7 +320,7 @@ class DomainAdversary(nn.Module):
             else:
                 taps = resolve_taps(backbone, tuple(settings.taps), settings.taps_key)
             for tap in taps:
-                channels = tap_channels(backbone, tap, in_channels)
+                channels = tap_channels(backbone, tap)
                 heads[tap] = DomainDiscriminator3D(channels, hidden=settings.hidden, mode=settings.mode,
                                                    standardize=settings.standardize)
         else:

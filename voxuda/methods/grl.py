@@ -15,12 +15,12 @@ from torch import Tensor, nn
 
 class _GradReverse(torch.autograd.Function):
     @staticmethod
-    def forward(ctx: Any, x: Tensor, lambd: float) -> Tensor:  # type: ignore[override]
+    def forward(ctx: Any, x: Tensor, lambd: float) -> Tensor:
         ctx.lambd = lambd
         return x.view_as(x)
 
     @staticmethod
-    def backward(ctx: Any, grad_output: Tensor) -> tuple[Tensor, None]:  # type: ignore[override]
+    def backward(ctx: Any, grad_output: Tensor) -> tuple[Tensor, None]:
         return -ctx.lambd * grad_output, None
 
 

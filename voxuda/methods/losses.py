@@ -128,7 +128,7 @@ class _UnitVectorDistance(torch.autograd.Function):
     EPS = 1e-8
 
     @staticmethod
-    def forward(ctx: Any, a: Tensor, b: Tensor) -> Tensor:  # type: ignore[override]
+    def forward(ctx: Any, a: Tensor, b: Tensor) -> Tensor:
         eps = _UnitVectorDistance.EPS
         norm_a = torch.linalg.vector_norm(a, dim=1, keepdim=True)
         norm_b = torch.linalg.vector_norm(b, dim=1, keepdim=True)
@@ -140,7 +140,7 @@ class _UnitVectorDistance(torch.autograd.Function):
         return per_vector.mean()
 
     @staticmethod
-    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, Tensor | None]:  # type: ignore[override]
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, Tensor | None]:
         a, b, norm_a, norm_b, clamped_a, clamped_b, cross = ctx.saved_tensors
         scale = grad / (a.numel() // a.shape[1])
         eps = _UnitVectorDistance.EPS

@@ -26,6 +26,7 @@ class OracleConfig(BaseMethodConfig):
 class Oracle(SegmentationMethod):
     """Train on labelled target volumes (optionally plus source)."""
 
+    config: OracleConfig
     uses_target_labels = True
     flag = "upper bound"
 

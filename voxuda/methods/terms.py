@@ -44,6 +44,7 @@ from voxuda.methods.ema import effective_momentum, ema_update, make_ema_teacher,
 from voxuda.methods.losses import ConsistencyForm, class_index, feature_consistency, masked_cross_entropy
 from voxuda.methods.pseudo_labels import PseudoLabels, PseudoLabelSelector, selection_metrics
 from voxuda.methods.volume_cache import DenoisedVolumeCache, cacheable_denoiser, settings_key
+from voxuda.protocols import Backbone3D
 
 
 # -- what every term returns and how a method holds it ------------------------------------------------------
@@ -256,9 +257,9 @@ class AdversarialTerm:
     keeps each method's logged name for the loss (``domain``, ``dis``).
     """
 
-    def __init__(self, settings: AdversarySettings, backbone: nn.Module, in_channels: int, num_classes: int,
+    def __init__(self, settings: AdversarySettings, backbone: Backbone3D, num_classes: int,
                  loss_key: str) -> None:
-        self.discriminator = DomainAdversary(backbone, settings, in_channels, num_classes)
+        self.discriminator = DomainAdversary(backbone, settings, num_classes)
         self.loss_key = loss_key
 
     def checkpoint_modules(self) -> dict[str, Any]:
@@ -313,7 +314,7 @@ class ConsistencyTerm:
         self.detach_clean = detach_clean
 
     @classmethod
-    def on_backbone(cls, backbone: nn.Module, taps: Iterable[str], weights: Iterable[float],
+    def on_backbone(cls, backbone: Backbone3D, taps: Iterable[str], weights: Iterable[float],
                     form: ConsistencyForm, detach_clean: bool = False) -> ConsistencyTerm:
         """The term on ``backbone``'s taps: the configured ones (checked), or its ``tap_names`` if none."""
         return cls(resolve_taps(backbone, tuple(taps), "method.taps"), tuple(weights), form, detach_clean)

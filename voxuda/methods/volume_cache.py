@@ -38,7 +38,7 @@ def cacheable_denoiser(denoiser: Any) -> bool:
 def settings_key(denoiser: Any) -> tuple[Any, ...]:
     """What the cached results depend on besides the volume: the denoiser object and its settings."""
     config = getattr(denoiser, "config", None)
-    settings = repr(attrs.asdict(config)) if attrs.has(type(config)) else repr(config)
+    settings = repr(attrs.asdict(config)) if config is not None and attrs.has(type(config)) else repr(config)
     return (id(denoiser), type(denoiser).__qualname__, settings)
 
 

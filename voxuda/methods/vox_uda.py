@@ -52,6 +52,7 @@ from voxuda.methods.discriminator import (
 from voxuda.methods.losses import ConsistencyForm
 from voxuda.methods.mean_teacher import MeanTeacher, MeanTeacherConfig
 from voxuda.methods.terms import AdversarialTerm, ConsistencyTerm, TermLogs, attach
+from voxuda.protocols import MeasuresSource, NoiseModel
 
 
 def _non_negative_all(instance: object, attribute: attrs.Attribute, value: Sequence[float]) -> None:
@@ -151,14 +152,14 @@ class VoxUDA(MeanTeacher):
 
     def __init__(self, config: VoxUDAConfig) -> None:
         super().__init__(config)
-        self.noise = self.build_sub("noise")
+        self.noise: NoiseModel = self.build_sub("noise")
         self.student_input_denoiser = self.build_sub("student_input_denoiser", frozen=True)
 
         self.consistency = ConsistencyTerm.on_backbone(self.student, config.taps, config.tap_weights,
                                                        config.consistency, config.consistency_detach_clean)
         settings = adversary_settings(config)
-        self.adversarial = attach(self, AdversarialTerm(settings, self.student, config.in_channels,
-                                                        config.num_classes, loss_key="dis"))
+        self.adversarial = attach(self, AdversarialTerm(settings, self.student, config.num_classes,
+                                                        loss_key="dis"))
         self._sample_target: Callable[[int], Tensor] | None = None
 
     # -- trainer hooks -----------------------------------------------------------------------------------
@@ -174,14 +175,13 @@ class VoxUDA(MeanTeacher):
     def _check_noise_premise(self, context: TrainContext) -> None:
         """Measure the source's noise the way the noise model measured the target's (models with
         ``measure_source``, i.e. NGM) and warn in one line when the source is not the cleaner domain."""
-        measure = getattr(self.noise, "measure_source", None)
         data = context.extra.get("data")
         source = getattr(getattr(data, "source_train", None), "volumes", None)
-        if measure is None or source is None or len(source) == 0:
+        if not isinstance(self.noise, MeasuresSource) or source is None or len(source) == 0:
             return
         n = min(max(int(self.noise.n_fit_samples), 1), len(source))
         index = torch.linspace(0, len(source) - 1, n).round().long()  # evenly spaced: no draw from the RNG
-        measure(source[index])
+        self.noise.measure_source(source[index])
         premise = getattr(self.noise, "premise", None)
         warning = premise.warning() if premise is not None else None
         if warning:

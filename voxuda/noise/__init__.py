@@ -1,6 +1,7 @@
 """Noise models applied to source volumes (Vox-UDA's noise generation module and its variants).
 
-Every model follows :class:`voxuda.noise.base.NoiseModel`: ``fit`` on target volumes (a no-op where
-nothing is estimated), then ``model(x, generator)`` returns a noisy copy of ``x``. Models are built by name
-through the registry (``build_component("noise_model", "ngm")``), never imported directly by methods.
+Every model follows the protocol :class:`voxuda.protocols.NoiseModel`: ``fit`` on target volumes (a
+no-op where nothing is estimated), then ``model(x, generator)`` returns a noisy copy of ``x``. Models are
+built by name through the registry (``build_component("noise_model", "ngm")``), never imported directly
+by methods.
 """

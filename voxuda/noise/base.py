@@ -1,9 +1,9 @@
-"""The noise-model interface shared by ``none``, ``gaussian``, ``ngm`` and ``spectral_ngm``.
+"""The base class of the noise models ``none``, ``gaussian``, ``ngm``, ``spectral_ngm`` and ``skew_matched``.
 
-A method only ever talks to this interface, so swapping the paper's white NGM for the spectrally shaped
-variant (or for no noise at all) is a config change. Models are plain objects, not ``nn.Module``s: they
-hold a few estimated statistics, no trainable parameters, and must not appear in the optimiser.
-"""
+A method only ever talks to the :class:`voxuda.protocols.NoiseModel` protocol, so swapping the paper's
+white NGM for the spectrally shaped variant (or for no noise at all) is a config change. Models are plain
+objects, not ``nn.Module``s: they hold a few estimated statistics, no trainable parameters, and must not
+appear in the optimiser."""
 
 from __future__ import annotations
 
@@ -13,8 +13,9 @@ import torch
 from torch import Tensor
 
 
-class NoiseModel:
-    """Base class: no fitting, no noise. Subclasses override what they need.
+class NoiseModelBase:
+    """Base class: no fitting, no noise. Subclasses override what they need; together they implement the
+    :class:`voxuda.protocols.NoiseModel` protocol, the contract that callers rely on.
 
     Attributes:
         needs_target: True if :meth:`fit` must see target volumes before the first call.
@@ -46,6 +47,11 @@ class NoiseModel:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore statistics saved by :meth:`state_dict`; the base model has none."""
+
+
+#: The former name of :class:`NoiseModelBase`, kept for plugins that subclass it; the *contract* is the
+#: protocol :class:`voxuda.protocols.NoiseModel`.
+NoiseModel = NoiseModelBase
 
 
 def gaussian_like(x: Tensor, generator: torch.Generator | None) -> Tensor:

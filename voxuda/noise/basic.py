@@ -10,7 +10,7 @@ from torch import Tensor
 
 from voxuda.checks import positive_or_none
 from voxuda.config import help_field
-from voxuda.noise.base import NoiseModel, check_volumes, gaussian_like
+from voxuda.noise.base import NoiseModelBase, check_volumes, gaussian_like
 
 
 @attrs.frozen
@@ -18,7 +18,7 @@ class NoNoiseConfig:
     """No parameters: the source is left unchanged (the "no NGM" ablation)."""
 
 
-class NoNoise(NoiseModel):
+class NoNoise(NoiseModelBase):
     """Returns its input unchanged; the consistency loss then compares identical inputs and is zero."""
 
     def __init__(self, config: NoNoiseConfig | None = None) -> None:
@@ -39,7 +39,7 @@ class GaussianNoiseConfig:
         validator=positive_or_none)
 
 
-class GaussianNoise(NoiseModel):
+class GaussianNoise(NoiseModelBase):
     """Adds ``N(0, sigma^2)`` per voxel; with ``snr`` the variance follows each volume's own variance."""
 
     def __init__(self, config: GaussianNoiseConfig | None = None) -> None:

@@ -36,7 +36,7 @@ from torch import Tensor
 
 from voxuda.checks import at_least_one, fraction_below_one, non_negative, non_negative_or_none
 from voxuda.config import help_field
-from voxuda.noise.base import NoiseModel, check_volumes, gaussian_like
+from voxuda.noise.base import NoiseModelBase, check_volumes, gaussian_like
 from voxuda.noise.fourier import highpass, rate_for_side, side_for_rate
 
 Combine = Literal["mean_variance", "variance_of_mean", "mean_of_draws"]
@@ -132,7 +132,7 @@ def estimate_noise_variance(volumes: Tensor, sides: tuple[int, ...], combine: Co
                        sides=tuple(sides), passed_fraction=passed, compensation=compensation)
 
 
-class NoiseGenerationModule(NoiseModel):
+class NoiseGenerationModule(NoiseModelBase):
     """Adds ``N(0, sigma^2)`` to source volumes, sigma^2 estimated from target volumes by :meth:`fit`."""
 
     needs_target = True

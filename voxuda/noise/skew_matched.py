@@ -40,7 +40,7 @@ from torch import Tensor
 
 from voxuda.checks import at_least_one, one_of, positive
 from voxuda.config import help_field
-from voxuda.noise.base import NoiseModel, check_volumes
+from voxuda.noise.base import NoiseModelBase, check_volumes
 from voxuda.noise.fourier import power_on_grid, radial_power, shaped_noise
 
 Colour = Literal["source", "target"]
@@ -118,7 +118,7 @@ def added_variance(source_skewness: float, target_skewness: float, cap: float) -
     return min((source_skewness / target_skewness) ** (2.0 / 3.0) - 1.0, cap)
 
 
-class SkewMatchedNoise(NoiseModel):
+class SkewMatchedNoise(NoiseModelBase):
     """Adds noise (the source's colour, or the target's) until the source's skewness matches the target's,
     then re-standardises."""
 

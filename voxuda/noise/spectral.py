@@ -27,7 +27,7 @@ from torch import Tensor
 
 from voxuda.checks import at_least_one, fraction_below_one, non_negative
 from voxuda.config import help_field
-from voxuda.noise.base import NoiseModel, check_volumes
+from voxuda.noise.base import NoiseModelBase, check_volumes
 from voxuda.noise.fourier import power_on_grid, radial_power, shaped_noise
 
 
@@ -50,7 +50,7 @@ class SpectralNoiseConfig:
                                   validator=non_negative)
 
 
-class SpectralNoise(NoiseModel):
+class SpectralNoise(NoiseModelBase):
     """Adds Gaussian noise whose radial power spectrum matches the target's high-frequency noise."""
 
     needs_target = True

@@ -109,7 +109,8 @@ def bilateral3d_chunked(
     def filt(block: torch.Tensor, read: tuple[slice, ...]) -> torch.Tensor:
         g = None
         if guide is not None:
-            sub = guide[(Ellipsis, *read)]
+            index: tuple[Any, ...] = (Ellipsis, *read)  # the block's region, leading guide axes whole
+            sub = guide[index]
             g = torch.from_numpy(np.ascontiguousarray(sub, dtype=dtype)).to(block.device)
         return bilateral3d(block, radius=radius, sigma_spatial=sigma_spatial, sigma_range=sigma_range,
                            guide=g, spacing=spacing, backend=choice)

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from voxuda.backbones.common import input_divisor
 from voxuda.errors import VoxudaError
 from voxuda.segment.errors import SegmentError
 from voxuda.segment.model import LoadedModel, load_model
@@ -80,9 +81,9 @@ def _resolve_model(model_or_run: Any, device: torch.device) -> LoadedModel:
         return model_or_run
     if isinstance(model_or_run, nn.Module):
         return LoadedModel(predictor=model_or_run.to(device).eval(), num_classes=0,
-                           divisor=int(getattr(model_or_run, "divisor", 1) or 1))
+                           divisor=input_divisor(model_or_run))
     if callable(model_or_run) and not isinstance(model_or_run, (str, os.PathLike)):
-        return LoadedModel(predictor=model_or_run, num_classes=0)  # type: ignore[arg-type]
+        return LoadedModel(predictor=model_or_run, num_classes=0)
     return load_model(model_or_run, device)
 
 

@@ -21,12 +21,13 @@ from __future__ import annotations
 import math
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 import attrs
 import torch
 from torch import nn
 
+from voxuda.backbones.common import input_divisor
 from voxuda.config import load_toml
 from voxuda.errors import VoxudaError
 from voxuda.jsonio import read_json
@@ -79,7 +80,13 @@ def find_run_files(path: str | os.PathLike[str]) -> tuple[Path, Path]:
 EXTRA_STATE = "_extra_state"
 
 
-def _is_state_dict(candidate: Any) -> bool:
+def _data_table(config: dict[str, Any]) -> dict[str, Any]:
+    """The ``[data]`` table of a run's config.toml (empty when it has none)."""
+    data = config.get("data")
+    return data if isinstance(data, dict) else {}
+
+
+def _is_state_dict(candidate: Any) -> TypeGuard[dict[str, Any]]:
     """A module state dict: tensors by key, plus any ``*._extra_state`` containers a module writes."""
     return isinstance(candidate, dict) and bool(candidate) and all(
         isinstance(v, torch.Tensor) or (isinstance(k, str) and k.rpartition(".")[2] == EXTRA_STATE)
@@ -141,7 +148,7 @@ def _model_voxel_size(record: dict[str, Any], config: dict[str, Any]) -> float |
         recorded = record.get("data")
         data: dict[str, Any] = recorded if isinstance(recorded, dict) else {}
         candidates += [data.get("voxel_size"), data.get("target_voxel_size"), record.get("voxel_size")]
-    data_cfg = config.get("data") if isinstance(config.get("data"), dict) else {}
+    data_cfg = _data_table(config)
     candidates.append(data_cfg.get("voxel_size"))
     for value in candidates:
         number = isinstance(value, (int, float)) and not isinstance(value, bool)
@@ -182,8 +189,7 @@ def load_model(path: str | os.PathLike[str], device: torch.device | str = "cpu")
             f"a method that reports its {reported!r} network; use the config.toml the run wrote"
         )
     predictor = method.predictor().to(device).eval()
-    inner = getattr(predictor, "backbone", predictor)
-    data_cfg = config.get("data") if isinstance(config.get("data"), dict) else {}
+    data_cfg = _data_table(config)
     method_classes = getattr(getattr(method, "config", None), "num_classes", 0)
     num_classes = int(method_classes or data_cfg.get("num_classes", 2))
     alignment = record.get("alignment")
@@ -192,7 +198,7 @@ def load_model(path: str | os.PathLike[str], device: torch.device | str = "cpu")
         num_classes=num_classes,
         normalization=str(data_cfg.get("normalization", "zscore")),
         voxel_size=_model_voxel_size(record, config),
-        divisor=int(getattr(inner, "divisor", 1) or 1),
+        divisor=input_divisor(predictor),
         checkpoint=checkpoint,
         run_dir=run_dir,
         config=config,

@@ -50,7 +50,7 @@ class ArraySource:
         if array.ndim != 3:
             raise ValueError(f"expected a 3-D array, got shape {array.shape}")
         self.array = array
-        self.shape = tuple(int(s) for s in array.shape)  # type: ignore[assignment]
+        self.shape = tuple(int(s) for s in array.shape)
 
     def read_planes(self, z0: int, z1: int) -> np.ndarray:
         return np.asarray(self.array[z0:z1], dtype=np.float32)
@@ -135,7 +135,7 @@ class ResampledSource:
         if any(s < 1 for s in shape):
             raise ValueError(f"resampled shape must be positive, got {shape}")
         self.inner = inner
-        self.shape = tuple(int(s) for s in shape)  # type: ignore[assignment]
+        self.shape = (int(shape[0]), int(shape[1]), int(shape[2]))
         self._taps = linear_taps(self.shape[0], inner.shape[0])
         self._cache: OrderedDict[int, np.ndarray] = OrderedDict()
         self._cache_planes = max(2, cache_planes)

@@ -21,6 +21,7 @@ from typing import Protocol
 
 import mrcfile
 import numpy as np
+from numpy.typing import DTypeLike
 
 from voxuda.atomic import temp_path
 from voxuda.data.mrc import VolumeInfo
@@ -40,7 +41,7 @@ def temp_path_for(final: Path) -> Path:
 class MRCPlaneWriter:
     """Write a 3-D MRC of ``shape`` and ``dtype`` plane band by plane band, then publish it atomically."""
 
-    def __init__(self, path: str | os.PathLike[str], shape: tuple[int, int, int], dtype: np.dtype,
+    def __init__(self, path: str | os.PathLike[str], shape: tuple[int, int, int], dtype: DTypeLike,
                  info: VolumeInfo) -> None:
         self.final = Path(path)
         self.tmp = temp_path_for(self.final)
@@ -69,7 +70,7 @@ class MRCPlaneWriter:
             raise RuntimeError(f"plane shape {planes.shape[1:]} differs from the output's {self.shape[1:]}")
         data = np.ascontiguousarray(planes, dtype=self.dtype)
         plane_bytes = self.shape[1] * self.shape[2] * self.dtype.itemsize
-        view = memoryview(data.reshape(-1).view(np.uint8))
+        view = data.reshape(-1).view(np.uint8).data  # a memoryview of the bytes, no copy
         offset = self._offset + z0 * plane_bytes
         written = 0
         while written < len(view):  # pwrite may write less than asked for

@@ -169,12 +169,12 @@ def wbp_ramp_after_ice_gradient(
     rows = filter_projections(np.repeat(tilt_axis_trend(ice, angles, voxel_a)[:, None], fov_px, axis=1))
     half = window_fraction * fov_px / 2.0 - box
     xs = np.linspace(-half, half, n_windows)
-    slopes = []
+    slope_list = []
     for x in xs:
         bz, bx = plane_slope(backproject_window(filtered, angles, x, box))
         by = float(backproject_window(rows, angles, x, box).mean())
-        slopes.append(math.sqrt(bz * bz + bx * bx + by * by))
-    slopes = np.asarray(slopes)
+        slope_list.append(math.sqrt(bz * bz + bx * bx + by * by))
+    slopes = np.asarray(slope_list)
     d = dose_e_per_a2 * voxel_a**2
     noise_std = math.sqrt(noise_gain(box + 8, angles, box) / d)
     return RampMeasurement(xs, slopes, noise_std, box)

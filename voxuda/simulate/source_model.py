@@ -114,7 +114,7 @@ def simulate_fourier(
     """
     shape = density.shape
     inner = tuple(slice(margin, n - margin) for n in shape)
-    f = fourier_filters(shape, voxel, p)  # type: ignore[arg-type]
+    f = fourier_filters(shape, voxel, p)
     spec = sfft.rfftn(density)
     # Xu-lab signal variance: variance after CTF * wedge, divided by the filter's white-noise power gain.
     sig = sfft.irfftn(spec * _ctf_wedge(shape, voxel, p), s=shape)
@@ -166,7 +166,7 @@ def _ctf_wedge(shape: tuple[int, int, int], voxel: float, p: FourierModelParams)
 def predicted_final_snr(density: np.ndarray, voxel: float, p: FourierModelParams) -> float:
     """Analytic final-volume SNR implied by the nominal Xu-lab SNR (noise variance from filter gains)."""
     shape = density.shape
-    f = fourier_filters(shape, voxel, p)  # type: ignore[arg-type]
+    f = fourier_filters(shape, voxel, p)
     spec = sfft.rfftn(density)
     sig = sfft.irfftn(spec * _ctf_wedge(shape, voxel, p), s=shape)
     var_noise = _noise_variance(float(sig.var()), f.gain, p)

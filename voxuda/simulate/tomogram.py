@@ -96,7 +96,7 @@ def place_particles(
     rng: np.random.Generator,
     offset: tuple[int, int, int] = (0, 0, 0),
     scene_shape: tuple[int, int, int] | None = None,
-    progress: Callable[[], None] | None = None,
+    progress: Callable[[], object] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, list[PlacedParticle]]:
     """Draw ``count`` particles of ``spec``'s classes into a ``shape`` region at ``offset`` of a scene.
 

@@ -100,6 +100,7 @@ def _uniform(rng: np.random.Generator, rng_range: tuple[float, float]) -> float:
 def _neighbour_templates(spec: DomainSpec, cls: str, rng: np.random.Generator) -> list[Template]:
     """Crowding neighbours of a ``cls`` main particle: their number, then each one's class."""
     n_nb = int(rng.integers(spec.neighbours[0], spec.neighbours[1] + 1))
+    pool: tuple[str, ...]
     if spec.same_class_neighbours:
         pool = (cls,)
     else:
@@ -289,7 +290,7 @@ def _run(tasks: list[Any], workers: int, progress: bool, desc: str) -> Iterator[
 
 def _worker_init() -> None:
     with contextlib.suppress(ImportError):  # threadpoolctl is optional: without it BLAS keeps its threads
-        import threadpoolctl  # type: ignore[import-not-found]
+        import threadpoolctl
 
         threadpoolctl.threadpool_limits(1)
 

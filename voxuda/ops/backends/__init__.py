@@ -23,11 +23,10 @@ import attrs
 import torch
 
 from voxuda.errors import PluginError, UnknownComponentError
-from voxuda.ops.backends.base import BilateralBackend, FilterParams
+from voxuda.ops.backends.base import FilterParams
 from voxuda.plugins import get_registry
+from voxuda.protocols import OpBackend, check_component
 from voxuda.registry import ComponentSpec, Registry
-
-_BACKEND_METHODS = ("supports", "bilateral3d")
 
 
 @attrs.frozen
@@ -55,7 +54,7 @@ class ResolvedBackend:
     """A backend chosen for some inputs: its registered name (what ``run.json`` records) and instance."""
 
     name: str
-    backend: BilateralBackend
+    backend: OpBackend
 
 
 @attrs.define(eq=False)
@@ -65,9 +64,9 @@ class _Row:
     spec: ComponentSpec
     available: bool
     reason: str
-    instance: BilateralBackend | None = None
+    instance: OpBackend | None = None
 
-    def backend(self) -> BilateralBackend:
+    def backend(self) -> OpBackend:
         """The backend instance, built once.  Built lazily so that a broken plugin backend only fails the
         calls that would use it, and fails them loudly, naming the plugin, instead of being skipped."""
         if self.instance is None:
@@ -76,7 +75,7 @@ class _Row:
                     self.instance = self._build()
         return self.instance
 
-    def _build(self) -> BilateralBackend:
+    def _build(self) -> OpBackend:
         spec = self.spec
         where = f"op backend {spec.qualified_name!r} ({spec.distribution or 'no distribution'})"
         factory = spec.load_factory()  # PluginError naming the factory when it does not import
@@ -84,12 +83,7 @@ class _Row:
             obj = factory()
         except Exception as exc:
             raise PluginError(f"{where}: {spec.factory}() failed: {type(exc).__name__}: {exc}") from exc
-        missing = [m for m in _BACKEND_METHODS if not callable(getattr(obj, m, None))]
-        if missing:
-            raise PluginError(
-                f"{where}: {spec.factory} built {type(obj).__name__!r}, not a bilateral backend "
-                f"(no {' or '.join(missing)})"
-            )
+        check_component("op", obj, spec)  # PluginError naming the plugin and the missing methods
         return obj
 
     def status(self) -> BackendStatus:
@@ -239,7 +233,7 @@ class BackendChoice:
         self.resolutions += 1
         return resolve_backend(self.requested, x, guide, params)
 
-    def backend_for(self, x: torch.Tensor, guide: torch.Tensor, params: FilterParams) -> BilateralBackend:
+    def backend_for(self, x: torch.Tensor, guide: torch.Tensor, params: FilterParams) -> OpBackend:
         """The backend for these (validated, 5D) inputs, resolved only for a kind of input not seen yet."""
         key = (x.device, x.dtype, guide.dtype, tuple(x.shape[1:]), guide.shape[1], params.radius,
                params.spacing)

@@ -128,12 +128,12 @@ def _weight_impl(w: Any, floor: Any, c: Any) -> Any:
     if unclamped:
 
         def exact(w: Any, floor: Any, c: Any) -> Any:
-            return math.exp2(w)
+            return math.exp2(w)  # type: ignore[attr-defined]  # Python 3.11+ (the mypy target is 3.10)
 
         return exact
 
     def clamped_exact(w: Any, floor: Any, c: Any) -> Any:
-        return math.exp2(max(w, floor))
+        return math.exp2(max(w, floor))  # type: ignore[attr-defined]  # Python 3.11+, as above
 
     return clamped_exact
 

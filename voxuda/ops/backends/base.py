@@ -1,12 +1,13 @@
-"""What every bilateral backend implements, plus the filter parameters they share."""
+"""The filter parameters every bilateral backend takes (the backend contract itself is
+:class:`voxuda.protocols.OpBackend`)."""
 
 from __future__ import annotations
 
 import math
-from typing import Protocol, runtime_checkable
 
 import attrs
-import torch
+
+from voxuda.protocols import OpBackend
 
 LOG2E = 1.0 / math.log(2.0)
 
@@ -41,18 +42,5 @@ class FilterParams:
         return k * sz * sz, k * sy * sy, k * sx * sx, LOG2E / (2.0 * self.sigma_range**2)
 
 
-@runtime_checkable
-class BilateralBackend(Protocol):
-    """A joint 3D bilateral implementation on (N, C, D, H, W) tensors with an explicit guide.
-
-    Its name, rank (``priority``) and availability (``probe``) are not part of the object: they are what
-    it was registered with (``voxuda_register_ops``), so that the registry is the one place they live.
-    """
-
-    def supports(self, x: torch.Tensor, guide: torch.Tensor, params: FilterParams) -> tuple[bool, str]:
-        """Whether this backend can filter these particular inputs (device, dtype, channel count)."""
-        ...
-
-    def bilateral3d(self, x: torch.Tensor, guide: torch.Tensor, params: FilterParams) -> torch.Tensor:
-        """Filter validated, contiguous ``x`` (N, C, D, H, W) with weights from ``guide`` (N, G, D, H, W)."""
-        ...
+#: The op-backend contract, defined once in :mod:`voxuda.protocols`; the old name stays for importers.
+BilateralBackend = OpBackend

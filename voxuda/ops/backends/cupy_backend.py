@@ -45,6 +45,12 @@ def shared_bytes(block: tuple[int, int, int], zpt: int, radius: int, g: int, c: 
     return (g + min(CB, c)) * halo * itemsize
 
 
+def _shape5(x: torch.Tensor) -> tuple[int, int, int, int, int]:
+    """The (N, C, D, H, W) shape of a validated 5-D tensor, typed as five ints for :func:`launch_config`."""
+    n, c, d, h, w = x.shape
+    return n, c, d, h, w
+
+
 def launch_config(
     shape: tuple[int, int, int, int, int],
     g: int,
@@ -126,7 +132,7 @@ class CupyBackend:
             return False, f"dtype {x.dtype} not compiled"
         if guide.shape[1] > MAXG:
             return False, f"guide has {guide.shape[1]} channels, the kernel supports at most {MAXG}"
-        if launch_config(tuple(x.shape), guide.shape[1], params.radius, x.element_size()) is None:
+        if launch_config(_shape5(x), guide.shape[1], params.radius, x.element_size()) is None:
             return False, f"radius {params.radius} tile does not fit {MAX_SMEM} bytes of shared memory"
         return True, ""
 
@@ -149,7 +155,7 @@ class CupyBackend:
         with cupy.cuda.Device(x.device.index or 0), stream:
             for i in range(0, n, step):
                 xs, gs, os_ = x[i : i + step], guide[i : i + step], out[i : i + step]
-                cfg = launch_config(tuple(xs.shape), g, params.radius, x.element_size())
+                cfg = launch_config(_shape5(xs), g, params.radius, x.element_size())
                 assert cfg is not None
                 ints_and_floats = kernel_args(tuple(xs.shape), g, params)
                 args = (

@@ -83,9 +83,10 @@ class _Weights:
     def __init__(self, gf: torch.Tensor, shifts: list[tuple[int, float]], capacity: int) -> None:
         self.first, *self.others = gf.unbind(0)
         self.floor = _LOWEST_LOG_WEIGHT.get(gf.dtype, -80.0) if _needs_clamp(gf, shifts) else None
-        kw = dict(dtype=gf.dtype, device=gf.device)
-        self.stores = (torch.empty(capacity, **kw), torch.empty(capacity, **kw))
-        self.scratch = torch.empty(capacity, **kw)
+        dtype, device = gf.dtype, gf.device
+        self.stores = (torch.empty(capacity, dtype=dtype, device=device),
+                       torch.empty(capacity, dtype=dtype, device=device))
+        self.scratch = torch.empty(capacity, dtype=dtype, device=device)
 
     def span(self, lo: int, hi: int, shift: int, log_spatial: torch.Tensor, store: int = 0) -> torch.Tensor:
         """Weights for j in [lo, hi); ``log_spatial`` is the offset's spatial exponent (a 0-d tensor)."""
@@ -119,8 +120,10 @@ def _accumulate(xf: torch.Tensor, gf: torch.Tensor, shifts: list[tuple[int, floa
     num_rows, x_rows = (num[0], xf[0]) if xf.shape[0] == 1 else (num, xf)
     largest = max((shift for shift, _ in shifts), default=0)
     weights = _Weights(gf, shifts, min(length, block + largest))
-    kw = dict(dtype=xf.dtype, device=xf.device)
-    plan = [(shift, torch.tensor(log_spatial, **kw)) for shift, log_spatial in shifts]
+    plan = [(shift, torch.tensor(log_spatial, dtype=xf.dtype, device=xf.device))
+            for shift, log_spatial in shifts]
+    ep: torch.Tensor | None  # the two sides' weights; None where a side is empty near the array's ends
+    eq: torch.Tensor | None
     for b0 in range(0, length, block):
         b1 = min(b0 + block, length)
         den_block, num_block = den[b0:b1], num_rows[..., b0:b1]

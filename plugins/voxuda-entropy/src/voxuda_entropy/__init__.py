@@ -11,12 +11,13 @@ method modules.
 """
 
 from voxuda import hookimpl
+from voxuda.hookspecs import RegisterFn
 
 VOXUDA_PLUGIN_API_VERSION = "1.0"
 
 
 @hookimpl
-def voxuda_register_methods(register):  # type: ignore[no-untyped-def]
+def voxuda_register_methods(register: RegisterFn) -> None:
     register(
         "entropy_min",
         factory="voxuda_entropy.entropy_min:EntropyMin",

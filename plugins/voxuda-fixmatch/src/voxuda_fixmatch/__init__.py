@@ -4,12 +4,13 @@ Registration passes string references only, so loading this plugin imports neith
 """
 
 from voxuda import hookimpl
+from voxuda.hookspecs import RegisterFn
 
 VOXUDA_PLUGIN_API_VERSION = "1.0"
 
 
 @hookimpl
-def voxuda_register_methods(register):  # type: ignore[no-untyped-def]
+def voxuda_register_methods(register: RegisterFn) -> None:
     register(
         "fixmatch",
         factory="voxuda_fixmatch.method:FixMatch",

@@ -5,12 +5,13 @@ plugins) stays cheap; scipy and torch are imported when the denoiser is built.
 """
 
 from voxuda import hookimpl
+from voxuda.hookspecs import RegisterFn
 
 VOXUDA_PLUGIN_API_VERSION = "1.0"
 
 
 @hookimpl
-def voxuda_register_denoisers(register):  # type: ignore[no-untyped-def]
+def voxuda_register_denoisers(register: RegisterFn) -> None:
     register(
         "median",
         factory="voxuda_plugin_example.median:MedianDenoiser",

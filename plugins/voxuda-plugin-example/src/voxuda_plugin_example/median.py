@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import attrs
 import numpy as np
 from scipy import ndimage
+
+if TYPE_CHECKING:  # torch is imported when the denoiser runs, not when voxuda loads the plugin
+    import torch
 
 
 @attrs.define(kw_only=True)
@@ -14,7 +19,7 @@ class MedianDenoiserConfig:
     size: int = attrs.field(default=3, metadata={"help": "window side in voxels (odd)"})
 
     @size.validator
-    def _check_size(self, attribute, value):  # type: ignore[no-untyped-def]
+    def _check_size(self, attribute: attrs.Attribute[int], value: int) -> None:
         if value < 1 or value % 2 == 0:
             raise ValueError(f"size must be a positive odd integer, got {value}")
 
@@ -27,7 +32,7 @@ class MedianDenoiser:
     def __init__(self, config: MedianDenoiserConfig | None = None) -> None:
         self.config = config or MedianDenoiserConfig()
 
-    def __call__(self, x):  # type: ignore[no-untyped-def]
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
         import torch
 
         if x.ndim != 5:
