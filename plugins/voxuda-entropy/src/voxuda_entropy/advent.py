@@ -25,11 +25,17 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call
 
-from voxuda.checks import at_least_one, non_negative
-from voxuda.config import help_field
-from voxuda.methods.base import SourceBatch, StepOutput, TargetBatch
-from voxuda.methods.common import BaseMethodConfig, SegmentationMethod
-from voxuda.methods.discriminator import domain_adversarial_loss
+from voxuda.plugin_api import (
+    BaseMethodConfig,
+    SegmentationMethod,
+    SourceBatch,
+    StepOutput,
+    TargetBatch,
+    at_least_one,
+    domain_adversarial_loss,
+    help_field,
+    non_negative,
+)
 from voxuda_entropy.discriminator import AdventDiscriminator3D
 from voxuda_entropy.entropy import linear_ramp, mean_entropy, self_information
 

@@ -7,6 +7,6 @@ plugin's name for it.
 
 from __future__ import annotations
 
-from voxuda.methods.discriminator import OutputDiscriminator3D as AdventDiscriminator3D
+from voxuda.plugin_api import OutputDiscriminator3D as AdventDiscriminator3D
 
 __all__ = ["AdventDiscriminator3D"]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from voxuda.methods.discriminator import self_information
+from voxuda.plugin_api import self_information
 
 __all__ = ["entropy_map", "linear_ramp", "mean_entropy", "self_information"]
 

@@ -9,10 +9,15 @@ from __future__ import annotations
 
 import attrs
 
-from voxuda.checks import non_negative
-from voxuda.config import help_field
-from voxuda.methods.base import SourceBatch, StepOutput, TargetBatch
-from voxuda.methods.common import BaseMethodConfig, SegmentationMethod
+from voxuda.plugin_api import (
+    BaseMethodConfig,
+    SegmentationMethod,
+    SourceBatch,
+    StepOutput,
+    TargetBatch,
+    help_field,
+    non_negative,
+)
 from voxuda_entropy.entropy import linear_ramp, mean_entropy
 
 

@@ -18,12 +18,20 @@ from __future__ import annotations
 import attrs
 import torch
 
-from voxuda.checks import non_negative, unit_interval
-from voxuda.config import help_field
-from voxuda.methods.base import SourceBatch, StepOutput, TargetBatch, TrainContext
-from voxuda.methods.common import SegmentationMethod
-from voxuda.methods.losses import masked_cross_entropy
-from voxuda.methods.pseudo_labels import PseudoLabelConfig, PseudoLabelSelector, selection_metrics
+from voxuda.plugin_api import (
+    PseudoLabelConfig,
+    PseudoLabelSelector,
+    SegmentationMethod,
+    SourceBatch,
+    StepOutput,
+    TargetBatch,
+    TrainContext,
+    help_field,
+    masked_cross_entropy,
+    non_negative,
+    selection_metrics,
+    unit_interval,
+)
 from voxuda_fixmatch.photometric import StrongPhotometric
 from voxuda_fixmatch.views import Views, make_views, to_strong_targets
 

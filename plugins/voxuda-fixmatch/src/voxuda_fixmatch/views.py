@@ -15,8 +15,7 @@ import attrs
 import torch
 from torch import Tensor
 
-from voxuda.methods.augment import FlipRot3D, apply_batch, sample_batch_transforms
-from voxuda.methods.losses import confidence_mask
+from voxuda.plugin_api import FlipRot3D, apply_batch, confidence_mask, sample_batch_transforms
 from voxuda_fixmatch.photometric import StrongPhotometric
 
 

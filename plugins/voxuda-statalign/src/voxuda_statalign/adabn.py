@@ -34,12 +34,22 @@ import attrs
 import torch
 from torch import Tensor, nn
 
-from voxuda.backbones.common import LogitsOnly
-from voxuda.checks import at_least_one, non_negative
-from voxuda.config import ComponentRef, component_ref, help_field, ref_field
-from voxuda.errors import ConfigError
-from voxuda.methods.base import SourceBatch, StepOutput, TargetBatch, TrainContext
-from voxuda.methods.common import BaseMethodConfig, SegmentationMethod
+from voxuda.plugin_api import (
+    BaseMethodConfig,
+    ComponentRef,
+    ConfigError,
+    LogitsOnly,
+    SegmentationMethod,
+    SourceBatch,
+    StepOutput,
+    TargetBatch,
+    TrainContext,
+    at_least_one,
+    component_ref,
+    help_field,
+    non_negative,
+    ref_field,
+)
 from voxuda_statalign.bnstats import BNStatistics, batch_norm_layers, reestimate_bn_statistics
 
 
@@ -55,7 +65,7 @@ def with_batch_norm(value: object) -> ComponentRef:
     ref = component_ref(value)
     if "norm" in ref.params:
         return ref
-    from voxuda.plugins import resolve
+    from voxuda.plugin_api import resolve
 
     try:
         config_cls = resolve("backbone", ref.name).load_config_class()

@@ -21,11 +21,16 @@ from typing import Literal
 import attrs
 from torch import Tensor
 
-from voxuda.backbones.taps import resolve_tap
-from voxuda.checks import non_negative
-from voxuda.config import help_field
-from voxuda.methods.base import SourceBatch, StepOutput, TargetBatch
-from voxuda.methods.common import BaseMethodConfig, SegmentationMethod
+from voxuda.plugin_api import (
+    BaseMethodConfig,
+    SegmentationMethod,
+    SourceBatch,
+    StepOutput,
+    TargetBatch,
+    help_field,
+    non_negative,
+    resolve_tap,
+)
 
 FeatureMode = Literal["voxel", "pooled"]
 
