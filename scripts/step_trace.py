@@ -29,14 +29,15 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-os.environ.setdefault("VOXUDA_DISABLE_PLUGIN_AUTOLOAD", "1")  # the step of a built-in needs no plugin
-
 
 def trace_step(method: str = "vox_uda", backend: str = "torch") -> dict[str, Any]:
     """Train ``method`` for two steps on tiny data and trace the second; returns files, order and moves."""
     import voxuda
     from voxuda.engine import trainer as trainer_module
-    from voxuda.engine.config import run_config_from_dict
+    try:
+        from voxuda.engine.run_config import run_config_from_dict
+    except ImportError:  # checkouts before engine/config.py was renamed (to measure the "before")
+        from voxuda.engine.config import run_config_from_dict  # type: ignore[no-redef]
     from voxuda.testing import tiny_run_data
 
     package = Path(voxuda.__file__).resolve().parent
@@ -97,6 +98,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--backend", default="torch", help="op backend of the teacher's bilateral filter")
     parser.add_argument("--json", help="also write the result to this JSON file")
     args = parser.parse_args(argv)
+    # a built-in step needs no plugin; set here, not at import, so importing this module changes nothing
+    os.environ.setdefault("VOXUDA_DISABLE_PLUGIN_AUTOLOAD", "1")
     result = trace_step(args.method, args.backend)
     for i, name in enumerate(result["files"], 1):
         print(f"{i:3d}  {name}  (entered {result['visits'][name]}x)")
