@@ -116,8 +116,8 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     from voxuda.api import build_component, resolved_config
-    from voxuda.engine.config import DataConfig
     from voxuda.engine.data import ensure_dataset, load_domain, load_run_data
+    from voxuda.engine.run_config import DataConfig
 
     root = args.root or f"data_cache/{args.preset}"
     domains = [d for d in args.target_domains.split(",") if d]

@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from voxuda.api import build_component
-    from voxuda.backbones.common import LogitsOnly
+    from voxuda.backbones.blocks import LogitsOnly
     from voxuda.segment import segment_tomogram
 
     torch.set_num_threads(args.threads)

@@ -40,8 +40,8 @@ import torch  # before anything that may initialise numba's threading layer (doc
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from voxuda.engine.config import run_config_from_dict  # noqa: E402
 from voxuda.engine.data import RunData  # noqa: E402
+from voxuda.engine.run_config import run_config_from_dict  # noqa: E402
 from voxuda.engine.trainer import _Trainer  # noqa: E402
 from voxuda.testing import sphere_split  # noqa: E402
 

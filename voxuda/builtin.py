@@ -134,8 +134,8 @@ _VALIDATORS = [
     ),
     (
         "agreement",
-        "voxuda.engine.validators:TeacherStudentAgreement",
-        "voxuda.engine.validators:TeacherStudentAgreementConfig",
+        "voxuda.engine.validators:DenoisedViewAgreement",
+        "voxuda.engine.validators:DenoisedViewAgreementConfig",
         "agreement of predictions on raw and denoised target input (label-free)",
     ),
     (

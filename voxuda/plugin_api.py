@@ -17,7 +17,7 @@ import it, and they are loaded only when a component is built. docs/plugins.md l
 
 from __future__ import annotations
 
-from voxuda.backbones.common import LogitsOnly
+from voxuda.backbones.blocks import LogitsOnly
 from voxuda.backbones.taps import resolve_tap, resolve_taps, tap_channels
 from voxuda.checks import (
     at_least_one,
@@ -36,7 +36,6 @@ from voxuda.config import ComponentRef, component_ref, help_field, ref_field
 from voxuda.errors import ConfigError, PluginError, VoxudaError
 from voxuda.methods.augment import FlipRot3D, apply_batch, sample_batch_transforms
 from voxuda.methods.base import Method, SourceBatch, StepOutput, TargetBatch, TrainContext
-from voxuda.methods.common import BaseMethodConfig, SegmentationMethod
 from voxuda.methods.discriminator import (
     DomainAdversary,
     OutputDiscriminator3D,
@@ -47,6 +46,7 @@ from voxuda.methods.ema import ema_update, make_ema_teacher
 from voxuda.methods.grl import GradientReversal, grad_reverse
 from voxuda.methods.losses import confidence_mask, masked_cross_entropy, segmentation_loss, soft_dice_loss
 from voxuda.methods.pseudo_labels import PseudoLabelConfig, PseudoLabelSelector, selection_metrics
+from voxuda.methods.segmentation import BaseMethodConfig, SegmentationMethod
 from voxuda.methods.terms import AdversarialTerm, ConsistencyTerm, SelfTrainingTerm, TermLogs, attach, frozen
 from voxuda.plugins import resolve
 from voxuda.protocols import Backbone3D, Denoiser, NoiseModel, OpBackend

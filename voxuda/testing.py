@@ -12,9 +12,9 @@ from typing import Any
 
 import torch
 
-from voxuda.engine.config import run_config_from_dict
 from voxuda.engine.data import DomainSplit, RunData
 from voxuda.engine.pipeline import train_and_evaluate
+from voxuda.engine.run_config import run_config_from_dict
 from voxuda.engine.trainer import RunResult
 from voxuda.jsonio import read_json
 from voxuda.methods.base import SourceBatch, StepOutput, TargetBatch, TrainContext

@@ -6,7 +6,7 @@ import pytest
 
 from voxuda.api import describe, list_components
 from voxuda.config import component_fields
-from voxuda.engine.config import DataConfig, run_config_from_dict
+from voxuda.engine.run_config import DataConfig, run_config_from_dict
 from voxuda.errors import ConfigError
 
 

@@ -13,10 +13,10 @@ from voxuda.align import build_aligner
 from voxuda.align.spectrum import SpectrumMatch
 from voxuda.config import load_toml
 from voxuda.engine import data as engine_data
-from voxuda.engine.config import run_config_from_dict
 from voxuda.engine.data import ensure_aligned, load_domain, load_run_data, load_target
 from voxuda.engine.evaluate import evaluate_run
 from voxuda.engine.pipeline import train_and_evaluate
+from voxuda.engine.run_config import run_config_from_dict
 from voxuda.errors import ConfigError
 from voxuda.testing import tiny_run_data
 

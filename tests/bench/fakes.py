@@ -9,7 +9,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from voxuda.bench.engine import EVALPOINTS, BenchEngine, EvalResult
+from voxuda.bench.executor import EVALPOINTS, BenchEngine, EvalResult
 from voxuda.config import ComponentRef
 
 #: Dice the fake engine reports per method (identity input); gaussian input adds 0.05.

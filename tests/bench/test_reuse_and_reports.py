@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from voxuda.bench.diagnostics import run_diagnostics
-from voxuda.bench.engine import EVALPOINTS
+from voxuda.bench.executor import EVALPOINTS
 from voxuda.bench.report import anatomy_steps, load_results, write_document
 from voxuda.bench.results import EvalRecord, SuiteResults, aggregate
 from voxuda.bench.runner import BenchmarkOptions, run_benchmark

@@ -328,7 +328,7 @@ def _place(source: Path, name: str, cwd: Path) -> None:
 def _dry_train(command: DocCommand, args, cwd: Path, run: Path) -> None:  # type: ignore[no-untyped-def]
     """Validate the config with every override (no data read), resolve --init-from, leave a stand-in run."""
     from voxuda.commands.train import command_overrides, parent_checkpoint
-    from voxuda.engine.config import load_run_config
+    from voxuda.engine.run_config import load_run_config
 
     config = load_run_config(args.config, command_overrides(args))
     data = config.data

@@ -13,7 +13,7 @@ from voxuda.api import build_method
 from voxuda.cli import main
 from voxuda.config import dump_toml, load_toml
 from voxuda.engine.checkpoint import load_checkpoint
-from voxuda.methods.common import LogitsOnly
+from voxuda.methods.segmentation import LogitsOnly
 
 
 @pytest.fixture(scope="module")

@@ -50,7 +50,7 @@ def test_sigkill_then_resume_continues_without_gaps_or_duplicates(
     tiny_dataset: Path, tmp_path: Path, checkpoint_every: int
 ) -> None:
     from voxuda.engine.checkpoint import load_checkpoint
-    from voxuda.engine.config import load_run_config
+    from voxuda.engine.run_config import load_run_config
     from voxuda.engine.trainer import train
 
     steps = 60

@@ -16,7 +16,7 @@ from voxuda.engine.distributed import free_port
 
 def test_torchrun_two_processes_match_one_process(tiny_dataset: Path, tmp_path: Path) -> None:
     from voxuda.engine.checkpoint import load_checkpoint
-    from voxuda.engine.config import load_run_config
+    from voxuda.engine.run_config import load_run_config
     from voxuda.engine.trainer import train
 
     steps = 4

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
-from voxuda.engine.config import run_config_from_dict
 from voxuda.engine.data import ensure_dataset
+from voxuda.engine.run_config import run_config_from_dict
 
 
 def test_preset_dataset_uses_its_own_seed(tmp_path):

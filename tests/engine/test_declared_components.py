@@ -17,11 +17,11 @@ import torch
 
 from voxuda import hookimpl, plugins
 from voxuda.config import ComponentRef, load_toml, ref_field
-from voxuda.engine.config import run_config_from_dict
+from voxuda.engine.run_config import run_config_from_dict
 from voxuda.engine.trainer import train
 from voxuda.errors import ConfigError
 from voxuda.methods.base import SourceBatch, StepOutput, TargetBatch
-from voxuda.methods.common import BaseMethodConfig, SegmentationMethod
+from voxuda.methods.segmentation import BaseMethodConfig, SegmentationMethod
 from voxuda.testing import tiny_run_data
 
 

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from voxuda.engine.checkpoint import load_checkpoint
-from voxuda.engine.config import run_config_from_dict
 from voxuda.engine.metrics_log import read_metrics
+from voxuda.engine.run_config import run_config_from_dict
 from voxuda.engine.trainer import train
 
 

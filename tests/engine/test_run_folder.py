@@ -10,9 +10,9 @@ import torch
 
 from voxuda.config import load_toml
 from voxuda.engine.checkpoint import load_checkpoint
-from voxuda.engine.config import run_config_from_dict
 from voxuda.engine.evaluate import evaluate_run
 from voxuda.engine.pipeline import train_and_evaluate
+from voxuda.engine.run_config import run_config_from_dict
 from voxuda.engine.trainer import train
 
 

@@ -10,9 +10,9 @@ import pytest
 
 from tests.conftest import tiny_run_dict
 from voxuda.data.errors import DataError
-from voxuda.engine.config import run_config_from_dict
 from voxuda.engine.data import load_run_data
 from voxuda.engine.pipeline import train_and_evaluate
+from voxuda.engine.run_config import run_config_from_dict
 from voxuda.errors import ConfigError
 
 

@@ -13,10 +13,10 @@ import torch
 from voxuda.api import build_method
 from voxuda.engine import trainer as trainer_module
 from voxuda.engine.checkpoint import load_checkpoint
-from voxuda.engine.config import run_config_from_dict
 from voxuda.engine.data import DomainSplit, PairedSampler, RunData
 from voxuda.engine.distributed import ShardedPairedSampler
 from voxuda.engine.metrics_log import read_metrics
+from voxuda.engine.run_config import run_config_from_dict
 from voxuda.engine.trainer import train
 from voxuda.methods.base import SourceBatch, TargetBatch, TrainContext
 from voxuda.methods.volume_cache import DenoisedVolumeCache, cacheable_denoiser, settings_key
@@ -253,7 +253,7 @@ def test_consistency_with_a_detached_clean_branch_only_reaches_the_noisy_feature
 
 
 def test_one_channel_groups_run_contiguous_under_channels_last_with_the_same_result() -> None:
-    from voxuda.backbones.common import ContiguousGroupNorm, make_norm
+    from voxuda.backbones.blocks import ContiguousGroupNorm, make_norm
 
     assert type(make_norm("group", 8, channels_last=True)) is ContiguousGroupNorm  # 8 groups of 1
     assert type(make_norm("group", 16, channels_last=True)) is torch.nn.GroupNorm  # 8 groups of 2

@@ -125,7 +125,7 @@ def test_shared_checks_reject_nan_and_out_of_range_values() -> None:
         for value in bad:
             with pytest.raises(ValueError, match=f"lr {words}"):
                 check(None, field, value)
-    from voxuda.engine.config import TrainerConfig
+    from voxuda.engine.run_config import TrainerConfig
 
     with pytest.raises(ValueError, match="lr must be positive"):
         TrainerConfig(lr=float("nan"))

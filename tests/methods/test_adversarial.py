@@ -12,8 +12,8 @@ from torch import Tensor, nn
 
 from tests.vox_uda.helpers import smooth_fields
 from voxuda.api import build_method
-from voxuda.engine.config import TrainerConfig
 from voxuda.engine.optim import build_optimizer, build_scheduler
+from voxuda.engine.run_config import TrainerConfig
 from voxuda.errors import ConfigError
 from voxuda.methods.base import Method, SourceBatch, TargetBatch, TrainContext
 from voxuda.methods.discriminator import (

@@ -8,7 +8,7 @@ import torch
 import voxuda
 from tests.methods.helpers import has_field, load_or_skip
 from voxuda.api import build_component
-from voxuda.backbones.common import LogitsOnly, group_count
+from voxuda.backbones.blocks import LogitsOnly, group_count
 
 SMALL = {"unet3d": {"widths": [4, 8, 16]}, "voxresnet": {"stem_width": 4, "width": 8, "blocks_per_stage": 1}}
 BACKBONES = [spec.qualified_name for spec in voxuda.list_components("backbone")]
@@ -77,7 +77,7 @@ def test_group_count_divides() -> None:
 
 
 def test_input_divisor_sees_through_the_logits_only_wrapper() -> None:
-    from voxuda.backbones.common import input_divisor
+    from voxuda.backbones.blocks import input_divisor
 
     net = build_component("backbone", {"name": "unet3d", "widths": [4, 6, 8, 10]})
     assert input_divisor(net) == input_divisor(LogitsOnly(net)) == net.divisor == 8

@@ -12,11 +12,11 @@ import torch
 
 from tests.conftest import make_blobs
 from voxuda.api import build_method
-from voxuda.bench.engine import warm_start
+from voxuda.bench.executor import warm_start
 from voxuda.engine import config as engine_config
 from voxuda.engine.checkpoint import load_checkpoint
-from voxuda.engine.config import run_config_from_dict
 from voxuda.engine.drift import load_initial_weights, network_drift, relative_drift
+from voxuda.engine.run_config import run_config_from_dict
 from voxuda.engine.trainer import train
 from voxuda.methods.base import SourceBatch, TargetBatch, TrainContext
 from voxuda.methods.ema import (

@@ -13,8 +13,8 @@ from torch import Tensor, nn
 from voxuda.api import build_method
 from voxuda.backbones.taps import resolve_tap, resolve_taps
 from voxuda.backbones.unet3d import UNet3D
-from voxuda.engine.config import TrainerConfig
 from voxuda.engine.optim import build_optimizer
+from voxuda.engine.run_config import TrainerConfig
 from voxuda.errors import ConfigError
 from voxuda.methods.base import Method, TargetBatch, TrainContext
 from voxuda.methods.discriminator import AdversarySettings

@@ -27,7 +27,7 @@ def test_bad_or_missing_devices_name_the_option(monkeypatch: pytest.MonkeyPatch)
 
 
 def test_auto_is_the_default_of_every_command_that_runs_a_model() -> None:
-    from voxuda.engine.config import TrainerConfig
+    from voxuda.engine.run_config import TrainerConfig
 
     parser = build_parser()
     assert parser.parse_args(["segment", "r", "t.mrc", "--out", "l.mrc"]).device == "auto"

@@ -143,8 +143,8 @@ def test_evaluate_polarity_replaces_the_manifest_polarity(run_dict, tmp_path: Pa
     dark = json.loads((run / "eval_val_last_polarity-dark.json").read_text())
     assert dark["polarity"]["inverted"] == 4 and dark["polarity"]["input"] == "dark"
 
-    from voxuda.engine.config import run_config_from_dict
     from voxuda.engine.data import ensure_dataset, load_target
+    from voxuda.engine.run_config import run_config_from_dict
 
     cfg = run_config_from_dict(load_toml(run / "config.toml"), check_components=False).data
     root = ensure_dataset(cfg)

@@ -80,8 +80,8 @@ def test_default_config_source_loss_goes_down() -> None:
 
 @pytest.mark.parametrize("entry", ENTRIES, ids=[e["name"] for e in ENTRIES])
 def test_ablation_trains_with_the_trainer(entry: dict[str, Any], tmp_path: Path) -> None:
-    from voxuda.engine.config import run_config_from_dict
     from voxuda.engine.data import DomainSplit, RunData
+    from voxuda.engine.run_config import run_config_from_dict
     from voxuda.engine.trainer import train as run_training
 
     table = ablation_method_table(entry)
@@ -114,7 +114,7 @@ def test_shipped_run_config_is_valid_and_spells_out_the_defaults() -> None:
     """configs/vox_uda.toml must load as a run config, and its [method] must equal the code's defaults
     (apart from the sub-component parameters it writes out), so the file documents the real defaults."""
     from voxuda.config import load_toml
-    from voxuda.engine.config import run_config_from_dict
+    from voxuda.engine.run_config import run_config_from_dict
 
     path = Path(__file__).resolve().parents[2] / "configs" / "vox_uda.toml"
     config = run_config_from_dict(load_toml(path))

@@ -12,7 +12,7 @@ import attrs
 import torch
 from torch import Tensor, nn
 
-from voxuda.backbones.common import NormKind, check_input, make_norm
+from voxuda.backbones.blocks import NormKind, check_input, make_norm
 from voxuda.checks import widths
 from voxuda.config import help_field
 

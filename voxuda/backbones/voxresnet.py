@@ -19,7 +19,7 @@ from typing import Literal
 import attrs
 from torch import Tensor, nn
 
-from voxuda.backbones.common import NormKind, check_input, make_norm
+from voxuda.backbones.blocks import NormKind, check_input, make_norm
 from voxuda.checks import at_least_one
 from voxuda.config import help_field
 

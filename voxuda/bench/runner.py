@@ -28,7 +28,7 @@ from typing import Any
 import attrs
 
 from voxuda.bench.diagnostics import run_diagnostics
-from voxuda.bench.engine import BenchEngine, EvalResult, default_engine
+from voxuda.bench.executor import BenchEngine, EvalResult, default_engine
 from voxuda.bench.io import read_metrics, write_json, write_text
 from voxuda.bench.results import EvalRecord, SuiteResults
 from voxuda.bench.suite import RunPlan, Suite, denoiser_label, expand
@@ -111,7 +111,7 @@ def check_runs(suite: Suite, options: BenchmarkOptions) -> None:
     numbers, the backbone's box) and ``--only`` before anything is written or simulated: a bad value fails in
     a second with one line naming the run, not after the data were simulated and earlier runs trained."""
     from voxuda.api import component_config
-    from voxuda.engine.config import run_config_from_dict
+    from voxuda.engine.run_config import run_config_from_dict
     from voxuda.errors import VoxudaError
 
     if options.seeds is not None and options.seeds < 1:

@@ -50,7 +50,7 @@ def parent_checkpoint(path: str | Path) -> Path:
 
 def warm_start_run(config: Any, out: Path, parent: Path) -> None:
     """Create the run folder ``out`` at step 0 with the parent's weights copied in (the benchmark's warm
-    start, :func:`voxuda.bench.engine.warm_start`) and the parent recorded in run.json as ``init_from``.
+    start, :func:`voxuda.bench.executor.warm_start`) and the parent recorded in run.json as ``init_from``.
 
     The folder is built under a temporary name beside ``out`` and renamed into place only once complete, so
     a parent that does not fit (another backbone) leaves no half-initialised run behind.
@@ -58,7 +58,7 @@ def warm_start_run(config: Any, out: Path, parent: Path) -> None:
     import os
     import shutil
 
-    from voxuda.bench.engine import warm_start
+    from voxuda.bench.executor import warm_start
     from voxuda.engine import provenance
     from voxuda.engine.trainer import train
     from voxuda.errors import ConfigError
@@ -88,8 +88,8 @@ def warm_start_run(config: Any, out: Path, parent: Path) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from voxuda.engine.config import load_run_config
     from voxuda.engine.pipeline import train_and_evaluate
+    from voxuda.engine.run_config import load_run_config
     from voxuda.errors import ConfigError
     from voxuda.locks import output_lock
 

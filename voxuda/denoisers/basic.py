@@ -6,7 +6,8 @@ import attrs
 import torch
 import torch.nn.functional as F
 
-from voxuda.denoisers._common import check_batch, positive
+from voxuda.checks import positive
+from voxuda.denoisers._batch import check_batch
 
 
 @attrs.define(kw_only=True)

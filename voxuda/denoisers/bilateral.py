@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal, get_args
 
 import attrs
 import torch
 
 import voxuda.ops as ops
-from voxuda.denoisers._common import check_batch, non_negative_int, positive
+from voxuda.checks import non_negative_int, one_of, positive
+from voxuda.denoisers._batch import check_batch
 from voxuda.ops.backends import BackendChoice
 from voxuda.ops.guides import GUIDES, compute_guide5
 
-RANGE_SCALES = ("absolute", "guide_std")
+RangeScale = Literal["absolute", "guide_std"]
+RANGE_SCALES: tuple[str, ...] = get_args(RangeScale)
 
 
 def _effective_sigma_range(guide: torch.Tensor, sigma_range: float, range_scale: str) -> list[float]:
@@ -46,16 +47,6 @@ def _filter_items(
     )
 
 
-def _in_choices(choices: tuple[str, ...]) -> Callable[[object, attrs.Attribute[Any], object], None]:
-    """An attrs validator accepting only ``choices``."""
-
-    def check(_inst: object, attribute: attrs.Attribute[Any], value: object) -> None:
-        if value not in choices:
-            raise ValueError(f"{attribute.name} must be one of {choices}, got {value!r}")
-
-    return check
-
-
 def _backend_name(_inst: object, attribute: attrs.Attribute, value: object) -> None:
     if not isinstance(value, str) or not value:
         raise ValueError(f"{attribute.name} must be 'auto' or a backend name, got {value!r}")
@@ -81,7 +72,7 @@ def _sigma_range_field(units: str) -> Any:
 
 def _range_scale_field(what: str) -> Any:
     helptext = f"'absolute': sigma_range as given (paper); 'guide_std': times {what}"
-    return attrs.field(default="absolute", validator=_in_choices(RANGE_SCALES), metadata={"help": helptext})
+    return attrs.field(default="absolute", validator=one_of(*RANGE_SCALES), metadata={"help": helptext})
 
 
 def _backend_field() -> Any:
@@ -96,7 +87,7 @@ class BilateralDenoiserConfig:
     radius: int = _radius_field()
     sigma_spatial: float = _sigma_spatial_field()
     sigma_range: float = _sigma_range_field("intensity")
-    range_scale: str = _range_scale_field("each volume's std")
+    range_scale: RangeScale = _range_scale_field("each volume's std")
     backend: str = _backend_field()
 
 
@@ -109,12 +100,12 @@ class ImprovedBilateralDenoiserConfig:
     sigma_range: float = _sigma_range_field("guide")
     guide: str = attrs.field(
         default="laplacian_gradient",
-        validator=_in_choices(GUIDES),
+        validator=one_of(*GUIDES),
         metadata={
             "help": "vector compared by the range kernel: laplacian_gradient | sobel_gradient | intensity"
         },
     )
-    range_scale: str = _range_scale_field("each volume's guide std")
+    range_scale: RangeScale = _range_scale_field("each volume's guide std")
     backend: str = _backend_field()
 
 

@@ -32,7 +32,7 @@ from voxuda.align import (
 )
 from voxuda.align.base import Domain
 from voxuda.config import ComponentRef
-from voxuda.engine.config import DataConfig
+from voxuda.engine.run_config import DataConfig
 from voxuda.errors import ConfigError, VoxudaError
 
 

@@ -24,11 +24,11 @@ from torch import nn
 from voxuda.config import ComponentRef, component_overrides, component_ref, load_toml
 from voxuda.denoisers import build_input_denoiser, input_denoiser_ref
 from voxuda.engine.checkpoint import load_checkpoint
-from voxuda.engine.config import DataConfig, RunConfig, run_config_from_dict
 from voxuda.engine.data import DomainSplit, RunData, ensure_aligned, ensure_dataset, load_target
 from voxuda.engine.inference import InputTransform, make_input_transform, predict_labels
 from voxuda.engine.metrics import SegmentationMeter
 from voxuda.engine.provenance import now, write_json_atomic
+from voxuda.engine.run_config import DataConfig, RunConfig, run_config_from_dict
 from voxuda.engine.runtime import resolve_device
 from voxuda.errors import ConfigError, VoxudaError
 from voxuda.jsonio import read_json

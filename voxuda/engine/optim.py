@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from voxuda.engine.config import TrainerConfig
+from voxuda.engine.run_config import TrainerConfig
 
 
 def parameter_groups(params: Iterable[nn.Parameter] | Iterable[Mapping[str, Any]], lr: float) -> list[dict]:

@@ -3,7 +3,7 @@
 Why not inside :func:`~voxuda.engine.trainer.train`: the trainer used to end by calling
 :func:`~voxuda.engine.evaluate.evaluate_run`, while evaluation imported the trainer's device helper, a
 circle between two modules that should sit one above the other. Not every caller wants that evaluation
-either: the benchmark (:mod:`voxuda.bench.engine`) trains in slices and evaluates every network under every
+either: the benchmark (:mod:`voxuda.bench.executor`) trains in slices and evaluates every network under every
 test-time denoiser itself, and ``--init-from`` stages a zero-step run. So :func:`train` only trains, and the
 callers that want the default evaluation (the CLI, :func:`voxuda.testing.train_tiny`, tests and notebooks)
 call :func:`train_and_evaluate`, the one place that decides when it runs.
@@ -14,9 +14,9 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from voxuda.engine.config import RunConfig
 from voxuda.engine.data import RunData
 from voxuda.engine.evaluate import evaluate_run
+from voxuda.engine.run_config import RunConfig
 from voxuda.engine.trainer import RunResult, train
 
 

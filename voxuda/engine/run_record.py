@@ -17,10 +17,10 @@ import torch
 
 from voxuda.components import SubComponents
 from voxuda.engine import provenance
-from voxuda.engine.config import RunConfig, run_config_warnings, teacher_schedule_check
 from voxuda.engine.data import RunData
 from voxuda.engine.distributed import DistContext
 from voxuda.engine.drift import INIT_CHECKPOINT, drift_record, load_initial_weights
+from voxuda.engine.run_config import RunConfig, run_config_warnings, teacher_schedule_check
 from voxuda.engine.validators import is_label_leak
 from voxuda.jsonio import read_json
 from voxuda.methods.base import Method

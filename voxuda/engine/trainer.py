@@ -25,7 +25,6 @@ from voxuda.config import dump_toml
 from voxuda.denoisers import build_input_denoiser
 from voxuda.engine import provenance
 from voxuda.engine.checkpoint import FORMAT, VERSION, capture_rng, load_checkpoint, restore_rng, save_atomic
-from voxuda.engine.config import RunConfig, check_run_config
 from voxuda.engine.data import PairedSampler, RunData, ensure_aligned, load_run_data
 from voxuda.engine.distributed import (
     DistContext,
@@ -43,6 +42,7 @@ from voxuda.engine.drift import INIT_CHECKPOINT, save_initial_weights
 from voxuda.engine.inference import make_input_transform
 from voxuda.engine.metrics_log import MetricsLog
 from voxuda.engine.optim import build_optimizer, build_scheduler
+from voxuda.engine.run_config import RunConfig, check_run_config
 from voxuda.engine.run_record import finish_record, resolved_run_config, resume_record, start_record
 from voxuda.engine.runtime import resolve_device, seed_everything, skip_uninitialized_fill
 from voxuda.engine.validators import ValidationContext, build_validator

@@ -125,8 +125,8 @@ class PredictionEntropy(Validator):
 
 
 @attrs.define
-class TeacherStudentAgreementConfig:
-    """Configuration of :class:`TeacherStudentAgreement`."""
+class DenoisedViewAgreementConfig:
+    """Configuration of :class:`DenoisedViewAgreement`."""
 
     denoiser: ComponentRef = ref_field(
         "gaussian", kind="denoiser", help="denoiser giving the second view of the target")
@@ -136,10 +136,10 @@ class TeacherStudentAgreementConfig:
     max_volumes: int = help_field(64, help="target-train volumes scored (0 = all)")
 
 
-class TeacherStudentAgreement(Validator):
+class DenoisedViewAgreement(Validator):
     """Agreement between predictions on raw and on denoised target input (label-free stability)."""
 
-    def __init__(self, config: TeacherStudentAgreementConfig) -> None:
+    def __init__(self, config: DenoisedViewAgreementConfig) -> None:
         super().__init__(config)
         self.denoiser = self.build_sub("denoiser")
 
@@ -401,7 +401,7 @@ __all__ = [
     "Validator",
     "SourceValidation",
     "PredictionEntropy",
-    "TeacherStudentAgreement",
+    "DenoisedViewAgreement",
     "TargetPrior",
     "TargetAgreement",
     "TargetCombined",

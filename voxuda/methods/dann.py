@@ -17,7 +17,6 @@ import attrs
 
 from voxuda.config import help_field
 from voxuda.methods.base import SourceBatch, StepOutput, TargetBatch, TrainContext
-from voxuda.methods.common import BaseMethodConfig, SegmentationMethod
 from voxuda.methods.discriminator import (
     AdversarialForm,
     AdversarySettings,
@@ -33,6 +32,7 @@ from voxuda.methods.discriminator import (
     taps_field,
     warmup_field,
 )
+from voxuda.methods.segmentation import BaseMethodConfig, SegmentationMethod
 from voxuda.methods.terms import AdversarialTerm, TermLogs, attach
 
 __all__ = ["DANN", "DANNConfig"]

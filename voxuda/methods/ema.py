@@ -9,7 +9,7 @@ weights; its half-life is ``ln(0.5) / ln(m)`` steps (0.99: 69, 0.999: 693). voxu
 be at most a fifth of ``trainer.steps`` ([I]: then ``m ** steps <= 0.5 ** 5 = 3 %``, so the evaluated teacher
 is an average of the run's students, not of the warm start). The adaptation review measured what breaking it
 costs: at 0.999 for 100 warm-started steps the Vox-UDA teacher kept 90 % of the source-only parent, moved
-1.7 % (relative L2) and scored the parent's Dice. The run-config check warns (``voxuda.engine.config``);
+1.7 % (relative L2) and scored the parent's Dice. The run-config check warns (``voxuda.engine.run_config``);
 ``ema_half_life_fraction`` sets the momentum from the run length instead.
 """
 

@@ -28,8 +28,8 @@ from voxuda.checks import non_negative, unit_interval
 from voxuda.config import ComponentRef, help_field, ref_field
 from voxuda.methods.augment import Orientations
 from voxuda.methods.base import SourceBatch, StepOutput, TargetBatch, TrainContext
-from voxuda.methods.common import SegmentationMethod
 from voxuda.methods.pseudo_labels import PseudoLabelConfig, PseudoLabelSelector
+from voxuda.methods.segmentation import SegmentationMethod
 from voxuda.methods.terms import SelfTrainingTerm, TermLogs, attach
 
 

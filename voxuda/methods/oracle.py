@@ -11,7 +11,7 @@ import attrs
 from voxuda.config import help_field
 from voxuda.errors import ConfigError
 from voxuda.methods.base import SourceBatch, StepOutput, TargetBatch
-from voxuda.methods.common import BaseMethodConfig, SegmentationMethod
+from voxuda.methods.segmentation import BaseMethodConfig, SegmentationMethod
 
 
 @attrs.define

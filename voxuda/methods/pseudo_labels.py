@@ -37,8 +37,8 @@ from torch import Tensor, nn
 from voxuda.checks import non_negative, unit_interval
 from voxuda.config import help_field
 from voxuda.errors import ConfigError
-from voxuda.methods.common import BaseMethodConfig
 from voxuda.methods.losses import class_index, confidence_mask
+from voxuda.methods.segmentation import BaseMethodConfig
 
 PseudoLabelSelection = Literal["threshold", "class_balanced", "prior"]
 PriorScope = Literal["batch", "volume"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import attrs
 
 from voxuda.methods.base import SourceBatch, StepOutput, TargetBatch
-from voxuda.methods.common import BaseMethodConfig, SegmentationMethod
+from voxuda.methods.segmentation import BaseMethodConfig, SegmentationMethod
 
 
 @attrs.define

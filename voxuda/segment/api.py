@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from voxuda.backbones.common import input_divisor
+from voxuda.backbones.blocks import input_divisor
 from voxuda.errors import VoxudaError
 from voxuda.segment.errors import SegmentError
 from voxuda.segment.model import LoadedModel, load_model

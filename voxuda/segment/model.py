@@ -27,7 +27,7 @@ import attrs
 import torch
 from torch import nn
 
-from voxuda.backbones.common import input_divisor
+from voxuda.backbones.blocks import input_divisor
 from voxuda.config import load_toml
 from voxuda.errors import VoxudaError
 from voxuda.jsonio import read_json

@@ -19,7 +19,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from voxuda.api import build_component  # noqa: E402
-from voxuda.backbones.common import LogitsOnly  # noqa: E402
+from voxuda.backbones.blocks import LogitsOnly  # noqa: E402
 from voxuda.engine.evaluate import evaluate_predictor  # noqa: E402
 from voxuda.methods.base import SourceBatch, TargetBatch, TrainContext  # noqa: E402
 from voxuda.testing import sphere_split  # noqa: E402

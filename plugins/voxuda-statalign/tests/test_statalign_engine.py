@@ -7,8 +7,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from voxuda.engine.config import run_config_from_dict  # noqa: E402
 from voxuda.engine.data import RunData  # noqa: E402
+from voxuda.engine.run_config import run_config_from_dict  # noqa: E402
 from voxuda.engine.trainer import train  # noqa: E402
 from voxuda.testing import tiny_split as _split  # noqa: E402
 from voxuda.testing import train_tiny  # noqa: E402

@@ -13,7 +13,7 @@ from voxuda_statalign.bnstats import batch_norm_layers  # noqa: E402
 from voxuda_statalign.coral import coral_loss, covariance, feature_samples  # noqa: E402
 
 import voxuda  # noqa: E402
-from voxuda.backbones.common import LogitsOnly  # noqa: E402
+from voxuda.backbones.blocks import LogitsOnly  # noqa: E402
 from voxuda.cli import main  # noqa: E402
 from voxuda.errors import ConfigError  # noqa: E402
 from voxuda.methods.base import SourceBatch, TargetBatch  # noqa: E402

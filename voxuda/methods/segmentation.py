@@ -13,7 +13,7 @@ from typing import Any
 import attrs
 from torch import Tensor, nn
 
-from voxuda.backbones.common import LogitsOnly
+from voxuda.backbones.blocks import LogitsOnly
 from voxuda.checks import at_least_one, non_negative
 from voxuda.config import ComponentRef, help_field, ref_field
 from voxuda.methods.base import Method

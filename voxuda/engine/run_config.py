@@ -218,7 +218,7 @@ def check_fits_backbone(config: RunConfig, method_config: Any) -> None:
     try:  # on the meta device: shapes only, no weights allocated
         import torch
 
-        from voxuda.methods.common import build_backbone
+        from voxuda.methods.segmentation import build_backbone
 
         with torch.device("meta"):
             net = build_backbone(method_config)

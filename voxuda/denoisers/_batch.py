@@ -1,4 +1,4 @@
-"""Shared checks for denoiser inputs; config validators come from :mod:`voxuda.checks` (re-exported here)."""
+"""The input check every denoiser runs on its batch (config validators live in :mod:`voxuda.checks`)."""
 
 from __future__ import annotations
 
@@ -6,9 +6,7 @@ from typing import Any
 
 import torch
 
-from voxuda.checks import non_negative_int, positive
-
-__all__ = ["check_batch", "non_negative_int", "positive"]
+__all__ = ["check_batch"]
 
 
 def check_batch(x: Any, who: str) -> torch.Tensor:

@@ -78,7 +78,7 @@ class BenchEngine:
         return list(dict.fromkeys(r.domain for r in rows if r.domain != source))
 
     def _run_config(self, config: Mapping[str, Any]) -> Any:
-        from voxuda.engine.config import run_config_from_dict
+        from voxuda.engine.run_config import run_config_from_dict
 
         return run_config_from_dict(dict(config))
 
@@ -226,7 +226,7 @@ class BenchEngine:
     def _predictor(self, rc: Any, checkpoint: Path, network: str | None = None) -> Any:
         """``method.predictor()`` of ``checkpoint``, or the named network wrapped to return logits."""
         from voxuda.api import build_method
-        from voxuda.backbones.common import LogitsOnly
+        from voxuda.backbones.blocks import LogitsOnly
         from voxuda.engine.checkpoint import load_checkpoint
 
         payload = load_checkpoint(checkpoint)
