@@ -13,7 +13,7 @@ import torch
 from tests.conftest import make_blobs
 from voxuda.api import build_method
 from voxuda.bench.executor import warm_start
-from voxuda.engine import config as engine_config
+from voxuda.engine import run_config as engine_config
 from voxuda.engine.checkpoint import load_checkpoint
 from voxuda.engine.drift import load_initial_weights, network_drift, relative_drift
 from voxuda.engine.run_config import run_config_from_dict

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import copy
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +18,7 @@ from torch import Tensor
 
 from voxuda.api import build_method
 from voxuda.methods.base import SourceBatch, StepOutput, TargetBatch, TrainContext
+from voxuda.testing import run_steps
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -58,36 +59,36 @@ def tiny_method(**overrides: Any) -> Any:
     return build_method(params)
 
 
-def start(method: Any, target: Tensor, total_steps: int = 10, seed: int = 0) -> TrainContext:
-    """Call ``on_train_start`` with a context whose sampler draws from ``target`` by the run generator."""
-    generator = torch.Generator().manual_seed(seed)
+def target_sampler(target: Tensor, generator: torch.Generator) -> Callable[[int], Tensor]:
+    """``sample_target``: ``k`` volumes of ``target`` drawn by the run generator."""
 
     def sample(k: int) -> Tensor:
         index = torch.randint(0, target.shape[0], (k,), generator=generator)
         return target[index]
 
-    context = TrainContext(total_steps=total_steps, device=torch.device("cpu"), sample_target=sample,
-                           generator=generator)
+    return sample
+
+
+def start(method: Any, target: Tensor, total_steps: int = 10, seed: int = 0) -> TrainContext:
+    """Call ``on_train_start`` with a context whose sampler draws from ``target`` by the run generator."""
+    generator = torch.Generator().manual_seed(seed)
+    context = TrainContext(total_steps=total_steps, device=torch.device("cpu"),
+                           sample_target=target_sampler(target, generator), generator=generator)
     method.on_train_start(context)
     return context
 
 
 def train(method: Any, steps: int, seed: int = 0, batch: int = 2, lr: float = 3e-3) -> list[StepOutput]:
-    """Run ``steps`` optimiser steps on the tiny domains; returns every step's output."""
+    """Run ``steps`` optimiser steps on the tiny domains (:func:`voxuda.testing.run_steps`); every output."""
     source, label, target, _ = tiny_domains(seed)
-    start(method, target, total_steps=steps, seed=seed)
-    optimiser = torch.optim.Adam(list(method.trainable_parameters()), lr=lr)
-    outputs = []
-    for step in range(steps):
+    generator = torch.Generator().manual_seed(seed)
+
+    def batches(step: int) -> tuple[SourceBatch, TargetBatch]:
         i = (step * batch) % source.shape[0]
-        out = method.training_step(SourceBatch(source[i:i + batch], label[i:i + batch]),
-                                   TargetBatch(target[i:i + batch]), step)
-        optimiser.zero_grad()
-        out.loss.backward()
-        optimiser.step()
-        method.on_after_optimizer_step(step)
-        outputs.append(out)
-    return outputs
+        return SourceBatch(source[i:i + batch], label[i:i + batch]), TargetBatch(target[i:i + batch])
+
+    return run_steps(method, steps, batches, lr=lr, sample_target=target_sampler(target, generator),
+                     generator=generator)
 
 
 # -- the ablation suite (format: docs/vox_uda.md, "Ablation configs") --------------------------------------
