@@ -1,0 +1,43 @@
+"""scripts/summary_table.py: the compact summaries other pages quote, printed from suite results."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from voxuda.bench.results import Row
+from voxuda.bench.stats import PairedInterval
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
+
+from summary_table import markdown_summary, summary_rows  # noqa: E402
+
+
+def row(target: str, label: str, *, network: str = "teacher", reported: bool = True, dice: float = 0.5,
+        denoiser: str = "identity", control: PairedInterval | None = None,
+        baselines: dict[str, PairedInterval] | None = None) -> Row:
+    return Row(
+        target=target, label=label, method="vox_uda", input_denoiser=denoiser, selection="x", n_seeds=3,
+        dice_mean=dice, dice_std=0.01, iou_mean=0.0, iou_std=0.0, per_class={}, gap_closed=0.9,
+        regret_mean=0.0, regret_std=0.0, flag="", leaky_selection=False, init_from=None, group="",
+        seeds=(0, 1, 2), network=network, reported=reported, vs_control=control,
+        vs_baselines=baselines or {},
+    )
+
+
+def test_rows_are_chosen_by_label_and_input_and_ordered_by_target_label_then_network() -> None:
+    rows = [row("b", "m", network="student", reported=False), row("b", "m"), row("a", "c"), row("a", "m"),
+            row("a", "m", denoiser="gaussian(sigma=1.0)"), row("a", "other")]
+    chosen = summary_rows(rows, ["m", "c"], "identity", ["a", "b"])
+    assert [(r.target, r.label, r.network) for r in chosen] == [
+        ("a", "m", "teacher"), ("a", "c", "teacher"), ("b", "m", "teacher"), ("b", "m", "student")]
+
+
+def test_the_table_carries_dice_gap_and_both_intervals() -> None:
+    win = PairedInterval(n=3, mean=0.1, sd=0.01, low=0.05, high=0.15)
+    tie = PairedInterval(n=3, mean=0.01, sd=0.05, low=-0.1, high=0.12)
+    text = markdown_summary([row("a", "m", dice=0.713, control=win, baselines={"align": tie})], "align")
+    line = text.splitlines()[-1]
+    assert "`m` (teacher, reported)" in line and "0.713 ± 0.010 (n=3)" in line and "90 %" in line
+    assert win.text() in line and tie.text() in line and "n.s." in line
+    assert text.splitlines()[0].endswith("| vs align |")
