@@ -132,3 +132,21 @@ def test_oracle_beats_source_only(tmp_path: Path) -> None:
     result = run_benchmark(suite, options)
     dice = {r.label: r.dice_mean for r in result.rows if r.input_denoiser == "identity"}
     assert dice["oracle"] > dice["source_only"] + 0.05, dice
+
+
+def test_select_start_keeps_the_warm_start_as_an_eval_point(tiny_run: Path, tmp_path: Path) -> None:
+    """With evaluation.select_start the warm start is scored (step-0 eval point) like the later ones."""
+    import copy
+
+    from voxuda.bench.executor import BenchEngine
+
+    done = json.loads((tiny_run / "runs/insitu_ribosome/vox_uda/seed0/bench.json").read_text())
+    config = copy.deepcopy(done["config"])
+    config.setdefault("evaluation", {})["select_start"] = True
+    parent = tiny_run / "runs/insitu_ribosome/source_only/seed0/best.pt"
+    run_dir = tmp_path / "run"
+    BenchEngine().train(config, run_dir, resume=False, init_checkpoint=parent)
+    index = json.loads((run_dir / "evalpoints" / "index.json").read_text())
+    assert sorted(int(s) for s in index) == [0, 2, 4]
+    events = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [e["step"] for e in events if e.get("event") == "validation"][0] == 0

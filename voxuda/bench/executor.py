@@ -130,6 +130,9 @@ class BenchEngine:
             step = int(load_checkpoint(run_dir / "last.pt")["step"]) if resume else 0
             if step and step % eval_every == 0 and str(step) not in _read_index(run_dir / EVALPOINTS):
                 self._keep_evalpoint(rc, run_dir, step, data)  # interrupted right after a session
+            if (not step and resume and rc.evaluation.select_start
+                    and "0" not in _read_index(run_dir / EVALPOINTS)):
+                self._keep_evalpoint(rc, run_dir, 0, data)  # the warm start, a candidate of the selection too
             if step >= rc.trainer.steps:
                 break
             stop = eval_every - step % eval_every

@@ -108,6 +108,9 @@ class EvaluationConfig:
         "identity", kind="denoiser", help="denoiser applied to model input at evaluation")
     batch_size: int = help_field(8, help="evaluation batch size", validator=positive)
     split: str = help_field("test", help="split evaluated at the end of training ('' = skip)")
+    select_start: bool = help_field(
+        False, help="also score the weights a run starts from (step 0: an adaptation run's warm start) as a "
+        "checkpoint candidate, so a run whose adaptation lowers the validator's score falls back to them")
 
 
 @attrs.define

@@ -205,6 +205,10 @@ class _Trainer:
 
             progress = tqdm(total=cfg.steps, initial=self.step, desc="train", dynamic_ncols=True, leave=False)
         last_losses: dict[str, float] = {}
+        if self.step == 0 and self.config.evaluation.select_start and stop_after != 0:
+            # the starting weights as a candidate; not in a zero-step session, which only stages a run folder
+            # whose weights a warm start then replaces (bench executor, ``--init-from``)
+            self._select(log)
         try:
             while self.step < cfg.steps:
                 if stop_after is not None and session_steps >= stop_after:
