@@ -227,7 +227,7 @@ class _Trainer:
                     self.save("last.pt")
                 if progress is not None:
                     progress.update(1)
-                    keys = ("loss", "seg", "pseudo", "domain")
+                    keys = ("loss", "seg", "pseudo", "domain", "dis")  # DANN logs "domain", Vox-UDA "dis"
                     shown = {k: f"{v:.3g}" for k, v in running.items() if k in keys}
                     progress.set_postfix(shown, refresh=False)
         finally:
