@@ -24,7 +24,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from voxuda.bench.report import load_results
-from voxuda.bench.results import Row
+from voxuda.bench.results import EvalRecord, Row
+from voxuda.bench.stats import PairedInterval, paired_interval
 from voxuda.bench.tables import fmt_interval
 
 
@@ -38,16 +39,41 @@ def summary_rows(rows: Sequence[Row], labels: Sequence[str], denoiser: str,
                                          not r.reported))
 
 
-def markdown_summary(rows: Sequence[Row], baseline: str) -> str:
-    """The summary table: Dice mean ± std over seeds, gap closed, paired intervals vs control and baseline."""
-    lines = [f"| target | row (network) | Dice | gap closed | vs control | vs {baseline} |",
-             "|---|---|---|---|---|---|"]
+def per_seed_dice(records: Sequence[EvalRecord], target: str, label: str, network: str,
+                  denoiser: str) -> dict[int, float]:
+    """Test Dice per seed of one row's selected checkpoint (the values its mean is taken over)."""
+    return {r.seed: r.dice for r in records
+            if (r.target, r.label, r.input_denoiser, r.checkpoint) == (target, label, denoiser, "selected")
+            and (r.network or "") == network}
+
+
+def versus(records: Sequence[EvalRecord], row: Row, other: str) -> PairedInterval | None:
+    """The paired per-seed interval of ``row`` minus row ``other`` (the same network where it has one, else
+    ``other``'s reported network): e.g. an ablated variant against the full method."""
+    mine = per_seed_dice(records, row.target, row.label, row.network, row.input_denoiser)
+    theirs = per_seed_dice(records, row.target, other, row.network, row.input_denoiser)
+    if not theirs:
+        reported = {r.network for r in records if r.label == other and r.reported}
+        theirs = per_seed_dice(records, row.target, other, next(iter(reported), ""), row.input_denoiser)
+    return paired_interval(mine, theirs) if theirs and row.label != other else None
+
+
+def markdown_summary(rows: Sequence[Row], baseline: str, *, records: Sequence[EvalRecord] = (),
+                     versus_label: str | None = None) -> str:
+    """The summary table: Dice mean ± std over seeds, gap closed, paired intervals vs control and baseline,
+    and with ``versus_label`` vs that row (the paired per-seed differences, from ``records``)."""
+    extra = f" vs {versus_label} |" if versus_label else ""
+    lines = [f"| target | row (network) | Dice | gap closed | vs control | vs {baseline} |{extra}",
+             "|---|---|---|---|---|---|" + ("---|" if versus_label else "")]
     for r in rows:
         network = f"{r.network_name}, reported" if r.reported else r.network_name
         gap = "-" if math.isnan(r.gap_closed) else f"{100 * r.gap_closed:.0f} %"
-        lines.append(f"| `{r.target}` | `{r.label}` ({network}) | {r.dice_mean:.3f} ± {r.dice_std:.3f} "
-                     f"(n={r.n_seeds}) | {gap} | {fmt_interval(r.vs_control)} | "
-                     f"{fmt_interval(r.vs_baselines.get(baseline))} |")
+        line = (f"| `{r.target}` | `{r.label}` ({network}) | {r.dice_mean:.3f} ± {r.dice_std:.3f} "
+                f"(n={r.n_seeds}) | {gap} | {fmt_interval(r.vs_control)} | "
+                f"{fmt_interval(r.vs_baselines.get(baseline))} |")
+        if versus_label:
+            line += f" {fmt_interval(versus(records, r, versus_label))} |"
+        lines.append(line)
     return "\n".join(lines)
 
 
@@ -59,17 +85,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--target", action="append", default=[], help="only these targets (repeatable)")
     parser.add_argument("--denoiser", default="identity", help="test-time input (default: identity)")
     parser.add_argument("--baseline", default="source_only_align", help="the evaluate-only baseline column")
+    parser.add_argument("--versus", help="also a column of paired intervals against this row (e.g. the full "
+                        "method of an ablation)")
     args = parser.parse_args(argv)
     rows: list[Row] = []
+    records: list[EvalRecord] = []
     for folder in args.folders:
-        rows += load_results(Path(folder)).rows
+        results = load_results(Path(folder))
+        rows += results.rows
+        records += results.records
     found = summary_rows(rows, args.label, args.denoiser, args.target)
     missing = sorted(set(args.label) - {r.label for r in found})
     if missing:
         print(f"summary_table: no rows for {', '.join(missing)} in {', '.join(args.folders)}",
               file=sys.stderr)
         return 2
-    print(markdown_summary(found, args.baseline))
+    print(markdown_summary(found, args.baseline, records=records, versus_label=args.versus))
     return 0
 
 

@@ -41,3 +41,23 @@ def test_the_table_carries_dice_gap_and_both_intervals() -> None:
     assert "`m` (teacher, reported)" in line and "0.713 ± 0.010 (n=3)" in line and "90 %" in line
     assert win.text() in line and tie.text() in line and "n.s." in line
     assert text.splitlines()[0].endswith("| vs align |")
+
+
+def test_versus_pairs_the_same_network_by_seed() -> None:
+    """An ablated row against the full method: per-seed differences of the same network's test Dice."""
+    from summary_table import versus  # noqa: E402
+
+    from voxuda.bench.results import EvalRecord
+
+    def record(label: str, network: str, seed: int, dice: float, reported: bool) -> EvalRecord:
+        return EvalRecord(suite="s", target="a", label=label, method="vox_uda", seed=seed,
+                          input_denoiser="identity", selection="x", checkpoint="selected", step=1, dice=dice,
+                          iou=0.0, network=network, reported=reported)
+
+    records = [record("full", "student", s, d, False) for s, d in ((0, 0.60), (1, 0.62), (2, 0.61))]
+    records += [record("full", "teacher", s, 0.9, True) for s in range(3)]
+    records += [record("cut", "student", s, d, False) for s, d in ((0, 0.65), (1, 0.66), (2, 0.67))]
+    interval = versus(records, row("a", "cut", network="student", reported=False), "full")
+    assert interval is not None and interval.n == 3
+    assert abs(interval.mean - 0.05) < 1e-9 and interval.low > 0  # the student's, not the teacher's 0.9
+    assert versus(records, row("a", "full", network="student", reported=False), "full") is None
