@@ -61,3 +61,9 @@ def test_versus_pairs_the_same_network_by_seed() -> None:
     assert interval is not None and interval.n == 3
     assert abs(interval.mean - 0.05) < 1e-9 and interval.low > 0  # the student's, not the teacher's 0.9
     assert versus(records, row("a", "full", network="student", reported=False), "full") is None
+
+
+def test_a_run_shared_by_two_suites_is_listed_once_from_the_first_folder() -> None:
+    rows = [row("a", "control", dice=0.30), row("a", "m"), row("a", "control", dice=0.99)]
+    chosen = summary_rows(rows, ["control", "m"], "identity", ["a"])
+    assert [(r.label, r.dice_mean) for r in chosen] == [("control", 0.30), ("m", 0.5)]
