@@ -35,7 +35,10 @@ def summary_rows(rows: Sequence[Row], labels: Sequence[str], denoiser: str,
     wanted = [r for r in rows if r.label in labels and r.input_denoiser == denoiser
               and (not targets or r.target in targets)]
     # suites that share runs (a parent, a control) list them each: keep the first folder's row
-    wanted = list({(r.target, r.label, r.network): r for r in reversed(wanted)}.values())[::-1]
+    first: dict[tuple[str, str, str], Row] = {}
+    for r in wanted:
+        first.setdefault((r.target, r.label, r.network), r)
+    wanted = list(first.values())
     target_order = list(targets) or list(dict.fromkeys(r.target for r in rows))
     return sorted(wanted, key=lambda r: (target_order.index(r.target), list(labels).index(r.label),
                                          not r.reported))
