@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 __all__ = [
@@ -28,6 +28,7 @@ __all__ = [
     "positive",
     "positive_or_none",
     "unit_interval",
+    "valid_prior_range",
     "widths",
 ]
 
@@ -119,3 +120,15 @@ def unit_interval(_instance: object, attribute: Any, value: float) -> None:
     """Probabilities, momenta, fractions and thresholds."""
     if not 0.0 <= value <= 1.0:
         raise ValueError(f"{attribute.name} must lie in [0, 1], got {value!r}")
+
+
+def valid_prior_range(_instance: object, attribute: Any, value: Sequence[float]) -> None:
+    """A foreground-fraction range (``fg_prior`` fields): empty (the field's default behaviour), or
+    ``[lo, hi]`` within [0, 1] with ``hi > 0``."""
+    if len(value) == 0:
+        return
+    if len(value) != 2 or not 0.0 <= value[0] <= value[1] <= 1.0 or not value[1] > 0.0:
+        raise ValueError(
+            f"{attribute.name} must be [] or [lo, hi] with 0 <= lo <= hi <= 1 "
+            f"and hi > 0, got {list(value)!r}"
+        )

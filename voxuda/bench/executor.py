@@ -256,8 +256,16 @@ class BenchEngine:
         torch.set_num_threads(rc.trainer.num_threads)
         predictor = self._predictor(rc, checkpoint, network)
         transform = make_input_transform(build_input_denoiser(denoiser))
+        decision = None
+        if rc.evaluation.fg_prior:  # calibrated on the run's unlabelled, aligned target train split
+            from voxuda.engine.decision import calibrate_prior_threshold
+
+            decision = calibrate_prior_threshold(
+                predictor, self._run_data(rc).target_train.volumes, rc.evaluation.fg_prior,
+                batch_size=rc.evaluation.batch_size, input_transform=transform)
         metrics = evaluate_predictor(predictor, self._test_split(rc), num_classes=rc.data.num_classes,
-                                     batch_size=rc.evaluation.batch_size, input_transform=transform)
+                                     batch_size=rc.evaluation.batch_size, input_transform=transform,
+                                     decision=decision)
         per_class = {name: {"dice": float(m["dice_fg"]), "iou": float(m["iou_fg"])}
                      for name, m in metrics.get("per_macromolecule", {}).items()}
         return EvalResult(dice=float(metrics["overall"]["dice_fg"]), iou=float(metrics["overall"]["iou_fg"]),

@@ -13,18 +13,19 @@ without alignment: the "source-only + alignment" baseline), fitted on the datase
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
 import attrs
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from voxuda.config import ComponentRef, component_overrides, component_ref, load_toml
 from voxuda.denoisers import build_input_denoiser, input_denoiser_ref
 from voxuda.engine.checkpoint import load_checkpoint
 from voxuda.engine.data import DomainSplit, RunData, ensure_aligned, ensure_dataset, load_target
+from voxuda.engine.decision import calibrate_prior_threshold
 from voxuda.engine.inference import InputTransform, make_input_transform, predict_labels
 from voxuda.engine.metrics import SegmentationMeter
 from voxuda.engine.provenance import now, write_json_atomic
@@ -42,8 +43,10 @@ def evaluate_predictor(
     batch_size: int = 8,
     device: torch.device | str = "cpu",
     input_transform: InputTransform | None = None,
+    decision: Callable[[Tensor], Tensor] | None = None,
 ) -> dict[str, Any]:
-    """Metrics of ``predictor`` on a labelled split (see :class:`voxuda.engine.metrics.SegmentationMeter`)."""
+    """Metrics of ``predictor`` on a labelled split (see :class:`voxuda.engine.metrics.SegmentationMeter`);
+    ``decision`` turns probabilities into labels instead of argmax."""
     if split.labels is None:
         raise ConfigError("evaluation needs labelled volumes; the split has no labels")
     meter = SegmentationMeter(num_classes)
@@ -51,7 +54,8 @@ def evaluate_predictor(
         index = torch.arange(start, min(start + batch_size, len(split)))
         part = split.take(index)
         pred = predict_labels(
-            predictor, part.volumes, batch_size=batch_size, device=device, input_transform=input_transform
+            predictor, part.volumes, batch_size=batch_size, device=device, input_transform=input_transform,
+            decision=decision,
         )
         assert part.labels is not None
         meter.update(pred, part.labels, part.class_names)
@@ -132,9 +136,16 @@ def evaluate_run(
     data_cfg, align_record = _alignment(config, run_record, alignment)
     if split_data is None:
         split_data = _load_split(config, data_cfg, split, data_override, align_record, polarity)
+    decision = None
+    if config.evaluation.fg_prior:
+        calibration = _load_split(config, data_cfg, config.data.train_split, data_override, align_record,
+                                  polarity, calibration=True)
+        decision = calibrate_prior_threshold(
+            predictor, calibration.volumes, config.evaluation.fg_prior,
+            batch_size=config.evaluation.batch_size, device=device, input_transform=transform)
     metrics = evaluate_predictor(
         predictor, split_data, num_classes=config.data.num_classes, batch_size=config.evaluation.batch_size,
-        device=device, input_transform=transform,
+        device=device, input_transform=transform, decision=decision,
     )
     selection = run_record.get("selection", {"criterion": config.evaluation.selection, "label_leak": False})
     flags = list(run_record.get("flags", []))
@@ -153,6 +164,7 @@ def evaluate_run(
         "alignment": _resolved_aligner(data_cfg),
         "alignment_override": alignment is not None,
         "inverted": invert,
+        "decision": decision.record() if decision is not None else {"rule": "argmax"},
         "polarity": _polarity_summary(split_data, polarity, config.data.canonical_polarity),
         "time": now(),
         **metrics,
@@ -206,7 +218,10 @@ def _polarity_summary(split: DomainSplit, override: str | None, canonical: str) 
 
 
 def _load_split(config: RunConfig, data_cfg: DataConfig, split: str, data_override: RunData | None,
-                record: dict[str, Any] | None, polarity: str | None = None) -> DomainSplit:
+                record: dict[str, Any] | None, polarity: str | None = None, *,
+                calibration: bool = False) -> DomainSplit:
+    """The target ``split``, aligned with ``record``; ``calibration``: the unlabelled train split a decision
+    rule is calibrated on (labels not read)."""
     in_memory = data_override is not None and (
         not config.data.root or not (Path(config.data.root) / config.data.manifest).is_file()
     )
@@ -216,9 +231,12 @@ def _load_split(config: RunConfig, data_cfg: DataConfig, split: str, data_overri
             raise ConfigError("--polarity: in-memory data have no manifest polarity to replace; "
                               "evaluate a dataset on disk")
         data = ensure_aligned(data_override, data_cfg, record)
+        if calibration:
+            return data.target_train
         if data.target_val is None:
             raise ConfigError("in-memory data has no labelled target split to evaluate")
         return data.target_val
     root = ensure_dataset(data_cfg)
     row_polarity = {"unknown": ""}.get(polarity, polarity) if polarity is not None else None
-    return load_target(data_cfg, root, split, alignment=record, polarity=row_polarity)
+    return load_target(data_cfg, root, split, alignment=record, polarity=row_polarity,
+                       with_labels=not calibration)

@@ -59,10 +59,12 @@ def predict_labels(
     batch_size: int,
     device: torch.device | str = "cpu",
     input_transform: InputTransform | None = None,
+    decision: Callable[[Tensor], Tensor] | None = None,
 ) -> Tensor:
-    """Argmax label maps ``(N, D, H, W)`` for all ``volumes``."""
+    """Label maps ``(N, D, H, W)`` for all ``volumes``: argmax, or ``decision(probs)`` (e.g. a foreground
+    threshold calibrated to a prior, :mod:`voxuda.engine.decision`)."""
     parts = [
-        probs.argmax(dim=1)
+        probs.argmax(dim=1) if decision is None else decision(probs)
         for _, probs in iter_probabilities(
             predictor, volumes, batch_size=batch_size, device=device, input_transform=input_transform
         )

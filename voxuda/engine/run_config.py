@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 import attrs
 
-from voxuda.checks import non_negative, positive
+from voxuda.checks import non_negative, positive, valid_prior_range
 from voxuda.config import (
     ComponentRef,
     apply_overrides,
@@ -108,6 +108,10 @@ class EvaluationConfig:
         "identity", kind="denoiser", help="denoiser applied to model input at evaluation")
     batch_size: int = help_field(8, help="evaluation batch size", validator=positive)
     split: str = help_field("test", help="split evaluated at the end of training ('' = skip)")
+    fg_prior: tuple[float, ...] = help_field(
+        (), help="[lo, hi]: the user's foreground fraction range; the foreground threshold is calibrated on "
+        "the unlabelled target train split so that its predicted fraction is argmax's clamped into the range "
+        "(voxuda.engine.decision); [] = argmax", validator=valid_prior_range)
     select_start: bool = help_field(
         False, help="also score the weights a run starts from (step 0: an adaptation run's warm start) as a "
         "checkpoint candidate, so a run whose adaptation lowers the validator's score falls back to them")

@@ -23,14 +23,14 @@ import attrs
 import torch
 from torch import Tensor, nn
 
-from voxuda.checks import at_least_one, non_negative
+from voxuda.checks import at_least_one, non_negative, valid_prior_range
 from voxuda.components import SubComponents
 from voxuda.config import ComponentRef, help_field, ref_field
 from voxuda.engine.data import DomainSplit, RunData
 from voxuda.engine.inference import InputTransform, iter_probabilities, predict_labels
 from voxuda.engine.metrics import SegmentationMeter
 from voxuda.errors import ConfigError
-from voxuda.methods.pseudo_labels import foreground_fraction, valid_prior_range
+from voxuda.methods.pseudo_labels import foreground_fraction
 
 
 @attrs.define

@@ -27,14 +27,13 @@ prior's upper bound (twice the prior costs 1).
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from typing import Any, Literal
 
 import attrs
 import torch
 from torch import Tensor, nn
 
-from voxuda.checks import non_negative, unit_interval
+from voxuda.checks import non_negative, unit_interval, valid_prior_range
 from voxuda.config import help_field
 from voxuda.errors import ConfigError
 from voxuda.methods.losses import class_index, confidence_mask
@@ -42,17 +41,6 @@ from voxuda.methods.segmentation import BaseMethodConfig
 
 PseudoLabelSelection = Literal["threshold", "class_balanced", "prior"]
 PriorScope = Literal["batch", "volume"]
-
-
-def valid_prior_range(_instance: object, attribute: attrs.Attribute, value: Sequence[float]) -> None:
-    """attrs validator of a ``fg_prior`` field: empty, or ``[lo, hi]`` within [0, 1] with ``hi > 0``."""
-    if len(value) == 0:
-        return
-    if len(value) != 2 or not 0.0 <= value[0] <= value[1] <= 1.0 or not value[1] > 0.0:
-        raise ValueError(
-            f"{attribute.name} must be [] (measure it on the source) or [lo, hi] with 0 <= lo <= hi <= 1 "
-            f"and hi > 0, got {list(value)!r}"
-        )
 
 
 @attrs.define
