@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
@@ -11,9 +12,9 @@ from torch import Tensor, nn
 from tests.conftest import tiny_run_dict
 from voxuda.bench.executor import BenchEngine
 from voxuda.config import ComponentRef
+from voxuda.engine.data import DomainSplit
 from voxuda.engine.decision import PriorThreshold, calibrate_prior_threshold, threshold_for_fraction
 from voxuda.engine.evaluate import evaluate_predictor, evaluate_run
-from voxuda.engine.data import DomainSplit
 from voxuda.engine.pipeline import train_and_evaluate
 from voxuda.engine.run_config import run_config_from_dict
 from voxuda.errors import ConfigError
@@ -109,3 +110,13 @@ def test_evaluation_and_the_benchmark_engine_apply_the_prior(tiny_dataset: Path,
     engine = BenchEngine()
     result = engine.evaluate(data, out, out / "last.pt", ComponentRef("identity"))
     assert result.dice == pytest.approx(primed["overall"]["dice_fg"])
+
+
+def test_the_calibration_script_shows_dice_rising_as_an_under_segmenting_models_threshold_falls() -> None:
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
+    from foreground_calibration import THRESHOLDS, calibration_row
+
+    row = calibration_row(Brightness(), _cubes(6, 4), limit=6)
+    assert row["frac@0.5"] < 0.3 * row["true"]
+    assert row[f"dice@{THRESHOLDS[-1]}"] > row["dice@0.5"] + 0.3
+    assert [row[f"frac@{t}"] for t in THRESHOLDS] == sorted(row[f"frac@{t}"] for t in THRESHOLDS)
