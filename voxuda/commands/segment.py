@@ -26,6 +26,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_output_argument(parser, "LABELS.mrc", "int8 label map to write (same shape, voxel size and origin as "
                                               "the input)")
     add("--probabilities", metavar="PROB.mrc", help="also write float32 foreground probabilities")
+    add("--fg-prior", type=float, nargs=2, metavar=("LO", "HI"),
+        help="the foreground fraction you expect (e.g. 0.03 0.15 for a crowded cytoplasm): label by a "
+             "foreground threshold calibrated on this tomogram so that the fraction called is argmax's, "
+             "clamped into [LO, HI] (docs/segment.md)")
     add("--patch", type=int, default=32, help="window edge in voxels (default 32)")
     add("--overlap", type=float, default=0.5, help="fraction of overlap between windows (default 0.5)")
     add("--batch", type=int, default=4, help="windows per forward pass (default 4)")
@@ -98,13 +102,15 @@ def _locked_outputs(args: argparse.Namespace) -> Iterator[None]:
 
     from voxuda.atomic import remove_stale_temporaries
     from voxuda.locks import output_lock
+    from voxuda.segment.prior_sink import scratch_names
 
     with contextlib.ExitStack() as stack:
         for output in (args.output, args.probabilities):
             path = Path(output) if output else None
             if path is not None and path.parent.is_dir():
                 stack.enter_context(output_lock(path, command="voxuda segment"))
-                remove_stale_temporaries(path.parent, names=[path.name])
+                scratch = scratch_names(path.name) if output == args.output else []
+                remove_stale_temporaries(path.parent, names=[path.name, *scratch])
         yield
 
 
@@ -127,6 +133,7 @@ def _segment(args: argparse.Namespace, params: dict[str, dict[str, object]]) -> 
         model_voxel_size=args.model_voxel_size,
         resample=not args.no_resample,
         voxel_size=args.voxel_size,
+        fg_prior=tuple(args.fg_prior) if args.fg_prior else None,
         progress=not args.no_progress,
         log=lambda message: print(f"voxuda: note: {message}", file=sys.stderr),
     )

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import attrs
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -69,6 +70,26 @@ def threshold_for_fraction(p_fg: Tensor, fraction: float) -> float:
         torch.nextafter(kth_largest, torch.tensor(-1.0)))
 
 
+def prior_fraction(argmax_fraction: float, fg_prior: Sequence[float]) -> float | None:
+    """The foreground fraction a prior-calibrated decision aims at: argmax's, clamped into ``[lo, hi]``;
+    ``None`` when argmax's already lies inside (the decision then stays argmax)."""
+    wanted = min(max(argmax_fraction, float(fg_prior[0])), float(fg_prior[1]))
+    return None if wanted == argmax_fraction else wanted
+
+
+def threshold_from_histogram(counts: np.ndarray, fraction: float) -> float:
+    """The threshold on a probability whose histogram over ``[0, 1]`` is ``counts`` (equal bins) that calls
+    the share closest to ``fraction`` of the voxels above it: a bin edge, so exact up to one bin's voxels.
+    For volumes too large to hold (``voxuda segment`` streams a whole tomogram)."""
+    total = int(counts.sum())
+    if total == 0:
+        raise ValueError("no voxels to calibrate the foreground threshold on")
+    above = np.concatenate([np.cumsum(counts[::-1])[::-1], [0]])  # voxels at or above each edge
+    edge = int(np.argmin(np.abs(above - fraction * total)))
+    # just below the bin edge, so that ``p > threshold`` keeps exactly the voxels binned at or above it
+    return float(np.nextafter(edge / len(counts), -1.0)) if edge > 0 else -1.0
+
+
 def calibrate_prior_threshold(
     predictor: nn.Module,
     volumes: Tensor,
@@ -95,10 +116,11 @@ def calibrate_prior_threshold(
     if p_fg.numel() > MAX_CALIBRATION_VOXELS:
         p_fg = p_fg[:: -(-p_fg.numel() // MAX_CALIBRATION_VOXELS)]
     argmax_fraction = fg_argmax / total
-    wanted = min(max(argmax_fraction, lo), hi)
-    threshold = None if wanted == argmax_fraction else threshold_for_fraction(p_fg, wanted)
-    return PriorThreshold(threshold=threshold, fg_prior=(lo, hi),
-                          argmax_fraction=argmax_fraction, target_fraction=wanted)
+    wanted = prior_fraction(argmax_fraction, (lo, hi))
+    threshold = None if wanted is None else threshold_for_fraction(p_fg, wanted)
+    return PriorThreshold(threshold=threshold, fg_prior=(lo, hi), argmax_fraction=argmax_fraction,
+                          target_fraction=argmax_fraction if wanted is None else wanted)
 
 
-__all__ = ["PriorThreshold", "calibrate_prior_threshold", "threshold_for_fraction"]
+__all__ = ["PriorThreshold", "calibrate_prior_threshold", "prior_fraction", "threshold_for_fraction",
+           "threshold_from_histogram"]

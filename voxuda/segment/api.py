@@ -33,6 +33,7 @@ from voxuda.segment.errors import SegmentError
 from voxuda.segment.model import LoadedModel, load_model
 from voxuda.segment.polarity import InputPolarity, resolve_input_polarity
 from voxuda.segment.preprocess import Preprocessing
+from voxuda.segment.prior_sink import PriorThresholdSink
 from voxuda.segment.sliding import count_windows, sliding_window
 from voxuda.segment.source import MRCSource, PlaneSource, ResampledSource, resampled_shape
 from voxuda.segment.writer import MRCPlaneWriter, PlaneSink, ResampleSink, SegmentationSink
@@ -180,6 +181,9 @@ class SegmentOptions:
     resample: bool = True  #: resample the tomogram to the model's voxel size and the result back
     importance: str = "gaussian"  #: how overlapping windows are blended
     voxel_size: float | None = None  #: Å; replaces a wrong header pixel size of the input
+    #: ``(lo, hi)``: the user's foreground fraction range; labels by a foreground threshold calibrated on the
+    #: tomogram itself (argmax's fraction clamped into the range, :mod:`voxuda.segment.prior_sink`)
+    fg_prior: tuple[float, float] | None = None
     progress: bool = True  #: a tqdm bar on stderr
     log: Callable[[str], object] | None = None  #: receives each note (resampling, polarity) as it is made
 
@@ -223,6 +227,11 @@ def segment_tomogram(
     resolved = {out.resolve(), *([prob_path.resolve()] if prob_path else [])}
     if inp.resolve() in resolved or (prob_path is not None and prob_path.resolve() == out.resolve()):
         raise SegmentError(f"{out}: output paths must differ from each other and from the input")
+    if options.fg_prior is not None:
+        lo, hi = options.fg_prior
+        if not 0.0 <= lo <= hi <= 1.0 or not hi > 0.0:
+            raise SegmentError(f"fg_prior {lo:g} {hi:g}: give a foreground fraction range 0 <= lo <= hi <= 1 "
+                               "with hi > 0 (e.g. 0.03 0.15)")
     if patch < 1 or not 0.0 <= overlap < 1.0 or batch_size < 1:
         raise SegmentError(
             f"need patch >= 1, 0 <= overlap < 1 and batch >= 1; got {patch}, {overlap}, {batch_size}"
@@ -240,6 +249,7 @@ def segment_tomogram(
 
     source = MRCSource.open(inp, voxel_size=options.voxel_size)
     writers: list[MRCPlaneWriter] = []
+    prior_sink: PriorThresholdSink | None = None
     try:
         shape = source.shape
         info = source.info
@@ -269,7 +279,12 @@ def segment_tomogram(
         writers.append(MRCPlaneWriter(out, shape, np.int8, info))
         if prob_path is not None:
             writers.append(MRCPlaneWriter(prob_path, shape, np.float32, info))
-        sink: PlaneSink = SegmentationSink(writers[0], writers[1] if prob_path is not None else None)
+        prob_writer = writers[1] if prob_path is not None else None
+        if options.fg_prior is not None:
+            prior_sink = PriorThresholdSink(writers[0], prob_writer, options.fg_prior)
+            sink: PlaneSink = prior_sink
+        else:
+            sink = SegmentationSink(writers[0], prob_writer)
         if working is not source:
             sink = ResampleSink(sink, working.shape[0], shape)
         bar = _progress_bar(windows, options.progress, inp.name)
@@ -282,6 +297,8 @@ def segment_tomogram(
         finally:
             if bar is not None:
                 bar.close()
+        if prior_sink is not None:
+            note(prior_sink.note())
         for writer in writers:
             writer.commit()
     except BaseException:
@@ -290,6 +307,8 @@ def segment_tomogram(
         raise
     finally:
         source.close()
+        if prior_sink is not None:
+            prior_sink.close()
     return SegmentResult(
         labels=out, probabilities=prob_path, shape=shape, working_shape=working.shape,
         windows=windows, seconds=time.perf_counter() - started, notes=notes,
