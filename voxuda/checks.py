@@ -27,6 +27,7 @@ __all__ = [
     "one_of",
     "positive",
     "positive_or_none",
+    "prior_range_problem",
     "unit_interval",
     "valid_prior_range",
     "widths",
@@ -122,13 +123,19 @@ def unit_interval(_instance: object, attribute: Any, value: float) -> None:
         raise ValueError(f"{attribute.name} must lie in [0, 1], got {value!r}")
 
 
-def valid_prior_range(_instance: object, attribute: Any, value: Sequence[float]) -> None:
-    """A foreground-fraction range (``fg_prior`` fields): empty (the field's default behaviour), or
-    ``[lo, hi]`` within [0, 1] with ``hi > 0``."""
+def prior_range_problem(value: Sequence[float]) -> str | None:
+    """What is wrong with a foreground-fraction range (``fg_prior``), or ``None``: it must be empty (the
+    option's default behaviour) or ``[lo, hi]`` within [0, 1] with ``hi > 0``. Shared by the config
+    validator below and the command-line checks of ``evaluate`` and ``segment``."""
     if len(value) == 0:
-        return
+        return None
     if len(value) != 2 or not 0.0 <= value[0] <= value[1] <= 1.0 or not value[1] > 0.0:
-        raise ValueError(
-            f"{attribute.name} must be [] or [lo, hi] with 0 <= lo <= hi <= 1 "
-            f"and hi > 0, got {list(value)!r}"
-        )
+        return "must be [] or [lo, hi] with 0 <= lo <= hi <= 1 and hi > 0 (e.g. [0.03, 0.15])"
+    return None
+
+
+def valid_prior_range(_instance: object, attribute: Any, value: Sequence[float]) -> None:
+    """attrs validator of an ``fg_prior`` field (:func:`prior_range_problem`)."""
+    problem = prior_range_problem(value)
+    if problem is not None:
+        raise ValueError(f"{attribute.name} {problem}, got {list(value)!r}")

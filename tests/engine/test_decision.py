@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -11,6 +12,7 @@ from torch import Tensor, nn
 
 from tests.conftest import tiny_run_dict
 from voxuda.bench.executor import BenchEngine
+from voxuda.cli import main
 from voxuda.config import ComponentRef
 from voxuda.engine.data import DomainSplit
 from voxuda.engine.decision import PriorThreshold, calibrate_prior_threshold, threshold_for_fraction
@@ -90,7 +92,8 @@ def test_a_bad_range_is_refused_with_the_option_named(tiny_dataset: Path) -> Non
         run_config_from_dict(data)
 
 
-def test_evaluation_and_the_benchmark_engine_apply_the_prior(tiny_dataset: Path, tmp_path: Path) -> None:
+def test_evaluation_and_the_benchmark_engine_apply_the_prior(tiny_dataset: Path, tmp_path: Path,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "run"
     train_and_evaluate(run_config_from_dict(tiny_run_dict(tiny_dataset, steps=2)), out)
     plain = evaluate_run(out, split="test", checkpoint="last")
@@ -110,6 +113,13 @@ def test_evaluation_and_the_benchmark_engine_apply_the_prior(tiny_dataset: Path,
     engine = BenchEngine()
     result = engine.evaluate(data, out, out / "last.pt", ComponentRef("identity"))
     assert result.dice == pytest.approx(primed["overall"]["dice_fg"])
+    # the command line gives the range for one evaluation, written to its own file
+    assert main(["evaluate", str(out), "--checkpoint", "last", "--fg-prior", "0.6", "0.9"]) == 0
+    again = json.loads((out / "eval_test_last_fgprior-0.6-0.9.json").read_text())
+    assert again["overall"] == primed["overall"] and again["decision"]["fg_prior"] == [0.6, 0.9]
+    assert "decision: fg_prior [0.6, 0.9]" in capsys.readouterr().out
+    assert main(["evaluate", str(out), "--checkpoint", "last", "--fg-prior", "0.9", "0.6"]) == 2
+    assert "--fg-prior 0.9 0.6: must be [] or [lo, hi]" in capsys.readouterr().err
 
 
 def test_the_calibration_script_shows_dice_rising_as_an_under_segmenting_models_threshold_falls() -> None:

@@ -25,6 +25,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--alignment", metavar="NAME",
                         help="input aligner for the target split instead of the run's data.alignment (e.g. "
                              "detrend, spectrum_match: fitted on the unlabelled train splits)")
+    parser.add_argument("--fg-prior", type=float, nargs=2, metavar=("LO", "HI"),
+                        help="the foreground fraction range you expect: label by a foreground threshold "
+                             "calibrated on the unlabelled target train split so that the fraction called "
+                             "is argmax's clamped into [LO, HI] (default: the run's evaluation.fg_prior)")
     add_polarity_arguments(
         parser,
         polarity_help="protein contrast of every evaluated volume instead of the manifest's polarity column "
@@ -47,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
         result = evaluate_run(
             args.run_dir, split=args.split, checkpoint=args.checkpoint, input_denoiser=args.input_denoiser,
             denoiser_overrides=args.overrides, invert=args.invert, alignment=args.alignment,
-            polarity=args.polarity, device=args.device,
+            polarity=args.polarity, device=args.device, fg_prior=args.fg_prior,
         )
     polarity = result["polarity"]
     if polarity["inverted"]:
@@ -62,6 +66,12 @@ def run(args: argparse.Namespace) -> int:
           f"step {result['checkpoint']['step']}, input {result['input_denoiser']['name']}, "
           f"alignment {result['alignment']['name']}"
           f"{', inverted' if result['inverted'] else ''})")
+    decision = result["decision"]
+    if decision["rule"] != "argmax":
+        threshold = decision["threshold"]
+        rule = "argmax kept" if threshold is None else f"foreground threshold {threshold:.4f}"
+        print(f"  decision: fg_prior {decision['fg_prior']}: argmax called "
+              f"{100 * decision['argmax_fraction']:.2f} % of the target train split; {rule}")
     print(f"  overall: Dice {overall['dice_fg']:.4f}  IoU {overall['iou_fg']:.4f}  mean Dice "
           f"{overall['dice_mean']:.4f}  mean IoU {overall['iou_mean']:.4f}  per-volume Dice "
           f"{result['per_volume_dice_mean']:.4f}")

@@ -47,7 +47,7 @@ class PriorThreshold:
         return torch.where(foreground_probability(probs) > self.threshold, labels, torch.zeros_like(labels))
 
     def record(self) -> dict[str, Any]:
-        """What ``eval.json`` and ``run.json`` keep of the decision."""
+        """What ``eval_*.json`` keeps of the decision."""
         return {"rule": "prior_threshold", "fg_prior": list(self.fg_prior), "threshold": self.threshold,
                 "argmax_fraction": self.argmax_fraction, "target_fraction": self.target_fraction}
 

@@ -21,6 +21,7 @@ import attrs
 import torch
 from torch import Tensor, nn
 
+from voxuda.checks import prior_range_problem
 from voxuda.config import ComponentRef, component_overrides, component_ref, load_toml
 from voxuda.denoisers import build_input_denoiser, input_denoiser_ref
 from voxuda.engine.checkpoint import load_checkpoint
@@ -109,6 +110,7 @@ def evaluate_run(
     split_data: DomainSplit | None = None,
     polarity: str | None = None,
     device: str | torch.device | None = None,
+    fg_prior: Sequence[float] | None = None,
 ) -> dict[str, Any]:
     """Evaluate the run in ``run_dir`` on target ``split`` and write ``eval_<...>.json`` there.
 
@@ -118,7 +120,8 @@ def evaluate_run(
     stands in when no files exist. ``polarity`` (dark, bright or unknown) replaces the manifest's polarity
     of every row, mapped to the run's ``canonical_polarity`` exactly as training mapped its volumes (None:
     the manifest's, as trained). ``device`` overrides the run's ``trainer.device`` (``auto``: CUDA when
-    available).
+    available). ``fg_prior = (lo, hi)`` replaces the run's ``evaluation.fg_prior`` (the prior-calibrated
+    foreground threshold, :mod:`voxuda.engine.decision`; the result names it and goes to its own file).
     """
     run_dir = Path(run_dir)
     config = load_run_config_from_dir(run_dir)
@@ -136,12 +139,13 @@ def evaluate_run(
     data_cfg, align_record = _alignment(config, run_record, alignment)
     if split_data is None:
         split_data = _load_split(config, data_cfg, split, data_override, align_record, polarity)
+    prior = _prior_range(config.evaluation.fg_prior if fg_prior is None else fg_prior)
     decision = None
-    if config.evaluation.fg_prior:
+    if prior:
         calibration = _load_split(config, data_cfg, config.data.train_split, data_override, align_record,
                                   polarity, calibration=True)
         decision = calibrate_prior_threshold(
-            predictor, calibration.volumes, config.evaluation.fg_prior,
+            predictor, calibration.volumes, prior,
             batch_size=config.evaluation.batch_size, device=device, input_transform=transform)
     metrics = evaluate_predictor(
         predictor, split_data, num_classes=config.data.num_classes, batch_size=config.evaluation.batch_size,
@@ -178,8 +182,19 @@ def evaluate_run(
         name += "_inverted"
     if polarity is not None:
         name += f"_polarity-{polarity}"
+    if fg_prior is not None:
+        name += "_fgprior-" + "-".join(f"{v:g}" for v in prior)
     write_json_atomic(result, run_dir / f"{name}.json")
     return result
+
+
+def _prior_range(value: Sequence[float]) -> tuple[float, ...]:
+    """``fg_prior`` checked as the config checks it (one-line error naming the option)."""
+    prior = tuple(float(v) for v in value)
+    problem = prior_range_problem(prior)
+    if problem is not None:
+        raise ConfigError(f"--fg-prior {' '.join(f'{v:g}' for v in prior)}: {problem}")
+    return prior
 
 
 def _resolved_aligner(cfg: DataConfig) -> dict[str, Any]:

@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from voxuda.backbones.blocks import input_divisor
+from voxuda.checks import prior_range_problem
 from voxuda.errors import VoxudaError
 from voxuda.segment.errors import SegmentError
 from voxuda.segment.model import LoadedModel, load_model
@@ -228,10 +229,10 @@ def segment_tomogram(
     if inp.resolve() in resolved or (prob_path is not None and prob_path.resolve() == out.resolve()):
         raise SegmentError(f"{out}: output paths must differ from each other and from the input")
     if options.fg_prior is not None:
-        lo, hi = options.fg_prior
-        if not 0.0 <= lo <= hi <= 1.0 or not hi > 0.0:
-            raise SegmentError(f"fg_prior {lo:g} {hi:g}: give a foreground fraction range 0 <= lo <= hi <= 1 "
-                               "with hi > 0 (e.g. 0.03 0.15)")
+        problem = prior_range_problem(options.fg_prior) or (None if options.fg_prior else "must not be empty")
+        if problem is not None:
+            shown = " ".join(f"{v:g}" for v in options.fg_prior)
+            raise SegmentError(f"fg_prior {shown}: {problem}")
     if patch < 1 or not 0.0 <= overlap < 1.0 or batch_size < 1:
         raise SegmentError(
             f"need patch >= 1, 0 <= overlap < 1 and batch >= 1; got {patch}, {overlap}, {batch_size}"
