@@ -229,7 +229,7 @@ def segment_tomogram(
     if inp.resolve() in resolved or (prob_path is not None and prob_path.resolve() == out.resolve()):
         raise SegmentError(f"{out}: output paths must differ from each other and from the input")
     if options.fg_prior is not None:
-        problem = prior_range_problem(options.fg_prior) or (None if options.fg_prior else "must not be empty")
+        problem = prior_range_problem(options.fg_prior) if options.fg_prior else "must not be empty"
         if problem is not None:
             shown = " ".join(f"{v:g}" for v in options.fg_prior)
             raise SegmentError(f"fg_prior {shown}: {problem}")

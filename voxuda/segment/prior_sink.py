@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from voxuda.engine.decision import prior_fraction, threshold_from_histogram
-from voxuda.segment.writer import MRCPlaneWriter, temp_path_for
+from voxuda.segment.writer import MRCPlaneWriter, check_int8_classes, temp_path_for
 
 BINS = 1 << 16
 #: scratch maps beside the label output ``NAME``: hidden temporaries of ``NAME.<kind>`` (voxuda.atomic names)
@@ -54,8 +54,7 @@ class PriorThresholdSink:
             self._maps[kind] = np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=shape)
 
     def put(self, z0: int, probs: np.ndarray) -> None:
-        if probs.shape[0] > 127:
-            raise ValueError(f"{probs.shape[0]} classes do not fit an int8 label map (at most 127)")
+        check_int8_classes(probs)
         p_fg = (1.0 - probs[0]).astype(np.float32)
         z1 = z0 + p_fg.shape[0]
         self._maps["p_fg"][z0:z1] = p_fg

@@ -27,7 +27,8 @@ from voxuda.atomic import temp_path
 from voxuda.data.mrc import VolumeInfo
 from voxuda.segment.source import linear_taps, resize_planes
 
-__all__ = ["PlaneSink", "MRCPlaneWriter", "SegmentationSink", "ResampleSink", "temp_path_for"]
+__all__ = ["PlaneSink", "MRCPlaneWriter", "SegmentationSink", "ResampleSink", "check_int8_classes",
+           "temp_path_for"]
 
 _LABEL = "voxuda segment"
 
@@ -123,6 +124,12 @@ class PlaneSink(Protocol):
     def finish(self) -> None: ...
 
 
+def check_int8_classes(probs: np.ndarray) -> None:
+    """Label maps are int8 MRCs: refuse class probabilities ``(K, ...)`` with more classes than fit."""
+    if probs.shape[0] > 127:
+        raise ValueError(f"{probs.shape[0]} classes do not fit an int8 label map (at most 127)")
+
+
 class SegmentationSink:
     """Turn class probabilities into an int8 label map (argmax) and optionally a float32 foreground map.
 
@@ -135,8 +142,7 @@ class SegmentationSink:
         self.probabilities = probabilities
 
     def put(self, z0: int, probs: np.ndarray) -> None:
-        if probs.shape[0] > 127:
-            raise ValueError(f"{probs.shape[0]} classes do not fit an int8 label map (at most 127)")
+        check_int8_classes(probs)
         self.labels.write(z0, probs.argmax(axis=0).astype(np.int8))
         if self.probabilities is not None:
             self.probabilities.write(z0, (1.0 - probs[0]).astype(np.float32))
