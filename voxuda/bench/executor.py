@@ -257,12 +257,16 @@ class BenchEngine:
         predictor = self._predictor(rc, checkpoint, network)
         transform = make_input_transform(build_input_denoiser(denoiser))
         decision = None
-        if rc.evaluation.fg_prior:  # calibrated on the run's unlabelled, aligned target train split
-            from voxuda.engine.decision import calibrate_prior_threshold
+        if rc.evaluation.fg_prior or rc.evaluation.source_prior:
+            # calibrated on the run's unlabelled, aligned target train split
+            from voxuda.engine.decision import calibrate_prior_threshold, source_fraction_prior
 
+            data = self._run_data(rc)
+            prior, origin = ((rc.evaluation.fg_prior, "user range") if rc.evaluation.fg_prior
+                             else (source_fraction_prior(data.source_train.labels), "source fraction"))
             decision = calibrate_prior_threshold(
-                predictor, self._run_data(rc).target_train.volumes, rc.evaluation.fg_prior,
-                batch_size=rc.evaluation.batch_size, input_transform=transform)
+                predictor, data.target_train.volumes, prior, batch_size=rc.evaluation.batch_size,
+                input_transform=transform, origin=origin)
         metrics = evaluate_predictor(predictor, self._test_split(rc), num_classes=rc.data.num_classes,
                                      batch_size=rc.evaluation.batch_size, input_transform=transform,
                                      decision=decision)

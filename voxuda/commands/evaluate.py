@@ -29,6 +29,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="the foreground fraction range you expect: label by a foreground threshold "
                              "calibrated on the unlabelled target train split so that the fraction called "
                              "is argmax's clamped into [LO, HI] (default: the run's evaluation.fg_prior)")
+    parser.add_argument("--source-prior", action="store_true", default=None,
+                        help="the same threshold aimed at the labelled source train split's foreground "
+                             "fraction (for a target as crowded as the source; default: the run's "
+                             "evaluation.source_prior)")
     add_polarity_arguments(
         parser,
         polarity_help="protein contrast of every evaluated volume instead of the manifest's polarity column "
@@ -52,6 +56,7 @@ def run(args: argparse.Namespace) -> int:
             args.run_dir, split=args.split, checkpoint=args.checkpoint, input_denoiser=args.input_denoiser,
             denoiser_overrides=args.overrides, invert=args.invert, alignment=args.alignment,
             polarity=args.polarity, device=args.device, fg_prior=args.fg_prior,
+            source_prior=args.source_prior,
         )
     polarity = result["polarity"]
     if polarity["inverted"]:
@@ -70,8 +75,10 @@ def run(args: argparse.Namespace) -> int:
     if decision["rule"] != "argmax":
         threshold = decision["threshold"]
         rule = "argmax kept" if threshold is None else f"foreground threshold {threshold:.4f}"
-        print(f"  decision: fg_prior {decision['fg_prior']}: argmax called "
-              f"{100 * decision['argmax_fraction']:.2f} % of the target train split; {rule}")
+        values = [f"{v:.6g}" for v in decision["fg_prior"]]
+        print(f"  decision: fg_prior [{', '.join(values)}] ({decision['origin']}): argmax called "
+              f"{100 * decision['argmax_fraction']:.2f} % of the target train split; {rule} "
+              f"(voxuda segment --fg-prior {' '.join(values)} applies the same rule to a tomogram)")
     print(f"  overall: Dice {overall['dice_fg']:.4f}  IoU {overall['iou_fg']:.4f}  mean Dice "
           f"{overall['dice_mean']:.4f}  mean IoU {overall['iou_mean']:.4f}  per-volume Dice "
           f"{result['per_volume_dice_mean']:.4f}")

@@ -7,7 +7,13 @@ knows roughly how crowded the sample is (``evaluation.fg_prior = [lo, hi]``) can
 that instead: the threshold on ``p_fg = 1 - p(background)`` is chosen on the *unlabelled* target train split
 so that the predicted foreground fraction there is the argmax fraction clamped into ``[lo, hi]``, then
 applied unchanged to every volume evaluated. When argmax's fraction lies inside the range the decision stays
-argmax; outside, the fraction is moved to the nearer bound. No label is read.
+argmax; outside, the fraction is moved to the nearer bound. No target label is read.
+
+Without a user range, ``evaluation.source_prior = true`` aims the decision at the labelled source train
+split's foreground fraction (the point range ``[f, f]``, :func:`source_fraction_prior`): the assumption the
+``prior`` pseudo-label selection already makes without ``fg_prior`` (target occupancy as the source's), so
+a method trained on pseudo-labels of that fraction is also read out at it. It suits a pure appearance shift
+(same particles, same crowding), not a content shift.
 
 This is the test-time counterpart of the ``prior`` pseudo-label selection (``methods/pseudo_labels.py``),
 whose foreground/class helpers it reuses, so training and evaluation rank voxels the same way.
@@ -24,7 +30,8 @@ import torch
 from torch import Tensor, nn
 
 from voxuda.engine.inference import InputTransform, iter_probabilities
-from voxuda.methods.pseudo_labels import foreground_class, foreground_probability
+from voxuda.errors import ConfigError
+from voxuda.methods.pseudo_labels import foreground_class, foreground_fraction, foreground_probability
 
 #: At most this many foreground probabilities are kept for the quantile (an even subsample of the rest).
 MAX_CALIBRATION_VOXELS = 4_000_000
@@ -39,6 +46,7 @@ class PriorThreshold:
     fg_prior: tuple[float, float]
     argmax_fraction: float  # foreground fraction argmax gave on the calibration volumes
     target_fraction: float  # the fraction the threshold was chosen to give there
+    origin: str = "user range"  # or "source fraction" (evaluation.source_prior)
 
     def __call__(self, probs: Tensor) -> Tensor:
         if self.threshold is None:
@@ -48,8 +56,22 @@ class PriorThreshold:
 
     def record(self) -> dict[str, Any]:
         """What ``eval_*.json`` keeps of the decision."""
-        return {"rule": "prior_threshold", "fg_prior": list(self.fg_prior), "threshold": self.threshold,
-                "argmax_fraction": self.argmax_fraction, "target_fraction": self.target_fraction}
+        return {"rule": "prior_threshold", "fg_prior": list(self.fg_prior), "origin": self.origin,
+                "threshold": self.threshold, "argmax_fraction": self.argmax_fraction,
+                "target_fraction": self.target_fraction}
+
+
+def source_fraction_prior(labels: Tensor | None, where: str = "evaluation.source_prior",
+                       remedy: str = "set evaluation.fg_prior = [lo, hi] instead") -> tuple[float, float]:
+    """``[f, f]`` with ``f`` the foreground fraction of the labelled source train split (the supervision
+    every method has; no target label is read); a one-line error naming ``where`` when there is none."""
+    if labels is None:
+        raise ConfigError(f"{where}: the source train split has no labels to measure the foreground "
+                          f"fraction on; {remedy}")
+    fraction = foreground_fraction(labels)
+    if not fraction > 0:
+        raise ConfigError(f"{where}: the source train labels hold no foreground; {remedy}")
+    return fraction, fraction
 
 
 def threshold_for_fraction(p_fg: Tensor, fraction: float) -> float:
@@ -98,6 +120,7 @@ def calibrate_prior_threshold(
     batch_size: int,
     device: torch.device | str = "cpu",
     input_transform: InputTransform | None = None,
+    origin: str = "user range",
 ) -> PriorThreshold:
     """Choose the foreground threshold on unlabelled ``volumes`` so that their predicted foreground fraction
     is argmax's, clamped into ``fg_prior = [lo, hi]``."""
@@ -119,8 +142,8 @@ def calibrate_prior_threshold(
     wanted = prior_fraction(argmax_fraction, (lo, hi))
     threshold = None if wanted is None else threshold_for_fraction(p_fg, wanted)
     return PriorThreshold(threshold=threshold, fg_prior=(lo, hi), argmax_fraction=argmax_fraction,
-                          target_fraction=argmax_fraction if wanted is None else wanted)
+                          target_fraction=argmax_fraction if wanted is None else wanted, origin=origin)
 
 
-__all__ = ["PriorThreshold", "calibrate_prior_threshold", "prior_fraction", "threshold_for_fraction",
-           "threshold_from_histogram"]
+__all__ = ["PriorThreshold", "calibrate_prior_threshold", "prior_fraction", "source_fraction_prior",
+           "threshold_for_fraction", "threshold_from_histogram"]

@@ -25,8 +25,8 @@ from voxuda.checks import prior_range_problem
 from voxuda.config import ComponentRef, component_overrides, component_ref, load_toml
 from voxuda.denoisers import build_input_denoiser, input_denoiser_ref
 from voxuda.engine.checkpoint import load_checkpoint
-from voxuda.engine.data import DomainSplit, RunData, ensure_aligned, ensure_dataset, load_target
-from voxuda.engine.decision import calibrate_prior_threshold
+from voxuda.engine.data import DomainSplit, RunData, ensure_aligned, ensure_dataset, load_domain, load_target
+from voxuda.engine.decision import calibrate_prior_threshold, source_fraction_prior
 from voxuda.engine.inference import InputTransform, make_input_transform, predict_labels
 from voxuda.engine.metrics import SegmentationMeter
 from voxuda.engine.provenance import now, write_json_atomic
@@ -111,6 +111,7 @@ def evaluate_run(
     polarity: str | None = None,
     device: str | torch.device | None = None,
     fg_prior: Sequence[float] | None = None,
+    source_prior: bool | None = None,
 ) -> dict[str, Any]:
     """Evaluate the run in ``run_dir`` on target ``split`` and write ``eval_<...>.json`` there.
 
@@ -121,7 +122,9 @@ def evaluate_run(
     of every row, mapped to the run's ``canonical_polarity`` exactly as training mapped its volumes (None:
     the manifest's, as trained). ``device`` overrides the run's ``trainer.device`` (``auto``: CUDA when
     available). ``fg_prior = (lo, hi)`` replaces the run's ``evaluation.fg_prior`` (the prior-calibrated
-    foreground threshold, :mod:`voxuda.engine.decision`; the result names it and goes to its own file).
+    foreground threshold, :mod:`voxuda.engine.decision`; the result names it and goes to its own file);
+    ``source_prior = True`` aims that threshold at the source train split's foreground fraction instead
+    (the run's ``evaluation.source_prior`` otherwise).
     """
     run_dir = Path(run_dir)
     config = load_run_config_from_dir(run_dir)
@@ -139,14 +142,21 @@ def evaluate_run(
     data_cfg, align_record = _alignment(config, run_record, alignment)
     if split_data is None:
         split_data = _load_split(config, data_cfg, split, data_override, align_record, polarity)
+    if fg_prior is not None and source_prior:
+        raise ConfigError("--fg-prior and --source-prior both set the foreground fraction; pass one")
     prior = _prior_range(config.evaluation.fg_prior if fg_prior is None else fg_prior)
+    origin = "user range"
+    if source_prior or (source_prior is None and fg_prior is None and config.evaluation.source_prior):
+        prior = source_fraction_prior(_source_train_labels(config, data_override),
+                                   "--source-prior" if source_prior else "evaluation.source_prior")
+        origin = "source fraction"
     decision = None
     if prior:
         calibration = _load_split(config, data_cfg, config.data.train_split, data_override, align_record,
                                   polarity, calibration=True)
         decision = calibrate_prior_threshold(
-            predictor, calibration.volumes, prior,
-            batch_size=config.evaluation.batch_size, device=device, input_transform=transform)
+            predictor, calibration.volumes, prior, batch_size=config.evaluation.batch_size, device=device,
+            input_transform=transform, origin=origin)
     metrics = evaluate_predictor(
         predictor, split_data, num_classes=config.data.num_classes, batch_size=config.evaluation.batch_size,
         device=device, input_transform=transform, decision=decision,
@@ -184,6 +194,8 @@ def evaluate_run(
         name += f"_polarity-{polarity}"
     if fg_prior is not None:
         name += "_fgprior-" + "-".join(f"{v:g}" for v in prior)
+    elif source_prior:
+        name += "_fgprior-source"
     write_json_atomic(result, run_dir / f"{name}.json")
     return result
 
@@ -230,6 +242,17 @@ def _polarity_summary(split: DomainSplit, override: str | None, canonical: str) 
     inverted = sum(bool(m.get("polarity_inverted")) for m in split.meta)
     return {"input": override or "manifest", "canonical": canonical, "inverted": inverted,
             "volumes": len(split)}
+
+
+def _source_train_labels(config: RunConfig, data_override: RunData | None) -> Tensor | None:
+    """The labels of the run's source train split (what ``source_prior`` measures its fraction on)."""
+    if data_override is not None and (
+        not config.data.root or not (Path(config.data.root) / config.data.manifest).is_file()
+    ):
+        return data_override.source_train.labels
+    root = ensure_dataset(config.data)
+    return load_domain(config.data, root, config.data.source_domain, config.data.train_split,
+                       with_labels=True).labels
 
 
 def _load_split(config: RunConfig, data_cfg: DataConfig, split: str, data_override: RunData | None,

@@ -112,9 +112,20 @@ class EvaluationConfig:
         (), help="[lo, hi]: the user's foreground fraction range; the foreground threshold is calibrated on "
         "the unlabelled target train split so that its predicted fraction is argmax's clamped into the range "
         "(voxuda.engine.decision); [] = argmax", validator=valid_prior_range)
+    source_prior: bool = help_field(
+        False, help="without fg_prior: calibrate that threshold so the unlabelled target train split's "
+        "predicted fraction is the labelled source train split's foreground fraction (target occupancy as "
+        "the source's, as the 'prior' pseudo-label selection assumes; for appearance shifts)",
+        validator=lambda inst, _a, value: _one_prior(inst, value))
     select_start: bool = help_field(
         False, help="also score the weights a run starts from (step 0: an adaptation run's warm start) as a "
         "checkpoint candidate, so a run whose adaptation lowers the validator's score falls back to them")
+
+
+def _one_prior(evaluation: EvaluationConfig, source_prior: bool) -> None:
+    if source_prior and evaluation.fg_prior:
+        raise ValueError("source_prior = true and fg_prior = [lo, hi] both set the test-time foreground "
+                         "fraction; keep one")
 
 
 @attrs.define

@@ -27,6 +27,7 @@ from voxuda.checks import at_least_one, non_negative, valid_prior_range
 from voxuda.components import SubComponents
 from voxuda.config import ComponentRef, help_field, ref_field
 from voxuda.engine.data import DomainSplit, RunData
+from voxuda.engine.decision import source_fraction_prior
 from voxuda.engine.inference import InputTransform, iter_probabilities, predict_labels
 from voxuda.engine.metrics import SegmentationMeter
 from voxuda.errors import ConfigError
@@ -227,14 +228,8 @@ def _configured_or_source_prior(
 ) -> tuple[float, float]:
     if fg_prior:
         return float(fg_prior[0]), float(fg_prior[1])
-    labels = context.data.source_train.labels
-    if labels is None:
-        raise ConfigError(f"validator {name}: the source train split has no labels to measure the foreground "
-                          "prior on; set fg_prior = [lo, hi]")
-    prior = foreground_fraction(labels)
-    if not prior > 0:
-        raise ConfigError(f"validator {name}: the source train labels hold no foreground; set fg_prior")
-    return prior, prior
+    return source_fraction_prior(context.data.source_train.labels, f"validator {name}",
+                                 "set fg_prior = [lo, hi]")
 
 
 def prior_score(fraction: float, lo: float, hi: float, floor: float) -> float:
