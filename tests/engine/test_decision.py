@@ -14,7 +14,7 @@ from tests.conftest import tiny_run_dict
 from voxuda.bench.executor import BenchEngine
 from voxuda.cli import main
 from voxuda.config import ComponentRef
-from voxuda.engine.data import DomainSplit
+from voxuda.engine.data import DomainSplit, load_run_data
 from voxuda.engine.decision import PriorThreshold, calibrate_prior_threshold, threshold_for_fraction
 from voxuda.engine.evaluate import evaluate_predictor, evaluate_run
 from voxuda.engine.pipeline import train_and_evaluate
@@ -120,6 +120,42 @@ def test_evaluation_and_the_benchmark_engine_apply_the_prior(tiny_dataset: Path,
     assert "decision: fg_prior [0.6, 0.9]" in capsys.readouterr().out
     assert main(["evaluate", str(out), "--checkpoint", "last", "--fg-prior", "0.9", "0.6"]) == 2
     assert "--fg-prior 0.9 0.6: must be [] or [lo, hi]" in capsys.readouterr().err
+
+
+def test_source_prior_and_a_user_range_are_refused_together(tiny_dataset: Path) -> None:
+    data = tiny_run_dict(tiny_dataset)
+    data["evaluation"]["fg_prior"] = [0.1, 0.2]
+    data["evaluation"]["source_prior"] = True
+    with pytest.raises(ConfigError, match="source_prior = true and fg_prior"):
+        run_config_from_dict(data)
+
+
+def test_the_source_prior_reads_out_at_the_source_train_fraction(tiny_dataset: Path, tmp_path: Path,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "run"
+    data = tiny_run_dict(tiny_dataset, steps=2)
+    train_and_evaluate(run_config_from_dict(data), out)
+    rc = run_config_from_dict(data)
+    source = load_run_data(rc.data, rc.seed).source_train
+    assert source.labels is not None
+    fraction = float((source.labels > 0).float().mean())
+    assert 0 < fraction < 0.5
+    result = evaluate_run(out, split="test", checkpoint="last", source_prior=True)
+    decision = result["decision"]
+    assert decision["origin"] == "source fraction" and decision["fg_prior"] == [fraction, fraction]
+    assert decision["threshold"] is not None  # the 2-step model's argmax is not at the source's fraction
+    assert decision["target_fraction"] == pytest.approx(fraction)
+    assert (out / "eval_test_last_fgprior-source.json").is_file()
+    # the benchmark engine applies the same readout when the run's config asks for it
+    data["evaluation"]["source_prior"] = True
+    engine = BenchEngine()
+    assert engine.evaluate(data, out, out / "last.pt", ComponentRef("identity")).dice == pytest.approx(
+        result["overall"]["dice_fg"])
+    assert main(["evaluate", str(out), "--checkpoint", "last", "--source-prior"]) == 0
+    assert "(source fraction)" in capsys.readouterr().out
+    both = ["--source-prior", "--fg-prior", "0.1", "0.2"]
+    assert main(["evaluate", str(out), "--checkpoint", "last", *both]) == 2
+    assert "--fg-prior and --source-prior" in capsys.readouterr().err
 
 
 def test_the_calibration_script_shows_dice_rising_as_an_under_segmenting_models_threshold_falls() -> None:
