@@ -281,6 +281,18 @@ def test_shared_is_ignored_when_selection_looks_at_the_target(tmp_path: Path) ->
     assert "mode=evaluate_only  weights_from=t2/source_only/seed0" in dry.table
 
 
+def test_an_evaluate_only_row_is_recorded_under_the_selection_of_its_checkpoint(tmp_path: Path) -> None:
+    suite = parse_suite({"defaults": {"selection": "source_val"}, "runs": [
+        {"label": "parent", "method": "source_only"},
+        {"label": "adapted", "method": "dann", "init_from": "parent", "selection": "entropy"},
+        {"label": "adapted_readout", "method": "dann", "init_from": "adapted", "train": False},
+        {"label": "parent_readout", "method": "source_only", "init_from": "parent", "train": False}]})
+    plans = {p.label: p for p in expand(suite, targets=["t1"], data_root=tmp_path)}
+    assert plans["adapted_readout"].selection == "entropy"
+    assert plans["adapted_readout"].config["evaluation"]["selection"] == "entropy"
+    assert plans["parent_readout"].selection == "source_val"
+
+
 def test_reuse_errors_name_the_run() -> None:
     with pytest.raises(ConfigError, match="train = false needs init_from"):
         parse_suite({"runs": [{"label": "a", "method": "source_only", "train": False}]})
@@ -308,10 +320,10 @@ def test_every_builtin_suite_with_warm_starts_has_a_matching_control(tmp_path: P
         control_steps = controls[0].config["trainer"]["steps"]
         if name == "tiny":  # test suite: its two children use different tiny schedules; the control takes one
             assert control_steps in steps
-        else:
-            assert steps == {control_steps}, (name, steps, control_steps)
-            assert {json.dumps(p.config["trainer"], sort_keys=True) for p in children} == {
-                json.dumps(controls[0].config["trainer"], sort_keys=True)}, name
+        else:  # every warm-started run has a control trained on exactly its schedule
+            schedules = {json.dumps(p.config["trainer"], sort_keys=True) for p in controls}
+            for child in children:
+                assert json.dumps(child.config["trainer"], sort_keys=True) in schedules, (name, child.label)
 
 
 def test_old_eval_records_load_as_the_reported_network() -> None:

@@ -384,7 +384,7 @@ def run_config(suite: Suite, entry: RunEntry, *, target: str, seed: int, data_ro
     if suite.source_domain:
         data.setdefault("source_domain", suite.source_domain)
     cfg["seed"] = seed
-    cfg.setdefault("evaluation", {})["selection"] = entry.selection or suite.selection
+    cfg.setdefault("evaluation", {})["selection"] = selection_of(suite, entry)
     cfg = apply_overrides(cfg, _flatten(entry.overrides))
     if sets:
         cfg = apply_overrides(cfg, list(sets))
@@ -437,7 +437,7 @@ def expand(suite: Suite, *, targets: Sequence[str], seeds: int | None = None, da
                         seed=seed,
                         config=run_config(suite, entry, target=target, seed=seed, data_root=data_root,
                                           sets=sets),
-                        selection=entry.selection or suite.selection,
+                        selection=selection_of(suite, entry),
                         test_time_denoisers=entry.test_time_denoisers or suite.test_time_denoisers,
                         init_from=entry.init_from,
                         note=entry.note,
@@ -448,6 +448,19 @@ def expand(suite: Suite, *, targets: Sequence[str], seeds: int | None = None, da
                     )
                 )
     return plans
+
+
+def selection_of(suite: Suite, entry: RunEntry) -> str:
+    """The criterion that chose the checkpoint a run reports: its own, else, for a run that only evaluates
+    another run's selected checkpoint (``train = false``), that run's, else the suite's. So a row that
+    reads out a validator-chosen checkpoint another way is not recorded under the suite's default."""
+    if entry.selection:
+        return entry.selection
+    if not entry.train and entry.init_from is not None:
+        parent = next((r for r in suite.runs if r.label == entry.init_from), None)
+        if parent is not None:
+            return selection_of(suite, parent)
+    return suite.selection
 
 
 def _effectively_shared(suite: Suite) -> set[str]:
