@@ -12,7 +12,7 @@ import pytest
 from voxuda.bench.diagnostics import run_diagnostics
 from voxuda.bench.executor import EVALPOINTS
 from voxuda.bench.report import anatomy_steps, load_results, write_document
-from voxuda.bench.results import EvalRecord, SuiteResults, aggregate
+from voxuda.bench.results import EvalRecord, SuiteResults, aggregate, schedule_key
 from voxuda.bench.runner import BenchmarkOptions, run_benchmark
 from voxuda.bench.suite import builtin_suites, expand, load_suite, parse_suite
 from voxuda.bench.tables import notes
@@ -324,6 +324,26 @@ def test_every_builtin_suite_with_warm_starts_has_a_matching_control(tmp_path: P
             schedules = {json.dumps(p.config["trainer"], sort_keys=True) for p in controls}
             for child in children:
                 assert json.dumps(child.config["trainer"], sort_keys=True) in schedules, (name, child.label)
+
+
+def test_a_method_is_paired_with_the_control_trained_on_its_own_schedule() -> None:
+    def record(label: str, method: str, seed: int, dice: float, steps: int | None) -> EvalRecord:
+        return EvalRecord(suite="s", target="t", label=label, method=method, seed=seed,
+                          input_denoiser="identity", selection="target_combined", checkpoint="selected",
+                          step=steps, dice=dice, iou=dice / 2, init_from=None if steps is None else "parent",
+                          schedule="" if steps is None else schedule_key({"steps": steps, "progress": False}))
+
+    records = []
+    for seed in range(3):
+        records += [record("parent", "source_only", seed, 0.2, None),
+                    record("control_100", "source_only", seed, 0.25 + 0.01 * seed, 100),
+                    record("control_600", "source_only", seed, 0.35 + 0.02 * seed, 600),
+                    record("method_600", "vox_uda", seed, 0.40 + 0.02 * seed, 600)]
+    rows = {row.label: row for row in aggregate(records)}
+    assert rows["method_600"].control == "control_600"
+    assert rows["method_600"].vs_control is not None
+    assert rows["method_600"].vs_control.mean == pytest.approx(0.05)
+    assert schedule_key({"steps": 600, "num_threads": 2}) == schedule_key({"steps": 600, "num_threads": 8})
 
 
 def test_old_eval_records_load_as_the_reported_network() -> None:

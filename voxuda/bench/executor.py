@@ -51,6 +51,7 @@ class EvalResult:
     per_class: Mapping[str, Mapping[str, float]]
     step: int | None
     n_volumes: int
+    decision: Mapping[str, Any] | None = None  # the prior-calibrated readout's record; None = argmax
 
 
 class BenchEngine:
@@ -273,7 +274,8 @@ class BenchEngine:
         per_class = {name: {"dice": float(m["dice_fg"]), "iou": float(m["iou_fg"])}
                      for name, m in metrics.get("per_macromolecule", {}).items()}
         return EvalResult(dice=float(metrics["overall"]["dice_fg"]), iou=float(metrics["overall"]["iou_fg"]),
-                          per_class=per_class, step=self._last_step, n_volumes=int(metrics["volumes"]))
+                          per_class=per_class, step=self._last_step, n_volumes=int(metrics["volumes"]),
+                          decision=decision.record() if decision is not None else None)
 
     def example_panels(self, config: Mapping[str, Any], run_dir: Path, n: int = 3) -> list[tuple[str, Any]]:
         """Target input, IBF-denoised input, teacher pseudo-label, prediction, truth of ``n`` test volumes."""

@@ -21,6 +21,7 @@ against the **control** (the trained ``source_only`` run continuing from the sam
 
 from __future__ import annotations
 
+import json
 import math
 import statistics
 from collections.abc import Iterable, Mapping, Sequence
@@ -59,6 +60,8 @@ class EvalRecord:
     reported: bool = True  # the network behind method.predictor(), i.e. the method's own table row
     mode: str = "train"  # "train", "evaluate_only" or "shared" (voxuda.bench.suite)
     weights_from: str | None = None  # run whose checkpoint was evaluated, for evaluate-only/shared runs
+    decision: Mapping[str, Any] | None = None  # the prior-calibrated readout's record; None = argmax
+    schedule: str = ""  # the run's training schedule (:func:`schedule_key`), to pair a run with its control
 
     def to_dict(self) -> dict[str, Any]:
         return attrs.asdict(self)
@@ -239,7 +242,7 @@ def aggregate(records: Sequence[EvalRecord], *, diagnostics: Mapping[str, Mappin
         vs_control = vs_parent = None
         baselines: dict[str, PairedInterval] = {}
         if first.init_from is not None:
-            control = roles.controls.get((target, first.init_from))
+            control = roles.control_of(first)
             if control == label:
                 control = None  # the control itself: its drift shows in "vs parent"
             if control is not None:
@@ -265,16 +268,37 @@ def aggregate(records: Sequence[EvalRecord], *, diagnostics: Mapping[str, Mappin
     return rows
 
 
+#: Trainer keys that do not change what a run learns; left out of :func:`schedule_key`.
+OPERATIONAL_TRAINER_KEYS = frozenset({"progress", "num_threads", "device", "deterministic", "log_every",
+                                      "checkpoint_every"})
+
+
+def schedule_key(trainer: Mapping[str, Any]) -> str:
+    """A run's training schedule as a canonical string (steps, learning rate, warm-up, ...): a method run
+    is compared with the control trained on the same one."""
+    return json.dumps({k: v for k, v in trainer.items() if k not in OPERATIONAL_TRAINER_KEYS}, sort_keys=True)
+
+
 @attrs.frozen
 class _Roles:
-    controls: dict[tuple[str, str], str]  # (target, parent) -> control label
+    controls: dict[tuple[str, str, str], str]  # (target, parent, schedule) -> control label
+    first_controls: dict[tuple[str, str], str]  # (target, parent) -> the first control, whatever its schedule
     baselines: dict[tuple[str, str], list[str]]  # (target, parent) -> evaluate-only labels
+
+    def control_of(self, record: EvalRecord) -> str | None:
+        """The control trained on ``record``'s schedule; for records without one (older voxuda) or with
+        no control on it, the parent's first control."""
+        assert record.init_from is not None
+        same = self.controls.get((record.target, record.init_from, record.schedule))
+        return same or self.first_controls.get((record.target, record.init_from))
 
 
 def _roles(selected: Sequence[EvalRecord]) -> _Roles:
-    """Per target and parent: the control (the first *trained* source-only run warm-started from that
-    parent) and the evaluate-only baselines (no training: the parent's weights under another config)."""
-    controls: dict[tuple[str, str], str] = {}
+    """Per target and parent: the controls (the *trained* source-only runs warm-started from that parent,
+    one per schedule) and the evaluate-only baselines (no training: the parent's weights under another
+    config)."""
+    controls: dict[tuple[str, str, str], str] = {}
+    first: dict[tuple[str, str], str] = {}
     baselines: dict[tuple[str, str], list[str]] = {}
     for r in selected:
         if r.init_from is None or not r.reported:
@@ -284,8 +308,9 @@ def _roles(selected: Sequence[EvalRecord]) -> _Roles:
             if r.label not in baselines.setdefault(key, []):
                 baselines[key].append(r.label)
         elif r.method == "source_only":
-            controls.setdefault(key, r.label)
-    return _Roles(controls, baselines)
+            controls.setdefault((*key, r.schedule), r.label)
+            first.setdefault(key, r.label)
+    return _Roles(controls, first, baselines)
 
 
 def first_label(records: Sequence[EvalRecord], method: str) -> str | None:

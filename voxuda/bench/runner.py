@@ -30,7 +30,7 @@ import attrs
 from voxuda.bench.diagnostics import run_diagnostics
 from voxuda.bench.executor import BenchEngine, EvalResult, default_engine
 from voxuda.bench.io import read_metrics, write_json, write_text
-from voxuda.bench.results import EvalRecord, SuiteResults
+from voxuda.bench.results import EvalRecord, SuiteResults, schedule_key
 from voxuda.bench.suite import RunPlan, Suite, denoiser_label, expand
 from voxuda.bench.tables import by_target, console_table, write_results
 from voxuda.config import ComponentRef
@@ -314,7 +314,7 @@ def _evaluate_run(plan: RunPlan, run_dir: Path, selected: Path, engine: BenchEng
             step=ev.step, dice=ev.dice, iou=ev.iou, per_class=ev.per_class, flag=flag,
             leaky_selection=plan.leaky_selection, init_from=plan.init_from, group=plan.group,
             n_volumes=ev.n_volumes, network=network, reported=is_reported, mode=plan.mode,
-            weights_from=plan.weights_from,
+            weights_from=plan.weights_from, decision=ev.decision,
         )
 
     records = []
@@ -341,7 +341,8 @@ def collect_records(out: Path, plans: Sequence[RunPlan]) -> list[EvalRecord]:
         if not is_done(run_dir):
             continue
         data = read_json(run_dir / "eval.json")
-        records += [EvalRecord.from_dict(r) for r in data["records"]]
+        schedule = schedule_key(plan.config.get("trainer", {}))
+        records += [EvalRecord.from_dict({**r, "schedule": schedule}) for r in data["records"]]
     return records
 
 
