@@ -1,0 +1,138 @@
+"""What ``evaluation.select_start`` would have changed on finished benchmark suites, without retraining.
+
+``select_start`` makes an adaptation run's warm start (its weights at step 0) one more checkpoint
+candidate, so that a run whose adaptation lowers its validator's score falls back to the parent. Whether
+that helps is a measurement: the validator may prefer the warm start where adaptation did help. For every
+trained, warm-started run of the given suite folders whose checkpoint a label-free validator chose, this
+scores the run's ``init.pt`` (the method's weights at step 0) with the run's own validator on the run's own
+(aligned) data, as the trainer would have at step 0, and compares it with the best score the run logged
+(``metrics.jsonl`` validation events). Where the warm start would have won, it evaluates ``init.pt`` on the
+test split (reported network, identity input) exactly as the benchmark evaluates a checkpoint. Per row it
+prints how many runs would fall back and the change in test Dice (0 for a run that would not), with a paired
+95 % t interval over seeds; and, as a check that the offline scores are the trainer's, the largest
+difference between the offline score of ``best.pt`` and the score the run logged for it.
+
+    python scripts/select_start_regret.py --from ../results/long [--from ...] [--label L ...]
+
+Reads target test labels only to report what the fallback would have scored, as the benchmark does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import attrs
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's voxuda
+
+from voxuda.api import build_method  # noqa: E402
+from voxuda.bench.executor import BenchEngine  # noqa: E402
+from voxuda.bench.report import load_results  # noqa: E402
+from voxuda.bench.results import EvalRecord  # noqa: E402
+from voxuda.bench.stats import paired_t_interval  # noqa: E402
+from voxuda.config import ComponentRef  # noqa: E402
+from voxuda.denoisers import build_input_denoiser  # noqa: E402
+from voxuda.engine.checkpoint import load_checkpoint  # noqa: E402
+from voxuda.engine.data import RunData, load_run_data  # noqa: E402
+from voxuda.engine.inference import make_input_transform  # noqa: E402
+from voxuda.engine.run_config import RunConfig, run_config_from_dict  # noqa: E402
+from voxuda.engine.validators import ValidationContext, build_validator  # noqa: E402
+from voxuda.jsonio import read_json  # noqa: E402
+
+_DATA: dict[str, RunData] = {}
+
+
+def run_data(rc: RunConfig) -> RunData:
+    """The run's aligned data, loaded once per distinct ``[data]`` section."""
+    key = json.dumps(attrs.asdict(rc.data), sort_keys=True, default=str)
+    if key not in _DATA:
+        _DATA.clear()  # one dataset at a time in memory
+        _DATA[key] = load_run_data(rc.data, rc.seed)
+    return _DATA[key]
+
+
+def validator_score(rc: RunConfig, checkpoint: Path) -> float:
+    """The run's validator on the weights in ``checkpoint``, with the run's data and test-time input."""
+    ref = rc.selection_ref
+    assert ref is not None
+    method = build_method(rc.method)
+    method.load_state_dict(load_checkpoint(checkpoint)["method"])
+    method.eval()
+    context = ValidationContext(data=run_data(rc), num_classes=rc.data.num_classes,
+                                batch_size=rc.evaluation.batch_size,
+                                input_transform=make_input_transform(
+                                    build_input_denoiser(rc.evaluation.input_denoiser)))
+    with torch.no_grad():
+        return float(build_validator(ref).score(method.predictor(), context))
+
+
+def logged_best(run_dir: Path) -> tuple[float, int]:
+    """The best validator score the run logged and its step."""
+    best: tuple[float, int] | None = None
+    for line in (run_dir / "metrics.jsonl").read_text().splitlines():
+        row = json.loads(line)
+        if row.get("event") == "validation" and (best is None or row["score"] > best[0]):
+            best = (float(row["score"]), int(row["step"]))
+    if best is None:
+        raise SystemExit(f"{run_dir}: no validation events in metrics.jsonl")
+    return best
+
+
+def candidate_runs(folders: list[Path], labels: set[str]) -> Iterator[tuple[Path, EvalRecord]]:
+    """Trained, warm-started runs chosen by a label-free validator: their selected, reported record."""
+    for folder in folders:
+        for r in load_results(folder).records:
+            if (r.checkpoint == "selected" and r.reported and r.mode == "train" and r.init_from is not None
+                    and not r.leaky_selection and r.selection != "last" and r.input_denoiser == "identity"
+                    and (not labels or r.label in labels)):
+                yield folder / "runs" / r.target / r.label / f"seed{r.seed}", r
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--from", dest="folders", action="append", type=Path, required=True,
+                        help="a finished suite output folder (repeatable)")
+    parser.add_argument("--label", action="append", default=[], help="only these run labels (repeatable)")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(2)
+    engine = BenchEngine()
+    rows: dict[tuple[str, str], dict[int, tuple[float, float, bool]]] = {}
+    check = 0.0
+    for run_dir, record in candidate_runs(args.folders, set(args.label)):
+        if not (run_dir / "init.pt").is_file():
+            print(f"skipped {run_dir}: no init.pt (a run of older voxuda)", file=sys.stderr)
+            continue
+        config: Mapping[str, Any] = read_json(run_dir / "bench.json")["config"]
+        rc = run_config_from_dict(dict(config))
+        best_score, best_step = logged_best(run_dir)
+        check = max(check, abs(validator_score(rc, run_dir / "best.pt") - best_score))
+        start = validator_score(rc, run_dir / "init.pt")
+        falls_back = start > best_score
+        dice = (engine.evaluate(config, run_dir, run_dir / "init.pt", ComponentRef("identity")).dice
+                if falls_back else record.dice)
+        rows.setdefault((record.target, record.label), {})[record.seed] = (record.dice, dice, falls_back)
+        fallback = f"  -> falls back: test Dice {record.dice:.3f} -> {dice:.3f}" if falls_back else ""
+        print(f"{record.run_id}: validator at step 0 {start:+.4f}, best {best_score:+.4f} (step {best_step})"
+              f"{fallback}", file=sys.stderr)
+    print("| target | row | runs falling back | test Dice as selected | with select_start "
+          "| change (95 % CI) |")
+    print("|---|---|---|---|---|---|")
+    for (target, label), seeds in sorted(rows.items()):
+        before = [v[0] for v in seeds.values()]
+        after = [v[1] for v in seeds.values()]
+        interval = paired_t_interval([a - b for a, b in zip(after, before)])
+        change = "-" if interval is None else interval.text()
+        print(f"| `{target}` | `{label}` | {sum(v[2] for v in seeds.values())} of {len(seeds)} | "
+              f"{sum(before) / len(before):.3f} | {sum(after) / len(after):.3f} | {change} |")
+    print(f"\nlargest |offline - logged| validator score of best.pt: {check:.2e}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
