@@ -62,7 +62,7 @@ class PriorThreshold:
 
 
 def source_fraction_prior(labels: Tensor | None, where: str = "evaluation.source_prior",
-                       remedy: str = "set evaluation.fg_prior = [lo, hi] instead") -> tuple[float, float]:
+                          remedy: str = "set evaluation.fg_prior = [lo, hi] instead") -> tuple[float, float]:
     """``[f, f]`` with ``f`` the foreground fraction of the labelled source train split (the supervision
     every method has; no target label is read); a one-line error naming ``where`` when there is none."""
     if labels is None:

@@ -148,7 +148,7 @@ def evaluate_run(
     origin = "user range"
     if source_prior or (source_prior is None and fg_prior is None and config.evaluation.source_prior):
         prior = source_fraction_prior(_source_train_labels(config, data_override),
-                                   "--source-prior" if source_prior else "evaluation.source_prior")
+                                      "--source-prior" if source_prior else "evaluation.source_prior")
         origin = "source fraction"
     decision = None
     if prior:
@@ -244,11 +244,14 @@ def _polarity_summary(split: DomainSplit, override: str | None, canonical: str) 
             "volumes": len(split)}
 
 
+def _in_memory(config: RunConfig) -> bool:
+    """True when the run's data folder holds no manifest: evaluation then uses the in-memory data given."""
+    return not config.data.root or not (Path(config.data.root) / config.data.manifest).is_file()
+
+
 def _source_train_labels(config: RunConfig, data_override: RunData | None) -> Tensor | None:
     """The labels of the run's source train split (what ``source_prior`` measures its fraction on)."""
-    if data_override is not None and (
-        not config.data.root or not (Path(config.data.root) / config.data.manifest).is_file()
-    ):
+    if data_override is not None and _in_memory(config):
         return data_override.source_train.labels
     root = ensure_dataset(config.data)
     return load_domain(config.data, root, config.data.source_domain, config.data.train_split,
@@ -260,11 +263,7 @@ def _load_split(config: RunConfig, data_cfg: DataConfig, split: str, data_overri
                 calibration: bool = False) -> DomainSplit:
     """The target ``split``, aligned with ``record``; ``calibration``: the unlabelled train split a decision
     rule is calibrated on (labels not read)."""
-    in_memory = data_override is not None and (
-        not config.data.root or not (Path(config.data.root) / config.data.manifest).is_file()
-    )
-    if in_memory:
-        assert data_override is not None
+    if data_override is not None and _in_memory(config):
         if polarity is not None:
             raise ConfigError("--polarity: in-memory data have no manifest polarity to replace; "
                               "evaluate a dataset on disk")
