@@ -150,3 +150,37 @@ def test_select_start_keeps_the_warm_start_as_an_eval_point(tiny_run: Path, tmp_
     assert sorted(int(s) for s in index) == [0, 2, 4]
     events = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert [e["step"] for e in events if e.get("event") == "validation"][0] == 0
+
+
+
+def test_select_start_regret_script_scores_as_the_trainer(tmp_path: Path,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    """scripts/select_start_regret.py scores a run's warm start as the trainer does with select_start, and
+    re-scores best.pt exactly as logged (entropy: a validator that is not 0 on the tiny suite's models)."""
+    import copy
+    import re
+    import sys
+
+    from voxuda.bench.executor import BenchEngine
+
+    out = tmp_path / "out"
+    assert main(["benchmark", "--suite", "tiny", "--out", str(out), "--data-root", str(tmp_path / "data"),
+                 "--quiet", "--no-plots", "--suite-set", 'selection="entropy"']) == 0
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
+    from select_start_regret import main as regret_main
+
+    assert regret_main(["--from", str(out), "--check", "3"]) == 0
+    printed = capsys.readouterr()
+    assert "validator score of best.pt over 3 runs: 0.00e+00" in printed.out
+    assert printed.out.count("| `insitu_ribosome` |") == 3  # mean_teacher, vox_uda, the control
+    offline = float(re.search(r"mean_teacher/seed0: validator at step 0 ([-+.0-9]+)", printed.err).group(1))
+    # the trainer itself, with select_start, scores the same warm start at step 0
+    done = json.loads((out / "runs/insitu_ribosome/mean_teacher/seed0/bench.json").read_text())
+    config = copy.deepcopy(done["config"])
+    config["evaluation"]["select_start"] = True
+    run_dir = tmp_path / "run"
+    BenchEngine().train(config, run_dir, resume=False,
+                        init_checkpoint=out / "runs/insitu_ribosome/source_only/seed0/best.pt")
+    events = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    step0 = next(e["score"] for e in events if e.get("event") == "validation" and e["step"] == 0)
+    assert offline != 0 and offline == pytest.approx(step0, abs=1e-4)
