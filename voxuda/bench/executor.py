@@ -260,14 +260,15 @@ class BenchEngine:
         decision = None
         if rc.evaluation.fg_prior or rc.evaluation.source_prior:
             # calibrated on the run's unlabelled, aligned target train split
-            from voxuda.engine.decision import calibrate_prior_threshold, source_fraction_prior
+            from voxuda.engine.decision import calibrate_prior_threshold, readout_prior
 
             data = self._run_data(rc)
-            prior, origin = ((rc.evaluation.fg_prior, "user range") if rc.evaluation.fg_prior
-                             else (source_fraction_prior(data.source_train.labels), "source fraction"))
+            resolved = readout_prior(rc.evaluation.fg_prior, rc.evaluation.source_prior,
+                                     lambda: data.source_train.labels)
+            assert resolved is not None
             decision = calibrate_prior_threshold(
-                predictor, data.target_train.volumes, prior, batch_size=rc.evaluation.batch_size,
-                input_transform=transform, origin=origin)
+                predictor, data.target_train.volumes, resolved[0], batch_size=rc.evaluation.batch_size,
+                input_transform=transform, origin=resolved[1])
         metrics = evaluate_predictor(predictor, self._test_split(rc), num_classes=rc.data.num_classes,
                                      batch_size=rc.evaluation.batch_size, input_transform=transform,
                                      decision=decision)

@@ -21,7 +21,7 @@ whose foreground/class helpers it reuses, so training and evaluation rank voxels
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import attrs
@@ -72,6 +72,18 @@ def source_fraction_prior(labels: Tensor | None, where: str = "evaluation.source
     if not fraction > 0:
         raise ConfigError(f"{where}: the source train labels hold no foreground; {remedy}")
     return fraction, fraction
+
+
+def readout_prior(fg_prior: Sequence[float], source_prior: bool, source_labels: Callable[[], Tensor | None],
+                  where: str = "evaluation.source_prior") -> tuple[tuple[float, float], str] | None:
+    """The range a prior-calibrated readout aims at and where it comes from: the user's ``fg_prior``, else
+    (``source_prior``) the source train split's fraction, else ``None`` (argmax). ``source_labels`` is
+    called only when the source fraction is needed (loading them costs I/O)."""
+    if fg_prior:
+        return (float(fg_prior[0]), float(fg_prior[1])), "user range"
+    if source_prior:
+        return source_fraction_prior(source_labels(), where), "source fraction"
+    return None
 
 
 def threshold_for_fraction(p_fg: Tensor, fraction: float) -> float:
@@ -145,5 +157,5 @@ def calibrate_prior_threshold(
                           target_fraction=argmax_fraction if wanted is None else wanted, origin=origin)
 
 
-__all__ = ["PriorThreshold", "calibrate_prior_threshold", "prior_fraction", "source_fraction_prior",
-           "threshold_for_fraction", "threshold_from_histogram"]
+__all__ = ["PriorThreshold", "calibrate_prior_threshold", "prior_fraction", "readout_prior",
+           "source_fraction_prior", "threshold_for_fraction", "threshold_from_histogram"]

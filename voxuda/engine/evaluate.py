@@ -26,7 +26,7 @@ from voxuda.config import ComponentRef, component_overrides, component_ref, load
 from voxuda.denoisers import build_input_denoiser, input_denoiser_ref
 from voxuda.engine.checkpoint import load_checkpoint
 from voxuda.engine.data import DomainSplit, RunData, ensure_aligned, ensure_dataset, load_domain, load_target
-from voxuda.engine.decision import calibrate_prior_threshold, source_fraction_prior
+from voxuda.engine.decision import calibrate_prior_threshold, readout_prior
 from voxuda.engine.inference import InputTransform, make_input_transform, predict_labels
 from voxuda.engine.metrics import SegmentationMeter
 from voxuda.engine.provenance import now, write_json_atomic
@@ -144,19 +144,18 @@ def evaluate_run(
         split_data = _load_split(config, data_cfg, split, data_override, align_record, polarity)
     if fg_prior is not None and source_prior:
         raise ConfigError("--fg-prior and --source-prior both set the foreground fraction; pass one")
-    prior = _prior_range(config.evaluation.fg_prior if fg_prior is None else fg_prior)
-    origin = "user range"
-    if source_prior or (source_prior is None and fg_prior is None and config.evaluation.source_prior):
-        prior = source_fraction_prior(_source_train_labels(config, data_override),
-                                      "--source-prior" if source_prior else "evaluation.source_prior")
-        origin = "source fraction"
+    user = () if source_prior else _prior_range(config.evaluation.fg_prior if fg_prior is None else fg_prior)
+    from_source = source_prior if source_prior is not None else (
+        fg_prior is None and config.evaluation.source_prior)
+    resolved = readout_prior(user, from_source, lambda: _source_train_labels(config, data_override),
+                             "--source-prior" if source_prior else "evaluation.source_prior")
     decision = None
-    if prior:
+    if resolved is not None:
         calibration = _load_split(config, data_cfg, config.data.train_split, data_override, align_record,
                                   polarity, calibration=True)
         decision = calibrate_prior_threshold(
-            predictor, calibration.volumes, prior, batch_size=config.evaluation.batch_size, device=device,
-            input_transform=transform, origin=origin)
+            predictor, calibration.volumes, resolved[0], batch_size=config.evaluation.batch_size,
+            device=device, input_transform=transform, origin=resolved[1])
     metrics = evaluate_predictor(
         predictor, split_data, num_classes=config.data.num_classes, batch_size=config.evaluation.batch_size,
         device=device, input_transform=transform, decision=decision,
@@ -193,7 +192,7 @@ def evaluate_run(
     if polarity is not None:
         name += f"_polarity-{polarity}"
     if fg_prior is not None:
-        name += "_fgprior-" + "-".join(f"{v:g}" for v in prior)
+        name += "_fgprior-" + "-".join(f"{v:g}" for v in user)
     elif source_prior:
         name += "_fgprior-source"
     write_json_atomic(result, run_dir / f"{name}.json")
