@@ -101,7 +101,9 @@ def capture_rng(generator: torch.Generator) -> dict[str, torch.Tensor]:
 
 
 def restore_rng(state: dict[str, torch.Tensor], generator: torch.Generator) -> None:
-    """Inverse of :func:`capture_rng`."""
+    """Inverse of :func:`capture_rng`. RNG states are CPU byte tensors whatever device the checkpoint was
+    mapped to (a resume on CUDA loads the checkpoint onto the GPU)."""
+    state = {key: value.cpu() for key, value in state.items()}
     torch.set_rng_state(state["torch"])
     generator.set_state(state["generator"])
     py = state["python"].tolist()
