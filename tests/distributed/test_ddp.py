@@ -70,6 +70,17 @@ def test_helpers_without_a_process_group() -> None:
     assert not context.enabled and context.is_main
 
 
+def test_more_ranks_per_node_than_gpus_is_refused_before_nccl(monkeypatch: pytest.MonkeyPatch) -> None:
+    from voxuda.engine.distributed import init_distributed
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    for key, value in {"RANK": "1", "WORLD_SIZE": "2", "LOCAL_RANK": "1"}.items():
+        monkeypatch.setenv(key, value)
+    with pytest.raises(ValueError, match=r"LOCAL_RANK=1 but .* 1 CUDA device\(s\).*--nproc-per-node 1"):
+        init_distributed("auto")
+
+
 def test_sharded_sampler_splits_the_global_batch_disjointly() -> None:
     from tests.conftest import blob_split
     from voxuda.engine.data import PairedSampler, RunData

@@ -22,7 +22,7 @@ def test_torchrun_two_processes_match_one_process(tiny_dataset: Path, tmp_path: 
     steps = 4
     config = write_config(tmp_path, tiny_dataset, {"name": "mean_teacher", "augment": False,  # type: ignore[arg-type]
                                                    "confidence_threshold": 0.0, "dice_weight": 0.0},
-                          steps=steps, batch_size=4, checkpoint_every=2)
+                          steps=steps, batch_size=4, checkpoint_every=2, device="cpu")  # gloo, asserted
     out = tmp_path / "ddp"
     command = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc-per-node", "2",
                "--master-addr", "127.0.0.1", "--master-port", str(free_port()),

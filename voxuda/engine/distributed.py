@@ -112,7 +112,13 @@ def init_distributed(device: str | torch.device = "cpu", backend: str | None = N
     if wants_cuda and not torch.cuda.is_available():
         raise ValueError(f"device {name!r} requested but CUDA is not available; use cpu (gloo)")
     cpu = torch.device("cpu")
-    dev = torch.device("cuda", local % max(torch.cuda.device_count(), 1)) if wants_cuda else cpu
+    gpus = torch.cuda.device_count() if wants_cuda else 0
+    if wants_cuda and world > 1 and local >= gpus:
+        # two ranks on one GPU end in NCCL's "Duplicate GPU detected", which names neither option
+        raise ValueError(f"LOCAL_RANK={local} but this machine has {gpus} CUDA device(s): start at most "
+                         f"{gpus} process(es) per node (torchrun --nproc-per-node {gpus}) or set "
+                         "trainer.device = \"cpu\" (gloo)")
+    dev = torch.device("cuda", local) if wants_cuda else cpu
     if world == 1:
         return DistContext(0, 1, 0, "", dev)
     chosen = backend or ("nccl" if wants_cuda else "gloo")
