@@ -241,3 +241,24 @@ def test_implausible_pixel_size_is_noted_and_overridable(tmp_path: Path, size: f
         assert t.info.voxel_size == (13.48,) * 3 and notes == []
     with pytest.raises(DataError, match="--voxel-size"):
         open_tomogram(p, voxel_size=-1.0)
+
+
+def test_a_deprecation_notice_while_reading_is_not_a_header_problem(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """numpy 2.5 deprecates a call mrcfile 1.5 makes on every open: a clean file must stay note-free."""
+    import warnings
+
+    import mrcfile
+
+    data = np.arange(4 * 5 * 6, dtype=np.float32).reshape(4, 5, 6)
+    good = write_volume(tmp_path / "good.mrc", data, INFO)
+    real_open = mrcfile.open
+
+    def noisy_open(*args, **kwargs):  # type: ignore[no-untyped-def]
+        warnings.warn("Setting the dtype on a NumPy array has been deprecated", DeprecationWarning,
+                      stacklevel=2)
+        return real_open(*args, **kwargs)
+
+    monkeypatch.setattr(mrcfile, "open", noisy_open)
+    np.testing.assert_array_equal(read_volume(good)[0], data)
+    assert capsys.readouterr().err == ""
