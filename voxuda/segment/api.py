@@ -15,6 +15,7 @@ deletes the temporary files, so an error never leaves a partial output.
 
 from __future__ import annotations
 
+import copy
 import os
 import sys
 import time
@@ -82,8 +83,12 @@ def _resolve_model(model_or_run: Any, device: torch.device) -> LoadedModel:
         model_or_run.predictor.to(device).eval()
         return model_or_run
     if isinstance(model_or_run, nn.Module):
-        return LoadedModel(predictor=model_or_run.to(device).eval(), num_classes=0,
-                           divisor=input_divisor(model_or_run))
+        # the caller's module stays where it is: one on another device is copied there, not moved (a CPU
+        # model handed to segment on a GPU machine must still run on the CPU afterwards)
+        here = next(iter(model_or_run.parameters()), None)
+        on_device = here is None or here.device == device
+        predictor = model_or_run if on_device else copy.deepcopy(model_or_run).to(device)
+        return LoadedModel(predictor=predictor.eval(), num_classes=0, divisor=input_divisor(model_or_run))
     if callable(model_or_run) and not isinstance(model_or_run, (str, os.PathLike)):
         return LoadedModel(predictor=model_or_run, num_classes=0)
     return load_model(model_or_run, device)
