@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 from voxuda.bench.runner import BenchmarkOptions, run_benchmark
 from voxuda.bench.suite import load_suite
@@ -171,7 +172,9 @@ def test_select_start_regret_script_scores_as_the_trainer(tmp_path: Path,
 
     assert regret_main(["--from", str(out), "--check", "3"]) == 0
     printed = capsys.readouterr()
-    assert "validator score of best.pt over 3 runs: 0.00e+00" in printed.out
+    largest = float(re.search(r"validator score of best.pt over 3 runs: ([-+.e0-9]+)", printed.out).group(1))
+    # bit-identical on a CPU; on a GPU (CUDA kernels sum in other orders) 1.2e-05 was measured on an H200
+    assert largest <= (1e-4 if torch.cuda.is_available() else 0.0), largest
     assert printed.out.count("| `insitu_ribosome` |") == 3  # mean_teacher, vox_uda, the control
     offline = float(re.search(r"mean_teacher/seed0: validator at step 0 ([-+.0-9]+)", printed.err).group(1))
     # the trainer itself, with select_start, scores the same warm start at step 0

@@ -29,7 +29,8 @@ REPO = Path(__file__).resolve().parents[2]
 
 def voxuda(*args: str, umask: int | None = None) -> subprocess.Popen[str]:
     """``python -m voxuda ARGS`` from the repository root (this checkout's package), one thread."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    path = os.pathsep.join([str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])])
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": path}
     env.pop("VOXUDA_TRACEBACK", None)
     preexec = (lambda: os.umask(umask)) if umask is not None else None  # noqa: E731 - the child's umask
     return subprocess.Popen([sys.executable, "-m", "voxuda", *args], cwd=REPO, env=env, text=True,

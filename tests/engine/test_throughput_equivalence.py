@@ -135,7 +135,7 @@ def test_trainer_hands_the_batch_positions_to_the_method(tmp_path: Path,
     train(vox_uda_config(), tmp_path / "run", data=data)
     assert len(seen) == 5
     for volume, index in seen:
-        assert index is not None and torch.equal(volume, data.target_train.volumes[index])
+        assert index is not None and torch.equal(volume.cpu(), data.target_train.volumes[index.cpu()])
 
 
 def test_take_composes_positions_through_the_sharded_sampler() -> None:

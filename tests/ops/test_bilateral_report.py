@@ -67,3 +67,21 @@ def test_cli_writes_the_section(tmp_path, existing):
     text = doc.read_text()
     assert text.count(HEADING) == 1 and "Test CPU" in text
     assert ("keep me" in text) == existing
+
+
+def test_a_gpu_run_keeps_its_own_section_and_compares_with_torch_on_the_gpu():
+    gpu = _report(80.0, 27.0)
+    gpu["threads"] = 16
+    gpu["machine"]["gpu"] = "Test GPU, CUDA 13.0"
+    wall = gpu["windows"][0]["wall"]
+    wall["mvox_s"].update({"cupy": 800.0, "torch_cuda": 150.0})
+    wall["ratios"]["cupy/torch_cuda"] = 800.0 / 150.0
+    heading = "## Bilateral filter on a GPU"
+    section = render(gpu, "g.json", heading)
+    assert section.startswith(heading + "\n") and "--heading '## Bilateral filter on a GPU'" in section
+    assert "GPU: Test GPU, CUDA 13.0." in section and "| cupy backend | 800.0 | - | - | 5.33x |" in section
+    assert "Targets (issue 18" not in section  # the targets are for 2 threads
+    cpu_doc = render(_report(80.0, 27.0), "r.json")
+    both = replace_section(cpu_doc, section, heading)
+    assert both.count(HEADING + "\n") == 1 and both.count(heading + "\n") == 1
+    assert replace_section(both, f"{heading}\n\nnew\n", heading).endswith(f"{heading}\n\nnew\n")

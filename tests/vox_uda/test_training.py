@@ -14,6 +14,7 @@ import torch
 
 from voxuda.api import component_config
 from voxuda.methods.vox_uda import VoxUDAConfig
+from voxuda.ops.backends.cupy_backend import probe as cupy_probe
 
 from .helpers import TINY_BACKBONE, ablation_method_table, load_suite, merge, tiny_domains, tiny_method, train
 
@@ -105,7 +106,8 @@ def test_ablation_trains_with_the_trainer(entry: dict[str, Any], tmp_path: Path)
         ran.append(method["teacher_denoiser"]["name"])
     uses_op = bool(set(ran) & {"bilateral", "improved_bilateral"})
     best_cpu = "numba" if importlib.util.find_spec("numba") else "torch"
-    assert record["op_backend"] == (best_cpu if uses_op else None)
+    best = "cupy" if torch.cuda.is_available() and cupy_probe()[0] else best_cpu  # device "auto" picks CUDA
+    assert record["op_backend"] == (best if uses_op else None)
     metrics = (tmp_path / "run" / "metrics.jsonl").read_text(encoding="utf-8")
     assert "pseudo_keep_fraction" in metrics or table.get("pseudo_weight") == 0.0
 
