@@ -251,11 +251,11 @@ class BenchEngine:
 
         from voxuda.denoisers import build_input_denoiser
         from voxuda.engine.evaluate import evaluate_predictor
-        from voxuda.engine.inference import make_input_transform
+        from voxuda.engine.inference import make_input_transform, with_test_time_orientations
 
         rc = self._run_config(config)
         torch.set_num_threads(rc.trainer.num_threads)
-        predictor = self._predictor(rc, checkpoint, network)
+        predictor = with_test_time_orientations(self._predictor(rc, checkpoint, network), rc.evaluation.tta)
         transform = make_input_transform(build_input_denoiser(denoiser))
         decision = None
         if rc.evaluation.fg_prior or rc.evaluation.source_prior:

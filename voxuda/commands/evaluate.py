@@ -33,6 +33,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="the same threshold aimed at the labelled source train split's foreground "
                              "fraction (for a target as crowded as the source; default: the run's "
                              "evaluation.source_prior)")
+    parser.add_argument("--tta", choices=("none", "wedge", "flips"), default=None,
+                        help="average the network's probabilities over orientations of each volume: wedge "
+                             "(4 that keep any missing wedge) or flips (8, symmetric tilt ranges only); "
+                             "default: the run's evaluation.tta")
     add_polarity_arguments(
         parser,
         polarity_help="protein contrast of every evaluated volume instead of the manifest's polarity column "
@@ -56,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
             args.run_dir, split=args.split, checkpoint=args.checkpoint, input_denoiser=args.input_denoiser,
             denoiser_overrides=args.overrides, invert=args.invert, alignment=args.alignment,
             polarity=args.polarity, device=args.device, fg_prior=args.fg_prior,
-            source_prior=args.source_prior,
+            source_prior=args.source_prior, tta=args.tta,
         )
     polarity = result["polarity"]
     if polarity["inverted"]:

@@ -36,6 +36,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_device_argument(parser)
     add("--input-denoiser", metavar="NAME",
         help="registered denoiser applied to each normalised window (default: the run's)")
+    add("--tta", choices=["none", "wedge", "flips"],
+        help="average each window's probabilities over orientations: wedge (4 that keep any missing wedge) "
+             "or flips (8, symmetric tilt ranges only); default: the run's evaluation.tta")
     add("--alignment", metavar="NAME",
         help="registered input aligner applied to each normalised window as the target domain (default: the "
              "run's data.alignment with its recorded statistics; 'none' switches it off)")
@@ -123,6 +126,7 @@ def _segment(args: argparse.Namespace, params: dict[str, dict[str, object]]) -> 
         batch_size=args.batch,
         device=args.device,
         input_denoiser=args.input_denoiser,
+        tta=args.tta,
         denoiser_params=params["input_denoiser"],
         alignment=args.alignment,
         alignment_params=params["alignment"],

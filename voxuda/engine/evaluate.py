@@ -27,7 +27,12 @@ from voxuda.denoisers import build_input_denoiser, input_denoiser_ref
 from voxuda.engine.checkpoint import load_checkpoint
 from voxuda.engine.data import DomainSplit, RunData, ensure_aligned, ensure_dataset, load_domain, load_target
 from voxuda.engine.decision import calibrate_prior_threshold, readout_prior
-from voxuda.engine.inference import InputTransform, make_input_transform, predict_labels
+from voxuda.engine.inference import (
+    InputTransform,
+    make_input_transform,
+    predict_labels,
+    with_test_time_orientations,
+)
 from voxuda.engine.metrics import SegmentationMeter
 from voxuda.engine.provenance import now, write_json_atomic
 from voxuda.engine.run_config import DataConfig, RunConfig, run_config_from_dict
@@ -112,6 +117,7 @@ def evaluate_run(
     device: str | torch.device | None = None,
     fg_prior: Sequence[float] | None = None,
     source_prior: bool | None = None,
+    tta: str | None = None,
 ) -> dict[str, Any]:
     """Evaluate the run in ``run_dir`` on target ``split`` and write ``eval_<...>.json`` there.
 
@@ -124,7 +130,8 @@ def evaluate_run(
     available). ``fg_prior = (lo, hi)`` replaces the run's ``evaluation.fg_prior`` (the prior-calibrated
     foreground threshold, :mod:`voxuda.engine.decision`; the result names it and goes to its own file);
     ``source_prior = True`` aims that threshold at the source train split's foreground fraction instead
-    (the run's ``evaluation.source_prior`` otherwise).
+    (the run's ``evaluation.source_prior`` otherwise). ``tta`` (none, wedge, flips) replaces the run's
+    ``evaluation.tta``: the network's probabilities averaged over those orientations of the input.
     """
     run_dir = Path(run_dir)
     config = load_run_config_from_dir(run_dir)
@@ -132,6 +139,8 @@ def evaluate_run(
                             "trainer.device" if device is None else "--device")
     torch.set_num_threads(config.trainer.num_threads)
     predictor, method, info = load_predictor(run_dir, config, checkpoint, device)
+    orientations = config.evaluation.tta if tta is None else tta
+    predictor = with_test_time_orientations(predictor, orientations)  # calibration sees the same readout
     ref = input_denoiser_ref(
         config.evaluation.input_denoiser if input_denoiser is None else input_denoiser,
         component_overrides(denoiser_overrides, ("input_denoiser",), "evaluate")["input_denoiser"],
@@ -178,6 +187,7 @@ def evaluate_run(
         "alignment_override": alignment is not None,
         "inverted": invert,
         "decision": decision.record() if decision is not None else {"rule": "argmax"},
+        "tta": orientations,
         "polarity": _polarity_summary(split_data, polarity, config.data.canonical_polarity),
         "time": now(),
         **metrics,
@@ -195,6 +205,8 @@ def evaluate_run(
         name += "_fgprior-" + "-".join(f"{v:g}" for v in user)
     elif source_prior:
         name += "_fgprior-source"
+    if tta is not None and tta != "none":
+        name += f"_tta-{tta}"
     write_json_atomic(result, run_dir / f"{name}.json")
     return result
 

@@ -1,4 +1,5 @@
-"""Batched, no-grad prediction with the optional test-time input transform (denoiser, contrast inversion).
+"""Batched, no-grad prediction with the optional test-time input transform (denoiser, contrast inversion),
+and the optional test-time orientation average.
 
 Shared by evaluation and the validators so that model selection sees exactly the input evaluation sees.
 """
@@ -11,6 +12,43 @@ import torch
 from torch import Tensor, nn
 
 InputTransform = Callable[[Tensor], Tensor]
+#: test-time orientation averages: none, the 4 wedge-preserving orientations, or all 8 flips (a symmetric
+#: tilt range only); the sets are :func:`voxuda.methods.augment.orientation_set`'s
+TEST_TIME_ORIENTATIONS = ("none", "wedge", "flips")
+
+
+class OrientationAveraged(nn.Module):
+    """A predictor whose output is the log of its softmax averaged over orientations of the input.
+
+    Each orientation is applied to the input and undone on the output, so every view predicts the same
+    voxels; the log of the mean probability is returned so that callers' ``softmax`` and ``argmax`` (which
+    treat the output as logits) see the averaged probabilities. Why: a network's errors on noisy input
+    differ between views that the missing wedge cannot tell apart, and their mean is a label-free,
+    training-free readout (test-time augmentation); only wedge-preserving views are averaged by default.
+    """
+
+    def __init__(self, predictor: nn.Module, orientations: str = "wedge") -> None:
+        super().__init__()
+        from voxuda.methods.augment import orientation_set
+
+        self.predictor = predictor
+        self.orientations = orientation_set((1, 1, 1), orientations)  # type: ignore[arg-type]
+
+    def forward(self, x: Tensor) -> Tensor:
+        total: Tensor | None = None
+        for view in self.orientations:
+            probs = view.invert(self.predictor(view.apply(x)).float().softmax(dim=1))
+            total = probs if total is None else total + probs
+        assert total is not None
+        return (total / len(self.orientations)).clamp_min(1e-12).log()
+
+
+def with_test_time_orientations(predictor: nn.Module, orientations: str) -> nn.Module:
+    """``predictor`` itself for ``"none"``, else :class:`OrientationAveraged` over ``orientations``."""
+    if orientations not in TEST_TIME_ORIENTATIONS:
+        raise ValueError(f"test-time orientations must be one of {', '.join(TEST_TIME_ORIENTATIONS)}, "
+                         f"got {orientations!r}")
+    return predictor if orientations == "none" else OrientationAveraged(predictor, orientations)
 
 
 def make_input_transform(

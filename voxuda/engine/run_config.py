@@ -117,6 +117,10 @@ class EvaluationConfig:
         "predicted fraction is the labelled source train split's foreground fraction (target occupancy as "
         "the source's, as the 'prior' pseudo-label selection assumes; for appearance shifts)",
         validator=lambda inst, _a, value: _one_prior(inst, value))
+    tta: Literal["none", "wedge", "flips"] = help_field(
+        "none", help="test-time orientation average of the evaluated network's probabilities: none, wedge "
+        "(the 4 orientations that keep any missing wedge: flip y, 180-degree (z, x) turn) or flips (all 8; "
+        "a symmetric tilt range only)")
     select_start: bool = help_field(
         False, help="also score the weights a run starts from (step 0: an adaptation run's warm start) as a "
         "checkpoint candidate, so a run whose adaptation lowers the validator's score falls back to them")

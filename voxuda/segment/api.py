@@ -30,6 +30,7 @@ from torch import nn
 
 from voxuda.backbones.blocks import input_divisor
 from voxuda.checks import prior_range_problem
+from voxuda.engine.inference import TEST_TIME_ORIENTATIONS, with_test_time_orientations
 from voxuda.errors import VoxudaError
 from voxuda.segment.errors import SegmentError
 from voxuda.segment.model import LoadedModel, load_model
@@ -190,6 +191,8 @@ class SegmentOptions:
     #: ``(lo, hi)``: the user's foreground fraction range; labels by a foreground threshold calibrated on the
     #: tomogram itself (argmax's fraction clamped into the range, :mod:`voxuda.segment.prior_sink`)
     fg_prior: tuple[float, float] | None = None
+    #: test-time orientation average (``none``, ``wedge``, ``flips``); ``None``: the run's ``evaluation.tta``
+    tta: str | None = None
     progress: bool = True  #: a tqdm bar on stderr
     log: Callable[[str], object] | None = None  #: receives each note (resampling, polarity) as it is made
 
@@ -244,6 +247,11 @@ def segment_tomogram(
         )
     torch_device = _resolve_device(options.device)
     model = _resolve_model(model_or_run, torch_device)
+    run_tta = model.config.get("evaluation", {}).get("tta", "none")  # a bare module's config is empty
+    orientations = options.tta if options.tta is not None else run_tta
+    if orientations not in TEST_TIME_ORIENTATIONS:
+        raise SegmentError(f"tta {orientations!r}: must be one of {', '.join(TEST_TIME_ORIENTATIONS)}")
+    predictor = with_test_time_orientations(model.predictor, orientations)
     if patch % model.divisor:
         raise SegmentError(f"patch {patch} must be a multiple of {model.divisor} (the network down-samples)")
     mapped = _input_polarity(options.polarity, options.invert, model)
@@ -296,7 +304,7 @@ def segment_tomogram(
         bar = _progress_bar(windows, options.progress, inp.name)
         try:
             sliding_window(
-                working, model.predictor, sink, patch=patch, overlap=overlap, batch_size=batch_size,
+                working, predictor, sink, patch=patch, overlap=overlap, batch_size=batch_size,
                 device=torch_device, preprocess=prep, importance=options.importance,
                 progress=bar.update if bar is not None else None,
             )
