@@ -434,3 +434,32 @@ def test_a_target_subset_reuses_the_suites_shared_checkpoint(tmp_path: Path) -> 
     again = FakeEngine(dice=scripted)
     run_benchmark(suite, options(out, targets=("t2",)), again)
     assert again.train_calls == []
+
+
+def test_another_readout_of_a_trained_run_is_paired_like_the_run() -> None:
+    """An evaluate-only row on a method's weights (a test-time readout) gets the method's control and the
+    parent's baselines, not a blank "vs control" because its init_from is the method, not the parent."""
+    def record(label: str, method: str, seed: int, dice: float, steps: int | None, init_from: str | None,
+               mode: str = "train") -> EvalRecord:
+        return EvalRecord(suite="s", target="t", label=label, method=method, seed=seed,
+                          input_denoiser="identity", selection="target_combined", checkpoint="selected",
+                          step=steps, dice=dice, iou=dice / 2, init_from=init_from, mode=mode,
+                          schedule="" if steps is None else schedule_key({"steps": steps}))
+
+    records = []
+    for seed in range(3):
+        records += [record("parent", "source_only", seed, 0.2, None, None),
+                    record("aligned", "source_only", seed, 0.22 + 0.01 * seed, None, "parent",
+                           "evaluate_only"),
+                    record("control_600", "source_only", seed, 0.35 + 0.02 * seed, 600, "parent"),
+                    record("method_600", "vox_uda", seed, 0.40 + 0.02 * seed, 600, "parent"),
+                    record("method_600_tta", "vox_uda", seed, 0.41 + 0.03 * seed, 600, "method_600",
+                           "evaluate_only")]
+    rows = {row.label: row for row in aggregate(records)}
+    readout = rows["method_600_tta"]
+    assert readout.control == "control_600" and readout.vs_control is not None
+    assert readout.vs_control.mean == pytest.approx(0.07)
+    assert set(readout.vs_baselines) == {"aligned"}
+    assert readout.vs_baselines["aligned"].mean == pytest.approx(0.21)
+    assert readout.vs_parent is not None and readout.vs_parent.mean == pytest.approx(0.02)  # vs the method
+    assert rows["method_600"].control == "control_600"

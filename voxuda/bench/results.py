@@ -248,7 +248,7 @@ def aggregate(records: Sequence[EvalRecord], *, diagnostics: Mapping[str, Mappin
             if control is not None:
                 vs_control = paired_interval(own, reported_series(target, control, den))
             vs_parent = paired_interval(own, reported_series(target, first.init_from, den))
-            for base in roles.baselines.get((target, first.init_from), []):
+            for base in roles.baselines.get((target, roles.root_of(first)), []):
                 interval = paired_interval(own, reported_series(target, base, den)) if base != label else None
                 if interval is not None:
                     baselines[base] = interval
@@ -284,13 +284,23 @@ class _Roles:
     controls: dict[tuple[str, str, str], str]  # (target, parent, schedule) -> control label
     first_controls: dict[tuple[str, str], str]  # (target, parent) -> the first control, whatever its schedule
     baselines: dict[tuple[str, str], list[str]]  # (target, parent) -> evaluate-only labels
+    trained_from: dict[tuple[str, str], str]  # (target, trained warm-started label) -> its parent
+
+    def root_of(self, record: EvalRecord) -> str:
+        """The parent ``record`` descends from: its ``init_from``, or, for another readout of a trained
+        warm-started run (evaluate-only with that run's weights), that run's parent, so the readout is
+        compared with the same control and baselines as the run itself."""
+        assert record.init_from is not None
+        if record.mode == "evaluate_only":
+            return self.trained_from.get((record.target, record.init_from), record.init_from)
+        return record.init_from
 
     def control_of(self, record: EvalRecord) -> str | None:
         """The control trained on ``record``'s schedule; for records without one (older voxuda) or with
         no control on it, the parent's first control."""
-        assert record.init_from is not None
-        same = self.controls.get((record.target, record.init_from, record.schedule))
-        return same or self.first_controls.get((record.target, record.init_from))
+        root = self.root_of(record)
+        same = self.controls.get((record.target, root, record.schedule))
+        return same or self.first_controls.get((record.target, root))
 
 
 def _roles(selected: Sequence[EvalRecord]) -> _Roles:
@@ -300,6 +310,7 @@ def _roles(selected: Sequence[EvalRecord]) -> _Roles:
     controls: dict[tuple[str, str, str], str] = {}
     first: dict[tuple[str, str], str] = {}
     baselines: dict[tuple[str, str], list[str]] = {}
+    trained_from: dict[tuple[str, str], str] = {}
     for r in selected:
         if r.init_from is None or not r.reported:
             continue
@@ -307,10 +318,12 @@ def _roles(selected: Sequence[EvalRecord]) -> _Roles:
         if r.mode == "evaluate_only":
             if r.label not in baselines.setdefault(key, []):
                 baselines[key].append(r.label)
-        elif r.method == "source_only":
+            continue
+        trained_from[(r.target, r.label)] = r.init_from
+        if r.method == "source_only":
             controls.setdefault((*key, r.schedule), r.label)
             first.setdefault(key, r.label)
-    return _Roles(controls, first, baselines)
+    return _Roles(controls, first, baselines, trained_from)
 
 
 def first_label(records: Sequence[EvalRecord], method: str) -> str | None:
