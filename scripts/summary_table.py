@@ -9,6 +9,10 @@ One line per (target, row label, network), for one test-time input:
 
     | target | row (network) | Dice | gap closed | vs control | vs <baseline> |
 
+``--gap LOW HIGH`` adds a column with the gap closed between two other rows (e.g. the source-only and
+oracle rows read out the same way as a method's readout row, so that a readout is not credited with what
+it does to the ends of the gap).
+
 Usage::
 
     python scripts/summary_table.py --from ../results/ablation --label vox_uda --label vox_uda_no_ngm \\
@@ -63,21 +67,37 @@ def versus(records: Sequence[EvalRecord], row: Row, other: str) -> PairedInterva
     return paired_interval(mine, theirs) if theirs and row.label != other else None
 
 
+def gap_between(all_rows: Sequence[Row], row: Row, low: str, high: str) -> float:
+    """The fraction of the gap from row ``low`` to row ``high`` (reported networks, same target and test-time
+    input) that ``row``'s mean Dice closes; NaN where either end is missing or the gap is empty."""
+    ends = {r.label: r.dice_mean for r in all_rows if r.reported and r.target == row.target
+            and r.input_denoiser == row.input_denoiser and r.label in (low, high)}
+    if low not in ends or high not in ends or ends[high] - ends[low] <= 1e-9:
+        return math.nan
+    return (row.dice_mean - ends[low]) / (ends[high] - ends[low])
+
+
 def markdown_summary(rows: Sequence[Row], baseline: str, *, records: Sequence[EvalRecord] = (),
-                     versus_label: str | None = None) -> str:
+                     versus_label: str | None = None, gap: tuple[str, str] | None = None,
+                     all_rows: Sequence[Row] = ()) -> str:
     """The summary table: Dice mean ± std over seeds, gap closed, paired intervals vs control and baseline,
-    and with ``versus_label`` vs that row (the paired per-seed differences, from ``records``)."""
+    with ``versus_label`` vs that row (the paired per-seed differences, from ``records``) and with ``gap``
+    the gap closed between those two rows of ``all_rows``."""
     extra = f" vs {versus_label} |" if versus_label else ""
+    extra += f" gap closed ({gap[0]} to {gap[1]}) |" if gap else ""
     lines = [f"| target | row (network) | Dice | gap closed | vs control | vs {baseline} |{extra}",
-             "|---|---|---|---|---|---|" + ("---|" if versus_label else "")]
+             "|---|---|---|---|---|---|" + ("---|" if versus_label else "") + ("---|" if gap else "")]
     for r in rows:
         network = f"{r.network_name}, reported" if r.reported else r.network_name
-        gap = "-" if math.isnan(r.gap_closed) else f"{100 * r.gap_closed:.0f} %"
+        closed = "-" if math.isnan(r.gap_closed) else f"{100 * r.gap_closed:.0f} %"
         line = (f"| `{r.target}` | `{r.label}` ({network}) | {r.dice_mean:.3f} ± {r.dice_std:.3f} "
-                f"(n={r.n_seeds}) | {gap} | {fmt_interval(r.vs_control)} | "
+                f"(n={r.n_seeds}) | {closed} | {fmt_interval(r.vs_control)} | "
                 f"{fmt_interval(r.vs_baselines.get(baseline))} |")
         if versus_label:
             line += f" {fmt_interval(versus(records, r, versus_label))} |"
+        if gap:
+            other = gap_between(all_rows, r, *gap)
+            line += f" {'-' if math.isnan(other) else f'{100 * other:.0f} %'} |"
         lines.append(line)
     return "\n".join(lines)
 
@@ -92,6 +112,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--baseline", default="source_only_align", help="the evaluate-only baseline column")
     parser.add_argument("--versus", help="also a column of paired intervals against this row (e.g. the full "
                         "method of an ablation)")
+    parser.add_argument("--gap", nargs=2, metavar=("LOW", "HIGH"),
+                        help="also the gap closed between these two rows (e.g. readout-matched ends)")
     args = parser.parse_args(argv)
     rows: list[Row] = []
     records: list[EvalRecord] = []
@@ -105,7 +127,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"summary_table: no rows for {', '.join(missing)} in {', '.join(args.folders)}",
               file=sys.stderr)
         return 2
-    print(markdown_summary(found, args.baseline, records=records, versus_label=args.versus))
+    gap = tuple(args.gap) if args.gap else None
+    print(markdown_summary(found, args.baseline, records=records, versus_label=args.versus,
+                           gap=gap, all_rows=rows))  # type: ignore[arg-type]
     return 0
 
 

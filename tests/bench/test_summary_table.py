@@ -67,3 +67,13 @@ def test_a_run_shared_by_two_suites_is_listed_once_from_the_first_folder() -> No
     rows = [row("a", "control", dice=0.30), row("a", "m"), row("a", "control", dice=0.99)]
     chosen = summary_rows(rows, ["control", "m"], "identity", ["a"])
     assert [(r.label, r.dice_mean) for r in chosen] == [("control", 0.30), ("m", 0.5)]
+
+
+def test_the_gap_column_measures_between_the_named_rows_of_the_same_input() -> None:
+    rows = [row("a", "low", dice=0.2), row("a", "high", dice=0.6), row("a", "m", dice=0.5),
+            row("a", "high", dice=0.9, denoiser="gaussian(sigma=1.0)"), row("b", "m", dice=0.5)]
+    text = markdown_summary([rows[2], rows[4]], "align", gap=("low", "high"), all_rows=rows)
+    lines = text.splitlines()
+    assert lines[0].endswith("| gap closed (low to high) |")
+    assert lines[2].endswith("| 75 % |")  # (0.5 - 0.2) / (0.6 - 0.2); the smoothed high row is not used
+    assert lines[3].endswith("| - |")  # target b has no ends
