@@ -10,6 +10,7 @@ import json
 import sys
 
 from voxuda.commands.options import add_device_argument, add_polarity_arguments
+from voxuda.engine.run_config import TEST_TIME_ORIENTATIONS
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -33,7 +34,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="the same threshold aimed at the labelled source train split's foreground "
                              "fraction (for a target as crowded as the source; default: the run's "
                              "evaluation.source_prior)")
-    parser.add_argument("--tta", choices=("none", "wedge", "flips"), default=None,
+    parser.add_argument("--tta", choices=TEST_TIME_ORIENTATIONS, default=None,
                         help="average the network's probabilities over orientations of each volume: wedge "
                              "(4 that keep any missing wedge) or flips (8, symmetric tilt ranges only); "
                              "default: the run's evaluation.tta")

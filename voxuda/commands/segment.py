@@ -17,6 +17,7 @@ from voxuda.commands.options import (
     add_polarity_arguments,
     add_progress_argument,
 )
+from voxuda.engine.run_config import TEST_TIME_ORIENTATIONS
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -36,7 +37,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_device_argument(parser)
     add("--input-denoiser", metavar="NAME",
         help="registered denoiser applied to each normalised window (default: the run's)")
-    add("--tta", choices=["none", "wedge", "flips"],
+    add("--tta", choices=TEST_TIME_ORIENTATIONS,
         help="average each window's probabilities over orientations: wedge (4 that keep any missing wedge) "
              "or flips (8, symmetric tilt ranges only); default: the run's evaluation.tta")
     add("--alignment", metavar="NAME",

@@ -11,10 +11,9 @@ from collections.abc import Callable, Iterator
 import torch
 from torch import Tensor, nn
 
+from voxuda.engine.run_config import TEST_TIME_ORIENTATIONS
+
 InputTransform = Callable[[Tensor], Tensor]
-#: test-time orientation averages: none, the 4 wedge-preserving orientations, or all 8 flips (a symmetric
-#: tilt range only); the sets are :func:`voxuda.methods.augment.orientation_set`'s
-TEST_TIME_ORIENTATIONS = ("none", "wedge", "flips")
 
 
 class OrientationAveraged(nn.Module):

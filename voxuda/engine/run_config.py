@@ -13,7 +13,7 @@ import math
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import attrs
 
@@ -95,6 +95,12 @@ class TrainerConfig:
     progress: bool = help_field(True, help="show a tqdm progress bar with running losses")
 
 
+#: test-time orientation averages (``evaluation.tta``, ``--tta``; :mod:`voxuda.engine.inference`): none, the
+#: 4 wedge-preserving orientations, or all 8 flips (a symmetric tilt range only)
+TestTimeOrientations = Literal["none", "wedge", "flips"]
+TEST_TIME_ORIENTATIONS: tuple[str, ...] = get_args(TestTimeOrientations)
+
+
 @attrs.define
 class EvaluationConfig:
     """Model selection and test-time options."""
@@ -117,7 +123,7 @@ class EvaluationConfig:
         "predicted fraction is the labelled source train split's foreground fraction (target occupancy as "
         "the source's, as the 'prior' pseudo-label selection assumes; for appearance shifts)",
         validator=lambda inst, _a, value: _one_prior(inst, value))
-    tta: Literal["none", "wedge", "flips"] = help_field(
+    tta: TestTimeOrientations = help_field(
         "none", help="test-time orientation average of the evaluated network's probabilities: none, wedge "
         "(the 4 orientations that keep any missing wedge: flip y, 180-degree (z, x) turn) or flips (all 8; "
         "a symmetric tilt range only)")

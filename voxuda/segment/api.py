@@ -30,7 +30,8 @@ from torch import nn
 
 from voxuda.backbones.blocks import input_divisor
 from voxuda.checks import prior_range_problem
-from voxuda.engine.inference import TEST_TIME_ORIENTATIONS, with_test_time_orientations
+from voxuda.engine.inference import with_test_time_orientations
+from voxuda.engine.run_config import TEST_TIME_ORIENTATIONS
 from voxuda.errors import VoxudaError
 from voxuda.segment.errors import SegmentError
 from voxuda.segment.model import LoadedModel, load_model
