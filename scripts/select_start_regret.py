@@ -31,50 +31,18 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's voxuda
 
-from voxuda.api import build_method  # noqa: E402
 from voxuda.bench.executor import BenchEngine  # noqa: E402
 from voxuda.bench.report import load_results  # noqa: E402
 from voxuda.bench.results import EvalRecord  # noqa: E402
 from voxuda.bench.stats import paired_t_interval  # noqa: E402
 from voxuda.config import ComponentRef  # noqa: E402
-from voxuda.denoisers import build_input_denoiser  # noqa: E402
-from voxuda.engine.checkpoint import load_checkpoint  # noqa: E402
-from voxuda.engine.data import RunData, load_run_data  # noqa: E402
-from voxuda.engine.inference import make_input_transform  # noqa: E402
-from voxuda.engine.run_config import RunConfig, run_config_from_dict  # noqa: E402
-from voxuda.engine.validators import ValidationContext, build_validator  # noqa: E402
+from voxuda.engine.run_config import run_config_from_dict  # noqa: E402
 from voxuda.jsonio import read_json  # noqa: E402
 
-_DATA: dict[str, RunData] = {}
 
-
-def data_key(rc: RunConfig) -> str:
-    return json.dumps(attrs.asdict(rc.data), sort_keys=True, default=str)
-
-
-def run_data(rc: RunConfig) -> RunData:
-    """The run's aligned data, loaded once per distinct ``[data]`` section (runs are visited grouped by
-    it, so one is held at a time)."""
-    key = data_key(rc)
-    if key not in _DATA:
-        _DATA.clear()
-        _DATA[key] = load_run_data(rc.data, rc.seed)
-    return _DATA[key]
-
-
-def validator_score(rc: RunConfig, checkpoint: Path) -> float:
-    """The run's validator on the weights in ``checkpoint``, with the run's data and test-time input."""
-    ref = rc.selection_ref
-    assert ref is not None
-    method = build_method(rc.method)
-    method.load_state_dict(load_checkpoint(checkpoint)["method"])
-    method.eval()
-    context = ValidationContext(data=run_data(rc), num_classes=rc.data.num_classes,
-                                batch_size=rc.evaluation.batch_size,
-                                input_transform=make_input_transform(
-                                    build_input_denoiser(rc.evaluation.input_denoiser)))
-    with torch.no_grad():
-        return float(build_validator(ref).score(method.predictor(), context))
+def data_key(config: Mapping[str, Any]) -> str:
+    """Runs are visited grouped by their ``[data]`` section, so the engine loads each data set once."""
+    return json.dumps(attrs.asdict(run_config_from_dict(dict(config)).data), sort_keys=True, default=str)
 
 
 def logged_best(run_dir: Path) -> tuple[float, int]:
@@ -89,18 +57,17 @@ def logged_best(run_dir: Path) -> tuple[float, int]:
     return best
 
 
-def candidate_runs(folders: list[Path], labels: set[str]) -> list[tuple[Path, EvalRecord, RunConfig]]:
+def candidate_runs(folders: list[Path], labels: set[str]) -> list[tuple[Path, EvalRecord, Mapping[str, Any]]]:
     """Trained, warm-started runs chosen by a label-free validator (their selected, reported record and
     config), once per run id (suites share runs by copying them), grouped by their data."""
-    found: dict[str, tuple[Path, EvalRecord, RunConfig]] = {}
+    found: dict[str, tuple[Path, EvalRecord, Mapping[str, Any]]] = {}
     for folder in folders:
         for r in load_results(folder).records:
             if (r.checkpoint == "selected" and r.reported and r.mode == "train" and r.init_from is not None
                     and not r.leaky_selection and r.selection != "last" and r.input_denoiser == "identity"
                     and (not labels or r.label in labels) and r.run_id not in found):
                 run_dir = folder / "runs" / r.target / r.label / f"seed{r.seed}"
-                config = read_json(run_dir / "bench.json")["config"]
-                found[r.run_id] = (run_dir, r, run_config_from_dict(dict(config)))
+                found[r.run_id] = (run_dir, r, read_json(run_dir / "bench.json")["config"])
     return sorted(found.values(), key=lambda item: (data_key(item[2]), item[1].run_id))
 
 
@@ -117,16 +84,15 @@ def main(argv: list[str] | None = None) -> int:
     rows: dict[tuple[str, str], dict[int, tuple[float, float, bool]]] = {}
     check = 0.0
     checked = 0
-    for run_dir, record, rc in candidate_runs(args.folders, set(args.label)):
+    for run_dir, record, config in candidate_runs(args.folders, set(args.label)):
         if not (run_dir / "init.pt").is_file():
             print(f"skipped {run_dir}: no init.pt (a run of older voxuda)", file=sys.stderr)
             continue
-        config: Mapping[str, Any] = read_json(run_dir / "bench.json")["config"]
         best_score, best_step = logged_best(run_dir)
         if checked < args.check:
-            check = max(check, abs(validator_score(rc, run_dir / "best.pt") - best_score))
+            check = max(check, abs(engine.validator_score(config, run_dir / "best.pt") - best_score))
             checked += 1
-        start = validator_score(rc, run_dir / "init.pt")
+        start = engine.validator_score(config, run_dir / "init.pt")
         falls_back = start > best_score
         dice = (engine.evaluate(config, run_dir, run_dir / "init.pt", ComponentRef("identity")).dice
                 if falls_back else record.dice)

@@ -183,14 +183,32 @@ class BenchEngine:
         index = _read_index(run_dir / EVALPOINTS)
         return [(int(s), run_dir / EVALPOINTS / index[s]["file"]) for s in sorted(index, key=int)]
 
+    def validator_score(self, config: Mapping[str, Any], checkpoint: Path) -> float:
+        """The score the run's own label-free criterion (``evaluation.selection`` / ``validator``) gives
+        ``checkpoint``, on the run's own (aligned) data and test-time input, as the trainer computes it
+        (``scripts/select_start_regret.py`` scores warm starts with it)."""
+        from voxuda.denoisers import build_input_denoiser
+        from voxuda.engine.inference import make_input_transform
+
+        rc = self._run_config(config)
+        ref = rc.selection_ref
+        if ref is None:
+            raise ValueError(f"evaluation.selection = {rc.evaluation.selection!r} scores no checkpoint")
+        transform = make_input_transform(build_input_denoiser(rc.evaluation.input_denoiser))
+        return self._score(rc, checkpoint, self._run_data(rc), ref, transform)
+
     def _oracle_score(self, rc: Any, checkpoint: Path, data: Any) -> float:
+        oracle = ComponentRef("target_oracle", {"max_volumes": ORACLE_VOLUMES})
+        return self._score(rc, checkpoint, data, oracle)
+
+    def _score(self, rc: Any, checkpoint: Path, data: Any, validator_ref: ComponentRef,
+               input_transform: Any = None) -> float:
         from voxuda.engine.validators import ValidationContext, build_validator
 
         predictor = self._predictor(rc, checkpoint)
         context = ValidationContext(data=data, num_classes=rc.data.num_classes,
-                                    batch_size=rc.evaluation.batch_size)
-        validator = build_validator(ComponentRef("target_oracle", {"max_volumes": ORACLE_VOLUMES}))
-        return float(validator.score(predictor, context))
+                                    batch_size=rc.evaluation.batch_size, input_transform=input_transform)
+        return float(build_validator(validator_ref).score(predictor, context))
 
     # -- checkpoints ------------------------------------------------------------------------------------
     def selected_checkpoint(self, run_dir: Path) -> Path:
