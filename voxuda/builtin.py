@@ -127,6 +127,12 @@ _VALIDATORS = [
         "Dice on held-out labelled source volumes (needs no target labels)",
     ),
     (
+        "noisy_source_val",
+        "voxuda.engine.validators:NoisySourceValidation",
+        "voxuda.engine.validators:NoisySourceValidationConfig",
+        "Dice on held-out labelled source volumes given the target's look by a label-free noise model",
+    ),
+    (
         "entropy",
         "voxuda.engine.validators:PredictionEntropy",
         "voxuda.engine.validators:PredictionEntropyConfig",

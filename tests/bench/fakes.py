@@ -42,6 +42,8 @@ class FakeEngine(BenchEngine):
         self.dice = dice or self.default_dice
         self.metrics: dict[str, list[dict[str, Any]]] = {}
         self.run_json: dict[str, dict[str, Any]] = {}
+        self.validator: Callable[[int], float] | None = None
+        self.validator_calls: list[tuple[str, str]] = []
 
     def prepare_data(self, preset: str, data_dir: Path, seed: int, *, progress: bool = True) -> Path:
         data_dir.mkdir(parents=True, exist_ok=True)
@@ -81,6 +83,12 @@ class FakeEngine(BenchEngine):
     def score_checkpoint_oracle(self, config: Mapping[str, Any], checkpoint: Path) -> float:
         self.oracle_calls.append((config["data"]["target_domain"], str(checkpoint)))
         return 0.1 * int(checkpoint.stem[4:]) / 1000.0
+
+    def validator_score(self, config: Mapping[str, Any], checkpoint: Path) -> float:
+        """A label-free criterion's score of a kept eval point: ``validator`` (step -> score), else -step."""
+        step = int(checkpoint.stem[4:])
+        self.validator_calls.append((config["evaluation"]["selection"], str(checkpoint)))
+        return self.validator(step) if self.validator is not None else -float(step)
 
     def method_flag(self, method: str) -> str:
         return "upper bound" if method == "oracle" else ""

@@ -293,6 +293,81 @@ def test_an_evaluate_only_row_is_recorded_under_the_selection_of_its_checkpoint(
     assert plans["parent_readout"].selection == "source_val"
 
 
+RESELECT = """
+name = "reselect"
+[defaults]
+preset = "tiny"
+targets = ["t1"]
+seeds = 2
+selection = "source_val"
+test_time_denoisers = ["identity"]
+[defaults.trainer]
+steps = 40
+[[runs]]
+label = "adapted"
+method = "mean_teacher"
+selection = "entropy"
+[[runs]]
+label = "adapted_same"       # the parent's own criterion: its selected checkpoint, nothing re-scored
+method = "mean_teacher"
+init_from = "adapted"
+train = false
+selection = "entropy"
+[[runs]]
+label = "adapted_proxy"      # another criterion: chooses among the parent's kept eval points
+method = "mean_teacher"
+init_from = "adapted"
+train = false
+selection = "noisy_source_val"
+[[runs]]
+label = "adapted_proxy_readout"   # a readout of the re-selected run follows its choice
+method = "mean_teacher"
+init_from = "adapted_proxy"
+train = false
+overrides = {"data.box" = 24}
+"""
+
+
+def test_an_evaluate_only_row_with_its_own_selection_chooses_among_the_parents_eval_points(
+        tmp_path: Path) -> None:
+    (tmp_path / "reselect.toml").write_text(RESELECT)
+    engine = FakeEngine(evalpoints=4)
+    engine.validator = {10: 0.1, 20: 0.7, 30: 0.7, 40: 0.2}.get  # first of the best: step 20
+    out = tmp_path / "out"
+    suite = load_suite(tmp_path / "reselect.toml")
+    assert "reselects" in run_benchmark(suite, options(out, dry_run=True), engine).table
+    run_benchmark(suite, options(out), engine)
+    assert len(engine.train_calls) == 2  # the parent, per seed; nothing else trains
+    for seed in range(2):
+        run = out / f"runs/t1/adapted_proxy/seed{seed}"
+        selected = [c[1] for c in engine.eval_calls if c[0] == str(run)]
+        chosen = run / EVALPOINTS / "../../../adapted" / f"seed{seed}" / EVALPOINTS / "step0000020.pt"
+        assert Path(selected[0]).resolve() == chosen.resolve()
+        index = json.loads((run / EVALPOINTS / "index.json").read_text())
+        assert [index[s]["noisy_source_val"] for s in ("10", "20", "30", "40")] == [0.1, 0.7, 0.7, 0.2]
+        records = json.loads((run / "eval.json").read_text())["records"]
+        selected_records = [r for r in records if r["checkpoint"] == "selected"]
+        assert {r["selection"] for r in selected_records} == {"noisy_source_val"}
+        assert {r["step"] for r in selected_records} == {20}
+        assert {r["step"] for r in records if r["checkpoint"] == "oracle_choice"} == {40}
+        readout = out / f"runs/t1/adapted_proxy_readout/seed{seed}"
+        assert [c[1] for c in engine.eval_calls if c[0] == str(readout)][0] == selected[0]
+        same = out / f"runs/t1/adapted_same/seed{seed}"
+        same_calls = [c[1] for c in engine.eval_calls if c[0] == str(same)]
+        assert same_calls[0].endswith(f"adapted/seed{seed}/best.pt")
+    # the parent's criterion re-scores nothing; the new one scores each kept point once per seed
+    assert {c[0] for c in engine.validator_calls} == {"noisy_source_val"}
+    assert len(engine.validator_calls) == 2 * 4
+
+
+def test_reselection_needs_the_parents_eval_points(tmp_path: Path) -> None:
+    (tmp_path / "reselect.toml").write_text(RESELECT)
+    engine = FakeEngine(evalpoints=0)
+    with pytest.raises(ConfigError, match="adapted_proxy/seed0: selection 'noisy_source_val' chooses among "
+                                          ".* kept none"):
+        run_benchmark(load_suite(tmp_path / "reselect.toml"), options(tmp_path / "out"), engine)
+
+
 def test_reuse_errors_name_the_run() -> None:
     with pytest.raises(ConfigError, match="train = false needs init_from"):
         parse_suite({"runs": [{"label": "a", "method": "source_only", "train": False}]})

@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from tests.conftest import blob_split
@@ -82,6 +83,7 @@ LABEL_FREE = [
     {"name": "target_agreement", "view": "denoised"},
     "target_combined",
     {"name": "target_combined", "entropy_weight": 1.0, "view": "denoised"},
+    "noisy_source_val",
 ]
 
 
@@ -221,3 +223,61 @@ def test_flip_view_is_wedge_preserving_point_inversion() -> None:
     assert torch.equal(flip_all(flip_all(x)), x)
     spectrum, flipped = torch.fft.fftn(x[0, 0]), torch.fft.fftn(flip_all(x)[0, 0])
     assert torch.allclose(flipped.abs(), spectrum.abs(), atol=1e-4)  # |F| is unchanged: the wedge stays put
+
+
+# -- noisy_source_val: the held-out source given the target's look ---------------------------------------
+class Smoothed(Threshold):
+    """Box-averages the input before thresholding: worse on clean blobs, robust to noise."""
+
+    def __init__(self, level: float, width: int) -> None:
+        super().__init__(level)
+        self.width = width
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(F.avg_pool3d(x, self.width, stride=1, padding=self.width // 2))
+
+
+def noisier_target_context(target_noise: float) -> ValidationContext:
+    data = RunData(
+        source_train=blob_split(8, seed=1), target_train=blob_split(8, seed=2, noise=target_noise),
+        source_val=blob_split(6, seed=3), target_val=blob_split(6, seed=4, noise=target_noise),
+    )
+    return ValidationContext(data=data, num_classes=2, batch_size=2)
+
+
+def test_noisy_source_val_picks_what_the_target_prefers_where_source_val_does_not() -> None:
+    """Blobs with a noisier target (the appearance track's noise-level shift): a sharp threshold after light
+    smoothing wins on the clean held-out source, heavier smoothing wins on the target. Scored on the held-out
+    source given the target's noise level by skew_matched (fitted on unlabelled target volumes), the
+    validator ranks them as the target does; source_val ranks them the other way."""
+    context = noisier_target_context(0.8)
+    sharp, robust = Smoothed(1.0, 3), Smoothed(0.3, 5)
+    noisy = build_component("validator", "noisy_source_val")
+    clean = build_component("validator", "source_val")
+    oracle = build_component("validator", "target_oracle")
+    assert oracle.score(robust, context) > oracle.score(sharp, context) + 0.2
+    assert clean.score(sharp, context) > clean.score(robust, context) + 0.2
+    assert noisy.score(robust, context) > noisy.score(sharp, context) + 0.2
+    assert noisy.noise.variance > 1.0  # it did add noise, measured on the target's volumes
+    # one draw, the same for every checkpoint scored
+    assert noisy.score(sharp, context) == noisy.score(sharp, context)
+    again = build_component("validator", "noisy_source_val")
+    assert again.score(robust, context) == noisy.score(robust, context)
+
+
+def test_noisy_source_val_is_source_val_when_the_target_is_not_noisier() -> None:
+    """With the source's own volumes as the target, skew_matched's premise fails and adds nothing."""
+    context = noisier_target_context(0.8)
+    context.data.target_train = context.data.source_train
+    noisy = build_component("validator", "noisy_source_val")
+    predictor = Smoothed(1.0, 3)
+    clean = build_component("validator", "source_val")
+    assert noisy.score(predictor, context) == clean.score(predictor, context)
+    assert noisy.noise.variance == 0.0
+
+
+def test_noisy_source_val_needs_labelled_held_out_source() -> None:
+    context = noisier_target_context(0.8)
+    context.data.source_val = None
+    with pytest.raises(ConfigError, match="noisy_source_val' needs a labelled source split data.val_split"):
+        build_component("validator", "noisy_source_val").score(Threshold(0.8), context)

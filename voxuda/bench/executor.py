@@ -178,6 +178,23 @@ class BenchEngine:
             write_json(folder / "index.json", done)
         return len(done)
 
+    def reselect_evalpoints(self, config: Mapping[str, Any], run_dir: Path, name: str) -> Path:
+        """Score ``run_dir``'s kept eval points with the run's own criterion (``config``'s selection, on its
+        data and test-time input), record each score in the index under ``name`` and return the first of the
+        best in step order (the trainer keeps ``best.pt`` only when a score beats the best so far)."""
+        folder = run_dir / EVALPOINTS
+        index = _read_index(folder)
+        best: tuple[float, Path] | None = None
+        for step, path in self.kept_evalpoints(run_dir):
+            entry = index[str(step)]
+            if name not in entry:  # resumed after an interruption
+                entry[name] = self.validator_score(config, path)
+                write_json(folder / "index.json", index)
+            if best is None or entry[name] > best[0]:
+                best = (float(entry[name]), path)
+        assert best is not None, "no kept eval points"
+        return best[1]
+
     def kept_evalpoints(self, run_dir: Path) -> list[tuple[int, Path]]:
         """The kept eval-point checkpoints of a run, ``(step, path)`` in step order."""
         index = _read_index(run_dir / EVALPOINTS)

@@ -160,7 +160,8 @@ def run_benchmark(suite: Suite, options: BenchmarkOptions,
     plans = _select(plans, options.only)
     if options.dry_run:
         lines = [f"{p.run_id}  method={p.method}  selection={p.selection}  init_from={p.init_from or '-'}  "
-                 f"mode={p.mode}{'  weights_from=' + p.weights_from if p.weights_from else ''}  "
+                 f"mode={p.mode}{'  weights_from=' + p.weights_from if p.weights_from else ''}"
+                 f"{'  reselects' if p.reselect else ''}  "
                  f"test-time={','.join(denoiser_label(d) for d in p.test_time_denoisers)}" for p in plans]
         return BenchmarkResult(table="\n".join(lines))
     result = BenchmarkResult()
@@ -244,6 +245,8 @@ def selected_checkpoint_of(out: Path, run_dir: Path, engine: BenchEngine) -> Pat
     seen = set()
     while True:
         info = read_json(run_dir / "bench.json", default={})
+        if info.get("reselected_checkpoint"):
+            return Path(info["reselected_checkpoint"])
         source = info.get("weights_from")
         if not source or source in seen:
             return engine.selected_checkpoint(run_dir)
@@ -283,8 +286,10 @@ def _run_one(plan: RunPlan, run_dir: Path, out: Path, suite: Suite, engine: Benc
         resume = engine.can_resume(run_dir)
         engine.train(plan.config, run_dir, resume=resume, init_checkpoint=init, regret=regret)
         selected = engine.selected_checkpoint(run_dir)
-    elif regret or plan.noise_points:
+    elif regret or plan.noise_points or plan.reselect:
         engine.rescore_evalpoints(plan.config, source_dir, run_dir)
+    if plan.reselect:
+        selected = _reselect(plan, run_dir, engine)
     train_seconds = time.perf_counter() - t0
     assert selected is not None
     records = _evaluate_run(plan, run_dir, selected, engine, regret)
@@ -292,6 +297,20 @@ def _run_one(plan: RunPlan, run_dir: Path, out: Path, suite: Suite, engine: Benc
                                        "mode": plan.mode, "weights_from": plan.weights_from,
                                        "records": [r.to_dict() for r in records]})
     write_text(run_dir / DONE, datetime.now(timezone.utc).isoformat() + "\n")
+
+
+def _reselect(plan: RunPlan, run_dir: Path, engine: BenchEngine) -> Path:
+    """Choose an evaluate-only run's checkpoint among its parent's kept eval points by the run's own
+    criterion (``RunPlan.reselect``), as the trainer would have: the first of the best scores in step order.
+    The choice is recorded in ``bench.json`` so that runs reusing this one follow it."""
+    if not engine.kept_evalpoints(run_dir):
+        raise ConfigError(f"{plan.run_id}: selection {plan.selection!r} chooses among {plan.weights_from}'s "
+                          "kept eval points, and it kept none; rerun it with selection_regret = true and "
+                          "eval_every > 0")
+    chosen = engine.reselect_evalpoints(plan.config, run_dir, plan.selection)
+    info = read_json(run_dir / "bench.json", default={})
+    write_json(run_dir / "bench.json", {**info, "reselected_checkpoint": str(chosen)})
+    return chosen
 
 
 def _evaluate_run(plan: RunPlan, run_dir: Path, selected: Path, engine: BenchEngine,

@@ -129,6 +129,8 @@ class RunPlan:
     mode: str = "train"  # "train", "evaluate_only" or "shared" (see the module doc)
     weights_from: str | None = None  # run_id whose selected checkpoint this plan evaluates (not "train")
     noise_points: int = 0  # kept eval points scored on the test split (warm-start parents only)
+    #: evaluate-only with a selection of its own: choose among the parent's kept eval points by it
+    reselect: bool = False
 
     @property
     def trains(self) -> bool:
@@ -445,6 +447,7 @@ def expand(suite: Suite, *, targets: Sequence[str], seeds: int | None = None, da
                         mode=mode,
                         weights_from=weights_from,
                         noise_points=suite.noise_points if entry.label in parents and entry.train else 0,
+                        reselect=reselects(suite, entry),
                     )
                 )
     return plans
@@ -461,6 +464,16 @@ def selection_of(suite: Suite, entry: RunEntry) -> str:
         if parent is not None:
             return selection_of(suite, parent)
     return suite.selection
+
+
+def reselects(suite: Suite, entry: RunEntry) -> bool:
+    """True for an evaluate-only run (``train = false``) that names a selection other than its parent's: it
+    chooses its own checkpoint among the parent's kept eval points by that criterion (no training), so a
+    new validator is measured on finished runs instead of being recorded over another criterion's choice."""
+    if entry.train or entry.init_from is None or not entry.selection:
+        return False
+    parent = next((r for r in suite.runs if r.label == entry.init_from), None)
+    return parent is not None and entry.selection != selection_of(suite, parent)
 
 
 def _effectively_shared(suite: Suite) -> set[str]:
