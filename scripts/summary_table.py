@@ -13,6 +13,10 @@ One line per (target, row label, network), for one test-time input:
 oracle rows read out the same way as a method's readout row, so that a readout is not credited with what
 it does to the ends of the gap).
 
+``--seed-gap LOW HIGH`` adds the gap closed per seed, ``(row - LOW) / (HIGH - LOW)`` with each seed's own
+ends (reported networks), as its mean and 95 % t interval over seeds: how sure a "closes 90 %" is, which
+the ratio of means does not say.
+
 Usage::
 
     python scripts/summary_table.py --from ../results/ablation --label vox_uda --label vox_uda_no_ngm \\
@@ -29,7 +33,7 @@ from pathlib import Path
 
 from voxuda.bench.report import load_results
 from voxuda.bench.results import EvalRecord, Row
-from voxuda.bench.stats import PairedInterval, paired_interval
+from voxuda.bench.stats import PairedInterval, paired_interval, paired_t_interval
 from voxuda.bench.tables import fmt_interval
 
 
@@ -77,16 +81,44 @@ def gap_between(all_rows: Sequence[Row], row: Row, low: str, high: str) -> float
     return (row.dice_mean - ends[low]) / (ends[high] - ends[low])
 
 
+def seed_gap(records: Sequence[EvalRecord], row: Row, low: str, high: str) -> PairedInterval | None:
+    """The gap closed per seed (``(row - low) / (high - low)``, each seed against its own ends, the ends'
+    reported networks) with its t interval over seeds; seeds whose ends are missing or equal are left out."""
+
+    def reported_dice(label: str) -> dict[int, float]:
+        network = next((r.network or "" for r in records if r.label == label and r.reported), "")
+        return per_seed_dice(records, row.target, label, network, row.input_denoiser)
+
+    mine = per_seed_dice(records, row.target, row.label, row.network, row.input_denoiser)
+    lows, highs = reported_dice(low), reported_dice(high)
+    fractions = [(mine[s] - lows[s]) / (highs[s] - lows[s]) for s in sorted(mine)
+                 if s in lows and s in highs and highs[s] - lows[s] > 1e-9]
+    return paired_t_interval(fractions)
+
+
+def percent_interval(interval: PairedInterval | None) -> str:
+    """``91 % [80 %, 101 %]`` (``91 % (1 seed)`` untested, ``-`` none)."""
+    if interval is None:
+        return "-"
+    if not interval.tested:
+        return f"{100 * interval.mean:.0f} % ({interval.n} seed)"
+    return f"{100 * interval.mean:.0f} % [{100 * interval.low:.0f} %, {100 * interval.high:.0f} %]"
+
+
 def markdown_summary(rows: Sequence[Row], baseline: str, *, records: Sequence[EvalRecord] = (),
                      versus_label: str | None = None, gap: tuple[str, str] | None = None,
-                     all_rows: Sequence[Row] = ()) -> str:
+                     all_rows: Sequence[Row] = (), seed_gap_ends: tuple[str, str] | None = None) -> str:
     """The summary table: Dice mean ± std over seeds, gap closed, paired intervals vs control and baseline,
-    with ``versus_label`` vs that row (the paired per-seed differences, from ``records``) and with ``gap``
-    the gap closed between those two rows of ``all_rows``."""
+    with ``versus_label`` vs that row (the paired per-seed differences, from ``records``), with ``gap``
+    the gap closed between those two rows of ``all_rows`` and with ``seed_gap_ends`` the per-seed gap
+    closed between those two rows (from ``records``) with its interval."""
     extra = f" vs {versus_label} |" if versus_label else ""
     extra += f" gap closed ({gap[0]} to {gap[1]}) |" if gap else ""
+    extra += (f" gap closed per seed ({seed_gap_ends[0]} to {seed_gap_ends[1]}), 95 % t |"
+              if seed_gap_ends else "")
     lines = [f"| target | row (network) | Dice | gap closed | vs control | vs {baseline} |{extra}",
-             "|---|---|---|---|---|---|" + ("---|" if versus_label else "") + ("---|" if gap else "")]
+             "|---|---|---|---|---|---|" + ("---|" if versus_label else "") + ("---|" if gap else "")
+             + ("---|" if seed_gap_ends else "")]
     for r in rows:
         network = f"{r.network_name}, reported" if r.reported else r.network_name
         closed = "-" if math.isnan(r.gap_closed) else f"{100 * r.gap_closed:.0f} %"
@@ -98,6 +130,8 @@ def markdown_summary(rows: Sequence[Row], baseline: str, *, records: Sequence[Ev
         if gap:
             other = gap_between(all_rows, r, *gap)
             line += f" {'-' if math.isnan(other) else f'{100 * other:.0f} %'} |"
+        if seed_gap_ends:
+            line += f" {percent_interval(seed_gap(records, r, *seed_gap_ends))} |"
         lines.append(line)
     return "\n".join(lines)
 
@@ -114,6 +148,8 @@ def main(argv: list[str] | None = None) -> int:
                         "method of an ablation)")
     parser.add_argument("--gap", nargs=2, metavar=("LOW", "HIGH"),
                         help="also the gap closed between these two rows (e.g. readout-matched ends)")
+    parser.add_argument("--seed-gap", nargs=2, metavar=("LOW", "HIGH"),
+                        help="also the gap closed per seed between these two rows, with its 95 %% t interval")
     args = parser.parse_args(argv)
     rows: list[Row] = []
     records: list[EvalRecord] = []
@@ -127,9 +163,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"summary_table: no rows for {', '.join(missing)} in {', '.join(args.folders)}",
               file=sys.stderr)
         return 2
-    gap = tuple(args.gap) if args.gap else None
+    gap = (args.gap[0], args.gap[1]) if args.gap else None
+    seed_gap_ends = (args.seed_gap[0], args.seed_gap[1]) if args.seed_gap else None
     print(markdown_summary(found, args.baseline, records=records, versus_label=args.versus,
-                           gap=gap, all_rows=rows))  # type: ignore[arg-type]
+                           gap=gap, all_rows=rows, seed_gap_ends=seed_gap_ends))
     return 0
 
 

@@ -77,3 +77,29 @@ def test_the_gap_column_measures_between_the_named_rows_of_the_same_input() -> N
     assert lines[0].endswith("| gap closed (low to high) |")
     assert lines[2].endswith("| 75 % |")  # (0.5 - 0.2) / (0.6 - 0.2); the smoothed high row is not used
     assert lines[3].endswith("| - |")  # target b has no ends
+
+
+def test_the_seed_gap_column_is_each_seeds_fraction_with_its_interval() -> None:
+    """Per seed against that seed's own ends (reported networks): 50 %, 60 %, 70 % -> 60 % [35 %, 85 %]."""
+    from summary_table import seed_gap  # noqa: E402
+
+    from voxuda.bench.results import EvalRecord
+
+    def record(label: str, seed: int, dice: float, network: str = "student",
+               reported: bool = True) -> EvalRecord:
+        return EvalRecord(suite="s", target="a", label=label, method="m", seed=seed,
+                          input_denoiser="identity", selection="x", checkpoint="selected", step=1, dice=dice,
+                          iou=0.0, network=network, reported=reported)
+
+    records = [record("low", s, d) for s, d in ((0, 0.2), (1, 0.3), (2, 0.1))]
+    records += [record("high", s, d) for s, d in ((0, 0.6), (1, 0.5), (2, 0.5))]
+    records += [record("m", s, d, "teacher") for s, d in ((0, 0.4), (1, 0.42), (2, 0.38))]
+    records += [record("m", s, 0.0, "student", False) for s in range(3)]
+    interval = seed_gap(records, row("a", "m"), "low", "high")
+    assert interval is not None and interval.n == 3
+    # (0.5 + 0.6 + 0.7) / 3, not the ratio of the means (0.4 - 0.2) / (0.533 - 0.2)
+    assert abs(interval.mean - 0.6) < 1e-9
+    assert abs(interval.high - interval.mean - 4.302653 * 0.1 / 3 ** 0.5) < 1e-5
+    text = markdown_summary([row("a", "m")], "align", records=records, seed_gap_ends=("low", "high"))
+    assert text.splitlines()[0].endswith("| gap closed per seed (low to high), 95 % t |")
+    assert text.splitlines()[2].endswith("| 60 % [35 %, 85 %] |")
