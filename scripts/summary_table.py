@@ -13,6 +13,11 @@ One line per (target, row label, network), for one test-time input:
 oracle rows read out the same way as a method's readout row, so that a readout is not credited with what
 it does to the ends of the gap).
 
+``--versus-parent`` adds, for evaluate-only rows, the paired interval against the row whose weights they
+read (``init_from``, the same network), and below the table the same differences pooled over every listed
+evaluate-only row's reported network, seed and target: e.g. rows that choose the same runs' checkpoints by
+another criterion, whose Dice difference is minus the difference of the two criteria's selection regret.
+
 ``--seed-gap LOW HIGH`` adds the gap closed per seed, ``(row - LOW) / (HIGH - LOW)`` with each seed's own
 ends (reported networks), as its mean and 95 % t interval over seeds: how sure a "closes 90 %" is, which
 the ratio of means does not say.
@@ -33,7 +38,7 @@ from pathlib import Path
 
 from voxuda.bench.report import load_results
 from voxuda.bench.results import EvalRecord, Row
-from voxuda.bench.stats import PairedInterval, paired_interval, paired_t_interval
+from voxuda.bench.stats import PairedInterval, paired_differences, paired_interval, paired_t_interval
 from voxuda.bench.tables import fmt_interval
 
 
@@ -81,6 +86,16 @@ def gap_between(all_rows: Sequence[Row], row: Row, low: str, high: str) -> float
     return (row.dice_mean - ends[low]) / (ends[high] - ends[low])
 
 
+def versus_parent_differences(records: Sequence[EvalRecord], row: Row) -> list[float]:
+    """Per-seed test Dice of an evaluate-only ``row`` minus that of the row whose weights it reads (same
+    network); empty for other rows."""
+    if row.mode != "evaluate_only" or not row.init_from:
+        return []
+    mine = per_seed_dice(records, row.target, row.label, row.network, row.input_denoiser)
+    theirs = per_seed_dice(records, row.target, row.init_from, row.network, row.input_denoiser)
+    return paired_differences(mine, theirs)
+
+
 def seed_gap(records: Sequence[EvalRecord], row: Row, low: str, high: str) -> PairedInterval | None:
     """The gap closed per seed (``(row - low) / (high - low)``, each seed against its own ends, the ends'
     reported networks) with its t interval over seeds; seeds whose ends are missing or equal are left out."""
@@ -107,24 +122,34 @@ def percent_interval(interval: PairedInterval | None) -> str:
 
 def markdown_summary(rows: Sequence[Row], baseline: str, *, records: Sequence[EvalRecord] = (),
                      versus_label: str | None = None, gap: tuple[str, str] | None = None,
-                     all_rows: Sequence[Row] = (), seed_gap_ends: tuple[str, str] | None = None) -> str:
+                     all_rows: Sequence[Row] = (), seed_gap_ends: tuple[str, str] | None = None,
+                     versus_parent: bool = False) -> str:
     """The summary table: Dice mean ± std over seeds, gap closed, paired intervals vs control and baseline,
     with ``versus_label`` vs that row (the paired per-seed differences, from ``records``), with ``gap``
     the gap closed between those two rows of ``all_rows`` and with ``seed_gap_ends`` the per-seed gap
-    closed between those two rows (from ``records``) with its interval."""
-    extra = f" vs {versus_label} |" if versus_label else ""
+    closed between those two rows (from ``records``) with its interval; with ``versus_parent`` each
+    evaluate-only row against the row whose weights it reads, pooled below the table."""
+    extra = " vs the row it reads |" if versus_parent else ""
+    extra += f" vs {versus_label} |" if versus_label else ""
     extra += f" gap closed ({gap[0]} to {gap[1]}) |" if gap else ""
     extra += (f" gap closed per seed ({seed_gap_ends[0]} to {seed_gap_ends[1]}), 95 % t |"
               if seed_gap_ends else "")
     lines = [f"| target | row (network) | Dice | gap closed | vs control | vs {baseline} |{extra}",
-             "|---|---|---|---|---|---|" + ("---|" if versus_label else "") + ("---|" if gap else "")
+             "|---|---|---|---|---|---|" + ("---|" if versus_parent else "")
+             + ("---|" if versus_label else "") + ("---|" if gap else "")
              + ("---|" if seed_gap_ends else "")]
+    pooled: list[float] = []
     for r in rows:
         network = f"{r.network_name}, reported" if r.reported else r.network_name
         closed = "-" if math.isnan(r.gap_closed) else f"{100 * r.gap_closed:.0f} %"
         line = (f"| `{r.target}` | `{r.label}` ({network}) | {r.dice_mean:.3f} ± {r.dice_std:.3f} "
                 f"(n={r.n_seeds}) | {closed} | {fmt_interval(r.vs_control)} | "
                 f"{fmt_interval(r.vs_baselines.get(baseline))} |")
+        if versus_parent:
+            differences = versus_parent_differences(records, r)
+            line += f" {fmt_interval(paired_t_interval(differences)) if differences else '-'} |"
+            if r.reported:
+                pooled += differences
         if versus_label:
             line += f" {fmt_interval(versus(records, r, versus_label))} |"
         if gap:
@@ -133,6 +158,10 @@ def markdown_summary(rows: Sequence[Row], baseline: str, *, records: Sequence[Ev
         if seed_gap_ends:
             line += f" {percent_interval(seed_gap(records, r, *seed_gap_ends))} |"
         lines.append(line)
+    if versus_parent:
+        interval = paired_t_interval(pooled)
+        lines += ["", "Pooled over the evaluate-only rows' reported networks, seeds and targets, against the "
+                  f"rows they read: {fmt_interval(interval)} (n={len(pooled)})."]
     return "\n".join(lines)
 
 
@@ -148,6 +177,8 @@ def main(argv: list[str] | None = None) -> int:
                         "method of an ablation)")
     parser.add_argument("--gap", nargs=2, metavar=("LOW", "HIGH"),
                         help="also the gap closed between these two rows (e.g. readout-matched ends)")
+    parser.add_argument("--versus-parent", action="store_true",
+                        help="also each evaluate-only row against the row whose weights it reads, pooled")
     parser.add_argument("--seed-gap", nargs=2, metavar=("LOW", "HIGH"),
                         help="also the gap closed per seed between these two rows, with its 95 %% t interval")
     args = parser.parse_args(argv)
@@ -166,7 +197,8 @@ def main(argv: list[str] | None = None) -> int:
     gap = (args.gap[0], args.gap[1]) if args.gap else None
     seed_gap_ends = (args.seed_gap[0], args.seed_gap[1]) if args.seed_gap else None
     print(markdown_summary(found, args.baseline, records=records, versus_label=args.versus,
-                           gap=gap, all_rows=rows, seed_gap_ends=seed_gap_ends))
+                           gap=gap, all_rows=rows, seed_gap_ends=seed_gap_ends,
+                           versus_parent=args.versus_parent))
     return 0
 
 

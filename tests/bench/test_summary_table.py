@@ -15,13 +15,14 @@ from summary_table import markdown_summary, summary_rows  # noqa: E402
 
 def row(target: str, label: str, *, network: str = "teacher", reported: bool = True, dice: float = 0.5,
         denoiser: str = "identity", control: PairedInterval | None = None,
-        baselines: dict[str, PairedInterval] | None = None) -> Row:
+        baselines: dict[str, PairedInterval] | None = None, init_from: str | None = None,
+        mode: str = "train") -> Row:
     return Row(
         target=target, label=label, method="vox_uda", input_denoiser=denoiser, selection="x", n_seeds=3,
         dice_mean=dice, dice_std=0.01, iou_mean=0.0, iou_std=0.0, per_class={}, gap_closed=0.9,
-        regret_mean=0.0, regret_std=0.0, flag="", leaky_selection=False, init_from=None, group="",
+        regret_mean=0.0, regret_std=0.0, flag="", leaky_selection=False, init_from=init_from, group="",
         seeds=(0, 1, 2), network=network, reported=reported, vs_control=control,
-        vs_baselines=baselines or {},
+        vs_baselines=baselines or {}, mode=mode,
     )
 
 
@@ -103,3 +104,24 @@ def test_the_seed_gap_column_is_each_seeds_fraction_with_its_interval() -> None:
     text = markdown_summary([row("a", "m")], "align", records=records, seed_gap_ends=("low", "high"))
     assert text.splitlines()[0].endswith("| gap closed per seed (low to high), 95 % t |")
     assert text.splitlines()[2].endswith("| 60 % [35 %, 85 %] |")
+
+
+def test_versus_parent_pairs_evaluate_only_rows_with_the_row_they_read_and_pools_them() -> None:
+    from voxuda.bench.results import EvalRecord
+
+    def record(target: str, label: str, seed: int, dice: float) -> EvalRecord:
+        return EvalRecord(suite="s", target=target, label=label, method="m", seed=seed,
+                          input_denoiser="identity", selection="x", checkpoint="selected", step=1, dice=dice,
+                          iou=0.0, network="teacher", reported=True)
+
+    records = [record("a", "m", s, 0.5) for s in range(3)] + [record("b", "m", s, 0.4) for s in range(3)]
+    records += [record("a", "m_proxy", s, 0.5 + d) for s, d in enumerate((0.01, 0.02, 0.03))]
+    records += [record("b", "m_proxy", s, 0.4 + d) for s, d in enumerate((0.00, 0.01, 0.02))]
+    rows = [row(t, "m") for t in "ab"]
+    rows += [row(t, "m_proxy", init_from="m", mode="evaluate_only") for t in "ab"]
+    lines = markdown_summary(rows, "align", records=records, versus_parent=True).splitlines()
+    assert lines[0].split("|")[7].strip() == "vs the row it reads"
+    assert lines[2].split("|")[7].strip() == "-"  # a trained row reads no other row's weights
+    assert lines[4].split("|")[7].strip().startswith("+0.020 [")
+    # mean 0.015, sd 0.0105 over 6, t(0.975, 5) = 2.571: half-width 0.011
+    assert lines[-1].endswith("+0.015 [+0.004, +0.026] (n=6).")
