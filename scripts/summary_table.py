@@ -13,10 +13,11 @@ One line per (target, row label, network), for one test-time input:
 oracle rows read out the same way as a method's readout row, so that a readout is not credited with what
 it does to the ends of the gap).
 
-``--versus-parent`` adds, for evaluate-only rows, the paired interval against the row whose weights they
-read (``init_from``, the same network), and below the table the same differences pooled over every listed
-evaluate-only row's reported network, seed and target: e.g. rows that choose the same runs' checkpoints by
-another criterion, whose Dice difference is minus the difference of the two criteria's selection regret.
+``--versus-parent`` adds, for re-selecting rows (evaluate-only rows that chose their parent's checkpoints by
+another criterion, docs/benchmark.md), the paired interval against the row whose runs they re-select
+(``init_from``, the same network), and below the table the same differences pooled over every listed such
+row's reported network, seed and target. A difference is minus the difference of the two criteria's
+selection regret (both are measured against the same label-leaking choice).
 
 ``--seed-gap LOW HIGH`` adds the gap closed per seed, ``(row - LOW) / (HIGH - LOW)`` with each seed's own
 ends (reported networks), as its mean and 95 % t interval over seeds: how sure a "closes 90 %" is, which
@@ -87,9 +88,12 @@ def gap_between(all_rows: Sequence[Row], row: Row, low: str, high: str) -> float
 
 
 def versus_parent_differences(records: Sequence[EvalRecord], row: Row) -> list[float]:
-    """Per-seed test Dice of an evaluate-only ``row`` minus that of the row whose weights it reads (same
-    network); empty for other rows."""
+    """Per-seed test Dice of a re-selecting ``row`` (evaluate-only, its selection not its parent's) minus
+    that of the row whose runs it re-selects (same network); empty for other rows."""
     if row.mode != "evaluate_only" or not row.init_from:
+        return []
+    parent_selection = {r.selection for r in records if r.target == row.target and r.label == row.init_from}
+    if parent_selection == {row.selection}:
         return []
     mine = per_seed_dice(records, row.target, row.label, row.network, row.input_denoiser)
     theirs = per_seed_dice(records, row.target, row.init_from, row.network, row.input_denoiser)
@@ -128,8 +132,8 @@ def markdown_summary(rows: Sequence[Row], baseline: str, *, records: Sequence[Ev
     with ``versus_label`` vs that row (the paired per-seed differences, from ``records``), with ``gap``
     the gap closed between those two rows of ``all_rows`` and with ``seed_gap_ends`` the per-seed gap
     closed between those two rows (from ``records``) with its interval; with ``versus_parent`` each
-    evaluate-only row against the row whose weights it reads, pooled below the table."""
-    extra = " vs the row it reads |" if versus_parent else ""
+    re-selecting row against its runs' own selection, pooled below the table."""
+    extra = " vs the runs' own selection |" if versus_parent else ""
     extra += f" vs {versus_label} |" if versus_label else ""
     extra += f" gap closed ({gap[0]} to {gap[1]}) |" if gap else ""
     extra += (f" gap closed per seed ({seed_gap_ends[0]} to {seed_gap_ends[1]}), 95 % t |"
@@ -160,8 +164,8 @@ def markdown_summary(rows: Sequence[Row], baseline: str, *, records: Sequence[Ev
         lines.append(line)
     if versus_parent:
         interval = paired_t_interval(pooled)
-        lines += ["", "Pooled over the evaluate-only rows' reported networks, seeds and targets, against the "
-                  f"rows they read: {fmt_interval(interval)} (n={len(pooled)})."]
+        lines += ["", "Pooled over the re-selecting rows' reported networks, seeds and targets, against the "
+                  f"runs' own selection: {fmt_interval(interval)} (n={len(pooled)})."]
     return "\n".join(lines)
 
 
@@ -178,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--gap", nargs=2, metavar=("LOW", "HIGH"),
                         help="also the gap closed between these two rows (e.g. readout-matched ends)")
     parser.add_argument("--versus-parent", action="store_true",
-                        help="also each evaluate-only row against the row whose weights it reads, pooled")
+                        help="also each re-selecting row against its runs' own selection, and pooled")
     parser.add_argument("--seed-gap", nargs=2, metavar=("LOW", "HIGH"),
                         help="also the gap closed per seed between these two rows, with its 95 %% t interval")
     args = parser.parse_args(argv)

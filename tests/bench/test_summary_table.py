@@ -16,9 +16,9 @@ from summary_table import markdown_summary, summary_rows  # noqa: E402
 def row(target: str, label: str, *, network: str = "teacher", reported: bool = True, dice: float = 0.5,
         denoiser: str = "identity", control: PairedInterval | None = None,
         baselines: dict[str, PairedInterval] | None = None, init_from: str | None = None,
-        mode: str = "train") -> Row:
+        mode: str = "train", selection: str = "x") -> Row:
     return Row(
-        target=target, label=label, method="vox_uda", input_denoiser=denoiser, selection="x", n_seeds=3,
+        target=target, label=label, method="vox_uda", input_denoiser=denoiser, selection=selection, n_seeds=3,
         dice_mean=dice, dice_std=0.01, iou_mean=0.0, iou_std=0.0, per_class={}, gap_closed=0.9,
         regret_mean=0.0, regret_std=0.0, flag="", leaky_selection=False, init_from=init_from, group="",
         seeds=(0, 1, 2), network=network, reported=reported, vs_control=control,
@@ -109,19 +109,22 @@ def test_the_seed_gap_column_is_each_seeds_fraction_with_its_interval() -> None:
 def test_versus_parent_pairs_evaluate_only_rows_with_the_row_they_read_and_pools_them() -> None:
     from voxuda.bench.results import EvalRecord
 
-    def record(target: str, label: str, seed: int, dice: float) -> EvalRecord:
+    def record(target: str, label: str, seed: int, dice: float, selection: str = "x") -> EvalRecord:
         return EvalRecord(suite="s", target=target, label=label, method="m", seed=seed,
-                          input_denoiser="identity", selection="x", checkpoint="selected", step=1, dice=dice,
-                          iou=0.0, network="teacher", reported=True)
+                          input_denoiser="identity", selection=selection, checkpoint="selected", step=1,
+                          dice=dice, iou=0.0, network="teacher", reported=True)
 
     records = [record("a", "m", s, 0.5) for s in range(3)] + [record("b", "m", s, 0.4) for s in range(3)]
-    records += [record("a", "m_proxy", s, 0.5 + d) for s, d in enumerate((0.01, 0.02, 0.03))]
-    records += [record("b", "m_proxy", s, 0.4 + d) for s, d in enumerate((0.00, 0.01, 0.02))]
+    records += [record("a", "m_proxy", s, 0.5 + d, "y") for s, d in enumerate((0.01, 0.02, 0.03))]
+    records += [record("b", "m_proxy", s, 0.4 + d, "y") for s, d in enumerate((0.00, 0.01, 0.02))]
+    records += [record("a", "m_readout", s, 0.9) for s in range(3)]  # the parent's own choice, read otherwise
     rows = [row(t, "m") for t in "ab"]
-    rows += [row(t, "m_proxy", init_from="m", mode="evaluate_only") for t in "ab"]
+    rows += [row(t, "m_proxy", init_from="m", mode="evaluate_only", selection="y") for t in "ab"]
+    rows += [row("a", "m_readout", init_from="m", mode="evaluate_only")]
     lines = markdown_summary(rows, "align", records=records, versus_parent=True).splitlines()
-    assert lines[0].split("|")[7].strip() == "vs the row it reads"
-    assert lines[2].split("|")[7].strip() == "-"  # a trained row reads no other row's weights
+    assert lines[0].split("|")[7].strip() == "vs the runs' own selection"
+    assert lines[2].split("|")[7].strip() == "-"  # a trained row re-selects nothing
     assert lines[4].split("|")[7].strip().startswith("+0.020 [")
+    assert lines[6].split("|")[7].strip() == "-"  # same selection as its parent: not pooled
     # mean 0.015, sd 0.0105 over 6, t(0.975, 5) = 2.571: half-width 0.011
     assert lines[-1].endswith("+0.015 [+0.004, +0.026] (n=6).")
