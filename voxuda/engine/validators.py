@@ -2,10 +2,10 @@
 
 UDA has no labelled target data, so choosing a checkpoint is itself a method decision that must be explicit.
 Held-out source Dice (``source_val``) is honest but blind to the target: in the appearance probe it stayed at
-0.741-0.749 for every warm-started adaptation run while their target Dice ranged from 0.19 to 0.38. The
-``noisy_source_val`` scores the held-out source after a noise model fitted on unlabelled target volumes
-has given it the target's look (a labelled proxy of the target). The
-label-free criteria that look at the target read only the *volumes* of the target train split, never a label:
+0.741-0.749 for every warm-started adaptation run while their target Dice ranged from 0.19 to 0.38.
+``noisy_source_val`` scores the held-out source after a noise model fitted on unlabelled target volumes has
+given it the target's look (a labelled proxy of the target). The label-free criteria that look at the target
+read only the *volumes* of the target train split, never a label:
 ``entropy`` (mean prediction entropy), ``agreement`` (raw vs denoised input), ``target_prior`` (predicted
 foreground fraction against the source's), ``target_agreement`` (prediction vs prediction of a
 wedge-preserving flipped view, or of a denoised view) and ``target_combined`` (a fixed-scale weighted sum).
