@@ -19,6 +19,9 @@ another criterion, docs/benchmark.md), the paired interval against the row whose
 row's reported network, seed and target. A difference is minus the difference of the two criteria's
 selection regret (both are measured against the same label-leaking choice).
 
+``--regret`` adds each row's selection regret (Dice of the checkpoint the label-leaking criterion would have
+chosen minus Dice of the chosen one, mean over seeds; ``-`` where not measured).
+
 ``--seed-gap LOW HIGH`` adds the gap closed per seed, ``(row - LOW) / (HIGH - LOW)`` with each seed's own
 ends (reported networks), as its mean and 95 % t interval over seeds: how sure a "closes 90 %" is, which
 the ratio of means does not say.
@@ -127,19 +130,20 @@ def percent_interval(interval: PairedInterval | None) -> str:
 def markdown_summary(rows: Sequence[Row], baseline: str, *, records: Sequence[EvalRecord] = (),
                      versus_label: str | None = None, gap: tuple[str, str] | None = None,
                      all_rows: Sequence[Row] = (), seed_gap_ends: tuple[str, str] | None = None,
-                     versus_parent: bool = False) -> str:
+                     versus_parent: bool = False, regret: bool = False) -> str:
     """The summary table: Dice mean ± std over seeds, gap closed, paired intervals vs control and baseline,
     with ``versus_label`` vs that row (the paired per-seed differences, from ``records``), with ``gap``
     the gap closed between those two rows of ``all_rows`` and with ``seed_gap_ends`` the per-seed gap
     closed between those two rows (from ``records``) with its interval; with ``versus_parent`` each
     re-selecting row against its runs' own selection, pooled below the table."""
-    extra = " vs the runs' own selection |" if versus_parent else ""
+    extra = " selection regret |" if regret else ""
+    extra += " vs the runs' own selection |" if versus_parent else ""
     extra += f" vs {versus_label} |" if versus_label else ""
     extra += f" gap closed ({gap[0]} to {gap[1]}) |" if gap else ""
     extra += (f" gap closed per seed ({seed_gap_ends[0]} to {seed_gap_ends[1]}), 95 % t |"
               if seed_gap_ends else "")
     lines = [f"| target | row (network) | Dice | gap closed | vs control | vs {baseline} |{extra}",
-             "|---|---|---|---|---|---|" + ("---|" if versus_parent else "")
+             "|---|---|---|---|---|---|" + ("---|" if regret else "") + ("---|" if versus_parent else "")
              + ("---|" if versus_label else "") + ("---|" if gap else "")
              + ("---|" if seed_gap_ends else "")]
     pooled: list[float] = []
@@ -149,6 +153,8 @@ def markdown_summary(rows: Sequence[Row], baseline: str, *, records: Sequence[Ev
         line = (f"| `{r.target}` | `{r.label}` ({network}) | {r.dice_mean:.3f} ± {r.dice_std:.3f} "
                 f"(n={r.n_seeds}) | {closed} | {fmt_interval(r.vs_control)} | "
                 f"{fmt_interval(r.vs_baselines.get(baseline))} |")
+        if regret:
+            line += f" {'-' if math.isnan(r.regret_mean) else f'{r.regret_mean:+.3f}'} |"
         if versus_parent:
             differences = versus_parent_differences(records, r)
             line += f" {fmt_interval(paired_t_interval(differences)) if differences else '-'} |"
@@ -183,6 +189,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="also the gap closed between these two rows (e.g. readout-matched ends)")
     parser.add_argument("--versus-parent", action="store_true",
                         help="also each re-selecting row against its runs' own selection, and pooled")
+    parser.add_argument("--regret", action="store_true", help="also each row's selection regret")
     parser.add_argument("--seed-gap", nargs=2, metavar=("LOW", "HIGH"),
                         help="also the gap closed per seed between these two rows, with its 95 %% t interval")
     args = parser.parse_args(argv)
@@ -202,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
     seed_gap_ends = (args.seed_gap[0], args.seed_gap[1]) if args.seed_gap else None
     print(markdown_summary(found, args.baseline, records=records, versus_label=args.versus,
                            gap=gap, all_rows=rows, seed_gap_ends=seed_gap_ends,
-                           versus_parent=args.versus_parent))
+                           versus_parent=args.versus_parent, regret=args.regret))
     return 0
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import sys
 from pathlib import Path
 
@@ -128,3 +129,13 @@ def test_versus_parent_pairs_evaluate_only_rows_with_the_row_they_read_and_pools
     assert lines[6].split("|")[7].strip() == "-"  # same selection as its parent: not pooled
     # mean 0.015, sd 0.0105 over 6, t(0.975, 5) = 2.571: half-width 0.011
     assert lines[-1].endswith("+0.015 [+0.004, +0.026] (n=6).")
+
+
+def test_the_regret_column_shows_each_rows_mean_regret() -> None:
+    import attrs
+
+    rows = [attrs.evolve(row("a", "m"), regret_mean=0.0123),
+            attrs.evolve(row("a", "n"), regret_mean=math.nan)]
+    lines = markdown_summary(rows, "align", regret=True).splitlines()
+    assert lines[0].split("|")[7].strip() == "selection regret"
+    assert [line.split("|")[7].strip() for line in lines[2:]] == ["+0.012", "-"]
