@@ -84,11 +84,15 @@ class FakeEngine(BenchEngine):
         self.oracle_calls.append((config["data"]["target_domain"], str(checkpoint)))
         return 0.1 * int(checkpoint.stem[4:]) / 1000.0
 
-    def validator_score(self, config: Mapping[str, Any], checkpoint: Path) -> float:
+    def _validator_scorer(self, config: Mapping[str, Any]) -> Callable[[Path], float]:
         """A label-free criterion's score of a kept eval point: ``validator`` (step -> score), else -step."""
-        step = int(checkpoint.stem[4:])
-        self.validator_calls.append((config["evaluation"]["selection"], str(checkpoint)))
-        return self.validator(step) if self.validator is not None else -float(step)
+
+        def score(checkpoint: Path) -> float:
+            step = int(checkpoint.stem[4:])
+            self.validator_calls.append((config["evaluation"]["selection"], str(checkpoint)))
+            return self.validator(step) if self.validator is not None else -float(step)
+
+        return score
 
     def method_flag(self, method: str) -> str:
         return "upper bound" if method == "oracle" else ""

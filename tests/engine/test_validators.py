@@ -276,6 +276,18 @@ def test_noisy_source_val_is_source_val_when_the_target_is_not_noisier() -> None
     assert noisy.noise.variance == 0.0
 
 
+def test_noisy_source_val_refits_for_other_data() -> None:
+    """One validator scored on two runs' data does not reuse the first run's noisy volumes."""
+    noisier = noisier_target_context(0.8)
+    same = noisier_target_context(0.8)
+    same.data.target_train = same.data.source_train
+    noisy = build_component("validator", "noisy_source_val")
+    predictor = Smoothed(1.0, 3)
+    first = noisy.score(predictor, noisier)
+    assert noisy.score(predictor, same) == build_component("validator", "source_val").score(predictor, same)
+    assert noisy.score(predictor, noisier) == first
+
+
 def test_noisy_source_val_needs_labelled_held_out_source() -> None:
     context = noisier_target_context(0.8)
     context.data.source_val = None

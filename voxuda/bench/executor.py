@@ -26,7 +26,7 @@ Tests swap :class:`BenchEngine` for a fake to count trainer calls.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -184,11 +184,12 @@ class BenchEngine:
         best in step order (the trainer keeps ``best.pt`` only when a score beats the best so far)."""
         folder = run_dir / EVALPOINTS
         index = _read_index(folder)
+        score = self._validator_scorer(config)  # one validator: a fitted noise model is fitted once
         best: tuple[float, Path] | None = None
         for step, path in self.kept_evalpoints(run_dir):
             entry = index[str(step)]
             if name not in entry:  # resumed after an interruption
-                entry[name] = self.validator_score(config, path)
+                entry[name] = score(path)
                 write_json(folder / "index.json", index)
             if best is None or entry[name] > best[0]:
                 best = (float(entry[name]), path)
@@ -204,6 +205,11 @@ class BenchEngine:
         """The score the run's own label-free criterion (``evaluation.selection`` / ``validator``) gives
         ``checkpoint``, on the run's own (aligned) data and test-time input, as the trainer computes it
         (``scripts/select_start_regret.py`` scores warm starts with it)."""
+        return self._validator_scorer(config)(checkpoint)
+
+    def _validator_scorer(self, config: Mapping[str, Any]) -> Callable[[Path], float]:
+        """``checkpoint -> score`` of the run's own criterion, with one validator and context for every
+        checkpoint it scores (as the trainer keeps one validator for a run)."""
         from voxuda.denoisers import build_input_denoiser
         from voxuda.engine.inference import make_input_transform
 
@@ -212,20 +218,20 @@ class BenchEngine:
         if ref is None:
             raise ValueError(f"evaluation.selection = {rc.evaluation.selection!r} scores no checkpoint")
         transform = make_input_transform(build_input_denoiser(rc.evaluation.input_denoiser))
-        return self._score(rc, checkpoint, self._run_data(rc), ref, transform)
+        return self._scorer(rc, self._run_data(rc), ref, transform)
 
     def _oracle_score(self, rc: Any, checkpoint: Path, data: Any) -> float:
         oracle = ComponentRef("target_oracle", {"max_volumes": ORACLE_VOLUMES})
-        return self._score(rc, checkpoint, data, oracle)
+        return self._scorer(rc, data, oracle)(checkpoint)
 
-    def _score(self, rc: Any, checkpoint: Path, data: Any, validator_ref: ComponentRef,
-               input_transform: Any = None) -> float:
+    def _scorer(self, rc: Any, data: Any, validator_ref: ComponentRef,
+                input_transform: Any = None) -> Callable[[Path], float]:
         from voxuda.engine.validators import ValidationContext, build_validator
 
-        predictor = self._predictor(rc, checkpoint)
+        validator = build_validator(validator_ref)
         context = ValidationContext(data=data, num_classes=rc.data.num_classes,
                                     batch_size=rc.evaluation.batch_size, input_transform=input_transform)
-        return float(build_validator(validator_ref).score(predictor, context))
+        return lambda checkpoint: float(validator.score(self._predictor(rc, checkpoint), context))
 
     # -- checkpoints ------------------------------------------------------------------------------------
     def selected_checkpoint(self, run_dir: Path) -> Path:

@@ -142,12 +142,13 @@ class NoisySourceValidation(Validator):
     def __init__(self, config: NoisySourceValidationConfig) -> None:
         super().__init__(config)
         self.noise = self.build_sub("noise")
-        self._noisy: DomainSplit | None = None
+        self._noisy: tuple[RunData, DomainSplit] | None = None  # the data it was built from, and the split
 
     def noisy_split(self, context: ValidationContext) -> DomainSplit:
-        """The held-out source volumes with the fitted noise added (labels unchanged), built on first use."""
-        if self._noisy is not None:
-            return self._noisy
+        """The held-out source volumes with the fitted noise added (labels unchanged), built on first use for
+        the context's data."""
+        if self._noisy is not None and self._noisy[0] is context.data:
+            return self._noisy[1]
         split = context.data.source_val
         if split is None or split.labels is None:
             raise ConfigError("evaluation.selection = 'noisy_source_val' needs a labelled source split "
@@ -162,8 +163,9 @@ class NoisySourceValidation(Validator):
             self.noise.measure_source(source[:fit] if fit else source)
         generator = torch.Generator().manual_seed(self.config.seed)
         noisy = torch.cat([self.noise(split.volumes[i:i + 1], generator) for i in range(len(split))])
-        self._noisy = DomainSplit(noisy, split.labels, split.meta, split.index)
-        return self._noisy
+        noisy_split = DomainSplit(noisy, split.labels, split.meta, split.index)
+        self._noisy = (context.data, noisy_split)
+        return noisy_split
 
     def score(self, predictor: nn.Module, context: ValidationContext) -> float:
         return _dice(predictor, self.noisy_split(context), context)
