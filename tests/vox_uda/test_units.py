@@ -221,6 +221,39 @@ def test_noise_premise_is_checked_on_source_volumes_and_reported(capsys) -> None
     assert "premise_holds" not in no_data.components()["noise"]["state"]
 
 
+def test_skew_matched_with_n_samples_0_reads_every_volume_once_whatever_the_seed() -> None:
+    """``n_samples = 0``: the skewnesses are the means over the whole target-train and source-train splits,
+    the same for any run seed, and the run's generator is not drawn from; with 40 draws they are not."""
+    from voxuda.engine.data import DomainSplit, RunData
+    from voxuda.noise.skew_matched import mean_skewness
+
+    source, label, target, _ = tiny_domains()
+    data = RunData(source_train=DomainSplit(source, label), target_train=DomainSplit(target, None))
+
+    def fitted(n_samples: int, seed: int) -> tuple[dict[str, object], Tensor]:
+        method = tiny_method(noise={"name": "skew_matched", "n_samples": n_samples}, **ID)
+        generator = torch.Generator().manual_seed(seed)
+
+        def draw(k: int) -> Tensor:
+            return target[torch.randint(0, len(target), (k,), generator=generator)]
+
+        method.on_train_start(TrainContext(total_steps=4, device=torch.device("cpu"), generator=generator,
+                                           sample_target=draw, extra={"data": data}))
+        return method.components()["noise"]["state"], torch.randint(0, 1000, (4,), generator=generator)
+
+    whole = [fitted(0, seed) for seed in (0, 1, 2)]
+    for state, _ in whole:
+        assert state["target_skewness"] == pytest.approx(mean_skewness(target), rel=1e-12)
+        assert state["source_skewness"] == pytest.approx(mean_skewness(source), rel=1e-12)
+    # the generator was untouched by the fit: its next draws are a fresh generator's
+    assert torch.equal(whole[0][1], torch.randint(0, 1000, (4,), generator=torch.Generator().manual_seed(0)))
+    drawn = {fitted(40, seed)[0]["target_skewness"] for seed in (0, 1, 2)}
+    assert len(drawn) == 3 and mean_skewness(target) not in drawn
+    no_data = tiny_method(noise={"name": "skew_matched", "n_samples": 0}, **ID)
+    with pytest.raises(RuntimeError, match="n_samples >= 1"):
+        start(no_data, target)
+
+
 def _student_forwards(method: nn.Module) -> list[Tensor]:
     seen: list[Tensor] = []
     method.student.register_forward_pre_hook(lambda m, args: seen.append(args[0].clone()))

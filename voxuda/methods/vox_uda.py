@@ -164,13 +164,33 @@ class VoxUDA(MeanTeacher):
 
     # -- trainer hooks -----------------------------------------------------------------------------------
     def on_train_start(self, context: TrainContext) -> None:
-        """Share the run's generator and fit the noise model on ``n_fit_samples`` target volumes."""
+        """Share the run's generator and fit the noise model on ``n_fit_samples`` target volumes (drawn
+        with replacement), or, when a model asks for 0, on every target-train volume once."""
         super().on_train_start(context)
         self.adversarial.on_train_start(context)
-        self._sample_target = context.sample_target
+        self._sample_target = self._target_fit_sampler(context)
         if self.noise.needs_target:
-            self.noise.fit(context.sample_target(self.noise.n_fit_samples))
+            self.noise.fit(self._sample_target(self.noise.n_fit_samples))
         self._check_noise_premise(context)
+
+    def _target_fit_sampler(self, context: TrainContext) -> Callable[[int], Tensor]:
+        """``n`` random target volumes from the run's generator; for ``n = 0`` the whole target-train split.
+
+        Why the whole split: a near-zero target statistic (``skew_matched``'s skewness on appear_noisier) is
+        estimated so poorly from 40 draws that one seed's estimate flipped sign and the run added no noise
+        (docs/vox_uda.md); every volume, once each, gives one estimate that no seed changes.
+        """
+        split = getattr(context.extra.get("data"), "target_train", None)
+
+        def sample(n: int) -> Tensor:
+            if n > 0:
+                return context.sample_target(n)
+            if split is None or len(split) == 0:
+                raise RuntimeError("vox_uda: the noise model asks for the whole target-train split "
+                                   "(n_samples = 0) but the trainer gave no run data; set n_samples >= 1")
+            return split.volumes.to(context.device)
+
+        return sample
 
     def _check_noise_premise(self, context: TrainContext) -> None:
         """Measure the source's noise the way the noise model measured the target's (models with
@@ -179,9 +199,10 @@ class VoxUDA(MeanTeacher):
         source = getattr(getattr(data, "source_train", None), "volumes", None)
         if not isinstance(self.noise, MeasuresSource) or source is None or len(source) == 0:
             return
-        n = min(max(int(self.noise.n_fit_samples), 1), len(source))
-        index = torch.linspace(0, len(source) - 1, n).round().long()  # evenly spaced: no draw from the RNG
-        self.noise.measure_source(source[index])
+        n = int(self.noise.n_fit_samples)
+        if n > 0:  # evenly spaced: no draw from the RNG; 0 = the whole source-train split
+            source = source[torch.linspace(0, len(source) - 1, min(n, len(source))).round().long()]
+        self.noise.measure_source(source)
         premise = getattr(self.noise, "premise", None)
         warning = premise.warning() if premise is not None else None
         if warning:

@@ -38,7 +38,7 @@ import attrs
 import torch
 from torch import Tensor
 
-from voxuda.checks import at_least_one, one_of, positive
+from voxuda.checks import non_negative, one_of, positive
 from voxuda.config import help_field
 from voxuda.noise.base import NoiseModelBase, check_volumes
 from voxuda.noise.fourier import power_on_grid, radial_power, shaped_noise
@@ -53,7 +53,9 @@ class SkewMatchedNoiseConfig:
 
     n_samples: int = help_field(
         40, help="target (and source) volumes for the skewness estimates; a volume's skewness is noisy, "
-        "so more than NGM's 10 [I]", validator=at_least_one)
+        "so more than NGM's 10 [I]; 0 = every volume of the target-train (and source-train) split, each "
+        "once: the same estimate for every seed [I: a 40-draw estimate flipped sign, docs/vox_uda.md]",
+        validator=non_negative)
     colour: Colour = help_field(
         "source", help="spectrum of the added noise: the source's own ('source', when both domains' noise "
         "has one colour) or what makes the noisy source's spectrum the target's ('target') [I]",
