@@ -118,6 +118,11 @@ def seed_gap(records: Sequence[EvalRecord], row: Row, low: str, high: str) -> Pa
     return paired_t_interval(fractions)
 
 
+def gap_percent(fraction: float) -> str:
+    """``89.5 %``: one decimal, because issue 15's bar is 90 % and 89.5 % must not read as 90 %."""
+    return "-" if math.isnan(fraction) else f"{100 * fraction:.1f} %"
+
+
 def percent_interval(interval: PairedInterval | None) -> str:
     """``91 % [80 %, 101 %]`` (``91 % (1 seed)`` untested, ``-`` none)."""
     if interval is None:
@@ -149,7 +154,7 @@ def markdown_summary(rows: Sequence[Row], baseline: str, *, records: Sequence[Ev
     pooled: list[float] = []
     for r in rows:
         network = f"{r.network_name}, reported" if r.reported else r.network_name
-        closed = "-" if math.isnan(r.gap_closed) else f"{100 * r.gap_closed:.0f} %"
+        closed = gap_percent(r.gap_closed)
         line = (f"| `{r.target}` | `{r.label}` ({network}) | {r.dice_mean:.3f} ± {r.dice_std:.3f} "
                 f"(n={r.n_seeds}) | {closed} | {fmt_interval(r.vs_control)} | "
                 f"{fmt_interval(r.vs_baselines.get(baseline))} |")
@@ -164,7 +169,7 @@ def markdown_summary(rows: Sequence[Row], baseline: str, *, records: Sequence[Ev
             line += f" {fmt_interval(versus(records, r, versus_label))} |"
         if gap:
             other = gap_between(all_rows, r, *gap)
-            line += f" {'-' if math.isnan(other) else f'{100 * other:.0f} %'} |"
+            line += f" {gap_percent(other)} |"
         if seed_gap_ends:
             line += f" {percent_interval(seed_gap(records, r, *seed_gap_ends))} |"
         lines.append(line)

@@ -6,6 +6,8 @@ import math
 import sys
 from pathlib import Path
 
+import attrs
+
 from voxuda.bench.results import Row
 from voxuda.bench.stats import PairedInterval
 
@@ -35,12 +37,18 @@ def test_rows_are_chosen_by_label_and_input_and_ordered_by_target_label_then_net
         ("a", "m", "teacher"), ("a", "c", "teacher"), ("b", "m", "teacher"), ("b", "m", "student")]
 
 
+def test_the_gap_closed_is_not_rounded_up_to_a_bar() -> None:
+    """A row at 89.5 % of the gap must not read as 90 %: the issue's bar is 90 %."""
+    just_below = attrs.evolve(row("a", "m"), gap_closed=0.8951)
+    assert "| 89.5 % |" in markdown_summary([just_below], "align").splitlines()[-1]
+
+
 def test_the_table_carries_dice_gap_and_both_intervals() -> None:
     win = PairedInterval(n=3, mean=0.1, sd=0.01, low=0.05, high=0.15)
     tie = PairedInterval(n=3, mean=0.01, sd=0.05, low=-0.1, high=0.12)
     text = markdown_summary([row("a", "m", dice=0.713, control=win, baselines={"align": tie})], "align")
     line = text.splitlines()[-1]
-    assert "`m` (teacher, reported)" in line and "0.713 ± 0.010 (n=3)" in line and "90 %" in line
+    assert "`m` (teacher, reported)" in line and "0.713 ± 0.010 (n=3)" in line and "| 90.0 % |" in line
     assert win.text() in line and tie.text() in line and "n.s." in line
     assert text.splitlines()[0].endswith("| vs align |")
 
@@ -77,7 +85,7 @@ def test_the_gap_column_measures_between_the_named_rows_of_the_same_input() -> N
     text = markdown_summary([rows[2], rows[4]], "align", gap=("low", "high"), all_rows=rows)
     lines = text.splitlines()
     assert lines[0].endswith("| gap closed (low to high) |")
-    assert lines[2].endswith("| 75 % |")  # (0.5 - 0.2) / (0.6 - 0.2); the smoothed high row is not used
+    assert lines[2].endswith("| 75.0 % |")  # (0.5 - 0.2) / (0.6 - 0.2); the smoothed high row is not used
     assert lines[3].endswith("| - |")  # target b has no ends
 
 
@@ -132,8 +140,6 @@ def test_versus_parent_pairs_evaluate_only_rows_with_the_row_they_read_and_pools
 
 
 def test_the_regret_column_shows_each_rows_mean_regret() -> None:
-    import attrs
-
     rows = [attrs.evolve(row("a", "m"), regret_mean=0.0123),
             attrs.evolve(row("a", "n"), regret_mean=math.nan)]
     lines = markdown_summary(rows, "align", regret=True).splitlines()
