@@ -100,7 +100,8 @@ class NoiseModel(Protocol):
 
     @property
     def n_fit_samples(self) -> int:
-        """How many target volumes :meth:`fit` wants (0 when ``needs_target`` is False)."""
+        """How many target volumes :meth:`fit` wants (0 when ``needs_target`` is False; with ``needs_target``,
+        0 asks for every target-train volume once)."""
         ...
 
     @property

@@ -19,7 +19,8 @@ class NoiseModelBase:
 
     Attributes:
         needs_target: True if :meth:`fit` must see target volumes before the first call.
-        n_fit_samples: how many target volumes :meth:`fit` wants (0 when ``needs_target`` is False).
+        n_fit_samples: how many target volumes :meth:`fit` wants (0 when ``needs_target`` is False; with
+            ``needs_target``, 0 asks for every target-train volume once, as Vox-UDA passes them).
         refit_every: re-estimate every K optimiser steps (K > 0), or ``None`` to fit once.
     """
 
