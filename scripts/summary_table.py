@@ -22,6 +22,12 @@ selection regret (both are measured against the same label-leaking choice).
 ``--regret`` adds each row's selection regret (Dice of the checkpoint the label-leaking criterion would have
 chosen minus Dice of the chosen one, mean over seeds; ``-`` where not measured).
 
+``--loss-tail KEY`` (repeatable: ``seg``, ``seg_noisy``) adds the training loss ``KEY`` over the last 20 % of
+each run's steps (:data:`voxuda.bench.diagnostics.TAIL_FRACTION`), as the mean over seeds with the lowest and
+highest seed: where the supervised losses ended, the label-free reason a page may give for a loss weight
+(``-`` for rows that trained nothing or never logged it; needs a ``results.json`` written by a voxuda that
+records ``loss_tail``).
+
 ``--seed-gap LOW HIGH`` adds the gap closed per seed, ``(row - LOW) / (HIGH - LOW)`` with each seed's own
 ends (reported networks), as its mean and 95 % t interval over seeds: how sure a "closes 90 %" is, which
 the ratio of means does not say.
@@ -37,9 +43,10 @@ from __future__ import annotations
 import argparse
 import math
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from voxuda.bench.diagnostics import TAIL_FRACTION
 from voxuda.bench.report import load_results
 from voxuda.bench.results import EvalRecord, Row
 from voxuda.bench.stats import PairedInterval, paired_differences, paired_interval, paired_t_interval
@@ -118,6 +125,20 @@ def seed_gap(records: Sequence[EvalRecord], row: Row, low: str, high: str) -> Pa
     return paired_t_interval(fractions)
 
 
+def loss_tail(diagnostics: Mapping[str, Mapping[str, object]], row: Row, key: str) -> str:
+    """``0.350 [0.330, 0.366]``: the row's runs' ``loss_tail[key]`` (last 20 % of steps), mean over seeds
+    [lowest, highest seed]; ``-`` where no run of the row logged it."""
+    values = []
+    for seed in row.seeds:
+        tails = (diagnostics.get(f"{row.target}/{row.label}/seed{seed}") or {}).get("loss_tail")
+        value = tails.get(key) if isinstance(tails, Mapping) else None
+        if isinstance(value, (int, float)) and math.isfinite(value):
+            values.append(float(value))
+    if not values:
+        return "-"
+    return f"{sum(values) / len(values):.3f} [{min(values):.3f}, {max(values):.3f}]"
+
+
 def gap_percent(fraction: float) -> str:
     """``89.5 %``: one decimal, because issue 15's bar is 90 % and 89.5 % must not read as 90 %."""
     return "-" if math.isnan(fraction) else f"{100 * fraction:.1f} %"
@@ -135,22 +156,26 @@ def percent_interval(interval: PairedInterval | None) -> str:
 def markdown_summary(rows: Sequence[Row], baseline: str, *, records: Sequence[EvalRecord] = (),
                      versus_label: str | None = None, gap: tuple[str, str] | None = None,
                      all_rows: Sequence[Row] = (), seed_gap_ends: tuple[str, str] | None = None,
-                     versus_parent: bool = False, regret: bool = False) -> str:
+                     versus_parent: bool = False, regret: bool = False, loss_keys: Sequence[str] = (),
+                     diagnostics: Mapping[str, Mapping[str, object]] | None = None) -> str:
     """The summary table: Dice mean ± std over seeds, gap closed, paired intervals vs control and baseline,
     with ``versus_label`` vs that row (the paired per-seed differences, from ``records``), with ``gap``
     the gap closed between those two rows of ``all_rows`` and with ``seed_gap_ends`` the per-seed gap
     closed between those two rows (from ``records``) with its interval; with ``versus_parent`` each
-    re-selecting row against its runs' own selection, pooled below the table."""
+    re-selecting row against its runs' own selection, pooled below the table; with ``loss_keys`` each
+    key's training-loss tail from the runs' ``diagnostics`` (keyed by run id)."""
     extra = " selection regret |" if regret else ""
     extra += " vs the runs' own selection |" if versus_parent else ""
     extra += f" vs {versus_label} |" if versus_label else ""
     extra += f" gap closed ({gap[0]} to {gap[1]}) |" if gap else ""
     extra += (f" gap closed per seed ({seed_gap_ends[0]} to {seed_gap_ends[1]}), 95 % t |"
               if seed_gap_ends else "")
+    tail = f"last {100 * TAIL_FRACTION:.0f} % of steps, mean [min, max] over seeds"
+    extra += "".join(f" `{key}`, {tail} |" for key in loss_keys)
     lines = [f"| target | row (network) | Dice | gap closed | vs control | vs {baseline} |{extra}",
              "|---|---|---|---|---|---|" + ("---|" if regret else "") + ("---|" if versus_parent else "")
              + ("---|" if versus_label else "") + ("---|" if gap else "")
-             + ("---|" if seed_gap_ends else "")]
+             + ("---|" if seed_gap_ends else "") + "---|" * len(loss_keys)]
     pooled: list[float] = []
     for r in rows:
         network = f"{r.network_name}, reported" if r.reported else r.network_name
@@ -172,6 +197,7 @@ def markdown_summary(rows: Sequence[Row], baseline: str, *, records: Sequence[Ev
             line += f" {gap_percent(other)} |"
         if seed_gap_ends:
             line += f" {percent_interval(seed_gap(records, r, *seed_gap_ends))} |"
+        line += "".join(f" {loss_tail(diagnostics or {}, r, key)} |" for key in loss_keys)
         lines.append(line)
     if versus_parent:
         interval = paired_t_interval(pooled)
@@ -197,13 +223,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--regret", action="store_true", help="also each row's selection regret")
     parser.add_argument("--seed-gap", nargs=2, metavar=("LOW", "HIGH"),
                         help="also the gap closed per seed between these two rows, with its 95 %% t interval")
+    parser.add_argument("--loss-tail", action="append", default=[], metavar="KEY",
+                        help=f"also this training loss over the last {100 * TAIL_FRACTION:.0f} %% of steps, "
+                        "e.g. seg or seg_noisy (repeatable)")
     args = parser.parse_args(argv)
     rows: list[Row] = []
     records: list[EvalRecord] = []
+    diagnostics: dict[str, Mapping[str, object]] = {}
     for folder in args.folders:
         results = load_results(Path(folder))
         rows += results.rows
         records += results.records
+        for run_id, diag in results.diagnostics.items():
+            diagnostics.setdefault(run_id, diag)  # the first folder's run, as for the rows
     found = summary_rows(rows, args.label, args.denoiser, args.target)
     missing = sorted(set(args.label) - {r.label for r in found})
     if missing:
@@ -214,7 +246,8 @@ def main(argv: list[str] | None = None) -> int:
     seed_gap_ends = (args.seed_gap[0], args.seed_gap[1]) if args.seed_gap else None
     print(markdown_summary(found, args.baseline, records=records, versus_label=args.versus,
                            gap=gap, all_rows=rows, seed_gap_ends=seed_gap_ends,
-                           versus_parent=args.versus_parent, regret=args.regret))
+                           versus_parent=args.versus_parent, regret=args.regret,
+                           loss_keys=args.loss_tail, diagnostics=diagnostics))
     return 0
 
 

@@ -224,6 +224,16 @@ def test_diagnostics_from_a_synthetic_log(tmp_path: Path) -> None:
     assert "at chance" not in notes(aggregate(row_records(), diagnostics={"t/dann/seed0": learned})[0])
 
 
+def test_diagnostics_average_the_supervised_losses_over_the_last_fifth_of_steps(tmp_path: Path) -> None:
+    """Where L_seg on the clean and the noised source ended (docs/vox_uda.md quotes it as a reason)."""
+    log = [{"step": s, "seg": 0.9 if s <= 80 else 0.2, "seg_noisy": 0.9 if s <= 80 else 0.3 + 0.01 * (s % 2),
+            "con": 5.0} for s in range(1, 101)]
+    tails = run_diagnostics_of(log, tmp_path / "a")["loss_tail"]
+    assert tails == {"seg": pytest.approx(0.2), "seg_noisy": pytest.approx(0.305)}
+    assert "loss_tail" not in run_diagnostics_of([{"step": s, "loss": 1.0} for s in range(1, 11)],
+                                                 tmp_path / "b")
+
+
 def run_diagnostics_of(records: list[dict[str, Any]], folder: Path) -> dict[str, Any]:
     folder.mkdir()
     (folder / "metrics.jsonl").write_text("\n".join(json.dumps(r) for r in records) + "\n")

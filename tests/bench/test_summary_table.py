@@ -145,3 +145,15 @@ def test_the_regret_column_shows_each_rows_mean_regret() -> None:
     lines = markdown_summary(rows, "align", regret=True).splitlines()
     assert lines[0].split("|")[7].strip() == "selection regret"
     assert [line.split("|")[7].strip() for line in lines[2:]] == ["+0.012", "-"]
+
+
+def test_the_loss_tail_column_is_the_mean_and_range_of_the_rows_runs() -> None:
+    diagnostics = {f"a/m/seed{s}": {"loss_tail": {"seg_noisy": v, "seg": 0.1}}
+                   for s, v in ((0, 0.30), (1, 0.36), (2, 0.33))}
+    diagnostics["b/m/seed0"] = {"loss_tail": {"seg_noisy": 9.0}}  # another target's run is not this row's
+    text = markdown_summary([row("a", "m"), row("a", "align")], "align",
+                            loss_keys=["seg_noisy"], diagnostics=diagnostics)
+    header, _, method, baseline = text.splitlines()
+    assert header.endswith("| `seg_noisy`, last 20 % of steps, mean [min, max] over seeds |")
+    assert method.endswith("| 0.330 [0.300, 0.360] |")
+    assert baseline.endswith("| - |")  # an evaluate-only row trained nothing

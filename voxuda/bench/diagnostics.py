@@ -1,5 +1,6 @@
 """What a run's own logs say about it: did its discriminator learn, how far did its networks move, how
-much foreground did its pseudo-labels keep, and which checkpoints could its selection choose from.
+much foreground did its pseudo-labels keep, where did its supervised losses end, and which checkpoints could
+its selection choose from.
 
 Read from the training folder (``metrics.jsonl`` and ``run.json``) after the run, not from the tables, so
 a finished run folder of an older voxuda still gets its diagnostics. Only numbers the run logged are
@@ -24,6 +25,10 @@ CHANCE_ACCURACY = 0.6
 TAIL_FRACTION = 0.2
 #: Per-step metrics averaged over the whole run (logged by self-training methods).
 MEAN_KEYS = ("pseudo_fg_fraction", "teacher_fg_fraction")
+#: Supervised losses averaged over the same last ``TAIL_FRACTION`` of steps: L_seg on the clean source and,
+#: for Vox-UDA with ``w_seg_noisy > 0``, on the NGM-noised source. Where they end is the label-free reason
+#: docs/vox_uda.md gives for a supervision weight, so the numbers it quotes come from here, not by hand.
+LOSS_TAIL_KEYS = ("seg", "seg_noisy")
 
 
 def run_diagnostics(run_dir: Path) -> dict[str, Any]:
@@ -40,6 +45,9 @@ def run_diagnostics(run_dir: Path) -> dict[str, Any]:
         values = _numbers(r.get(key) for r in steps)
         if values:
             out[key] = statistics.fmean(values)
+    losses = {key: value for key in LOSS_TAIL_KEYS if (value := tail_mean(steps, key)) is not None}
+    if losses:
+        out["loss_tail"] = losses
     validations = [r for r in records if r.get("event") == "validation" and _is_number(r.get("score"))]
     if validations:
         best = max(validations, key=lambda r: float(r["score"]))  # first of ties, as the trainer keeps
@@ -99,5 +107,5 @@ def _is_number(value: Any) -> bool:
 
 
 
-__all__ = ["CHANCE_ACCURACY", "TAIL_FRACTION", "discriminator_at_chance", "mean_diagnostics",
-           "run_diagnostics", "tail_mean"]
+__all__ = ["CHANCE_ACCURACY", "LOSS_TAIL_KEYS", "TAIL_FRACTION", "discriminator_at_chance",
+           "mean_diagnostics", "run_diagnostics", "tail_mean"]
