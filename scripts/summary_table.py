@@ -32,6 +32,9 @@ records ``loss_tail``).
 ends (reported networks), as its mean and 95 % t interval over seeds: how sure a "closes 90 %" is, which
 the ratio of means does not say.
 
+``--plot PATH`` (with ``--seed-gap``) also draws those per-seed fractions, one panel per target, every seed
+a dot, the mean with its interval, ``--bar`` (default 0.9, issue 15's) a dashed line.
+
 Usage::
 
     python scripts/summary_table.py --from ../results/ablation --label vox_uda --label vox_uda_no_ngm \\
@@ -111,8 +114,13 @@ def versus_parent_differences(records: Sequence[EvalRecord], row: Row) -> list[f
 
 
 def seed_gap(records: Sequence[EvalRecord], row: Row, low: str, high: str) -> PairedInterval | None:
+    """The gap closed per seed (:func:`seed_gap_fractions`) with its t interval over seeds."""
+    return paired_t_interval(seed_gap_fractions(records, row, low, high))
+
+
+def seed_gap_fractions(records: Sequence[EvalRecord], row: Row, low: str, high: str) -> list[float]:
     """The gap closed per seed (``(row - low) / (high - low)``, each seed against its own ends, the ends'
-    reported networks) with its t interval over seeds; seeds whose ends are missing or equal are left out."""
+    reported networks), in seed order; seeds whose ends are missing or equal are left out."""
 
     def reported_dice(label: str) -> dict[int, float]:
         network = next((r.network or "" for r in records if r.label == label and r.reported), "")
@@ -120,9 +128,8 @@ def seed_gap(records: Sequence[EvalRecord], row: Row, low: str, high: str) -> Pa
 
     mine = per_seed_dice(records, row.target, row.label, row.network, row.input_denoiser)
     lows, highs = reported_dice(low), reported_dice(high)
-    fractions = [(mine[s] - lows[s]) / (highs[s] - lows[s]) for s in sorted(mine)
-                 if s in lows and s in highs and highs[s] - lows[s] > 1e-9]
-    return paired_t_interval(fractions)
+    return [(mine[s] - lows[s]) / (highs[s] - lows[s]) for s in sorted(mine)
+            if s in lows and s in highs and highs[s] - lows[s] > 1e-9]
 
 
 def loss_tail(diagnostics: Mapping[str, Mapping[str, object]], row: Row, key: str) -> str:
@@ -223,10 +230,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--regret", action="store_true", help="also each row's selection regret")
     parser.add_argument("--seed-gap", nargs=2, metavar=("LOW", "HIGH"),
                         help="also the gap closed per seed between these two rows, with its 95 %% t interval")
+    parser.add_argument("--plot", type=Path, metavar="PATH",
+                        help="with --seed-gap: also a PNG of the gap closed per seed, row by row")
+    parser.add_argument("--bar", type=float, default=0.9,
+                        help="the line drawn in --plot, as a fraction of the gap (default 0.9)")
     parser.add_argument("--loss-tail", action="append", default=[], metavar="KEY",
                         help=f"also this training loss over the last {100 * TAIL_FRACTION:.0f} %% of steps, "
                         "e.g. seg or seg_noisy (repeatable)")
     args = parser.parse_args(argv)
+    if args.plot is not None and not args.seed_gap:
+        parser.error("--plot draws the gap closed per seed: add --seed-gap LOW HIGH")
     rows: list[Row] = []
     records: list[EvalRecord] = []
     diagnostics: dict[str, Mapping[str, object]] = {}
@@ -248,6 +261,16 @@ def main(argv: list[str] | None = None) -> int:
                            gap=gap, all_rows=rows, seed_gap_ends=seed_gap_ends,
                            versus_parent=args.versus_parent, regret=args.regret,
                            loss_keys=args.loss_tail, diagnostics=diagnostics))
+    if args.plot is not None and seed_gap_ends is not None:
+        from voxuda.bench.plots import seed_gap_chart
+
+        panels: dict[str, dict[str, list[float]]] = {}
+        for r in found:
+            name = f"{r.label} ({r.network_name})"
+            panels.setdefault(r.target, {})[name] = seed_gap_fractions(records, r, *seed_gap_ends)
+        seed_gap_chart(panels, args.plot, bar=args.bar,
+                       title=f"gap closed per seed, {seed_gap_ends[0]} to {seed_gap_ends[1]}")
+        print(f"\n(plot: {args.plot})", file=sys.stderr)
     return 0
 
 

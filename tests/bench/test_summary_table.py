@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import attrs
+import pytest
 
 from voxuda.bench.results import Row
 from voxuda.bench.stats import PairedInterval
@@ -157,3 +158,18 @@ def test_the_loss_tail_column_is_the_mean_and_range_of_the_rows_runs() -> None:
     assert header.endswith("| `seg_noisy`, last 20 % of steps, mean [min, max] over seeds |")
     assert method.endswith("| 0.330 [0.300, 0.360] |")
     assert baseline.endswith("| - |")  # an evaluate-only row trained nothing
+
+
+def test_the_seed_gap_plot_needs_the_seed_gap_and_is_written(tmp_path: Path,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    import matplotlib.image
+    from summary_table import main
+
+    from voxuda.bench.plots import seed_gap_chart
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--from", str(tmp_path), "--label", "m", "--plot", str(tmp_path / "gap.png")])
+    assert exit_info.value.code == 2 and "--seed-gap" in capsys.readouterr().err
+    path = seed_gap_chart({"a": {"m (teacher)": [0.8, 0.95, 1.0], "c (student)": [0.1]}, "b": {}},
+                          tmp_path / "gap.png", bar=0.9)
+    assert path.is_file() and matplotlib.image.imread(path).shape[1] > 400

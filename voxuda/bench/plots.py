@@ -15,6 +15,7 @@ import numpy as np
 
 from voxuda.bench.io import save_figure
 from voxuda.bench.results import Row
+from voxuda.bench.stats import paired_t_interval
 
 
 def _plt() -> Any:
@@ -108,6 +109,43 @@ def training_curves(runs: Mapping[str, Sequence[Mapping[str, Any]]], path: Path,
     fig.suptitle(title)
     fig.tight_layout()
     out = save_figure(fig, path, dpi=100)
+    plt.close(fig)
+    return out
+
+
+def seed_gap_chart(panels: Mapping[str, Mapping[str, Sequence[float]]], path: Path, *,
+                   bar: float | None = None, title: str = "") -> Path:
+    """The gap closed per seed, one panel per target (``panels``: target -> row name -> per-seed fractions):
+    every seed as a dot, the mean with its 95 % t interval as a bar, and ``bar`` (e.g. 0.9) as a dashed line.
+
+    Why: a "closes 90 %" is a ratio of means; the dots and the interval show how many seeds sit on each side
+    of the line and whether the seeds can place the row on either side of it at all.
+    """
+    plt = _plt()
+    width = max((len(rows) for rows in panels.values()), default=1)
+    n_panels = max(len(panels), 1)
+    fig, axes = plt.subplots(1, n_panels, figsize=(max(4.0, 1.2 * width + 1.5) * n_panels, 4.2),
+                             squeeze=False)
+    for ax, (target, rows) in zip(axes[0], panels.items()):
+        for i, fractions in enumerate(rows.values()):
+            values = 100 * np.asarray(fractions, dtype=float)
+            jitter = np.linspace(-0.15, 0.15, len(values)) if len(values) > 1 else np.zeros(len(values))
+            ax.plot(i + jitter, values, "o", ms=4, alpha=0.6, color=f"C{i % 10}")
+            interval = paired_t_interval(list(fractions))
+            if interval is not None and interval.tested:
+                ax.errorbar(i + 0.3, 100 * interval.mean, yerr=[[100 * (interval.mean - interval.low)],
+                                                                [100 * (interval.high - interval.mean)]],
+                            fmt="s", ms=5, capsize=4, color=f"C{i % 10}")
+        if bar is not None:
+            ax.axhline(100 * bar, ls="--", color="k", lw=1, label=f"bar {100 * bar:.0f} %")
+            ax.legend(fontsize=8)
+        ax.set_xticks(range(len(rows)), list(rows), rotation=20, ha="right", fontsize=8)
+        ax.set_ylabel("gap closed per seed (%)")
+        ax.set_title(f"target domain {target}", fontsize=9)
+        ax.grid(axis="y", alpha=0.3)
+    fig.suptitle(f"{title}\ndots: seeds; squares: mean with its 95 % t interval".strip(), fontsize=9)
+    fig.tight_layout()
+    out = save_figure(fig, path, dpi=110)
     plt.close(fig)
     return out
 
