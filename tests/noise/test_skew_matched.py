@@ -145,3 +145,21 @@ def test_target_colour_survives_a_state_dict_round_trip_and_a_bad_colour_is_refu
                        model(source, torch.Generator().manual_seed(3)))
     with pytest.raises(ValueError, match="colour"):
         build_component("noise_model", {"name": "skew_matched", "colour": "pink"})
+
+
+def test_a_fixed_variance_replaces_the_estimate_and_is_recorded() -> None:
+    """The diagnostic: the noise level given (e.g. a simulator's), not estimated, even where the premise
+    fails; run.json then says so beside sigma2."""
+    strong, _ = _domain(16, contrast=3.0, seed=0)
+    faint, _ = _domain(16, contrast=1.0, seed=1)
+    model = build_component("noise_model", {"name": "skew_matched", "fixed_variance": 6.0})
+    assert isinstance(model, SkewMatchedNoise)
+    model.fit(strong)
+    model.measure_source(faint)  # premise fails: the estimate would add nothing
+    assert model.variance == 6.0 and model.state()["fixed_variance"] == 6.0 and model.state()["sigma2"] == 6.0
+    noisy = model(faint, torch.Generator().manual_seed(0))
+    # noise of 6 volume variances, then re-standardised: the signal keeps 1/7 of the variance
+    signal_share = float(torch.corrcoef(torch.stack([noisy.flatten(), faint.flatten()]))[0, 1] ** 2)
+    assert signal_share == pytest.approx(1 / 7, abs=0.03)
+    with pytest.raises(Exception, match="fixed_variance"):
+        build_component("noise_model", {"name": "skew_matched", "fixed_variance": 0.0})

@@ -38,7 +38,7 @@ import attrs
 import torch
 from torch import Tensor
 
-from voxuda.checks import non_negative, one_of, positive
+from voxuda.checks import non_negative, one_of, positive, positive_or_none
 from voxuda.config import help_field
 from voxuda.noise.base import NoiseModelBase, check_volumes
 from voxuda.noise.fourier import power_on_grid, radial_power, shaped_noise
@@ -63,6 +63,10 @@ class SkewMatchedNoiseConfig:
     max_variance: float = help_field(
         20.0, help="cap on the added variance v (units of a volume's variance): a near-zero target "
         "skewness would otherwise ask for unbounded noise", validator=positive)
+    fixed_variance: float | None = help_field(
+        None, help="diagnostic only: add this v instead of the skewness estimate, e.g. the v a simulator's "
+        "own SNR implies, to ask whether the estimate limits a method; knowledge of the target, never a "
+        "default [I]", validator=positive_or_none)
 
 
 @attrs.frozen
@@ -167,10 +171,13 @@ class SkewMatchedNoise(NoiseModelBase):
 
     @property
     def variance(self) -> float:
-        """The added variance ``v`` in units of a volume's variance (0 when the premise fails)."""
+        """The added variance ``v`` in units of a volume's variance (0 when the premise fails), or the
+        configured ``fixed_variance`` (a diagnostic) whatever the skewnesses say."""
         if self.target_skewness is None or self.source_skewness is None:
             raise RuntimeError("skew_matched: needs fit(target_volumes) and measure_source(source_volumes) "
                                "before adding noise (Vox-UDA does both in on_train_start)")
+        if self.config.fixed_variance is not None:
+            return self.config.fixed_variance
         return added_variance(self.source_skewness, self.target_skewness, self.config.max_variance)
 
     # -- noise -------------------------------------------------------------------------------------------
@@ -214,6 +221,8 @@ class SkewMatchedNoise(NoiseModelBase):
         premise = self.premise
         if premise is not None:
             out.update(sigma2=self.variance, premise_holds=premise.holds)
+        if self.config.fixed_variance is not None:  # say so beside sigma2: it is not the estimate
+            out["fixed_variance"] = self.config.fixed_variance
         return out
 
     def state_dict(self) -> dict[str, Any]:
