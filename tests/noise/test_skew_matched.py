@@ -155,8 +155,9 @@ def test_a_fixed_variance_replaces_the_estimate_and_is_recorded() -> None:
     model = build_component("noise_model", {"name": "skew_matched", "fixed_variance": 6.0})
     assert isinstance(model, SkewMatchedNoise)
     model.fit(strong)
-    model.measure_source(faint)  # premise fails: the estimate would add nothing
+    model.measure_source(faint)  # the estimate would add nothing here (the premise fails) ...
     assert model.variance == 6.0 and model.state()["fixed_variance"] == 6.0 and model.state()["sigma2"] == 6.0
+    assert model.premise is None  # ... but it is not used, so no "no noise is added" warning
     noisy = model(faint, torch.Generator().manual_seed(0))
     # noise of 6 volume variances, then re-standardised: the signal keeps 1/7 of the variance
     signal_share = float(torch.corrcoef(torch.stack([noisy.flatten(), faint.flatten()]))[0, 1] ** 2)

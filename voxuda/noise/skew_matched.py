@@ -161,7 +161,10 @@ class SkewMatchedNoise(NoiseModelBase):
 
     @property
     def premise(self) -> SkewPremise | None:
-        if self.target_skewness is None or self.source_skewness is None:
+        """None before both measurements, and with ``fixed_variance``: no estimate is used, so there is no
+        premise to fail (and no "no noise is added" warning, which would be false)."""
+        if (self.target_skewness is None or self.source_skewness is None
+                or self.config.fixed_variance is not None):
             return None
         return SkewPremise(self.source_skewness, self.target_skewness)
 
@@ -222,7 +225,7 @@ class SkewMatchedNoise(NoiseModelBase):
         if premise is not None:
             out.update(sigma2=self.variance, premise_holds=premise.holds)
         if self.config.fixed_variance is not None:  # say so beside sigma2: it is not the estimate
-            out["fixed_variance"] = self.config.fixed_variance
+            out.update(sigma2=self.config.fixed_variance, fixed_variance=self.config.fixed_variance)
         return out
 
     def state_dict(self) -> dict[str, Any]:
