@@ -22,11 +22,12 @@ selection regret (both are measured against the same label-leaking choice).
 ``--regret`` adds each row's selection regret (Dice of the checkpoint the label-leaking criterion would have
 chosen minus Dice of the chosen one, mean over seeds; ``-`` where not measured).
 
-``--loss-tail KEY`` (repeatable: ``seg``, ``seg_noisy``) adds the training loss ``KEY`` over the last 20 % of
-each run's steps (:data:`voxuda.bench.diagnostics.TAIL_FRACTION`), as the mean over seeds with the lowest and
-highest seed: where the supervised losses ended, the label-free reason a page may give for a loss weight
-(``-`` for rows that trained nothing or never logged it; needs a ``results.json`` written by a voxuda that
-records ``loss_tail``).
+``--loss-tail KEY`` (repeatable; a key of :data:`voxuda.bench.diagnostics.LOSS_TAIL_KEYS`, ``seg`` or
+``seg_noisy``, else a one-line error) adds that training loss over the last 20 % of each run's steps
+(:data:`voxuda.bench.diagnostics.TAIL_FRACTION`), as the mean over seeds with the lowest and highest seed:
+where the supervised losses ended, the label-free reason a page may give for a loss weight (``-`` for rows
+that trained nothing or never logged it; needs a ``results.json`` written by a voxuda that records
+``loss_tail``).
 
 ``--seed-gap LOW HIGH`` adds the gap closed per seed, ``(row - LOW) / (HIGH - LOW)`` with each seed's own
 ends (reported networks), as its mean and 95 % t interval over seeds: how sure a "closes 90 %" is, which
@@ -49,7 +50,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from voxuda.bench.diagnostics import TAIL_FRACTION
+from voxuda.bench.diagnostics import LOSS_TAIL_KEYS, TAIL_FRACTION
 from voxuda.bench.report import load_results
 from voxuda.bench.results import EvalRecord, Row
 from voxuda.bench.stats import PairedInterval, paired_differences, paired_interval, paired_t_interval
@@ -234,9 +235,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="with --seed-gap: also a PNG of the gap closed per seed, row by row")
     parser.add_argument("--bar", type=float, default=0.9,
                         help="the line drawn in --plot, as a fraction of the gap (default 0.9)")
-    parser.add_argument("--loss-tail", action="append", default=[], metavar="KEY",
-                        help=f"also this training loss over the last {100 * TAIL_FRACTION:.0f} %% of steps, "
-                        "e.g. seg or seg_noisy (repeatable)")
+    parser.add_argument("--loss-tail", action="append", default=[], choices=LOSS_TAIL_KEYS,
+                        help=f"also this training loss over the last {100 * TAIL_FRACTION:.0f} %% of steps "
+                        "(repeatable)")
     args = parser.parse_args(argv)
     if args.plot is not None and not args.seed_gap:
         parser.error("--plot draws the gap closed per seed: add --seed-gap LOW HIGH")

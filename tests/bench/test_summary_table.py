@@ -160,6 +160,16 @@ def test_the_loss_tail_column_is_the_mean_and_range_of_the_rows_runs() -> None:
     assert baseline.endswith("| - |")  # an evaluate-only row trained nothing
 
 
+
+def test_a_loss_the_diagnostics_do_not_record_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    """A typo would otherwise print a column of '-' that reads as 'never logged'."""
+    from summary_table import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--from", "x", "--label", "m", "--loss-tail", "seg_noise"])
+    assert exit_info.value.code == 2 and "invalid choice: 'seg_noise'" in capsys.readouterr().err
+
+
 def test_the_seed_gap_plot_needs_the_seed_gap_and_is_written(tmp_path: Path,
                                                               capsys: pytest.CaptureFixture[str]) -> None:
     import matplotlib.image
