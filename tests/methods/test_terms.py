@@ -18,7 +18,7 @@ from voxuda.engine.run_config import TrainerConfig
 from voxuda.errors import ConfigError
 from voxuda.methods.base import Method, TargetBatch, TrainContext
 from voxuda.methods.discriminator import AdversarySettings
-from voxuda.methods.losses import feature_consistency
+from voxuda.methods.losses import feature_consistency, masked_cross_entropy, soft_dice_loss
 from voxuda.methods.mean_teacher import MeanTeacherConfig
 from voxuda.methods.pseudo_labels import PseudoLabelSelector
 from voxuda.methods.terms import AdversarialTerm, ConsistencyTerm, SelfTrainingTerm, TermLogs, attach, frozen
@@ -165,6 +165,46 @@ def test_self_training_loss_is_masked_ce_with_size_penalty_and_logs() -> None:
     assert logs.losses["pseudo"] == pytest.approx(float(ce))
     assert float(loss) == pytest.approx(float(ce) + logs.losses["size_prior"])
     assert {"pseudo_keep_fraction", "student_fg_fraction"} <= set(logs.metrics)
+
+
+def test_self_training_loss_with_ce_dice_adds_masked_dice_at_the_supervised_weights() -> None:
+    """``pseudo_loss = "ce_dice"``: ce_weight masked CE + dice_weight masked soft Dice, logged apart."""
+    term = self_training(unet(), pseudo_loss="ce_dice", ce_weight=0.5, dice_weight=2.0,
+                         pseudo_label_selection="prior", fg_prior=(0.05, 0.05), confidence_threshold=0.9)
+    volume = torch.randn(2, 1, SIZE, SIZE, SIZE, generator=torch.Generator().manual_seed(3))
+    targets = term.targets(TargetBatch(volume), torch.Generator().manual_seed(0))
+    assert not bool(targets.mask.all())  # the prior selection ignores the uncertain voxels
+    logits = torch.randn(2, 2, SIZE, SIZE, SIZE, generator=torch.Generator().manual_seed(4))
+    loss, logs = term.loss(logits, targets)
+    ce = masked_cross_entropy(logits, targets.labels, targets.mask)
+    dice = soft_dice_loss(logits, targets.labels, mask=targets.mask)
+    assert list(logs.losses) == ["pseudo", "pseudo_ce", "pseudo_dice"]
+    assert logs.losses["pseudo_ce"] == pytest.approx(float(ce))
+    assert logs.losses["pseudo_dice"] == pytest.approx(float(dice))
+    assert float(loss) == pytest.approx(0.5 * float(ce) + 2.0 * float(dice))
+    # an ignored voxel's logits and label do not count
+    ignored = ~targets.mask
+    changed = torch.where(ignored.unsqueeze(1), torch.randn_like(logits) * 10, logits)
+    assert float(term.loss(changed, targets)[0]) == pytest.approx(float(loss))
+
+
+def test_dice_gives_a_rare_pseudo_class_the_weight_cross_entropy_denies_it() -> None:
+    """Why ``ce_dice`` exists: with 1 % foreground, masked CE's gradient on the foreground logits is about
+    the foreground share of the loss, Dice's is not; a student that calls everything background loses
+    little under CE and nearly the whole Dice term."""
+    labels = torch.zeros(1, 10, 10, 10, dtype=torch.long)
+    labels[0, :1, :1, :] = 1  # 10 of 1000 voxels
+    mask = torch.ones_like(labels, dtype=torch.bool)
+    background = torch.zeros(1, 2, 10, 10, 10)
+    background[:, 0] = 4.0  # confident background everywhere
+    ce_only = build_selector_loss("ce")
+    ce_dice = build_selector_loss("ce_dice")
+    assert float(ce_only(background, labels, mask)[0]) < 0.1
+    assert float(ce_dice(background, labels, mask)[0]) > 0.45
+
+
+def build_selector_loss(form: str) -> Any:
+    return PseudoLabelSelector(MeanTeacherConfig(pseudo_loss=form)).label_loss
 
 
 # -- ConsistencyTerm -------------------------------------------------------------------------------------

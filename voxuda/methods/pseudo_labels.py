@@ -36,11 +36,12 @@ from torch import Tensor, nn
 from voxuda.checks import non_negative, unit_interval, valid_prior_range
 from voxuda.config import help_field
 from voxuda.errors import ConfigError
-from voxuda.methods.losses import class_index, confidence_mask
+from voxuda.methods.losses import class_index, confidence_mask, masked_cross_entropy, masked_segmentation_loss
 from voxuda.methods.segmentation import BaseMethodConfig
 
 PseudoLabelSelection = Literal["threshold", "class_balanced", "prior"]
 PriorScope = Literal["batch", "volume"]
+PseudoLabelLoss = Literal["ce", "ce_dice"]
 
 
 @attrs.define
@@ -72,6 +73,10 @@ class PseudoLabelConfig(BaseMethodConfig):
         0.0, help="weight of the constrained-CNN size penalty on the student's mean target p_fg outside "
         "[lo, hi] (Kervadec et al. 2019); 0 = off [I]",
         validator=non_negative,
+    )
+    pseudo_loss: PseudoLabelLoss = help_field(
+        "ce", help="loss on the kept pseudo-labels: ce (masked cross-entropy [R]) or ce_dice (the supervised "
+        "loss's form, ce_weight CE + dice_weight soft Dice, on the kept voxels [I])",
     )
 
 
@@ -261,6 +266,20 @@ class PseudoLabelSelector(nn.Module):
         if prior is None and cfg.size_prior_weight > 0:
             prior = sum(self.prior_range()) / 2
         return PseudoLabels(labels=labels, mask=mask, confidence=confidence, probs=probs, prior=prior)
+
+    def label_loss(self, student_logits: Tensor, labels: Tensor,
+                   mask: Tensor) -> tuple[Tensor, dict[str, float]]:
+        """The loss of the student's logits on the kept pseudo-labels (``pseudo_loss``) and its logged parts.
+
+        ``ce`` is the masked cross-entropy of every earlier run (nothing to log beside it); ``ce_dice`` adds
+        soft Dice on the kept voxels with the supervised loss's weights, logged as ``pseudo_ce`` and
+        ``pseudo_dice``.
+        """
+        if self.config.pseudo_loss == "ce":
+            return masked_cross_entropy(student_logits, labels, mask), {}
+        loss, parts = masked_segmentation_loss(student_logits, labels, mask, ce_weight=self.config.ce_weight,
+                                               dice_weight=self.config.dice_weight)
+        return loss, {f"pseudo_{key}": value for key, value in parts.items()}
 
     def size_loss(self, student_logits: Tensor) -> Tensor | None:
         """The weighted size penalty on the student's target logits, or ``None`` when it is off."""

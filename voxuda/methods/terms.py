@@ -41,7 +41,7 @@ from voxuda.methods.augment import Orientations, apply_batch, sample_batch_trans
 from voxuda.methods.base import StepOutput, TargetBatch, TrainContext, groups_with_scaled_module
 from voxuda.methods.discriminator import AdversarySettings, DomainAdversary
 from voxuda.methods.ema import effective_momentum, ema_update, make_ema_teacher, ramped_momentum
-from voxuda.methods.losses import ConsistencyForm, class_index, feature_consistency, masked_cross_entropy
+from voxuda.methods.losses import ConsistencyForm, class_index, feature_consistency
 from voxuda.methods.pseudo_labels import PseudoLabels, PseudoLabelSelector, selection_metrics
 from voxuda.methods.volume_cache import DenoisedVolumeCache, cacheable_denoiser, settings_key
 from voxuda.protocols import Backbone3D
@@ -225,10 +225,12 @@ class SelfTrainingTerm:
         return PseudoTargets(view=view, labels=labels, mask=mask, selection=selection)
 
     def loss(self, student_logits: Tensor, targets: PseudoTargets) -> tuple[Tensor, TermLogs]:
-        """L_pseudo on the student's logits of ``targets.view``: masked CE on the kept voxels, plus the size
-        penalty when ``size_prior_weight > 0``; logs the selection metrics and the student's foreground."""
-        loss = masked_cross_entropy(student_logits, targets.labels, targets.mask)
-        logs = TermLogs(losses={"pseudo": float(loss.detach())}, metrics=selection_metrics(targets.selection))
+        """L_pseudo on the student's logits of ``targets.view``: the selector's ``pseudo_loss`` on the kept
+        voxels, plus the size penalty when ``size_prior_weight > 0``; logs the selection metrics and the
+        student's foreground."""
+        loss, parts = self.selector.label_loss(student_logits, targets.labels, targets.mask)
+        logs = TermLogs(losses={"pseudo": float(loss.detach()), **parts},
+                        metrics=selection_metrics(targets.selection))
         size = self.selector.size_loss(student_logits)
         if size is not None:
             loss = loss + size

@@ -125,6 +125,19 @@ def test_fixmatch_trains_and_reports_its_mask():
         assert math.isclose(float(out.loss.detach()), out.losses["seg"] + out.losses["pseudo"], rel_tol=1e-5)
 
 
+def test_fixmatch_takes_the_shared_pseudo_loss_option():
+    """``pseudo_loss = "ce_dice"`` (shared with the mean teacher and Vox-UDA) adds masked Dice to L_u."""
+    torch.manual_seed(0)
+    method = voxuda.build_method("fixmatch", backbone=TINY, confidence_threshold=0.5, pseudo_loss="ce_dice")
+    g = torch.Generator().manual_seed(0)
+    source = torch.randn(2, 1, 8, 8, 8, generator=g)
+    batch, target = SourceBatch(source, (source[:, 0] > 0).long()), TargetBatch(source + 0.5)
+    out = method.training_step(batch, target, 0)
+    assert out.losses["pseudo_dice"] > 0.0
+    parts = out.losses["pseudo_ce"] + out.losses["pseudo_dice"]
+    assert math.isclose(out.losses["pseudo"], parts, rel_tol=1e-5)
+
+
 def test_threshold_one_keeps_nothing_and_warmup_skips_the_target():
     method = voxuda.build_method("fixmatch", backbone=TINY, confidence_threshold=1.0, warmup_steps=1)
     g = torch.Generator().manual_seed(0)

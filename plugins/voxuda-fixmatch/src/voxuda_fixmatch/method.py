@@ -27,7 +27,6 @@ from voxuda.plugin_api import (
     TargetBatch,
     TrainContext,
     help_field,
-    masked_cross_entropy,
     non_negative,
     selection_metrics,
     unit_interval,
@@ -123,8 +122,9 @@ class FixMatch(SegmentationMethod):
         selection = self.pseudo_selector.select(weak_probs)
         labels, mask, selected = to_strong_targets(selection.labels, selection.mask, views)
         logits_strong, _ = self.student(views.strong)
-        pseudo = masked_cross_entropy(logits_strong, labels, mask)
+        pseudo, pseudo_parts = self.pseudo_selector.label_loss(logits_strong, labels, mask)
         losses["pseudo"] = float(pseudo.detach())
+        losses.update(pseudo_parts)
         size = self.pseudo_selector.size_loss(logits_strong)
         if size is not None:
             pseudo = pseudo + size
