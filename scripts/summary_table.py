@@ -22,11 +22,11 @@ selection regret (both are measured against the same label-leaking choice).
 ``--regret`` adds each row's selection regret (Dice of the checkpoint the label-leaking criterion would have
 chosen minus Dice of the chosen one, mean over seeds; ``-`` where not measured).
 
-``--loss-tail KEY`` (repeatable; a key of :data:`voxuda.bench.diagnostics.LOSS_TAIL_KEYS`, ``seg`` or
-``seg_noisy``, else a one-line error) adds that training loss over the last 20 % of each run's steps
-(:data:`voxuda.bench.diagnostics.TAIL_FRACTION`), as the mean over seeds with the lowest and highest seed:
-where the supervised losses ended, the label-free reason a page may give for a loss weight (``-`` for rows
-that trained nothing or never logged it; needs a ``results.json`` written by a voxuda that records
+``--loss-tail KEY`` (repeatable; a key of :data:`voxuda.bench.diagnostics.LOSS_TAIL_KEYS`, ``seg``,
+``seg_noisy`` or ``pseudo``, else a one-line error) adds that training loss over the last 20 % of each run's
+steps (:data:`voxuda.bench.diagnostics.TAIL_FRACTION`), as the mean over seeds with the lowest and highest
+seed: where the losses ended, the label-free reason a page may give for a loss's weight or form (``-`` for
+rows that trained nothing or never logged it; needs a ``results.json`` written by a voxuda that records
 ``loss_tail``).
 
 ``--seed-gap LOW HIGH`` adds the gap closed per seed, ``(row - LOW) / (HIGH - LOW)`` with each seed's own

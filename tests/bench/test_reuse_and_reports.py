@@ -225,11 +225,13 @@ def test_diagnostics_from_a_synthetic_log(tmp_path: Path) -> None:
 
 
 def test_diagnostics_average_the_supervised_losses_over_the_last_fifth_of_steps(tmp_path: Path) -> None:
-    """Where L_seg on the clean and the noised source ended (docs/vox_uda.md quotes it as a reason)."""
+    """Where L_seg on the clean and the noised source and L_pseudo ended (docs/vox_uda.md quotes them as
+    reasons)."""
     log = [{"step": s, "seg": 0.9 if s <= 80 else 0.2, "seg_noisy": 0.9 if s <= 80 else 0.3 + 0.01 * (s % 2),
-            "con": 5.0} for s in range(1, 101)]
+            "pseudo": 0.5 if s <= 80 else 0.004, "con": 5.0} for s in range(1, 101)]
     tails = run_diagnostics_of(log, tmp_path / "a")["loss_tail"]
-    assert tails == {"seg": pytest.approx(0.2), "seg_noisy": pytest.approx(0.305)}
+    assert tails == {"seg": pytest.approx(0.2), "seg_noisy": pytest.approx(0.305),
+                     "pseudo": pytest.approx(0.004)}
     assert "loss_tail" not in run_diagnostics_of([{"step": s, "loss": 1.0} for s in range(1, 11)],
                                                  tmp_path / "b")
 

@@ -25,10 +25,11 @@ CHANCE_ACCURACY = 0.6
 TAIL_FRACTION = 0.2
 #: Per-step metrics averaged over the whole run (logged by self-training methods).
 MEAN_KEYS = ("pseudo_fg_fraction", "teacher_fg_fraction")
-#: Supervised losses averaged over the same last ``TAIL_FRACTION`` of steps: L_seg on the clean source and,
-#: for Vox-UDA with ``w_seg_noisy > 0``, on the NGM-noised source. Where they end is the label-free reason
-#: docs/vox_uda.md gives for a supervision weight, so the numbers it quotes come from here, not by hand.
-LOSS_TAIL_KEYS = ("seg", "seg_noisy")
+#: Losses averaged over the same last ``TAIL_FRACTION`` of steps: L_seg on the clean source, for Vox-UDA with
+#: ``w_seg_noisy > 0`` L_seg on the NGM-noised source, and for self-training methods L_pseudo. Where they
+#: end is the label-free reason docs/vox_uda.md gives for a loss's weight or form, so the numbers it quotes
+#: come from here, not by hand.
+LOSS_TAIL_KEYS = ("seg", "seg_noisy", "pseudo")
 
 
 def run_diagnostics(run_dir: Path) -> dict[str, Any]:
