@@ -5,7 +5,8 @@ view (flips / quarter turns) and the voxels its pseudo-label selection keeps (``
 max softmax >= ``confidence_threshold`` as in the paper, CBST-style class balance, or a class-proportion
 prior; :mod:`voxuda.methods.pseudo_labels`, shared with the mean teacher and Vox-UDA) become hard
 pseudo-labels for the student on a *strong* view (a further flip / quarter turn, intensity jitter,
-Gaussian noise, blur and 3D cutout), with cross-entropy averaged over the kept voxels. Unlike the mean
+Gaussian noise, blur and 3D cutout), with cross-entropy averaged over the kept voxels (``pseudo_loss =
+"ce_dice"`` adds soft Dice on them, as for the mean teacher and Vox-UDA). Unlike the mean
 teacher there is no EMA network: the consistency between views is the whole signal, and the threshold
 keeps early, unreliable predictions out of it. ``pseudo_keep_fraction`` (after cutout),
 ``pseudo_confident_fraction`` (selected, before cutout), ``pseudo_fg_fraction`` (foreground share of the kept
