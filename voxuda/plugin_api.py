@@ -44,13 +44,7 @@ from voxuda.methods.discriminator import (
 )
 from voxuda.methods.ema import ema_update, make_ema_teacher
 from voxuda.methods.grl import GradientReversal, grad_reverse
-from voxuda.methods.losses import (
-    confidence_mask,
-    masked_cross_entropy,
-    masked_segmentation_loss,
-    segmentation_loss,
-    soft_dice_loss,
-)
+from voxuda.methods.losses import confidence_mask, masked_cross_entropy, segmentation_loss, soft_dice_loss
 from voxuda.methods.pseudo_labels import PseudoLabelConfig, PseudoLabelSelector, selection_metrics
 from voxuda.methods.segmentation import BaseMethodConfig, SegmentationMethod
 from voxuda.methods.terms import AdversarialTerm, ConsistencyTerm, SelfTrainingTerm, TermLogs, attach, frozen
@@ -98,7 +92,6 @@ __all__ = [
     "help_field",
     "make_ema_teacher",
     "masked_cross_entropy",
-    "masked_segmentation_loss",
     "non_negative",
     "non_negative_int",
     "non_negative_or_none",

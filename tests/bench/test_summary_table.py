@@ -160,7 +160,6 @@ def test_the_loss_tail_column_is_the_mean_and_range_of_the_rows_runs() -> None:
     assert baseline.endswith("| - |")  # an evaluate-only row trained nothing
 
 
-
 def test_a_loss_the_diagnostics_do_not_record_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
     """A typo would otherwise print a column of '-' that reads as 'never logged'."""
     from summary_table import main

@@ -54,11 +54,18 @@ def soft_dice_loss(
 
 
 def segmentation_loss(
-    logits: Tensor, labels: Tensor, *, ce_weight: float = 1.0, dice_weight: float = 1.0
+    logits: Tensor, labels: Tensor, *, ce_weight: float = 1.0, dice_weight: float = 1.0,
+    mask: Tensor | None = None,
 ) -> tuple[Tensor, dict[str, float]]:
-    """Weighted CE + soft Dice; returns the total and the detached parts for logging."""
-    ce = F.cross_entropy(logits.float(), labels.long())
-    dice = soft_dice_loss(logits, labels)
+    """Weighted CE + soft Dice; returns the total and the detached parts for logging.
+
+    ``mask`` (``(N, *spatial)`` bool) restricts both to the voxels where it is true: pseudo-labels leave
+    voxels out, and ``pseudo_loss = "ce_dice"`` trains them with the supervised loss's form. Masked CE alone
+    is dominated by the kept background (95-99 % of a subtomogram); Dice weighs each class by its own size.
+    """
+    ce = (F.cross_entropy(logits.float(), labels.long()) if mask is None
+          else masked_cross_entropy(logits, labels, mask))
+    dice = soft_dice_loss(logits, labels, mask=mask)
     total = ce_weight * ce + dice_weight * dice
     return total, {"ce": float(ce.detach()), "dice": float(dice.detach())}
 
@@ -86,22 +93,6 @@ def masked_cross_entropy(logits: Tensor, labels: Tensor, mask: Tensor) -> Tensor
     per_voxel = F.cross_entropy(logits.float(), labels.long(), reduction="none")
     weight = mask.to(per_voxel.dtype)
     return (per_voxel * weight).sum() / weight.sum().clamp_min(1.0)
-
-
-def masked_segmentation_loss(
-    logits: Tensor, labels: Tensor, mask: Tensor, *, ce_weight: float = 1.0, dice_weight: float = 1.0
-) -> tuple[Tensor, dict[str, float]]:
-    """:func:`segmentation_loss` on the voxels where ``mask`` is true: weighted masked CE + masked soft Dice.
-
-    Why: pseudo-labels leave voxels out, and a loss of labels the student is trained on should have the
-    supervised loss's form. Masked CE alone is dominated by the kept background (95-99 % of a
-    subtomogram); Dice weighs each class by its own size, as the labelled loss does. Returns the total and
-    the detached parts.
-    """
-    ce = masked_cross_entropy(logits, labels, mask)
-    dice = soft_dice_loss(logits, labels, mask=mask)
-    total = ce_weight * ce + dice_weight * dice
-    return total, {"ce": float(ce.detach()), "dice": float(dice.detach())}
 
 
 def feature_consistency(clean: Tensor, noisy: Tensor, form: ConsistencyForm) -> Tensor:

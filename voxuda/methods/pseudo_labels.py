@@ -36,7 +36,7 @@ from torch import Tensor, nn
 from voxuda.checks import non_negative, unit_interval, valid_prior_range
 from voxuda.config import help_field
 from voxuda.errors import ConfigError
-from voxuda.methods.losses import class_index, confidence_mask, masked_cross_entropy, masked_segmentation_loss
+from voxuda.methods.losses import class_index, confidence_mask, masked_cross_entropy, segmentation_loss
 from voxuda.methods.segmentation import BaseMethodConfig
 
 PseudoLabelSelection = Literal["threshold", "class_balanced", "prior"]
@@ -277,8 +277,8 @@ class PseudoLabelSelector(nn.Module):
         """
         if self.config.pseudo_loss == "ce":
             return masked_cross_entropy(student_logits, labels, mask), {}
-        loss, parts = masked_segmentation_loss(student_logits, labels, mask, ce_weight=self.config.ce_weight,
-                                               dice_weight=self.config.dice_weight)
+        loss, parts = segmentation_loss(student_logits, labels, ce_weight=self.config.ce_weight,
+                                        dice_weight=self.config.dice_weight, mask=mask)
         return loss, {f"pseudo_{key}": value for key, value in parts.items()}
 
     def size_loss(self, student_logits: Tensor) -> Tensor | None:
