@@ -10,7 +10,7 @@ import json
 import sys
 
 from voxuda.commands.options import add_device_argument, add_polarity_arguments
-from voxuda.engine.run_config import TEST_TIME_ORIENTATIONS
+from voxuda.engine.run_config import PRIOR_ESTIMATORS, TEST_TIME_ORIENTATIONS
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -34,6 +34,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="the same threshold aimed at the labelled source train split's foreground "
                              "fraction (for a target as crowded as the source; default: the run's "
                              "evaluation.source_prior)")
+    parser.add_argument("--prior-estimate", choices=PRIOR_ESTIMATORS, default=None,
+                        help="em: the same threshold aimed at a label-free estimate of the target's "
+                             "foreground fraction (EM re-estimation of the prior from the network's "
+                             "probabilities, for a target more or less crowded than the source); none: "
+                             "argmax; default: the run's evaluation.prior_estimate")
     parser.add_argument("--tta", choices=TEST_TIME_ORIENTATIONS, default=None,
                         help="average the network's probabilities over orientations of each volume: wedge "
                              "(4 that keep any missing wedge) or flips (8, symmetric tilt ranges only); "
@@ -61,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
             args.run_dir, split=args.split, checkpoint=args.checkpoint, input_denoiser=args.input_denoiser,
             denoiser_overrides=args.overrides, invert=args.invert, alignment=args.alignment,
             polarity=args.polarity, device=args.device, fg_prior=args.fg_prior,
-            source_prior=args.source_prior, tta=args.tta,
+            source_prior=args.source_prior, prior_estimate=args.prior_estimate, tta=args.tta,
         )
     polarity = result["polarity"]
     if polarity["inverted"]:
@@ -84,6 +89,12 @@ def run(args: argparse.Namespace) -> int:
         print(f"  decision: fg_prior [{', '.join(values)}] ({decision['origin']}): argmax called "
               f"{100 * decision['argmax_fraction']:.2f} % of the target train split; {rule} "
               f"(voxuda segment --fg-prior {' '.join(values)} applies the same rule to a tomogram)")
+        estimate = decision.get("estimate")
+        if estimate is not None:
+            print(f"  prior estimate ({estimate['method']}): {100 * estimate['estimate']:.2f} % from the "
+                  f"network's mean p_fg {100 * estimate['target_soft']:.2f} % on the target and "
+                  f"{100 * estimate['source_soft']:.2f} % on the held-out source, {estimate['iterations']} "
+                  f"iterations{'' if estimate['converged'] else ' (NOT converged)'}")
     print(f"  overall: Dice {overall['dice_fg']:.4f}  IoU {overall['iou_fg']:.4f}  mean Dice "
           f"{overall['dice_mean']:.4f}  mean IoU {overall['iou_mean']:.4f}  per-volume Dice "
           f"{result['per_volume_dice_mean']:.4f}")

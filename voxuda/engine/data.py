@@ -130,10 +130,23 @@ def load_target(cfg: DataConfig, root: Path, split: str, *, with_labels: bool = 
     with the aligner fitted on this dataset's train splits (once per process, see :func:`fitted_aligner`).
     ``polarity`` replaces the manifest's polarity of every row (``voxuda evaluate --polarity``)."""
     split_data = _load_target_raw(cfg, root, split, with_labels=with_labels, polarity=polarity)
+    return _aligned_as_configured(split_data, "target", cfg, root, alignment)
+
+
+def load_source(cfg: DataConfig, root: Path, split: str, *, with_labels: bool = True,
+                alignment: Mapping[str, Any] | None = None) -> DomainSplit:
+    """The source domain's ``split``, aligned as :func:`load_target` aligns the target's (the held-out
+    source a test-time decision measures the network's own prior on)."""
+    split_data = load_domain(cfg, root, cfg.source_domain, split, with_labels=with_labels)
+    return _aligned_as_configured(split_data, "source", cfg, root, alignment)
+
+
+def _aligned_as_configured(split_data: DomainSplit, domain: Domain, cfg: DataConfig, root: Path,
+                           alignment: Mapping[str, Any] | None) -> DomainSplit:
     if is_identity(cfg.alignment if alignment is None else alignment.get("aligner")):
         return split_data
     aligner = _record_aligner(alignment, cfg) if alignment is not None else fitted_aligner(cfg, root)
-    return split_data.aligned(aligner, "target")
+    return split_data.aligned(aligner, domain)
 
 
 def _load_target_raw(cfg: DataConfig, root: Path, split: str, *, with_labels: bool = True,

@@ -15,6 +15,17 @@ split's foreground fraction (the point range ``[f, f]``, :func:`source_fraction_
 a method trained on pseudo-labels of that fraction is also read out at it. It suits a pure appearance shift
 (same particles, same crowding), not a content shift.
 
+Without a range from anyone, ``evaluation.prior_estimate = "em"`` estimates the target's foreground fraction
+from the model's own probabilities, label-free: the EM re-estimation of class priors under a prior (label)
+shift of Saerens, Latinne and Decaestecker (Neural Computation 14, 2002). The posteriors are re-weighted by
+the ratio of the current target prior to the prior they were learned under, the target prior becomes the
+mean re-weighted posterior, and the two steps repeat to a fixed point (the maximum-likelihood prior of the
+unlabelled target voxels when the class-conditional appearance is the source's). The prior the posteriors
+carry is measured as the network's mean ``p_fg`` on the held-out source split (not the label fraction), so
+on source-like data the estimate is that mean and the decision stays near argmax; the threshold is then aimed
+at the estimate as at a point range. It suits an occupancy shift (the content track's crowded targets), and
+its premise fails where the appearance changes too: then the posteriors are not the source's.
+
 This is the test-time counterpart of the ``prior`` pseudo-label selection (``methods/pseudo_labels.py``),
 whose foreground/class helpers it reuses, so training and evaluation rank voxels the same way.
 """
@@ -46,7 +57,8 @@ class PriorThreshold:
     fg_prior: tuple[float, float]
     argmax_fraction: float  # foreground fraction argmax gave on the calibration volumes
     target_fraction: float  # the fraction the threshold was chosen to give there
-    origin: str = "user range"  # or "source fraction" (evaluation.source_prior)
+    origin: str = "user range"  # or "source fraction" (evaluation.source_prior), "em estimate"
+    estimate: PriorEstimate | None = None  # how an estimated prior was reached (evaluation.prior_estimate)
 
     def __call__(self, probs: Tensor) -> Tensor:
         if self.threshold is None:
@@ -56,9 +68,56 @@ class PriorThreshold:
 
     def record(self) -> dict[str, Any]:
         """What ``eval_*.json`` keeps of the decision."""
-        return {"rule": "prior_threshold", "fg_prior": list(self.fg_prior), "origin": self.origin,
-                "threshold": self.threshold, "argmax_fraction": self.argmax_fraction,
-                "target_fraction": self.target_fraction}
+        record: dict[str, Any] = {"rule": "prior_threshold", "fg_prior": list(self.fg_prior),
+                                  "origin": self.origin,
+                                  "threshold": self.threshold, "argmax_fraction": self.argmax_fraction,
+                                  "target_fraction": self.target_fraction}
+        if self.estimate is not None:
+            record["estimate"] = attrs.asdict(self.estimate)
+        return record
+
+
+#: EM stops when the prior moves less than this between two iterations, or after EM_MAX_ITER iterations
+EM_TOLERANCE = 1e-8
+EM_MAX_ITER = 1000
+
+
+@attrs.frozen
+class PriorEstimate:
+    """The EM prior estimate and what it started from (kept in ``eval_*.json`` under ``decision``)."""
+
+    method: str
+    estimate: float  # the target foreground fraction reached
+    source_soft: float  # mean p_fg on the held-out source split: the prior the posteriors carry
+    target_soft: float  # mean p_fg on the unlabelled target split (EM's first step)
+    iterations: int
+    converged: bool
+
+
+def em_foreground_prior(p_fg: Tensor, source_soft: float, *, tolerance: float = EM_TOLERANCE,
+                        max_iter: int = EM_MAX_ITER) -> tuple[float, int, bool]:
+    """Saerens-Latinne-Decaestecker EM for the foreground prior of the voxels whose foreground probability
+    is ``p_fg``, the posteriors having been learned under the prior ``source_soft``.
+
+    Returns ``(estimate, iterations, converged)``. Each step re-weights every posterior by the ratio of the
+    current prior to ``source_soft`` (foreground) and of their complements (background), and takes the mean
+    re-weighted foreground posterior as the next prior. The log-likelihood of the prior is concave, so the
+    fixed point is unique; with ``mean(p_fg) == source_soft`` it is the start.
+    """
+    if not 0.0 < source_soft < 1.0:
+        raise ValueError(f"the source prior must lie strictly between 0 and 1, not {source_soft}")
+    p = p_fg.reshape(-1).double().clamp(0.0, 1.0)
+    if p.numel() == 0:
+        raise ValueError("no voxels to estimate the foreground prior on")
+    prior = source_soft
+    for iteration in range(1, max_iter + 1):
+        fg = p * (prior / source_soft)
+        bg = (1.0 - p) * ((1.0 - prior) / (1.0 - source_soft))
+        updated = float((fg / (fg + bg).clamp_min(torch.finfo(torch.float64).tiny)).mean())
+        if abs(updated - prior) < tolerance:
+            return updated, iteration, True
+        prior = updated
+    return prior, max_iter, False
 
 
 def source_fraction_prior(labels: Tensor | None, where: str = "evaluation.source_prior",
@@ -124,6 +183,35 @@ def threshold_from_histogram(counts: np.ndarray, fraction: float) -> float:
     return float(np.nextafter(edge / len(counts), -1.0)) if edge > 0 else -1.0
 
 
+def _foreground_pass(predictor: nn.Module, volumes: Tensor, *, batch_size: int, device: torch.device | str,
+                     input_transform: InputTransform | None) -> tuple[Tensor, float]:
+    """``p_fg`` of ``volumes`` (evenly subsampled to :data:`MAX_CALIBRATION_VOXELS`) and argmax's
+    foreground fraction over all of them."""
+    parts: list[Tensor] = []
+    fg_argmax = 0
+    total = 0
+    for _, probs in iter_probabilities(predictor, volumes, batch_size=batch_size, device=device,
+                                       input_transform=input_transform):
+        fg_argmax += int((probs.argmax(dim=1) > 0).sum())
+        total += probs[:, 0].numel()
+        parts.append(foreground_probability(probs).reshape(-1))
+    if total == 0:
+        raise ValueError("no volumes to calibrate the foreground threshold on")
+    p_fg = torch.cat(parts)
+    if p_fg.numel() > MAX_CALIBRATION_VOXELS:
+        p_fg = p_fg[:: -(-p_fg.numel() // MAX_CALIBRATION_VOXELS)]
+    return p_fg, fg_argmax / total
+
+
+def _threshold_at(p_fg: Tensor, argmax_fraction: float, fg_prior: tuple[float, float], origin: str,
+                  estimate: PriorEstimate | None = None) -> PriorThreshold:
+    wanted = prior_fraction(argmax_fraction, fg_prior)
+    threshold = None if wanted is None else threshold_for_fraction(p_fg, wanted)
+    return PriorThreshold(threshold=threshold, fg_prior=fg_prior, argmax_fraction=argmax_fraction,
+                          target_fraction=argmax_fraction if wanted is None else wanted, origin=origin,
+                          estimate=estimate)
+
+
 def calibrate_prior_threshold(
     predictor: nn.Module,
     volumes: Tensor,
@@ -136,26 +224,38 @@ def calibrate_prior_threshold(
 ) -> PriorThreshold:
     """Choose the foreground threshold on unlabelled ``volumes`` so that their predicted foreground fraction
     is argmax's, clamped into ``fg_prior = [lo, hi]``."""
-    lo, hi = float(fg_prior[0]), float(fg_prior[1])
-    parts: list[Tensor] = []
-    fg_argmax = 0
-    total = 0
-    for _, probs in iter_probabilities(predictor, volumes, batch_size=batch_size, device=device,
-                                       input_transform=input_transform):
-        fg_argmax += int((probs.argmax(dim=1) > 0).sum())
-        total += probs[:, 0].numel()
-        parts.append(foreground_probability(probs).reshape(-1))
-    if total == 0:
-        raise ValueError("no target volumes to calibrate the foreground threshold on")
-    p_fg = torch.cat(parts)
-    if p_fg.numel() > MAX_CALIBRATION_VOXELS:
-        p_fg = p_fg[:: -(-p_fg.numel() // MAX_CALIBRATION_VOXELS)]
-    argmax_fraction = fg_argmax / total
-    wanted = prior_fraction(argmax_fraction, (lo, hi))
-    threshold = None if wanted is None else threshold_for_fraction(p_fg, wanted)
-    return PriorThreshold(threshold=threshold, fg_prior=(lo, hi), argmax_fraction=argmax_fraction,
-                          target_fraction=argmax_fraction if wanted is None else wanted, origin=origin)
+    p_fg, argmax_fraction = _foreground_pass(predictor, volumes, batch_size=batch_size, device=device,
+                                             input_transform=input_transform)
+    return _threshold_at(p_fg, argmax_fraction, (float(fg_prior[0]), float(fg_prior[1])), origin)
 
 
-__all__ = ["PriorThreshold", "calibrate_prior_threshold", "prior_fraction", "readout_prior",
+def calibrate_estimated_threshold(
+    predictor: nn.Module,
+    volumes: Tensor,
+    source_volumes: Tensor,
+    *,
+    batch_size: int,
+    device: torch.device | str = "cpu",
+    input_transform: InputTransform | None = None,
+) -> PriorThreshold:
+    """The foreground threshold on unlabelled target ``volumes`` aimed at the EM estimate of their
+    foreground fraction (:func:`em_foreground_prior`), the posteriors' own prior measured on the unlabelled
+    held-out ``source_volumes``. Neither split's labels are read."""
+    source_p, _ = _foreground_pass(predictor, source_volumes, batch_size=batch_size, device=device,
+                                   input_transform=input_transform)
+    source_soft = float(source_p.double().mean())
+    if not 0.0 < source_soft < 1.0:
+        raise ValueError(f"the network's mean foreground probability on the source is {source_soft:g}: it "
+                         "carries no prior to re-estimate; use evaluation.fg_prior instead")
+    p_fg, argmax_fraction = _foreground_pass(predictor, volumes, batch_size=batch_size, device=device,
+                                             input_transform=input_transform)
+    value, iterations, converged = em_foreground_prior(p_fg, source_soft)
+    estimate = PriorEstimate(method="em", estimate=value, source_soft=source_soft,
+                             target_soft=float(p_fg.double().mean()), iterations=iterations,
+                             converged=converged)
+    return _threshold_at(p_fg, argmax_fraction, (value, value), "em estimate", estimate)
+
+
+__all__ = ["PriorEstimate", "PriorThreshold", "calibrate_estimated_threshold",
+           "calibrate_prior_threshold", "em_foreground_prior", "prior_fraction", "readout_prior",
            "source_fraction_prior", "threshold_for_fraction", "threshold_from_histogram"]

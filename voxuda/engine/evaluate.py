@@ -25,8 +25,16 @@ from voxuda.checks import prior_range_problem
 from voxuda.config import ComponentRef, component_overrides, component_ref, load_toml
 from voxuda.denoisers import build_input_denoiser, input_denoiser_ref
 from voxuda.engine.checkpoint import load_checkpoint
-from voxuda.engine.data import DomainSplit, RunData, ensure_aligned, ensure_dataset, load_domain, load_target
-from voxuda.engine.decision import calibrate_prior_threshold, readout_prior
+from voxuda.engine.data import (
+    DomainSplit,
+    RunData,
+    ensure_aligned,
+    ensure_dataset,
+    load_domain,
+    load_source,
+    load_target,
+)
+from voxuda.engine.decision import calibrate_estimated_threshold, calibrate_prior_threshold, readout_prior
 from voxuda.engine.inference import (
     InputTransform,
     make_input_transform,
@@ -35,7 +43,7 @@ from voxuda.engine.inference import (
 )
 from voxuda.engine.metrics import SegmentationMeter
 from voxuda.engine.provenance import now, write_json_atomic
-from voxuda.engine.run_config import DataConfig, RunConfig, run_config_from_dict
+from voxuda.engine.run_config import PRIOR_ESTIMATORS, DataConfig, RunConfig, run_config_from_dict
 from voxuda.engine.runtime import resolve_device
 from voxuda.errors import ConfigError, VoxudaError
 from voxuda.jsonio import read_json
@@ -117,6 +125,7 @@ def evaluate_run(
     device: str | torch.device | None = None,
     fg_prior: Sequence[float] | None = None,
     source_prior: bool | None = None,
+    prior_estimate: str | None = None,
     tta: str | None = None,
 ) -> dict[str, Any]:
     """Evaluate the run in ``run_dir`` on target ``split`` and write ``eval_<...>.json`` there.
@@ -130,7 +139,9 @@ def evaluate_run(
     available). ``fg_prior = (lo, hi)`` replaces the run's ``evaluation.fg_prior`` (the prior-calibrated
     foreground threshold, :mod:`voxuda.engine.decision`; the result names it and goes to its own file);
     ``source_prior = True`` aims that threshold at the source train split's foreground fraction instead
-    (the run's ``evaluation.source_prior`` otherwise). ``tta`` (none, wedge, flips) replaces the run's
+    (the run's ``evaluation.source_prior`` otherwise); ``prior_estimate = "em"`` at a label-free estimate of
+    the target's fraction (the run's ``evaluation.prior_estimate`` otherwise; ``"none"`` turns it and the
+    run's prior off). ``tta`` (none, wedge, flips) replaces the run's
     ``evaluation.tta``: the network's probabilities averaged over those orientations of the input.
     """
     run_dir = Path(run_dir)
@@ -151,20 +162,36 @@ def evaluate_run(
     data_cfg, align_record = _alignment(config, run_record, alignment)
     if split_data is None:
         split_data = _load_split(config, data_cfg, split, data_override, align_record, polarity)
-    if fg_prior is not None and source_prior:
-        raise ConfigError("--fg-prior and --source-prior both set the foreground fraction; pass one")
-    user = () if source_prior else _prior_range(config.evaluation.fg_prior if fg_prior is None else fg_prior)
-    from_source = source_prior if source_prior is not None else (
-        fg_prior is None and config.evaluation.source_prior)
-    resolved = readout_prior(user, from_source, lambda: _source_train_labels(config, data_override),
-                             "--source-prior" if source_prior else "evaluation.source_prior")
+    given = [name for name, on in (("--fg-prior", fg_prior is not None),
+                                    ("--source-prior", bool(source_prior)),
+                                    ("--prior-estimate", prior_estimate not in (None, "none"))) if on]
+    if len(given) > 1:
+        raise ConfigError(f"{' and '.join(given)} both set the foreground fraction; pass one")
+    estimator = prior_estimate if prior_estimate is not None else (
+        "none" if fg_prior is not None or source_prior else config.evaluation.prior_estimate)
+    if estimator not in PRIOR_ESTIMATORS:
+        raise ConfigError(f"--prior-estimate {estimator}: choose one of {', '.join(PRIOR_ESTIMATORS)}")
     decision = None
-    if resolved is not None:
+    if estimator == "em":
         calibration = _load_split(config, data_cfg, config.data.train_split, data_override, align_record,
                                   polarity, calibration=True)
-        decision = calibrate_prior_threshold(
-            predictor, calibration.volumes, resolved[0], batch_size=config.evaluation.batch_size,
-            device=device, input_transform=transform, origin=resolved[1])
+        source_val = _source_val_volumes(config, data_cfg, data_override, align_record)
+        decision = calibrate_estimated_threshold(
+            predictor, calibration.volumes, source_val, batch_size=config.evaluation.batch_size,
+            device=device, input_transform=transform)
+    else:
+        user = () if source_prior or prior_estimate is not None else _prior_range(
+            config.evaluation.fg_prior if fg_prior is None else fg_prior)
+        from_source = source_prior if source_prior is not None else (
+            fg_prior is None and prior_estimate is None and config.evaluation.source_prior)
+        resolved = readout_prior(user, from_source, lambda: _source_train_labels(config, data_override),
+                                 "--source-prior" if source_prior else "evaluation.source_prior")
+        if resolved is not None:
+            calibration = _load_split(config, data_cfg, config.data.train_split, data_override, align_record,
+                                      polarity, calibration=True)
+            decision = calibrate_prior_threshold(
+                predictor, calibration.volumes, resolved[0], batch_size=config.evaluation.batch_size,
+                device=device, input_transform=transform, origin=resolved[1])
     metrics = evaluate_predictor(
         predictor, split_data, num_classes=config.data.num_classes, batch_size=config.evaluation.batch_size,
         device=device, input_transform=transform, decision=decision,
@@ -205,6 +232,8 @@ def evaluate_run(
         name += "_fgprior-" + "-".join(f"{v:g}" for v in user)
     elif source_prior:
         name += "_fgprior-source"
+    elif prior_estimate is not None and prior_estimate != "none":
+        name += f"_fgprior-{prior_estimate}"
     if tta is not None and tta != "none":
         name += f"_tta-{tta}"
     write_json_atomic(result, run_dir / f"{name}.json")
@@ -267,6 +296,20 @@ def _source_train_labels(config: RunConfig, data_override: RunData | None) -> Te
     root = ensure_dataset(config.data)
     return load_domain(config.data, root, config.data.source_domain, config.data.train_split,
                        with_labels=True).labels
+
+
+def _source_val_volumes(config: RunConfig, data_cfg: DataConfig, data_override: RunData | None,
+                        record: dict[str, Any] | None) -> Tensor:
+    """The run's held-out source split, aligned like its target, labels not read (the network's own
+    foreground prior is measured on it)."""
+    if data_override is not None and _in_memory(config):
+        data = ensure_aligned(data_override, data_cfg, record)
+        if data.source_val is None:
+            raise ConfigError("evaluation.prior_estimate: the in-memory data have no held-out source split "
+                              "to measure the network's prior on")
+        return data.source_val.volumes
+    root = ensure_dataset(data_cfg)
+    return load_source(data_cfg, root, data_cfg.val_split, with_labels=False, alignment=record).volumes
 
 
 def _load_split(config: RunConfig, data_cfg: DataConfig, split: str, data_override: RunData | None,

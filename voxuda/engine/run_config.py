@@ -99,6 +99,10 @@ class TrainerConfig:
 #: 4 wedge-preserving orientations, or all 8 flips (a symmetric tilt range only)
 TestTimeOrientations = Literal["none", "wedge", "flips"]
 TEST_TIME_ORIENTATIONS: tuple[str, ...] = get_args(TestTimeOrientations)
+#: label-free estimates of the target's foreground fraction for the test-time decision
+#: (``evaluation.prior_estimate``; :mod:`voxuda.engine.decision`)
+PriorEstimator = Literal["none", "em"]
+PRIOR_ESTIMATORS: tuple[str, ...] = get_args(PriorEstimator)
 
 
 @attrs.define
@@ -123,6 +127,12 @@ class EvaluationConfig:
         "predicted fraction is the labelled source train split's foreground fraction (target occupancy as "
         "the source's, as the 'prior' pseudo-label selection assumes; for appearance shifts)",
         validator=lambda inst, _a, value: _one_prior(inst, value))
+    prior_estimate: PriorEstimator = help_field(
+        "none", help="without fg_prior or source_prior: 'em' aims that threshold at a label-free estimate of "
+        "the target's foreground fraction, the Saerens-Latinne-Decaestecker EM re-estimation of the prior "
+        "from the network's probabilities on the unlabelled target train split, starting from its mean "
+        "probability on the held-out source (for an occupancy shift; voxuda.engine.decision); 'none' = off",
+        validator=lambda inst, _a, value: _one_estimate(inst, value))
     tta: TestTimeOrientations = help_field(
         "none", help="test-time orientation average of the evaluated network's probabilities: none, wedge "
         "(the 4 orientations that keep any missing wedge: flip y, 180-degree (z, x) turn) or flips (all 8; "
@@ -130,6 +140,13 @@ class EvaluationConfig:
     select_start: bool = help_field(
         False, help="also score the weights a run starts from (step 0: an adaptation run's warm start) as a "
         "checkpoint candidate, so a run whose adaptation lowers the validator's score falls back to them")
+
+
+def _one_estimate(evaluation: EvaluationConfig, estimator: str) -> None:
+    if estimator != "none" and (evaluation.fg_prior or evaluation.source_prior):
+        other = "fg_prior" if evaluation.fg_prior else "source_prior"
+        raise ValueError(f"prior_estimate = {estimator!r} and {other} both set the test-time foreground "
+                         "fraction; keep one")
 
 
 def _one_prior(evaluation: EvaluationConfig, source_prior: bool) -> None:
