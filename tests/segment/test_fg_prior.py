@@ -63,3 +63,64 @@ def test_a_bad_range_stops_with_one_line(planted, tmp_path: Path, capsys: pytest
     err = capsys.readouterr().err.strip().splitlines()
     assert code != 0 and len(err) == 1 and "fg_prior 0.5 0.1" in err[0]
     assert not out.exists()
+
+
+def _fraction_from_note(note: str) -> float:
+    """The estimated percentage in the ``--prior-estimate em`` log line, as a fraction."""
+    return float(note.split("--prior-estimate em: ")[1].split(" %")[0]) / 100
+
+
+def test_the_em_estimate_reads_out_at_the_tomograms_estimated_fraction(planted, tmp_path: Path) -> None:
+    tomo, _ = planted
+    under = ThresholdPredictor(threshold=1.0)
+    plain = segment_tomogram(under, tomo, tmp_path / "argmax.mrc", patch=32, progress=False,
+                             probabilities=tmp_path / "p.mrc")
+    mean_p = float(_read(tmp_path / "p.mrc").astype(np.float64).mean())
+    # posteriors whose prior is the tomogram's own mean p_fg: EM stays there, and so many voxels are called
+    notes: list[str] = []
+    same = segment_tomogram(under, tomo, tmp_path / "same.mrc", patch=32, progress=False,
+                            prior_estimate="em", source_soft=mean_p, log=notes.append)
+    assert _fraction_from_note(notes[-1]) == pytest.approx(mean_p, rel=0.01)
+    assert (_read(same.labels) > 0).mean() == pytest.approx(mean_p, rel=0.02)
+    # learned where foreground was rarer: the tomogram is estimated more crowded than its mean p_fg says
+    notes.clear()
+    rarer = segment_tomogram(under, tomo, tmp_path / "rarer.mrc", patch=32, progress=False,
+                             prior_estimate="em", source_soft=mean_p / 3, log=notes.append)
+    estimate = _fraction_from_note(notes[-1])
+    assert estimate > 1.2 * mean_p
+    assert (_read(rarer.labels) > 0).mean() == pytest.approx(estimate, rel=0.02)
+    assert (_read(rarer.labels) > 0).mean() > (_read(plain.labels) > 0).mean()
+    assert sorted(x.name for x in tmp_path.iterdir()) == ["argmax.mrc", "p.mrc", "rarer.mrc", "same.mrc"]
+
+
+def test_the_histogram_em_agrees_with_the_em_on_the_voxels() -> None:
+    import torch
+
+    from voxuda.engine.decision import em_foreground_prior, estimate_from_histogram
+
+    p = torch.distributions.Beta(0.3, 6.0).sample((300_000,), ).double()
+    counts = np.bincount(np.minimum((p.numpy() * 65536).astype(np.int64), 65535), minlength=65536)
+    exact, _, _ = em_foreground_prior(p, 0.02)
+    binned = estimate_from_histogram(counts, 0.02)
+    assert binned.converged and binned.estimate == pytest.approx(exact, rel=1e-3)
+    assert binned.target_soft == pytest.approx(float(p.mean()), rel=1e-3)
+
+
+def test_an_estimate_without_a_source_prior_stops_with_one_line(planted, tmp_path: Path, trained_run: Path,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    tomo, _ = planted
+    out = tmp_path / "labels.mrc"
+    cases = [
+        (["--prior-estimate", "em"], "cannot measure the network's prior"),  # the run has no dataset on disk
+        (["--prior-estimate", "em", "--fg-prior", "0.1", "0.2"], "fg_prior and prior_estimate"),
+        (["--source-soft", "0.02"], "needs prior_estimate em"),
+        (["--prior-estimate", "em", "--source-soft", "1.5"], "source_soft 1.5"),
+    ]
+    for extra, message in cases:
+        code = main(["segment", str(trained_run), str(tomo), "-o", str(out), "--no-progress", *extra])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert code != 0 and len(err) == 1 and message in err[0], (extra, err)
+        assert not out.exists()
+    assert main(["segment", str(trained_run), str(tomo), "-o", str(out), "--no-progress",
+                 "--prior-estimate", "em", "--source-soft", "0.02"]) == 0
+    assert "--prior-estimate em:" in capsys.readouterr().err

@@ -17,7 +17,7 @@ from voxuda.commands.options import (
     add_polarity_arguments,
     add_progress_argument,
 )
-from voxuda.engine.run_config import TEST_TIME_ORIENTATIONS
+from voxuda.engine.run_config import PRIOR_ESTIMATORS, TEST_TIME_ORIENTATIONS
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -31,6 +31,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="the foreground fraction you expect (e.g. 0.03 0.15 for a crowded cytoplasm): label by a "
              "foreground threshold calibrated on this tomogram so that the fraction called is argmax's, "
              "clamped into [LO, HI] (docs/segment.md)")
+    add("--prior-estimate", choices=PRIOR_ESTIMATORS, default="none",
+        help="em: the same threshold aimed at a label-free estimate of this tomogram's foreground fraction "
+             "(EM re-estimation of the prior from the network's probabilities, for a sample more or less "
+             "crowded than the training data; docs/segment.md); not with --fg-prior")
+    add("--source-soft", type=float, metavar="P",
+        help="with --prior-estimate em: the network's mean foreground probability on held-out source "
+             "(default: measured on the run's source val split; 'voxuda evaluate --prior-estimate em' prints "
+             "it)")
     add("--patch", type=int, default=32, help="window edge in voxels (default 32)")
     add("--overlap", type=float, default=0.5, help="fraction of overlap between windows (default 0.5)")
     add("--batch", type=int, default=4, help="windows per forward pass (default 4)")
@@ -139,6 +147,8 @@ def _segment(args: argparse.Namespace, params: dict[str, dict[str, object]]) -> 
         resample=not args.no_resample,
         voxel_size=args.voxel_size,
         fg_prior=tuple(args.fg_prior) if args.fg_prior else None,
+        prior_estimate=args.prior_estimate,
+        source_soft=args.source_soft,
         progress=not args.no_progress,
         log=lambda message: print(f"voxuda: note: {message}", file=sys.stderr),
     )

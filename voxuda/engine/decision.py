@@ -94,10 +94,13 @@ class PriorEstimate:
     converged: bool
 
 
-def em_foreground_prior(p_fg: Tensor, source_soft: float, *, tolerance: float = EM_TOLERANCE,
-                        max_iter: int = EM_MAX_ITER) -> tuple[float, int, bool]:
+def em_foreground_prior(
+    p_fg: Tensor, source_soft: float, *, weights: Tensor | None = None, tolerance: float = EM_TOLERANCE,
+    max_iter: int = EM_MAX_ITER,
+) -> tuple[float, int, bool]:
     """Saerens-Latinne-Decaestecker EM for the foreground prior of the voxels whose foreground probability
-    is ``p_fg``, the posteriors having been learned under the prior ``source_soft``.
+    is ``p_fg``, the posteriors having been learned under the prior ``source_soft``; ``weights`` counts the
+    voxels at each ``p_fg`` (a histogram's bin centres and counts, as ``voxuda segment`` keeps them).
 
     Returns ``(estimate, iterations, converged)``. Each step re-weights every posterior by the ratio of the
     current prior to ``source_soft`` (foreground) and of their complements (background), and takes the mean
@@ -107,13 +110,15 @@ def em_foreground_prior(p_fg: Tensor, source_soft: float, *, tolerance: float = 
     if not 0.0 < source_soft < 1.0:
         raise ValueError(f"the source prior must lie strictly between 0 and 1, not {source_soft}")
     p = p_fg.reshape(-1).double().clamp(0.0, 1.0)
-    if p.numel() == 0:
+    w = torch.ones_like(p) if weights is None else weights.reshape(-1).double()
+    if w.shape != p.shape or not float(w.sum()) > 0:
         raise ValueError("no voxels to estimate the foreground prior on")
+    w = w / w.sum()
     prior = source_soft
     for iteration in range(1, max_iter + 1):
         fg = p * (prior / source_soft)
         bg = (1.0 - p) * ((1.0 - prior) / (1.0 - source_soft))
-        updated = float((fg / (fg + bg).clamp_min(torch.finfo(torch.float64).tiny)).mean())
+        updated = float((w * fg / (fg + bg).clamp_min(torch.finfo(torch.float64).tiny)).sum())
         if abs(updated - prior) < tolerance:
             return updated, iteration, True
         prior = updated
@@ -229,6 +234,30 @@ def calibrate_prior_threshold(
     return _threshold_at(p_fg, argmax_fraction, (float(fg_prior[0]), float(fg_prior[1])), origin)
 
 
+def network_prior(predictor: nn.Module, source_volumes: Tensor, *, batch_size: int,
+                  device: torch.device | str = "cpu", input_transform: InputTransform | None = None) -> float:
+    """The prior the network's posteriors carry: its mean ``p_fg`` on unlabelled held-out source volumes
+    (where EM starts, :func:`em_foreground_prior`); an error when it is 0 or 1 (no prior to re-estimate)."""
+    source_p, _ = _foreground_pass(predictor, source_volumes, batch_size=batch_size, device=device,
+                                   input_transform=input_transform)
+    source_soft = float(source_p.double().mean())
+    if not 0.0 < source_soft < 1.0:
+        raise ValueError(f"the network's mean foreground probability on the source is {source_soft:g}: it "
+                         "carries no prior to re-estimate; give a foreground range instead")
+    return source_soft
+
+
+def estimate_from_histogram(counts: np.ndarray, source_soft: float) -> PriorEstimate:
+    """The EM estimate of the foreground fraction of voxels whose ``p_fg`` histogram over ``[0, 1]`` (equal
+    bins) is ``counts``, each bin taken at its centre (``voxuda segment`` streams a whole tomogram)."""
+    centres = (torch.arange(len(counts), dtype=torch.float64) + 0.5) / len(counts)
+    weights = torch.as_tensor(counts, dtype=torch.float64)
+    value, iterations, converged = em_foreground_prior(centres, source_soft, weights=weights)
+    target_soft = float((centres * weights).sum() / weights.sum().clamp_min(1.0))
+    return PriorEstimate(method="em", estimate=value, source_soft=source_soft, target_soft=target_soft,
+                         iterations=iterations, converged=converged)
+
+
 def calibrate_estimated_threshold(
     predictor: nn.Module,
     volumes: Tensor,
@@ -241,12 +270,8 @@ def calibrate_estimated_threshold(
     """The foreground threshold on unlabelled target ``volumes`` aimed at the EM estimate of their
     foreground fraction (:func:`em_foreground_prior`), the posteriors' own prior measured on the unlabelled
     held-out ``source_volumes``. Neither split's labels are read."""
-    source_p, _ = _foreground_pass(predictor, source_volumes, batch_size=batch_size, device=device,
-                                   input_transform=input_transform)
-    source_soft = float(source_p.double().mean())
-    if not 0.0 < source_soft < 1.0:
-        raise ValueError(f"the network's mean foreground probability on the source is {source_soft:g}: it "
-                         "carries no prior to re-estimate; use evaluation.fg_prior instead")
+    source_soft = network_prior(predictor, source_volumes, batch_size=batch_size, device=device,
+                                input_transform=input_transform)
     p_fg, argmax_fraction = _foreground_pass(predictor, volumes, batch_size=batch_size, device=device,
                                              input_transform=input_transform)
     value, iterations, converged = em_foreground_prior(p_fg, source_soft)
@@ -257,5 +282,6 @@ def calibrate_estimated_threshold(
 
 
 __all__ = ["PriorEstimate", "PriorThreshold", "calibrate_estimated_threshold",
-           "calibrate_prior_threshold", "em_foreground_prior", "prior_fraction", "readout_prior",
+           "calibrate_prior_threshold", "em_foreground_prior", "estimate_from_histogram", "network_prior",
+           "prior_fraction", "readout_prior",
            "source_fraction_prior", "threshold_for_fraction", "threshold_from_histogram"]

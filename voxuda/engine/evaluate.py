@@ -298,6 +298,15 @@ def _source_train_labels(config: RunConfig, data_override: RunData | None) -> Te
                        with_labels=True).labels
 
 
+def run_source_val_volumes(run_dir: str | Path) -> Tensor:
+    """The held-out source split of the run in ``run_dir``, aligned as the run recorded, labels not read:
+    where ``voxuda segment --prior-estimate em`` measures the network's own foreground prior."""
+    run_dir = Path(run_dir)
+    config = load_run_config_from_dir(run_dir)
+    record = read_json(run_dir / "run.json", default={}).get("alignment")
+    return _source_val_volumes(config, config.data, None, record if isinstance(record, dict) else None)
+
+
 def _source_val_volumes(config: RunConfig, data_cfg: DataConfig, data_override: RunData | None,
                         record: dict[str, Any] | None) -> Tensor:
     """The run's held-out source split, aligned like its target, labels not read (the network's own

@@ -31,7 +31,7 @@ from torch import nn
 from voxuda.backbones.blocks import input_divisor
 from voxuda.checks import prior_range_problem
 from voxuda.engine.inference import with_test_time_orientations
-from voxuda.engine.run_config import TEST_TIME_ORIENTATIONS
+from voxuda.engine.run_config import PRIOR_ESTIMATORS, TEST_TIME_ORIENTATIONS
 from voxuda.errors import VoxudaError
 from voxuda.segment.errors import SegmentError
 from voxuda.segment.model import LoadedModel, load_model
@@ -192,6 +192,11 @@ class SegmentOptions:
     #: ``(lo, hi)``: the user's foreground fraction range; labels by a foreground threshold calibrated on the
     #: tomogram itself (argmax's fraction clamped into the range, :mod:`voxuda.segment.prior_sink`)
     fg_prior: tuple[float, float] | None = None
+    #: ``em``: aim that threshold at a label-free EM estimate of the tomogram's foreground fraction
+    #: (:mod:`voxuda.engine.decision`), starting from the network's mean ``p_fg`` on held-out source
+    #: (``source_soft``, else measured on the run's source val split); ``none``: off
+    prior_estimate: str = "none"
+    source_soft: float | None = None  #: the network's mean ``p_fg`` on held-out source (``prior_estimate``)
     #: test-time orientation average (``none``, ``wedge``, ``flips``); ``None``: the run's ``evaluation.tta``
     tta: str | None = None
     progress: bool = True  #: a tqdm bar on stderr
@@ -242,6 +247,15 @@ def segment_tomogram(
         if problem is not None:
             shown = " ".join(f"{v:g}" for v in options.fg_prior)
             raise SegmentError(f"fg_prior {shown}: {problem}")
+    if options.prior_estimate not in PRIOR_ESTIMATORS:
+        raise SegmentError(f"prior_estimate {options.prior_estimate!r}: must be one of "
+                           f"{', '.join(PRIOR_ESTIMATORS)}")
+    estimating = options.prior_estimate != "none"
+    if estimating and options.fg_prior is not None:
+        raise SegmentError("fg_prior and prior_estimate both set the foreground fraction; give one")
+    if options.source_soft is not None and not (estimating and 0.0 < options.source_soft < 1.0):
+        raise SegmentError(f"source_soft {options.source_soft:g}: needs prior_estimate em and a value "
+                           "strictly between 0 and 1 (the network's mean p_fg on held-out source)")
     if patch < 1 or not 0.0 <= overlap < 1.0 or batch_size < 1:
         raise SegmentError(
             f"need patch >= 1, 0 <= overlap < 1 and batch >= 1; got {patch}, {overlap}, {batch_size}"
@@ -261,6 +275,9 @@ def segment_tomogram(
     denoiser = _build_denoiser(options.input_denoiser, options.denoiser_params or {}, model)
     normalization = options.normalization or model.normalization
     aligner = _build_aligner(options.alignment, options.alignment_params or {}, model, normalization)
+    source_soft = options.source_soft
+    if estimating and source_soft is None:
+        source_soft = _network_source_prior(model, predictor, denoiser, torch_device)
 
     source = MRCSource.open(inp, voxel_size=options.voxel_size)
     writers: list[MRCPlaneWriter] = []
@@ -295,8 +312,9 @@ def segment_tomogram(
         if prob_path is not None:
             writers.append(MRCPlaneWriter(prob_path, shape, np.float32, info))
         prob_writer = writers[1] if prob_path is not None else None
-        if options.fg_prior is not None:
-            prior_sink = PriorThresholdSink(writers[0], prob_writer, options.fg_prior)
+        if options.fg_prior is not None or source_soft is not None:
+            prior_sink = PriorThresholdSink(writers[0], prob_writer, options.fg_prior,
+                                            source_soft=source_soft)
             sink: PlaneSink = prior_sink
         else:
             sink = SegmentationSink(writers[0], prob_writer)
@@ -338,6 +356,26 @@ def _with_changes(options: SegmentOptions, changes: Mapping[str, Any]) -> Segmen
         known = ", ".join(field.name for field in attrs.fields(SegmentOptions))
         raise SegmentError(f"unknown segment option {unknown[0]!r}; options: {known}")
     return attrs.evolve(options, **changes) if changes else options
+
+
+def _network_source_prior(model: LoadedModel, predictor: Any, denoiser: Any, device: torch.device) -> float:
+    """The network's mean ``p_fg`` on its run's held-out source split (aligned as the run recorded, through
+    the same input denoiser), where the EM estimate starts; a one-line error when that cannot be measured."""
+    from voxuda.engine.decision import network_prior
+    from voxuda.engine.evaluate import run_source_val_volumes
+    from voxuda.engine.inference import make_input_transform
+
+    if model.run_dir is None:
+        raise SegmentError("prior_estimate em: a bare network has no run whose held-out source measures its "
+                           "prior; pass a run folder or --source-soft")
+    try:
+        volumes = run_source_val_volumes(model.run_dir)
+        return network_prior(predictor, volumes, batch_size=8, device=device,
+                             input_transform=make_input_transform(denoiser))
+    except (VoxudaError, ValueError, OSError) as exc:
+        raise SegmentError(f"prior_estimate em: cannot measure the network's prior on the held-out source "
+                           f"of {model.run_dir} ({exc}); pass --source-soft (printed by voxuda evaluate "
+                           "--prior-estimate em)") from exc
 
 
 def _resolve_device(device: str | torch.device) -> torch.device:

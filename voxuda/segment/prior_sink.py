@@ -1,10 +1,14 @@
-"""``voxuda segment --fg-prior LO HI``: label a whole tomogram with a foreground threshold calibrated on it.
+"""``voxuda segment --fg-prior LO HI`` or ``--prior-estimate em``: label a whole tomogram with a foreground
+threshold calibrated on it.
 
 Why: on crowded targets the source-trained model keeps the source's occupancy (docs/vox_uda.md, "Content
 track with a user-given foreground range"); a user who knows roughly how much of the tomogram is
 macromolecule can have the decision follow that. The rule is the benchmark's (``evaluation.fg_prior``,
 :mod:`voxuda.engine.decision`): the fraction argmax calls, clamped into ``[lo, hi]``; argmax when it already
-lies inside. The tomogram itself is the unlabelled calibration set.
+lies inside. The tomogram itself is the unlabelled calibration set. With ``--prior-estimate em`` the range is
+the single fraction the EM re-estimation of the prior reaches on this tomogram's ``p_fg`` histogram
+(:func:`voxuda.engine.decision.estimate_from_histogram`), from the network's mean ``p_fg`` on its run's
+held-out source.
 
 The threshold is known only once every plane has been seen, and outputs are streamed, so the planes' ``p_fg``,
 most probable macromolecule class and argmax label go to scratch memory maps beside the output (removed at
@@ -19,7 +23,12 @@ from pathlib import Path
 
 import numpy as np
 
-from voxuda.engine.decision import prior_fraction, threshold_from_histogram
+from voxuda.engine.decision import (
+    PriorEstimate,
+    estimate_from_histogram,
+    prior_fraction,
+    threshold_from_histogram,
+)
 from voxuda.segment.writer import MRCPlaneWriter, check_int8_classes, temp_path_for
 
 BINS = 1 << 16
@@ -34,13 +43,19 @@ def scratch_names(label_name: str) -> list[str]:
 
 class PriorThresholdSink:
     """A :class:`~voxuda.segment.writer.PlaneSink` writing labels by a prior-calibrated foreground threshold
-    (and, when asked, the foreground probability as :class:`SegmentationSink` does)."""
+    (and, when asked, the foreground probability as :class:`SegmentationSink` does): aimed at the user's
+    ``fg_prior``, or, given ``source_soft`` (the network's mean ``p_fg`` on held-out source), at the EM
+    estimate of this tomogram's foreground fraction."""
 
     def __init__(self, labels: MRCPlaneWriter, probabilities: MRCPlaneWriter | None,
-                 fg_prior: tuple[float, float]) -> None:
+                 fg_prior: tuple[float, float] | None = None, *, source_soft: float | None = None) -> None:
+        if (fg_prior is None) == (source_soft is None):
+            raise ValueError("give the sink a foreground range or a source prior to estimate from, not both")
         self.labels = labels
         self.probabilities = probabilities
         self.fg_prior = fg_prior
+        self.source_soft = source_soft
+        self.estimate: PriorEstimate | None = None
         self.counts = np.zeros(BINS, dtype=np.int64)
         self.argmax_foreground = 0
         self.threshold: float | None = None  # None after finish(): argmax kept
@@ -70,6 +85,10 @@ class PriorThresholdSink:
     def finish(self) -> None:
         total = int(self.counts.sum())
         self.argmax_fraction = self.argmax_foreground / max(total, 1)
+        if self.source_soft is not None:
+            self.estimate = estimate_from_histogram(self.counts, self.source_soft)
+            self.fg_prior = (self.estimate.estimate, self.estimate.estimate)
+        assert self.fg_prior is not None
         wanted = prior_fraction(self.argmax_fraction, self.fg_prior)
         if wanted is not None:
             self.threshold = threshold_from_histogram(self.counts, wanted)
@@ -86,10 +105,17 @@ class PriorThresholdSink:
 
     def note(self) -> str:
         """One line for the log: what argmax called, the threshold and what it called."""
+        assert self.fg_prior is not None, "finish() first"
         lo, hi = self.fg_prior
         rule = ("argmax kept" if self.threshold is None
                 else f"foreground threshold {self.threshold:.4f} on p_fg")
-        return (f"--fg-prior {lo:g} {hi:g}: argmax called {100 * self.argmax_fraction:.2f} % foreground; "
+        if self.estimate is not None:
+            est = self.estimate
+            given = (f"--prior-estimate em: {100 * est.estimate:.2f} % foreground estimated from mean p_fg "
+                     f"{100 * est.target_soft:.2f} % here, {100 * est.source_soft:.2f} % on held-out source")
+        else:
+            given = f"--fg-prior {lo:g} {hi:g}"
+        return (f"{given}: argmax called {100 * self.argmax_fraction:.2f} % foreground; "
                 f"{rule}: {100 * self.called_fraction:.2f} %")
 
     def close(self) -> None:
