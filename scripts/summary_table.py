@@ -29,6 +29,11 @@ seed: where the losses ended, the label-free reason a page may give for a loss's
 rows that trained nothing or never logged it; needs a ``results.json`` written by a voxuda that records
 ``loss_tail``).
 
+``--readout`` adds the foreground fraction each row's test-time decision aimed at on the unlabelled target
+train split (``decision.target_fraction`` of its selected checkpoints: the user's range, the source fraction
+or the EM estimate), as the mean over seeds with the lowest and highest seed, and the fraction argmax called
+there; ``-`` for argmax rows, which record neither.
+
 ``--seed-gap LOW HIGH`` adds the gap closed per seed, ``(row - LOW) / (HIGH - LOW)`` with each seed's own
 ends (reported networks), as its mean and 95 % t interval over seeds: how sure a "closes 90 %" is, which
 the ratio of means does not say.
@@ -147,6 +152,21 @@ def loss_tail(diagnostics: Mapping[str, Mapping[str, object]], row: Row, key: st
     return f"{sum(values) / len(values):.3f} [{min(values):.3f}, {max(values):.3f}]"
 
 
+def readout(records: Sequence[EvalRecord], row: Row) -> str:
+    """``3.10 % [2.88 %, 3.40 %] (argmax 2.20 %)``: the foreground fraction the row's decision aimed at on
+    the target train split, mean [lowest, highest seed], and argmax's mean there; ``-`` for argmax rows."""
+    decisions = [r.decision for r in records
+                 if (r.target, r.label, r.input_denoiser, r.checkpoint) == (
+                     row.target, row.label, row.input_denoiser, "selected")
+                 and (r.network or "") == row.network and r.decision]
+    aimed = [float(d["target_fraction"]) for d in decisions if "target_fraction" in d]
+    argmax = [float(d["argmax_fraction"]) for d in decisions if "argmax_fraction" in d]
+    if not aimed:
+        return "-"
+    text = f"{100 * sum(aimed) / len(aimed):.2f} % [{100 * min(aimed):.2f} %, {100 * max(aimed):.2f} %]"
+    return text + (f" (argmax {100 * sum(argmax) / len(argmax):.2f} %)" if argmax else "")
+
+
 def gap_percent(fraction: float) -> str:
     """``89.5 %``: one decimal, because issue 15's bar is 90 % and 89.5 % must not read as 90 %."""
     return "-" if math.isnan(fraction) else f"{100 * fraction:.1f} %"
@@ -165,13 +185,15 @@ def markdown_summary(rows: Sequence[Row], baseline: str, *, records: Sequence[Ev
                      versus_label: str | None = None, gap: tuple[str, str] | None = None,
                      all_rows: Sequence[Row] = (), seed_gap_ends: tuple[str, str] | None = None,
                      versus_parent: bool = False, regret: bool = False, loss_keys: Sequence[str] = (),
-                     diagnostics: Mapping[str, Mapping[str, object]] | None = None) -> str:
+                     diagnostics: Mapping[str, Mapping[str, object]] | None = None,
+                     with_readout: bool = False) -> str:
     """The summary table: Dice mean ± std over seeds, gap closed, paired intervals vs control and baseline,
     with ``versus_label`` vs that row (the paired per-seed differences, from ``records``), with ``gap``
     the gap closed between those two rows of ``all_rows`` and with ``seed_gap_ends`` the per-seed gap
     closed between those two rows (from ``records``) with its interval; with ``versus_parent`` each
     re-selecting row against its runs' own selection, pooled below the table; with ``loss_keys`` each
-    key's training-loss tail from the runs' ``diagnostics`` (keyed by run id)."""
+    key's training-loss tail from the runs' ``diagnostics`` (keyed by run id); ``with_readout``: the fraction
+    each row's decision aimed at (:func:`readout`)."""
     extra = " selection regret |" if regret else ""
     extra += " vs the runs' own selection |" if versus_parent else ""
     extra += f" vs {versus_label} |" if versus_label else ""
@@ -180,10 +202,13 @@ def markdown_summary(rows: Sequence[Row], baseline: str, *, records: Sequence[Ev
               if seed_gap_ends else "")
     tail = f"last {100 * TAIL_FRACTION:.0f} % of steps, mean [min, max] over seeds"
     extra += "".join(f" `{key}`, {tail} |" for key in loss_keys)
+    if with_readout:
+        extra += " readout: fraction aimed at on target train, mean [min, max] over seeds |"
     lines = [f"| target | row (network) | Dice | gap closed | vs control | vs {baseline} |{extra}",
              "|---|---|---|---|---|---|" + ("---|" if regret else "") + ("---|" if versus_parent else "")
              + ("---|" if versus_label else "") + ("---|" if gap else "")
-             + ("---|" if seed_gap_ends else "") + "---|" * len(loss_keys)]
+             + ("---|" if seed_gap_ends else "") + "---|" * len(loss_keys)
+             + ("---|" if with_readout else "")]
     pooled: list[float] = []
     for r in rows:
         network = f"{r.network_name}, reported" if r.reported else r.network_name
@@ -206,6 +231,8 @@ def markdown_summary(rows: Sequence[Row], baseline: str, *, records: Sequence[Ev
         if seed_gap_ends:
             line += f" {percent_interval(seed_gap(records, r, *seed_gap_ends))} |"
         line += "".join(f" {loss_tail(diagnostics or {}, r, key)} |" for key in loss_keys)
+        if with_readout:
+            line += f" {readout(records, r)} |"
         lines.append(line)
     if versus_parent:
         interval = paired_t_interval(pooled)
@@ -238,6 +265,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--loss-tail", action="append", default=[], choices=LOSS_TAIL_KEYS,
                         help=f"also this training loss over the last {100 * TAIL_FRACTION:.0f} %% of steps "
                         "(repeatable)")
+    parser.add_argument("--readout", action="store_true",
+                        help="also the foreground fraction each row's decision aimed at on target train")
     args = parser.parse_args(argv)
     if args.plot is not None and not args.seed_gap:
         parser.error("--plot draws the gap closed per seed: add --seed-gap LOW HIGH")
@@ -261,7 +290,8 @@ def main(argv: list[str] | None = None) -> int:
     print(markdown_summary(found, args.baseline, records=records, versus_label=args.versus,
                            gap=gap, all_rows=rows, seed_gap_ends=seed_gap_ends,
                            versus_parent=args.versus_parent, regret=args.regret,
-                           loss_keys=args.loss_tail, diagnostics=diagnostics))
+                           loss_keys=args.loss_tail, diagnostics=diagnostics,
+                           with_readout=args.readout))
     if args.plot is not None and seed_gap_ends is not None:
         from voxuda.bench.plots import seed_gap_chart
 

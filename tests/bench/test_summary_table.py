@@ -182,3 +182,22 @@ def test_the_seed_gap_plot_needs_the_seed_gap_and_is_written(tmp_path: Path,
     path = seed_gap_chart({"a": {"m (teacher)": [0.8, 0.95, 1.0], "c (student)": [0.1]}, "b": {}},
                           tmp_path / "gap.png", bar=0.9)
     assert path.is_file() and matplotlib.image.imread(path).shape[1] > 400
+
+
+def test_the_readout_column_is_the_fraction_each_rows_decision_aimed_at() -> None:
+    from voxuda.bench.results import EvalRecord
+
+    def record(label: str, seed: int, decision: dict[str, float] | None, target: str = "a") -> EvalRecord:
+        return EvalRecord(suite="s", target=target, label=label, method="source_only", seed=seed,
+                          input_denoiser="identity", selection="x", checkpoint="selected", step=1, dice=0.3,
+                          iou=0.0, network="teacher", reported=True, decision=decision)
+
+    records = [record("em", s, {"target_fraction": f, "argmax_fraction": 0.02})
+               for s, f in ((0, 0.028), (1, 0.031), (2, 0.034))]
+    records += [record("em", 0, {"target_fraction": 0.5, "argmax_fraction": 0.5}, target="b")]  # not row a's
+    records += [record("plain", s, None) for s in range(3)]
+    text = markdown_summary([row("a", "em"), row("a", "plain")], "align", records=records, with_readout=True)
+    header, _, em, plain = text.splitlines()
+    assert header.endswith("| readout: fraction aimed at on target train, mean [min, max] over seeds |")
+    assert em.endswith("| 3.10 % [2.80 %, 3.40 %] (argmax 2.00 %) |")
+    assert plain.endswith("| - |")  # argmax rows record no decision
