@@ -132,6 +132,10 @@ def test_evaluation_the_engine_and_the_command_line_read_out_at_the_estimate(
     assert "prior estimate (em)" in capsys.readouterr().out
     again = json.loads((out / "eval_test_last_fgprior-em.json").read_text())
     assert again["overall"] == result["overall"]
+    # turning the estimate off for one evaluation writes its own file, never over the run's readout
+    assert main(["evaluate", str(out), "--checkpoint", "last", "--prior-estimate", "none"]) == 0
+    off = json.loads((out / "eval_test_last_fgprior-none.json").read_text())
+    assert off["decision"] == {"rule": "argmax"}
     both = ["--prior-estimate", "em", "--source-prior"]
     assert main(["evaluate", str(out), "--checkpoint", "last", *both]) == 2
     assert "--source-prior and --prior-estimate both set" in capsys.readouterr().err

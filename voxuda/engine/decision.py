@@ -68,10 +68,11 @@ class PriorThreshold:
 
     def record(self) -> dict[str, Any]:
         """What ``eval_*.json`` keeps of the decision."""
-        record: dict[str, Any] = {"rule": "prior_threshold", "fg_prior": list(self.fg_prior),
-                                  "origin": self.origin,
-                                  "threshold": self.threshold, "argmax_fraction": self.argmax_fraction,
-                                  "target_fraction": self.target_fraction}
+        record: dict[str, Any] = {
+            "rule": "prior_threshold", "fg_prior": list(self.fg_prior), "origin": self.origin,
+            "threshold": self.threshold, "argmax_fraction": self.argmax_fraction,
+            "target_fraction": self.target_fraction,
+        }
         if self.estimate is not None:
             record["estimate"] = attrs.asdict(self.estimate)
         return record

@@ -232,7 +232,7 @@ def evaluate_run(
         name += "_fgprior-" + "-".join(f"{v:g}" for v in user)
     elif source_prior:
         name += "_fgprior-source"
-    elif prior_estimate is not None and prior_estimate != "none":
+    elif prior_estimate is not None:  # "none" too: it may differ from the run's own readout
         name += f"_fgprior-{prior_estimate}"
     if tta is not None and tta != "none":
         name += f"_tta-{tta}"
