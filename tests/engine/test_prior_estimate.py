@@ -18,7 +18,11 @@ from voxuda.bench.executor import BenchEngine
 from voxuda.cli import main
 from voxuda.config import ComponentRef
 from voxuda.engine.data import DomainSplit
-from voxuda.engine.decision import calibrate_estimated_threshold, em_foreground_prior
+from voxuda.engine.decision import (
+    calibrate_estimated_threshold,
+    em_foreground_prior,
+    fit_bias_corrected_temperature,
+)
 from voxuda.engine.evaluate import evaluate_predictor, evaluate_run
 from voxuda.engine.pipeline import train_and_evaluate
 from voxuda.engine.run_config import run_config_from_dict
@@ -29,14 +33,18 @@ MU, SIGMA = 1.6, 1.0  # foreground voxels N(MU, SIGMA), background N(0, SIGMA): 
 
 class BayesUnderPrior(nn.Module):
     """Two-class logits whose softmax is the exact Bayes posterior of the Gaussian voxel model above when
-    foreground has prior ``prior``: logit = log(prior / (1 - prior)) + (MU x - MU^2 / 2) / SIGMA^2."""
+    foreground has prior ``prior``: logit = log(prior / (1 - prior)) + (MU x - MU^2 / 2) / SIGMA^2; with
+    ``sharpen`` and ``shift`` the logit becomes ``sharpen * logit + shift``, an over-confident, biased
+    network like those EM needs calibrated."""
 
-    def __init__(self, prior: float) -> None:
+    def __init__(self, prior: float, sharpen: float = 1.0, shift: float = 0.0) -> None:
         super().__init__()
         self.offset = math.log(prior / (1 - prior)) - MU**2 / (2 * SIGMA**2)
+        self.sharpen, self.shift = sharpen, shift
 
     def forward(self, x: Tensor) -> Tensor:
-        return torch.cat([torch.zeros_like(x), MU / SIGMA**2 * x + self.offset], dim=1)
+        logit = MU / SIGMA**2 * x + self.offset
+        return torch.cat([torch.zeros_like(x), self.sharpen * logit + self.shift], dim=1)
 
 
 def _voxels(n: int, prior: float, seed: int) -> DomainSplit:
@@ -99,6 +107,32 @@ def test_on_source_like_data_the_estimate_stays_near_the_source() -> None:
     assert decision.estimate.estimate == pytest.approx(0.05, rel=0.1)
 
 
+def test_bias_corrected_temperature_undoes_a_known_distortion() -> None:
+    g = torch.Generator().manual_seed(7)
+    true_logit = 2.0 * torch.randn(400_000, generator=g, dtype=torch.float64) - 3.0
+    labels = torch.rand(400_000, generator=g, dtype=torch.float64) < torch.sigmoid(true_logit)
+    distorted = torch.sigmoid(2.0 * true_logit - 1.0)  # over-confident and biased: logit = 2 z - 1
+    scale, bias = fit_bias_corrected_temperature(distorted, labels)
+    assert scale == pytest.approx(0.5, abs=0.02) and bias == pytest.approx(0.5, abs=0.05)
+    with pytest.raises(ValueError, match="all foreground or all background"):
+        fit_bias_corrected_temperature(distorted[:10], torch.zeros(10, dtype=torch.bool))
+
+
+def test_calibrated_em_recovers_the_prior_an_over_confident_network_hides() -> None:
+    source_prior, target_prior = 0.05, 0.25
+    model = BayesUnderPrior(source_prior, sharpen=2.5, shift=-1.0)
+    source_val, target_train = _voxels(200, source_prior, seed=8), _voxels(200, target_prior, seed=9)
+    plain = calibrate_estimated_threshold(model, target_train.volumes, source_val.volumes, batch_size=50)
+    calibrated = calibrate_estimated_threshold(model, target_train.volumes, source_val.volumes,
+                                               source_val.labels, batch_size=50)
+    assert plain.estimate is not None and calibrated.estimate is not None
+    assert calibrated.estimate.method == "em_calibrated"
+    assert calibrated.estimate.scale == pytest.approx(1 / 2.5, rel=0.05)
+    assert calibrated.estimate.source_soft == pytest.approx(source_prior, rel=0.05)
+    assert calibrated.estimate.estimate == pytest.approx(target_prior, rel=0.08)
+    assert abs(plain.estimate.estimate - target_prior) > 3 * abs(calibrated.estimate.estimate - target_prior)
+
+
 def test_prior_estimate_and_another_prior_are_refused_together(tiny_dataset: Path) -> None:
     for other in ({"fg_prior": [0.1, 0.2]}, {"source_prior": True}):
         data = tiny_run_dict(tiny_dataset)
@@ -130,6 +164,10 @@ def test_evaluation_the_engine_and_the_command_line_read_out_at_the_estimate(
     assert scored.decision is not None and scored.decision["estimate"] == pytest.approx(estimate)
     assert main(["evaluate", str(out), "--checkpoint", "last", "--prior-estimate", "em"]) == 0
     assert "prior estimate (em)" in capsys.readouterr().out
+    assert main(["evaluate", str(out), "--checkpoint", "last", "--prior-estimate", "em_calibrated"]) == 0
+    assert "prior estimate (em_calibrated)" in capsys.readouterr().out
+    calibrated = json.loads((out / "eval_test_last_fgprior-em_calibrated.json").read_text())["decision"]
+    assert calibrated["estimate"]["scale"] != 1.0 and calibrated["estimate"]["method"] == "em_calibrated"
     again = json.loads((out / "eval_test_last_fgprior-em.json").read_text())
     assert again["overall"] == result["overall"]
     # turning the estimate off for one evaluation writes its own file, never over the run's readout

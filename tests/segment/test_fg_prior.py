@@ -96,12 +96,12 @@ def test_the_em_estimate_reads_out_at_the_tomograms_estimated_fraction(planted, 
 def test_the_histogram_em_agrees_with_the_em_on_the_voxels() -> None:
     import torch
 
-    from voxuda.engine.decision import em_foreground_prior, estimate_from_histogram
+    from voxuda.engine.decision import SourceCalibration, em_foreground_prior, estimate_from_histogram
 
     p = torch.distributions.Beta(0.3, 6.0).sample((300_000,), ).double()
     counts = np.bincount(np.minimum((p.numpy() * 65536).astype(np.int64), 65535), minlength=65536)
     exact, _, _ = em_foreground_prior(p, 0.02)
-    binned = estimate_from_histogram(counts, 0.02)
+    binned = estimate_from_histogram(counts, SourceCalibration(source_soft=0.02))
     assert binned.converged and binned.estimate == pytest.approx(exact, rel=1e-3)
     assert binned.target_soft == pytest.approx(float(p.mean()), rel=1e-3)
 
@@ -114,6 +114,8 @@ def test_an_estimate_without_a_source_prior_stops_with_one_line(planted, tmp_pat
         (["--prior-estimate", "em"], "cannot measure the network's prior"),  # the run has no dataset on disk
         (["--prior-estimate", "em", "--fg-prior", "0.1", "0.2"], "fg_prior and prior_estimate"),
         (["--source-soft", "0.02"], "needs prior_estimate em"),
+        (["--prior-estimate", "em_calibrated"], "cannot measure the network's prior"),
+        (["--prior-estimate", "em_calibrated", "--source-soft", "0.02"], "needs prior_estimate em"),
         (["--prior-estimate", "em", "--source-soft", "1.5"], "source_soft 1.5"),
     ]
     for extra, message in cases:

@@ -299,17 +299,18 @@ class BenchEngine:
         predictor = with_test_time_orientations(self._predictor(rc, checkpoint, network), rc.evaluation.tta)
         transform = make_input_transform(build_input_denoiser(denoiser))
         decision = None
-        if rc.evaluation.prior_estimate == "em":
+        if rc.evaluation.prior_estimate != "none":
             # estimated and calibrated on the run's unlabelled, aligned train and held-out source splits
             from voxuda.engine.decision import calibrate_estimated_threshold
             from voxuda.errors import ConfigError
 
             data = self._run_data(rc)
             if data.source_val is None:
-                raise ConfigError("evaluation.prior_estimate = 'em': the dataset has no held-out source "
+                raise ConfigError("evaluation.prior_estimate: the dataset has no held-out source "
                                   f"split ({rc.data.val_split}) to measure the network's prior on")
+            labels = data.source_val.labels if rc.evaluation.prior_estimate == "em_calibrated" else None
             decision = calibrate_estimated_threshold(
-                predictor, data.target_train.volumes, data.source_val.volumes,
+                predictor, data.target_train.volumes, data.source_val.volumes, labels,
                 batch_size=rc.evaluation.batch_size, input_transform=transform)
         elif rc.evaluation.fg_prior or rc.evaluation.source_prior:
             # calibrated on the run's unlabelled, aligned target train split

@@ -37,8 +37,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--prior-estimate", choices=PRIOR_ESTIMATORS, default=None,
                         help="em: the same threshold aimed at a label-free estimate of the target's "
                              "foreground fraction (EM re-estimation of the prior from the network's "
-                             "probabilities, for a target more or less crowded than the source); none: "
-                             "argmax; default: the run's evaluation.prior_estimate")
+                             "probabilities, for a target more crowded than the source); em_calibrated: the "
+                             "same after calibrating them on the labelled held-out source; none: argmax; "
+                             "default: the run's evaluation.prior_estimate")
     parser.add_argument("--tta", choices=TEST_TIME_ORIENTATIONS, default=None,
                         help="average the network's probabilities over orientations of each volume: wedge "
                              "(4 that keep any missing wedge) or flips (8, symmetric tilt ranges only); "
@@ -94,7 +95,9 @@ def run(args: argparse.Namespace) -> int:
             print(f"  prior estimate ({estimate['method']}): {100 * estimate['estimate']:.2f} % from the "
                   f"network's mean p_fg {100 * estimate['target_soft']:.2f} % on the target and "
                   f"{100 * estimate['source_soft']:.2f} % on the held-out source, {estimate['iterations']} "
-                  f"iterations{'' if estimate['converged'] else ' (NOT converged)'}")
+                  f"iterations{'' if estimate['converged'] else ' (NOT converged)'}"
+                  + (f"; calibrated on the source: scale {estimate['scale']:.3f}, bias "
+                     f"{estimate['bias']:+.3f}" if estimate["method"] == "em_calibrated" else ""))
     print(f"  overall: Dice {overall['dice_fg']:.4f}  IoU {overall['iou_fg']:.4f}  mean Dice "
           f"{overall['dice_mean']:.4f}  mean IoU {overall['iou_mean']:.4f}  per-volume Dice "
           f"{result['per_volume_dice_mean']:.4f}")

@@ -33,8 +33,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
              "clamped into [LO, HI] (docs/segment.md)")
     add("--prior-estimate", choices=PRIOR_ESTIMATORS, default="none",
         help="em: the same threshold aimed at a label-free estimate of this tomogram's foreground fraction "
-             "(EM re-estimation of the prior from the network's probabilities, for a sample more or less "
-             "crowded than the training data; docs/segment.md); not with --fg-prior")
+             "(EM re-estimation of the prior from the network's probabilities, for a sample more crowded "
+             "than the training data; docs/segment.md); em_calibrated: the same after calibrating them on "
+             "the run's labelled held-out source; not with --fg-prior")
     add("--source-soft", type=float, metavar="P",
         help="with --prior-estimate em: the network's mean foreground probability on held-out source "
              "(default: measured on the run's source val split; 'voxuda evaluate --prior-estimate em' prints "

@@ -25,6 +25,10 @@ carry is measured as the network's mean ``p_fg`` on the held-out source split (n
 on source-like data the estimate is that mean and the decision stays near argmax; the threshold is then aimed
 at the estimate as at a point range. It suits an occupancy shift (the content track's crowded targets), and
 its premise fails where the appearance changes too: then the posteriors are not the source's.
+``"em_calibrated"`` first calibrates the posteriors on the labelled held-out source by bias-corrected
+temperature scaling (a scale and a bias on the foreground log-odds, fitted by log-loss), as Alexandari,
+Kundaje and Shrikumar (ICML 2020) found EM needs with modern networks, whose posteriors are not calibrated;
+the source prior is then the mean calibrated ``p_fg`` there, their strategy as well.
 
 This is the test-time counterpart of the ``prior`` pseudo-label selection (``methods/pseudo_labels.py``),
 whose foreground/class helpers it reuses, so training and evaluation rank voxels the same way.
@@ -93,6 +97,60 @@ class PriorEstimate:
     target_soft: float  # mean p_fg on the unlabelled target split (EM's first step)
     iterations: int
     converged: bool
+    scale: float = 1.0  # em_calibrated: the fitted 1 / temperature on the foreground log-odds
+    bias: float = 0.0  # em_calibrated: the fitted bias on the foreground log-odds
+
+
+@attrs.frozen
+class SourceCalibration:
+    """What the held-out source says about the network's posteriors: the prior they carry (``source_soft``)
+    and the map applied to every ``p_fg`` before EM (identity for ``em``; ``sigmoid(scale * logit(p) +
+    bias)`` for ``em_calibrated``)."""
+
+    source_soft: float
+    scale: float = 1.0
+    bias: float = 0.0
+
+    def apply(self, p_fg: Tensor) -> Tensor:
+        if self.scale == 1.0 and self.bias == 0.0:
+            return p_fg
+        return torch.sigmoid(self.scale * _log_odds(p_fg.double()) + self.bias)
+
+
+#: probabilities are clipped this far from 0 and 1 before their log-odds are taken
+LOG_ODDS_EPS = 1e-7
+
+
+def _log_odds(p: Tensor) -> Tensor:
+    p = p.clamp(LOG_ODDS_EPS, 1.0 - LOG_ODDS_EPS)
+    return torch.log(p) - torch.log1p(-p)
+
+
+def fit_bias_corrected_temperature(p_fg: Tensor, foreground: Tensor, *,
+                                   max_iter: int = 100) -> tuple[float, float]:
+    """``(scale, bias)`` minimising the log-loss of ``sigmoid(scale * logit(p_fg) + bias)`` against the
+    labelled ``foreground`` (bool, same voxels): bias-corrected temperature scaling reduced to the
+    foreground-against-background decision. At the optimum the mean calibrated probability equals the
+    foreground fraction (the bias's score equation)."""
+    z = _log_odds(p_fg.reshape(-1).double())
+    y = foreground.reshape(-1).double()
+    if z.numel() == 0 or z.numel() != y.numel():
+        raise ValueError("calibration needs one foreground label per probability")
+    if not 0.0 < float(y.mean()) < 1.0:
+        raise ValueError("the held-out source labels are all foreground or all background: nothing to "
+                         "calibrate against")
+    params = torch.tensor([1.0, 0.0], dtype=torch.float64, requires_grad=True)
+    optimiser = torch.optim.LBFGS([params], lr=1.0, max_iter=max_iter, line_search_fn="strong_wolfe")
+
+    def closure() -> Tensor:
+        optimiser.zero_grad()
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(params[0] * z + params[1], y)
+        loss.backward()
+        return loss
+
+    optimiser.step(closure)
+    scale, bias = (float(v) for v in params.detach())
+    return scale, bias
 
 
 def em_foreground_prior(
@@ -190,9 +248,9 @@ def threshold_from_histogram(counts: np.ndarray, fraction: float) -> float:
 
 
 def _foreground_pass(predictor: nn.Module, volumes: Tensor, *, batch_size: int, device: torch.device | str,
-                     input_transform: InputTransform | None) -> tuple[Tensor, float]:
-    """``p_fg`` of ``volumes`` (evenly subsampled to :data:`MAX_CALIBRATION_VOXELS`) and argmax's
-    foreground fraction over all of them."""
+                     input_transform: InputTransform | None, keep_all: bool = False) -> tuple[Tensor, float]:
+    """``p_fg`` of ``volumes`` (evenly subsampled to :data:`MAX_CALIBRATION_VOXELS` unless ``keep_all``:
+    then one per voxel, in order, to pair with labels) and argmax's foreground fraction over all of them."""
     parts: list[Tensor] = []
     fg_argmax = 0
     total = 0
@@ -204,7 +262,7 @@ def _foreground_pass(predictor: nn.Module, volumes: Tensor, *, batch_size: int, 
     if total == 0:
         raise ValueError("no volumes to calibrate the foreground threshold on")
     p_fg = torch.cat(parts)
-    if p_fg.numel() > MAX_CALIBRATION_VOXELS:
+    if p_fg.numel() > MAX_CALIBRATION_VOXELS and not keep_all:
         p_fg = p_fg[:: -(-p_fg.numel() // MAX_CALIBRATION_VOXELS)]
     return p_fg, fg_argmax / total
 
@@ -235,54 +293,72 @@ def calibrate_prior_threshold(
     return _threshold_at(p_fg, argmax_fraction, (float(fg_prior[0]), float(fg_prior[1])), origin)
 
 
-def network_prior(predictor: nn.Module, source_volumes: Tensor, *, batch_size: int,
-                  device: torch.device | str = "cpu", input_transform: InputTransform | None = None) -> float:
-    """The prior the network's posteriors carry: its mean ``p_fg`` on unlabelled held-out source volumes
-    (where EM starts, :func:`em_foreground_prior`); an error when it is 0 or 1 (no prior to re-estimate)."""
+def source_calibration(
+    predictor: nn.Module, source_volumes: Tensor, source_labels: Tensor | None = None, *, batch_size: int,
+    device: torch.device | str = "cpu", input_transform: InputTransform | None = None,
+) -> SourceCalibration:
+    """The network's posteriors on held-out source volumes: without labels (``em``) their mean ``p_fg``, the
+    prior they carry; with ``source_labels`` (``em_calibrated``) the bias-corrected temperature fitted on
+    them and the mean calibrated ``p_fg``. An error when that mean is 0 or 1 (no prior to re-estimate)."""
     source_p, _ = _foreground_pass(predictor, source_volumes, batch_size=batch_size, device=device,
-                                   input_transform=input_transform)
-    source_soft = float(source_p.double().mean())
-    if not 0.0 < source_soft < 1.0:
-        raise ValueError(f"the network's mean foreground probability on the source is {source_soft:g}: it "
-                         "carries no prior to re-estimate; give a foreground range instead")
-    return source_soft
+                                   input_transform=input_transform, keep_all=source_labels is not None)
+    calibration = SourceCalibration(source_soft=float(source_p.double().mean()))
+    if source_labels is not None:
+        scale, bias = fit_bias_corrected_temperature(source_p, source_labels > 0)
+        calibrated = SourceCalibration(source_soft=0.5, scale=scale, bias=bias).apply(source_p)
+        calibration = SourceCalibration(source_soft=float(calibrated.mean()), scale=scale, bias=bias)
+    if not 0.0 < calibration.source_soft < 1.0:
+        raise ValueError(f"the network's mean foreground probability on the source is "
+                         f"{calibration.source_soft:g}: it carries no prior to re-estimate; give a "
+                         "foreground range instead")
+    return calibration
 
 
-def estimate_from_histogram(counts: np.ndarray, source_soft: float) -> PriorEstimate:
+def estimate_prior(p_fg: Tensor, source: SourceCalibration, method: str,
+                   weights: Tensor | None = None) -> PriorEstimate:
+    """EM on ``p_fg`` (optionally counted by ``weights``) after ``source``'s calibration map."""
+    p = source.apply(p_fg.double())
+    value, iterations, converged = em_foreground_prior(p, source.source_soft, weights=weights)
+    w = torch.ones_like(p) if weights is None else weights.double()
+    target_soft = float((p * w).sum() / w.sum().clamp_min(1.0))
+    return PriorEstimate(method=method, estimate=value, source_soft=source.source_soft,
+                         target_soft=target_soft, iterations=iterations, converged=converged,
+                         scale=source.scale, bias=source.bias)
+
+
+def estimate_from_histogram(counts: np.ndarray, source: SourceCalibration,
+                            method: str = "em") -> PriorEstimate:
     """The EM estimate of the foreground fraction of voxels whose ``p_fg`` histogram over ``[0, 1]`` (equal
     bins) is ``counts``, each bin taken at its centre (``voxuda segment`` streams a whole tomogram)."""
     centres = (torch.arange(len(counts), dtype=torch.float64) + 0.5) / len(counts)
-    weights = torch.as_tensor(counts, dtype=torch.float64)
-    value, iterations, converged = em_foreground_prior(centres, source_soft, weights=weights)
-    target_soft = float((centres * weights).sum() / weights.sum().clamp_min(1.0))
-    return PriorEstimate(method="em", estimate=value, source_soft=source_soft, target_soft=target_soft,
-                         iterations=iterations, converged=converged)
+    return estimate_prior(centres, source, method, weights=torch.as_tensor(counts, dtype=torch.float64))
 
 
 def calibrate_estimated_threshold(
     predictor: nn.Module,
     volumes: Tensor,
     source_volumes: Tensor,
+    source_labels: Tensor | None = None,
     *,
     batch_size: int,
     device: torch.device | str = "cpu",
     input_transform: InputTransform | None = None,
 ) -> PriorThreshold:
     """The foreground threshold on unlabelled target ``volumes`` aimed at the EM estimate of their
-    foreground fraction (:func:`em_foreground_prior`), the posteriors' own prior measured on the unlabelled
-    held-out ``source_volumes``. Neither split's labels are read."""
-    source_soft = network_prior(predictor, source_volumes, batch_size=batch_size, device=device,
-                                input_transform=input_transform)
+    foreground fraction (:func:`em_foreground_prior`), the posteriors' own prior measured on the held-out
+    ``source_volumes``; with ``source_labels`` (``em_calibrated``) the posteriors are first calibrated on
+    them (:func:`fit_bias_corrected_temperature`). No target label is read. The threshold is on the raw
+    ``p_fg``: calibration is monotone, so it ranks the voxels alike."""
+    source = source_calibration(predictor, source_volumes, source_labels, batch_size=batch_size,
+                                device=device, input_transform=input_transform)
     p_fg, argmax_fraction = _foreground_pass(predictor, volumes, batch_size=batch_size, device=device,
                                              input_transform=input_transform)
-    value, iterations, converged = em_foreground_prior(p_fg, source_soft)
-    estimate = PriorEstimate(method="em", estimate=value, source_soft=source_soft,
-                             target_soft=float(p_fg.double().mean()), iterations=iterations,
-                             converged=converged)
+    estimate = estimate_prior(p_fg, source, "em" if source_labels is None else "em_calibrated")
+    value = estimate.estimate
     return _threshold_at(p_fg, argmax_fraction, (value, value), "em estimate", estimate)
 
 
-__all__ = ["PriorEstimate", "PriorThreshold", "calibrate_estimated_threshold",
-           "calibrate_prior_threshold", "em_foreground_prior", "estimate_from_histogram", "network_prior",
-           "prior_fraction", "readout_prior",
+__all__ = ["PriorEstimate", "PriorThreshold", "SourceCalibration", "calibrate_estimated_threshold",
+           "calibrate_prior_threshold", "em_foreground_prior", "estimate_from_histogram", "estimate_prior",
+           "fit_bias_corrected_temperature", "prior_fraction", "readout_prior", "source_calibration",
            "source_fraction_prior", "threshold_for_fraction", "threshold_from_histogram"]

@@ -172,13 +172,15 @@ def evaluate_run(
     if estimator not in PRIOR_ESTIMATORS:
         raise ConfigError(f"--prior-estimate {estimator}: choose one of {', '.join(PRIOR_ESTIMATORS)}")
     decision = None
-    if estimator == "em":
+    if estimator != "none":
         calibration = _load_split(config, data_cfg, config.data.train_split, data_override, align_record,
                                   polarity, calibration=True)
-        source_val = _source_val_volumes(config, data_cfg, data_override, align_record)
+        source_val = _source_val(config, data_cfg, data_override, align_record,
+                                 with_labels=estimator == "em_calibrated")
         decision = calibrate_estimated_threshold(
-            predictor, calibration.volumes, source_val, batch_size=config.evaluation.batch_size,
-            device=device, input_transform=transform)
+            predictor, calibration.volumes, source_val.volumes,
+            source_val.labels if estimator == "em_calibrated" else None,
+            batch_size=config.evaluation.batch_size, device=device, input_transform=transform)
     else:
         user = () if source_prior or prior_estimate is not None else _prior_range(
             config.evaluation.fg_prior if fg_prior is None else fg_prior)
@@ -298,27 +300,28 @@ def _source_train_labels(config: RunConfig, data_override: RunData | None) -> Te
                        with_labels=True).labels
 
 
-def run_source_val_volumes(run_dir: str | Path) -> Tensor:
-    """The held-out source split of the run in ``run_dir``, aligned as the run recorded, labels not read:
-    where ``voxuda segment --prior-estimate em`` measures the network's own foreground prior."""
+def run_source_val(run_dir: str | Path, *, with_labels: bool = False) -> DomainSplit:
+    """The held-out source split of the run in ``run_dir``, aligned as the run recorded (labels only when
+    asked): where ``voxuda segment --prior-estimate em`` measures the network's own foreground prior."""
     run_dir = Path(run_dir)
     config = load_run_config_from_dir(run_dir)
     record = read_json(run_dir / "run.json", default={}).get("alignment")
-    return _source_val_volumes(config, config.data, None, record if isinstance(record, dict) else None)
+    return _source_val(config, config.data, None, record if isinstance(record, dict) else None,
+                       with_labels=with_labels)
 
 
-def _source_val_volumes(config: RunConfig, data_cfg: DataConfig, data_override: RunData | None,
-                        record: dict[str, Any] | None) -> Tensor:
-    """The run's held-out source split, aligned like its target, labels not read (the network's own
-    foreground prior is measured on it)."""
+def _source_val(config: RunConfig, data_cfg: DataConfig, data_override: RunData | None,
+                record: dict[str, Any] | None, *, with_labels: bool) -> DomainSplit:
+    """The run's held-out source split, aligned like its target (the network's own foreground prior is
+    measured on it; its labels are read only to calibrate, ``em_calibrated``)."""
     if data_override is not None and _in_memory(config):
         data = ensure_aligned(data_override, data_cfg, record)
         if data.source_val is None:
             raise ConfigError("evaluation.prior_estimate: the in-memory data have no held-out source split "
                               "to measure the network's prior on")
-        return data.source_val.volumes
+        return data.source_val
     root = ensure_dataset(data_cfg)
-    return load_source(data_cfg, root, data_cfg.val_split, with_labels=False, alignment=record).volumes
+    return load_source(data_cfg, root, data_cfg.val_split, with_labels=with_labels, alignment=record)
 
 
 def _load_split(config: RunConfig, data_cfg: DataConfig, split: str, data_override: RunData | None,

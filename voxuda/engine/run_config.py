@@ -101,7 +101,7 @@ TestTimeOrientations = Literal["none", "wedge", "flips"]
 TEST_TIME_ORIENTATIONS: tuple[str, ...] = get_args(TestTimeOrientations)
 #: label-free estimates of the target's foreground fraction for the test-time decision
 #: (``evaluation.prior_estimate``; :mod:`voxuda.engine.decision`)
-PriorEstimator = Literal["none", "em"]
+PriorEstimator = Literal["none", "em", "em_calibrated"]
 PRIOR_ESTIMATORS: tuple[str, ...] = get_args(PriorEstimator)
 
 
@@ -131,7 +131,9 @@ class EvaluationConfig:
         "none", help="without fg_prior or source_prior: 'em' aims that threshold at a label-free estimate of "
         "the target's foreground fraction, the Saerens-Latinne-Decaestecker EM re-estimation of the prior "
         "from the network's probabilities on the unlabelled target train split, starting from its mean "
-        "probability on the held-out source (for an occupancy shift; voxuda.engine.decision); 'none' = off",
+        "probability on the held-out source (for an occupancy shift; voxuda.engine.decision); "
+        "'em_calibrated': the same after calibrating the probabilities on the labelled held-out source "
+        "(bias-corrected temperature scaling); 'none' = off",
         validator=lambda inst, _a, value: _one_estimate(inst, value))
     tta: TestTimeOrientations = help_field(
         "none", help="test-time orientation average of the evaluated network's probabilities: none, wedge "

@@ -30,6 +30,7 @@ from torch import nn
 
 from voxuda.backbones.blocks import input_divisor
 from voxuda.checks import prior_range_problem
+from voxuda.engine.decision import SourceCalibration
 from voxuda.engine.inference import with_test_time_orientations
 from voxuda.engine.run_config import PRIOR_ESTIMATORS, TEST_TIME_ORIENTATIONS
 from voxuda.errors import VoxudaError
@@ -253,7 +254,8 @@ def segment_tomogram(
     estimating = options.prior_estimate != "none"
     if estimating and options.fg_prior is not None:
         raise SegmentError("fg_prior and prior_estimate both set the foreground fraction; give one")
-    if options.source_soft is not None and not (estimating and 0.0 < options.source_soft < 1.0):
+    if options.source_soft is not None and not (options.prior_estimate == "em"
+                                                and 0.0 < options.source_soft < 1.0):
         raise SegmentError(f"source_soft {options.source_soft:g}: needs prior_estimate em and a value "
                            "strictly between 0 and 1 (the network's mean p_fg on held-out source)")
     if patch < 1 or not 0.0 <= overlap < 1.0 or batch_size < 1:
@@ -275,9 +277,11 @@ def segment_tomogram(
     denoiser = _build_denoiser(options.input_denoiser, options.denoiser_params or {}, model)
     normalization = options.normalization or model.normalization
     aligner = _build_aligner(options.alignment, options.alignment_params or {}, model, normalization)
-    source_soft = options.source_soft
-    if estimating and source_soft is None:
-        source_soft = _network_source_prior(model, predictor, denoiser, torch_device)
+    calibration: SourceCalibration | None = None
+    if options.source_soft is not None:
+        calibration = SourceCalibration(source_soft=options.source_soft)
+    elif estimating:
+        calibration = _source_calibration(model, predictor, denoiser, torch_device, options.prior_estimate)
 
     source = MRCSource.open(inp, voxel_size=options.voxel_size)
     writers: list[MRCPlaneWriter] = []
@@ -312,9 +316,9 @@ def segment_tomogram(
         if prob_path is not None:
             writers.append(MRCPlaneWriter(prob_path, shape, np.float32, info))
         prob_writer = writers[1] if prob_path is not None else None
-        if options.fg_prior is not None or source_soft is not None:
-            prior_sink = PriorThresholdSink(writers[0], prob_writer, options.fg_prior,
-                                            source_soft=source_soft)
+        if options.fg_prior is not None or calibration is not None:
+            prior_sink = PriorThresholdSink(writers[0], prob_writer, options.fg_prior, source=calibration,
+                                            method=options.prior_estimate)
             sink: PlaneSink = prior_sink
         else:
             sink = SegmentationSink(writers[0], prob_writer)
@@ -358,24 +362,28 @@ def _with_changes(options: SegmentOptions, changes: Mapping[str, Any]) -> Segmen
     return attrs.evolve(options, **changes) if changes else options
 
 
-def _network_source_prior(model: LoadedModel, predictor: Any, denoiser: Any, device: torch.device) -> float:
-    """The network's mean ``p_fg`` on its run's held-out source split (aligned as the run recorded, through
-    the same input denoiser), where the EM estimate starts; a one-line error when that cannot be measured."""
-    from voxuda.engine.decision import network_prior
-    from voxuda.engine.evaluate import run_source_val_volumes
+def _source_calibration(model: LoadedModel, predictor: Any, denoiser: Any, device: torch.device,
+                        method: str) -> SourceCalibration:
+    """The network's posteriors on its run's held-out source split (aligned as the run recorded, through the
+    same input denoiser; labels read for ``em_calibrated``), where the EM estimate starts; a one-line error
+    when that cannot be measured."""
+    from voxuda.engine.decision import source_calibration
+    from voxuda.engine.evaluate import run_source_val
     from voxuda.engine.inference import make_input_transform
 
+    remedy = "pass --source-soft (printed by voxuda evaluate --prior-estimate em)" if method == "em" else (
+        "use --prior-estimate em with --source-soft")
     if model.run_dir is None:
-        raise SegmentError("prior_estimate em: a bare network has no run whose held-out source measures its "
-                           "prior; pass a run folder or --source-soft")
+        raise SegmentError(f"prior_estimate {method}: a bare network has no run whose held-out source "
+                           f"measures its prior; pass a run folder or {remedy}")
     try:
-        volumes = run_source_val_volumes(model.run_dir)
-        return network_prior(predictor, volumes, batch_size=8, device=device,
-                             input_transform=make_input_transform(denoiser))
+        labelled = method == "em_calibrated"
+        split = run_source_val(model.run_dir, with_labels=labelled)
+        return source_calibration(predictor, split.volumes, split.labels if labelled else None, batch_size=8,
+                                  device=device, input_transform=make_input_transform(denoiser))
     except (VoxudaError, ValueError, OSError) as exc:
-        raise SegmentError(f"prior_estimate em: cannot measure the network's prior on the held-out source "
-                           f"of {model.run_dir} ({exc}); pass --source-soft (printed by voxuda evaluate "
-                           "--prior-estimate em)") from exc
+        raise SegmentError(f"prior_estimate {method}: cannot measure the network's prior on the held-out "
+                           f"source of {model.run_dir} ({exc}); {remedy}") from exc
 
 
 def _resolve_device(device: str | torch.device) -> torch.device:

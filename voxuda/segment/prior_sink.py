@@ -25,6 +25,7 @@ import numpy as np
 
 from voxuda.engine.decision import (
     PriorEstimate,
+    SourceCalibration,
     estimate_from_histogram,
     prior_fraction,
     threshold_from_histogram,
@@ -44,17 +45,19 @@ def scratch_names(label_name: str) -> list[str]:
 class PriorThresholdSink:
     """A :class:`~voxuda.segment.writer.PlaneSink` writing labels by a prior-calibrated foreground threshold
     (and, when asked, the foreground probability as :class:`SegmentationSink` does): aimed at the user's
-    ``fg_prior``, or, given ``source_soft`` (the network's mean ``p_fg`` on held-out source), at the EM
-    estimate of this tomogram's foreground fraction."""
+    ``fg_prior``, or, given ``source`` (the network's posteriors on held-out source), at the EM estimate
+    (``method``: em or em_calibrated) of this tomogram's foreground fraction."""
 
     def __init__(self, labels: MRCPlaneWriter, probabilities: MRCPlaneWriter | None,
-                 fg_prior: tuple[float, float] | None = None, *, source_soft: float | None = None) -> None:
-        if (fg_prior is None) == (source_soft is None):
+                 fg_prior: tuple[float, float] | None = None, *, source: SourceCalibration | None = None,
+                 method: str = "em") -> None:
+        if (fg_prior is None) == (source is None):
             raise ValueError("give the sink a foreground range or a source prior to estimate from, not both")
         self.labels = labels
         self.probabilities = probabilities
         self.fg_prior = fg_prior
-        self.source_soft = source_soft
+        self.source = source
+        self.method = method
         self.estimate: PriorEstimate | None = None
         self.counts = np.zeros(BINS, dtype=np.int64)
         self.argmax_foreground = 0
@@ -85,8 +88,8 @@ class PriorThresholdSink:
     def finish(self) -> None:
         total = int(self.counts.sum())
         self.argmax_fraction = self.argmax_foreground / max(total, 1)
-        if self.source_soft is not None:
-            self.estimate = estimate_from_histogram(self.counts, self.source_soft)
+        if self.source is not None:
+            self.estimate = estimate_from_histogram(self.counts, self.source, self.method)
             self.fg_prior = (self.estimate.estimate, self.estimate.estimate)
         assert self.fg_prior is not None
         wanted = prior_fraction(self.argmax_fraction, self.fg_prior)
@@ -111,8 +114,9 @@ class PriorThresholdSink:
                 else f"foreground threshold {self.threshold:.4f} on p_fg")
         if self.estimate is not None:
             est = self.estimate
-            given = (f"--prior-estimate em: {100 * est.estimate:.2f} % foreground estimated from mean p_fg "
-                     f"{100 * est.target_soft:.2f} % here, {100 * est.source_soft:.2f} % on held-out source")
+            given = (f"--prior-estimate {est.method}: {100 * est.estimate:.2f} % foreground estimated from "
+                     f"mean p_fg {100 * est.target_soft:.2f} % here, {100 * est.source_soft:.2f} % on "
+                     "held-out source")
         else:
             given = f"--fg-prior {lo:g} {hi:g}"
         return (f"{given}: argmax called {100 * self.argmax_fraction:.2f} % foreground; "
