@@ -67,7 +67,8 @@ def test_a_bad_range_stops_with_one_line(planted, tmp_path: Path, capsys: pytest
 
 def _fraction_from_note(note: str) -> float:
     """The estimated percentage in the ``--prior-estimate em`` log line, as a fraction."""
-    return float(note.split("--prior-estimate em: ")[1].split(" %")[0]) / 100
+    assert note.startswith("--prior-estimate em")
+    return float(note.split(": ", 1)[1].split(" %")[0]) / 100
 
 
 def test_the_em_estimate_reads_out_at_the_tomograms_estimated_fraction(planted, tmp_path: Path) -> None:
@@ -126,3 +127,22 @@ def test_an_estimate_without_a_source_prior_stops_with_one_line(planted, tmp_pat
     assert main(["segment", str(trained_run), str(tomo), "-o", str(out), "--no-progress",
                  "--prior-estimate", "em", "--source-soft", "0.02"]) == 0
     assert "--prior-estimate em:" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("method", ["em", "em_calibrated"])
+def test_a_run_with_its_dataset_measures_its_own_source_prior(planted, tmp_path: Path, tiny_dataset: Path,
+                                                              method: str) -> None:
+    from tests.conftest import tiny_run_dict
+    from voxuda.engine.pipeline import train_and_evaluate
+    from voxuda.engine.run_config import run_config_from_dict
+
+    tomo, _ = planted
+    run = tmp_path / "run"
+    train_and_evaluate(run_config_from_dict(tiny_run_dict(tiny_dataset, steps=2)), run)
+    notes: list[str] = []
+    result = segment_tomogram(run, tomo, tmp_path / "labels.mrc", patch=16, progress=False,
+                              prior_estimate=method, log=notes.append)
+    line = next(n for n in notes if n.startswith(f"--prior-estimate {method}:"))
+    source_soft = float(line.split("here, ")[1].split(" %")[0]) / 100
+    assert 0 < source_soft < 1  # measured on the run's held-out source split
+    assert (_read(result.labels) > 0).mean() == pytest.approx(_fraction_from_note(line), abs=0.01)
