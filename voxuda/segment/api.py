@@ -195,7 +195,8 @@ class SegmentOptions:
     fg_prior: tuple[float, float] | None = None
     #: ``em``: aim that threshold at a label-free EM estimate of the tomogram's foreground fraction
     #: (:mod:`voxuda.engine.decision`), starting from the network's mean ``p_fg`` on held-out source
-    #: (``source_soft``, else measured on the run's source val split); ``none``: off
+    #: (``source_soft``, else measured on the run's source val split); ``em_calibrated``: the same after
+    #: calibrating the probabilities on the run's labelled source val split; ``none``: off
     prior_estimate: str = "none"
     source_soft: float | None = None  #: the network's mean ``p_fg`` on held-out source (``prior_estimate``)
     #: test-time orientation average (``none``, ``wedge``, ``flips``); ``None``: the run's ``evaluation.tta``
