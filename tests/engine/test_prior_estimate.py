@@ -122,15 +122,19 @@ def test_calibrated_em_recovers_the_prior_an_over_confident_network_hides() -> N
     source_prior, target_prior = 0.05, 0.25
     model = BayesUnderPrior(source_prior, sharpen=2.5, shift=-1.0)
     source_val, target_train = _voxels(200, source_prior, seed=8), _voxels(200, target_prior, seed=9)
-    plain = calibrate_estimated_threshold(model, target_train.volumes, source_val.volumes, batch_size=50)
+    plain = calibrate_estimated_threshold(model, target_train.volumes, source_val.volumes, source_val.labels,
+                                          batch_size=50)  # em reads no labels
     calibrated = calibrate_estimated_threshold(model, target_train.volumes, source_val.volumes,
-                                               source_val.labels, batch_size=50)
+                                               source_val.labels, method="em_calibrated", batch_size=50)
     assert plain.estimate is not None and calibrated.estimate is not None
     assert calibrated.estimate.method == "em_calibrated"
     assert calibrated.estimate.scale == pytest.approx(1 / 2.5, rel=0.05)
     assert calibrated.estimate.source_soft == pytest.approx(source_prior, rel=0.05)
     assert calibrated.estimate.estimate == pytest.approx(target_prior, rel=0.08)
     assert abs(plain.estimate.estimate - target_prior) > 3 * abs(calibrated.estimate.estimate - target_prior)
+    with pytest.raises(ValueError, match="needs the held-out source labels"):
+        calibrate_estimated_threshold(model, target_train.volumes, source_val.volumes, method="em_calibrated",
+                                      batch_size=50)
 
 
 def test_prior_estimate_and_another_prior_are_refused_together(tiny_dataset: Path) -> None:

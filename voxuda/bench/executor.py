@@ -308,10 +308,10 @@ class BenchEngine:
             if data.source_val is None:
                 raise ConfigError("evaluation.prior_estimate: the dataset has no held-out source "
                                   f"split ({rc.data.val_split}) to measure the network's prior on")
-            labels = data.source_val.labels if rc.evaluation.prior_estimate == "em_calibrated" else None
             decision = calibrate_estimated_threshold(
-                predictor, data.target_train.volumes, data.source_val.volumes, labels,
-                batch_size=rc.evaluation.batch_size, input_transform=transform)
+                predictor, data.target_train.volumes, data.source_val.volumes, data.source_val.labels,
+                method=rc.evaluation.prior_estimate, batch_size=rc.evaluation.batch_size,
+                input_transform=transform)
         elif rc.evaluation.fg_prior or rc.evaluation.source_prior:
             # calibrated on the run's unlabelled, aligned target train split
             from voxuda.engine.decision import calibrate_prior_threshold, readout_prior

@@ -114,7 +114,7 @@ class SourceCalibration:
     def apply(self, p_fg: Tensor) -> Tensor:
         if self.scale == 1.0 and self.bias == 0.0:
             return p_fg
-        return torch.sigmoid(self.scale * _log_odds(p_fg.double()) + self.bias)
+        return calibrated_probability(p_fg, self.scale, self.bias)
 
 
 #: probabilities are clipped this far from 0 and 1 before their log-odds are taken
@@ -124,6 +124,11 @@ LOG_ODDS_EPS = 1e-7
 def _log_odds(p: Tensor) -> Tensor:
     p = p.clamp(LOG_ODDS_EPS, 1.0 - LOG_ODDS_EPS)
     return torch.log(p) - torch.log1p(-p)
+
+
+def calibrated_probability(p_fg: Tensor, scale: float, bias: float) -> Tensor:
+    """``sigmoid(scale * logit(p_fg) + bias)`` in float64: the bias-corrected temperature map."""
+    return torch.sigmoid(scale * _log_odds(p_fg.double()) + bias)
 
 
 def fit_bias_corrected_temperature(p_fg: Tensor, foreground: Tensor, *,
@@ -294,19 +299,25 @@ def calibrate_prior_threshold(
 
 
 def source_calibration(
-    predictor: nn.Module, source_volumes: Tensor, source_labels: Tensor | None = None, *, batch_size: int,
-    device: torch.device | str = "cpu", input_transform: InputTransform | None = None,
+    predictor: nn.Module, source_volumes: Tensor, source_labels: Tensor | None = None, *, method: str = "em",
+    batch_size: int, device: torch.device | str = "cpu", input_transform: InputTransform | None = None,
 ) -> SourceCalibration:
-    """The network's posteriors on held-out source volumes: without labels (``em``) their mean ``p_fg``, the
-    prior they carry; with ``source_labels`` (``em_calibrated``) the bias-corrected temperature fitted on
-    them and the mean calibrated ``p_fg``. An error when that mean is 0 or 1 (no prior to re-estimate)."""
+    """The network's posteriors on held-out source volumes: for ``em`` their mean ``p_fg``, the prior they
+    carry (``source_labels`` are not read); for ``em_calibrated`` the bias-corrected temperature fitted on
+    ``source_labels`` and the mean calibrated ``p_fg``. An error when that mean is 0 or 1 (no prior to
+    re-estimate)."""
+    calibrate = method == "em_calibrated"
+    if calibrate and source_labels is None:
+        raise ValueError("em_calibrated needs the held-out source labels to calibrate on")
     source_p, _ = _foreground_pass(predictor, source_volumes, batch_size=batch_size, device=device,
-                                   input_transform=input_transform, keep_all=source_labels is not None)
-    calibration = SourceCalibration(source_soft=float(source_p.double().mean()))
-    if source_labels is not None:
+                                   input_transform=input_transform, keep_all=calibrate)
+    if calibrate:
+        assert source_labels is not None
         scale, bias = fit_bias_corrected_temperature(source_p, source_labels > 0)
-        calibrated = SourceCalibration(source_soft=0.5, scale=scale, bias=bias).apply(source_p)
-        calibration = SourceCalibration(source_soft=float(calibrated.mean()), scale=scale, bias=bias)
+        source_soft = float(calibrated_probability(source_p, scale, bias).mean())
+        calibration = SourceCalibration(source_soft=source_soft, scale=scale, bias=bias)
+    else:
+        calibration = SourceCalibration(source_soft=float(source_p.double().mean()))
     if not 0.0 < calibration.source_soft < 1.0:
         raise ValueError(f"the network's mean foreground probability on the source is "
                          f"{calibration.source_soft:g}: it carries no prior to re-estimate; give a "
@@ -340,25 +351,27 @@ def calibrate_estimated_threshold(
     source_volumes: Tensor,
     source_labels: Tensor | None = None,
     *,
+    method: str = "em",
     batch_size: int,
     device: torch.device | str = "cpu",
     input_transform: InputTransform | None = None,
 ) -> PriorThreshold:
     """The foreground threshold on unlabelled target ``volumes`` aimed at the EM estimate of their
     foreground fraction (:func:`em_foreground_prior`), the posteriors' own prior measured on the held-out
-    ``source_volumes``; with ``source_labels`` (``em_calibrated``) the posteriors are first calibrated on
-    them (:func:`fit_bias_corrected_temperature`). No target label is read. The threshold is on the raw
-    ``p_fg``: calibration is monotone, so it ranks the voxels alike."""
-    source = source_calibration(predictor, source_volumes, source_labels, batch_size=batch_size,
-                                device=device, input_transform=input_transform)
+    ``source_volumes``; for ``method = "em_calibrated"`` the posteriors are first calibrated on
+    ``source_labels`` (:func:`fit_bias_corrected_temperature`). No target label is read. The threshold is on
+    the raw ``p_fg``: calibration is monotone, so it ranks the voxels alike."""
+    source = source_calibration(predictor, source_volumes, source_labels, method=method,
+                                batch_size=batch_size, device=device, input_transform=input_transform)
     p_fg, argmax_fraction = _foreground_pass(predictor, volumes, batch_size=batch_size, device=device,
                                              input_transform=input_transform)
-    estimate = estimate_prior(p_fg, source, "em" if source_labels is None else "em_calibrated")
+    estimate = estimate_prior(p_fg, source, method)
     value = estimate.estimate
     return _threshold_at(p_fg, argmax_fraction, (value, value), "em estimate", estimate)
 
 
 __all__ = ["PriorEstimate", "PriorThreshold", "SourceCalibration", "calibrate_estimated_threshold",
-           "calibrate_prior_threshold", "em_foreground_prior", "estimate_from_histogram", "estimate_prior",
-           "fit_bias_corrected_temperature", "prior_fraction", "readout_prior", "source_calibration",
-           "source_fraction_prior", "threshold_for_fraction", "threshold_from_histogram"]
+           "calibrate_prior_threshold", "calibrated_probability", "em_foreground_prior",
+           "estimate_from_histogram", "estimate_prior", "fit_bias_corrected_temperature", "prior_fraction",
+           "readout_prior", "source_calibration", "source_fraction_prior", "threshold_for_fraction",
+           "threshold_from_histogram"]

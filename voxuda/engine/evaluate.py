@@ -171,15 +171,16 @@ def evaluate_run(
         "none" if fg_prior is not None or source_prior else config.evaluation.prior_estimate)
     if estimator not in PRIOR_ESTIMATORS:
         raise ConfigError(f"--prior-estimate {estimator}: choose one of {', '.join(PRIOR_ESTIMATORS)}")
+    def calibration_volumes() -> Tensor:  # the unlabelled target train split a decision is calibrated on
+        return _load_split(config, data_cfg, config.data.train_split, data_override, align_record, polarity,
+                           calibration=True).volumes
+
     decision = None
     if estimator != "none":
-        calibration = _load_split(config, data_cfg, config.data.train_split, data_override, align_record,
-                                  polarity, calibration=True)
         source_val = _source_val(config, data_cfg, data_override, align_record,
                                  with_labels=estimator == "em_calibrated")
         decision = calibrate_estimated_threshold(
-            predictor, calibration.volumes, source_val.volumes,
-            source_val.labels if estimator == "em_calibrated" else None,
+            predictor, calibration_volumes(), source_val.volumes, source_val.labels, method=estimator,
             batch_size=config.evaluation.batch_size, device=device, input_transform=transform)
     else:
         user = () if source_prior or prior_estimate is not None else _prior_range(
@@ -189,10 +190,8 @@ def evaluate_run(
         resolved = readout_prior(user, from_source, lambda: _source_train_labels(config, data_override),
                                  "--source-prior" if source_prior else "evaluation.source_prior")
         if resolved is not None:
-            calibration = _load_split(config, data_cfg, config.data.train_split, data_override, align_record,
-                                      polarity, calibration=True)
             decision = calibrate_prior_threshold(
-                predictor, calibration.volumes, resolved[0], batch_size=config.evaluation.batch_size,
+                predictor, calibration_volumes(), resolved[0], batch_size=config.evaluation.batch_size,
                 device=device, input_transform=transform, origin=resolved[1])
     metrics = evaluate_predictor(
         predictor, split_data, num_classes=config.data.num_classes, batch_size=config.evaluation.batch_size,

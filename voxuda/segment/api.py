@@ -378,9 +378,8 @@ def _source_calibration(model: LoadedModel, predictor: Any, denoiser: Any, devic
         raise SegmentError(f"prior_estimate {method}: a bare network has no run whose held-out source "
                            f"measures its prior; pass a run folder or {remedy}")
     try:
-        labelled = method == "em_calibrated"
-        split = run_source_val(model.run_dir, with_labels=labelled)
-        return source_calibration(predictor, split.volumes, split.labels if labelled else None, batch_size=8,
+        split = run_source_val(model.run_dir, with_labels=method == "em_calibrated")
+        return source_calibration(predictor, split.volumes, split.labels, method=method, batch_size=8,
                                   device=device, input_transform=make_input_transform(denoiser))
     except (VoxudaError, ValueError, OSError) as exc:
         raise SegmentError(f"prior_estimate {method}: cannot measure the network's prior on the held-out "
