@@ -291,6 +291,7 @@ class BenchEngine:
         import torch
 
         from voxuda.denoisers import build_input_denoiser
+        from voxuda.engine.decision import calibrate_readout, readout_rule
         from voxuda.engine.evaluate import evaluate_predictor
         from voxuda.engine.inference import make_input_transform, with_test_time_orientations
 
@@ -298,31 +299,8 @@ class BenchEngine:
         torch.set_num_threads(rc.trainer.num_threads)
         predictor = with_test_time_orientations(self._predictor(rc, checkpoint, network), rc.evaluation.tta)
         transform = make_input_transform(build_input_denoiser(denoiser))
-        decision = None
-        if rc.evaluation.prior_estimate != "none":
-            # estimated and calibrated on the run's unlabelled, aligned train and held-out source splits
-            from voxuda.engine.decision import calibrate_estimated_threshold
-            from voxuda.errors import ConfigError
-
-            data = self._run_data(rc)
-            if data.source_val is None:
-                raise ConfigError("evaluation.prior_estimate: the dataset has no held-out source "
-                                  f"split ({rc.data.val_split}) to measure the network's prior on")
-            decision = calibrate_estimated_threshold(
-                predictor, data.target_train.volumes, data.source_val.volumes, data.source_val.labels,
-                method=rc.evaluation.prior_estimate, batch_size=rc.evaluation.batch_size,
-                input_transform=transform)
-        elif rc.evaluation.fg_prior or rc.evaluation.source_prior:
-            # calibrated on the run's unlabelled, aligned target train split
-            from voxuda.engine.decision import calibrate_prior_threshold, readout_prior
-
-            data = self._run_data(rc)
-            resolved = readout_prior(rc.evaluation.fg_prior, rc.evaluation.source_prior,
-                                     lambda: data.source_train.labels)
-            assert resolved is not None
-            decision = calibrate_prior_threshold(
-                predictor, data.target_train.volumes, resolved[0], batch_size=rc.evaluation.batch_size,
-                input_transform=transform, origin=resolved[1])
+        decision = calibrate_readout(predictor, readout_rule(rc.evaluation), self._readout_splits(rc),
+                                     batch_size=rc.evaluation.batch_size, input_transform=transform)
         metrics = evaluate_predictor(predictor, self._test_split(rc), num_classes=rc.data.num_classes,
                                      batch_size=rc.evaluation.batch_size, input_transform=transform,
                                      decision=decision)
@@ -331,6 +309,23 @@ class BenchEngine:
         return EvalResult(dice=float(metrics["overall"]["dice_fg"]), iou=float(metrics["overall"]["iou_fg"]),
                           per_class=per_class, step=self._last_step, n_volumes=int(metrics["volumes"]),
                           decision=decision.record() if decision is not None else None)
+
+    def _readout_splits(self, rc: Any) -> Any:
+        """The run's unlabelled, aligned target train split and its source splits, loaded (once, cached)
+        only when a test-time decision rule asks for them."""
+        from voxuda.engine.decision import ReadoutSplits
+        from voxuda.errors import ConfigError
+
+        def source_val(with_labels: bool) -> tuple[Any, Any]:
+            held_out = self._run_data(rc).source_val
+            if held_out is None:
+                raise ConfigError("evaluation.prior_estimate: the dataset has no held-out source "
+                                  f"split ({rc.data.val_split}) to measure the network's prior on")
+            return held_out.volumes, held_out.labels if with_labels else None
+
+        return ReadoutSplits(target_train=lambda: self._run_data(rc).target_train.volumes,
+                             source_val=source_val,
+                             source_train_labels=lambda: self._run_data(rc).source_train.labels)
 
     def example_panels(self, config: Mapping[str, Any], run_dir: Path, n: int = 3) -> list[tuple[str, Any]]:
         """Target input, IBF-denoised input, teacher pseudo-label, prediction, truth of ``n`` test volumes."""

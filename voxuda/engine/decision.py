@@ -44,7 +44,9 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from voxuda.checks import prior_range_problem
 from voxuda.engine.inference import InputTransform, iter_probabilities
+from voxuda.engine.run_config import PRIOR_ESTIMATORS
 from voxuda.errors import ConfigError
 from voxuda.methods.pseudo_labels import foreground_class, foreground_fraction, foreground_probability
 
@@ -370,8 +372,83 @@ def calibrate_estimated_threshold(
     return _threshold_at(p_fg, argmax_fraction, (value, value), "em estimate", estimate)
 
 
-__all__ = ["PriorEstimate", "PriorThreshold", "SourceCalibration", "calibrate_estimated_threshold",
-           "calibrate_prior_threshold", "calibrated_probability", "em_foreground_prior",
-           "estimate_from_histogram", "estimate_prior", "fit_bias_corrected_temperature", "prior_fraction",
-           "readout_prior", "source_calibration", "source_fraction_prior", "threshold_for_fraction",
+@attrs.frozen
+class ReadoutRule:
+    """Which foreground fraction the test-time decision aims at: the user's ``fg_prior`` range, the source
+    train split's fraction (``source_prior``), a label-free ``estimator`` (``em``, ``em_calibrated``), or
+    none of them (argmax). ``source_option`` is the option named when the source labels are missing."""
+
+    fg_prior: tuple[float, ...] = ()
+    source_prior: bool = False
+    estimator: str = "none"
+    source_option: str = "evaluation.source_prior"
+
+    @property
+    def is_argmax(self) -> bool:
+        return not self.fg_prior and not self.source_prior and self.estimator == "none"
+
+
+def readout_rule(evaluation: Any, *, fg_prior: Sequence[float] | None = None,
+                 source_prior: bool | None = None, prior_estimate: str | None = None) -> ReadoutRule:
+    """The rule of a run's ``evaluation`` config (``fg_prior``, ``source_prior``, ``prior_estimate``) with
+    the command line's overrides applied: one override replaces the run's rule (``prior_estimate = "none"``
+    turns every prior off; ``source_prior = False`` only the source fraction); two are refused with one
+    line. Why one place: ``voxuda evaluate`` and the benchmark engine must read a run out alike."""
+    given = [name for name, on in (("--fg-prior", fg_prior is not None),
+                                   ("--source-prior", bool(source_prior)),
+                                   ("--prior-estimate", prior_estimate not in (None, "none"))) if on]
+    if len(given) > 1:
+        raise ConfigError(f"{' and '.join(given)} both set the foreground fraction; pass one")
+    if fg_prior is not None:
+        prior = tuple(float(v) for v in fg_prior)
+        problem = prior_range_problem(prior)
+        if problem is not None:
+            raise ConfigError(f"--fg-prior {' '.join(f'{v:g}' for v in prior)}: {problem}")
+        return ReadoutRule(fg_prior=prior)
+    if source_prior:
+        return ReadoutRule(source_prior=True, source_option="--source-prior")
+    if prior_estimate is not None:
+        if prior_estimate not in PRIOR_ESTIMATORS:
+            raise ConfigError(f"--prior-estimate {prior_estimate}: choose one of "
+                              f"{', '.join(PRIOR_ESTIMATORS)}")
+        return ReadoutRule(estimator=prior_estimate)
+    if evaluation.prior_estimate != "none":
+        return ReadoutRule(estimator=evaluation.prior_estimate)
+    return ReadoutRule(fg_prior=tuple(float(v) for v in evaluation.fg_prior),
+                       source_prior=bool(evaluation.source_prior) and source_prior is None)
+
+
+@attrs.frozen
+class ReadoutSplits:
+    """Loaders of the splits a readout rule calibrates on; each is called only when the rule needs it
+    (loading costs I/O). ``target_train``: the unlabelled target train volumes; ``source_val(with_labels)``:
+    the held-out source volumes and, when asked, their labels; ``source_train_labels``: the labelled source
+    train split's labels (None when it has none)."""
+
+    target_train: Callable[[], Tensor]
+    source_val: Callable[[bool], tuple[Tensor, Tensor | None]]
+    source_train_labels: Callable[[], Tensor | None]
+
+
+def calibrate_readout(predictor: nn.Module, rule: ReadoutRule, splits: ReadoutSplits, *, batch_size: int,
+                      device: torch.device | str = "cpu",
+                      input_transform: InputTransform | None = None) -> PriorThreshold | None:
+    """The decision ``rule`` asks for, calibrated on ``splits`` (None: argmax). No target label is read."""
+    if rule.estimator != "none":
+        volumes, labels = splits.source_val(rule.estimator == "em_calibrated")
+        return calibrate_estimated_threshold(predictor, splits.target_train(), volumes, labels,
+                                             method=rule.estimator, batch_size=batch_size, device=device,
+                                             input_transform=input_transform)
+    resolved = readout_prior(rule.fg_prior, rule.source_prior, splits.source_train_labels, rule.source_option)
+    if resolved is None:
+        return None
+    return calibrate_prior_threshold(predictor, splits.target_train(), resolved[0], batch_size=batch_size,
+                                     device=device, input_transform=input_transform, origin=resolved[1])
+
+
+__all__ = ["PriorEstimate", "PriorThreshold", "ReadoutRule", "ReadoutSplits", "SourceCalibration",
+           "calibrate_estimated_threshold", "calibrate_prior_threshold", "calibrate_readout",
+           "calibrated_probability", "em_foreground_prior", "estimate_from_histogram", "estimate_prior",
+           "fit_bias_corrected_temperature", "prior_fraction", "readout_prior", "readout_rule",
+           "source_calibration", "source_fraction_prior", "threshold_for_fraction",
            "threshold_from_histogram"]

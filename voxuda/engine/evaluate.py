@@ -21,7 +21,6 @@ import attrs
 import torch
 from torch import Tensor, nn
 
-from voxuda.checks import prior_range_problem
 from voxuda.config import ComponentRef, component_overrides, component_ref, load_toml
 from voxuda.denoisers import build_input_denoiser, input_denoiser_ref
 from voxuda.engine.checkpoint import load_checkpoint
@@ -34,7 +33,7 @@ from voxuda.engine.data import (
     load_source,
     load_target,
 )
-from voxuda.engine.decision import calibrate_estimated_threshold, calibrate_prior_threshold, readout_prior
+from voxuda.engine.decision import ReadoutSplits, calibrate_readout, readout_rule
 from voxuda.engine.inference import (
     InputTransform,
     make_input_transform,
@@ -43,7 +42,7 @@ from voxuda.engine.inference import (
 )
 from voxuda.engine.metrics import SegmentationMeter
 from voxuda.engine.provenance import now, write_json_atomic
-from voxuda.engine.run_config import PRIOR_ESTIMATORS, DataConfig, RunConfig, run_config_from_dict
+from voxuda.engine.run_config import DataConfig, RunConfig, run_config_from_dict
 from voxuda.engine.runtime import resolve_device
 from voxuda.errors import ConfigError, VoxudaError
 from voxuda.jsonio import read_json
@@ -162,37 +161,19 @@ def evaluate_run(
     data_cfg, align_record = _alignment(config, run_record, alignment)
     if split_data is None:
         split_data = _load_split(config, data_cfg, split, data_override, align_record, polarity)
-    given = [name for name, on in (("--fg-prior", fg_prior is not None),
-                                    ("--source-prior", bool(source_prior)),
-                                    ("--prior-estimate", prior_estimate not in (None, "none"))) if on]
-    if len(given) > 1:
-        raise ConfigError(f"{' and '.join(given)} both set the foreground fraction; pass one")
-    estimator = prior_estimate if prior_estimate is not None else (
-        "none" if fg_prior is not None or source_prior else config.evaluation.prior_estimate)
-    if estimator not in PRIOR_ESTIMATORS:
-        raise ConfigError(f"--prior-estimate {estimator}: choose one of {', '.join(PRIOR_ESTIMATORS)}")
-    def calibration_volumes() -> Tensor:  # the unlabelled target train split a decision is calibrated on
-        return _load_split(config, data_cfg, config.data.train_split, data_override, align_record, polarity,
-                           calibration=True).volumes
+    rule = readout_rule(config.evaluation, fg_prior=fg_prior, source_prior=source_prior,
+                        prior_estimate=prior_estimate)
 
-    decision = None
-    if estimator != "none":
-        source_val = _source_val(config, data_cfg, data_override, align_record,
-                                 with_labels=estimator == "em_calibrated")
-        decision = calibrate_estimated_threshold(
-            predictor, calibration_volumes(), source_val.volumes, source_val.labels, method=estimator,
-            batch_size=config.evaluation.batch_size, device=device, input_transform=transform)
-    else:
-        user = () if source_prior or prior_estimate is not None else _prior_range(
-            config.evaluation.fg_prior if fg_prior is None else fg_prior)
-        from_source = source_prior if source_prior is not None else (
-            fg_prior is None and prior_estimate is None and config.evaluation.source_prior)
-        resolved = readout_prior(user, from_source, lambda: _source_train_labels(config, data_override),
-                                 "--source-prior" if source_prior else "evaluation.source_prior")
-        if resolved is not None:
-            decision = calibrate_prior_threshold(
-                predictor, calibration_volumes(), resolved[0], batch_size=config.evaluation.batch_size,
-                device=device, input_transform=transform, origin=resolved[1])
+    def source_val(with_labels: bool) -> tuple[Tensor, Tensor | None]:
+        held_out = _source_val(config, data_cfg, data_override, align_record, with_labels=with_labels)
+        return held_out.volumes, held_out.labels
+
+    splits = ReadoutSplits(  # the unlabelled target train split a decision is calibrated on, and the source's
+        target_train=lambda: _load_split(config, data_cfg, config.data.train_split, data_override,
+                                         align_record, polarity, calibration=True).volumes,
+        source_val=source_val, source_train_labels=lambda: _source_train_labels(config, data_override))
+    decision = calibrate_readout(predictor, rule, splits, batch_size=config.evaluation.batch_size,
+                                 device=device, input_transform=transform)
     metrics = evaluate_predictor(
         predictor, split_data, num_classes=config.data.num_classes, batch_size=config.evaluation.batch_size,
         device=device, input_transform=transform, decision=decision,
@@ -230,7 +211,7 @@ def evaluate_run(
     if polarity is not None:
         name += f"_polarity-{polarity}"
     if fg_prior is not None:
-        name += "_fgprior-" + "-".join(f"{v:g}" for v in user)
+        name += "_fgprior-" + "-".join(f"{v:g}" for v in rule.fg_prior)
     elif source_prior:
         name += "_fgprior-source"
     elif prior_estimate is not None:  # "none" too: it may differ from the run's own readout
@@ -239,15 +220,6 @@ def evaluate_run(
         name += f"_tta-{tta}"
     write_json_atomic(result, run_dir / f"{name}.json")
     return result
-
-
-def _prior_range(value: Sequence[float]) -> tuple[float, ...]:
-    """``fg_prior`` checked as the config checks it (one-line error naming the option)."""
-    prior = tuple(float(v) for v in value)
-    problem = prior_range_problem(prior)
-    if problem is not None:
-        raise ConfigError(f"--fg-prior {' '.join(f'{v:g}' for v in prior)}: {problem}")
-    return prior
 
 
 def _resolved_aligner(cfg: DataConfig) -> dict[str, Any]:
