@@ -14,9 +14,12 @@ script prints, for each domain of a dataset written by ``voxuda simulate``:
   ``voxuda.noise.skew_matched.mean_skewness``, the estimate the ``skew_matched`` noise model uses).
 
 With ``--noise-check`` it also prints, for each target domain, what the ``skew_matched`` noise model does
-to the source in each ``colour`` (both domains detrended first, as ``[data] alignment = "detrend"`` does):
-the added variance ``v``, the noisy source's skewness beside the target's, and the noisy source's mean power
-over the target's in three frequency bands (a ratio of 1 is the target's spectrum).
+to the source in each ``colour`` and ``spectrum`` (both domains detrended first, as ``[data] alignment =
+"detrend"`` does): the added variance ``v``, the noisy source's skewness beside the target's, the noisy
+source's mean power over the target's in three frequency bands (a ratio of 1 is the target's spectrum), and
+``empty``: the share of the power between 0.05 and 0.45 cycles/voxel that lies at the frequencies where the
+target has under a fifth of its radial shell's mean power (a missing wedge), for the noisy source and
+(``target_empty``) for the target itself; ``empty_freqs`` is the share of those frequencies.
 
     python scripts/domain_statistics.py DATA/appearance --limit 40 [--noise-check] [--json out.json]
 """
@@ -35,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's 
 
 from voxuda.align import build_aligner  # noqa: E402
 from voxuda.data.datasets import load_split  # noqa: E402
-from voxuda.noise.fourier import radial_power  # noqa: E402
+from voxuda.noise.fourier import radial_frequency, radial_power  # noqa: E402
 from voxuda.noise.ngm import NGMConfig, NoiseGenerationModule, estimate_noise_variance  # noqa: E402
 from voxuda.noise.skew_matched import SkewMatchedNoise, SkewMatchedNoiseConfig, mean_skewness  # noqa: E402
 
@@ -64,26 +67,54 @@ def domain_statistics(volumes: torch.Tensor, labels: torch.Tensor) -> dict[str, 
     }
 
 
+def _power_grid(volumes: torch.Tensor) -> torch.Tensor:
+    """Mean power at every frequency of mean-removed volumes ``(N, 1, D, H, W)``."""
+    flat = volumes.float().reshape(-1, *volumes.shape[-3:])
+    flat = flat - flat.mean(dim=(-3, -2, -1), keepdim=True)
+    return (torch.fft.fftn(flat, dim=(-3, -2, -1)).abs() ** 2).mean(dim=0)
+
+
+def empty_frequencies(power: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(band, empty): the frequencies between 0.05 and 0.45 cycles/voxel, and those of them where ``power``
+    is under a fifth of its radial shell's mean (shells ``1 / max(D, H, W)`` wide)."""
+    radius = radial_frequency(power.shape)
+    shell = torch.round(radius * max(power.shape)).long().flatten()
+    sums = torch.zeros(int(shell.max()) + 1).index_add_(0, shell, power.flatten())
+    counts = torch.zeros(int(shell.max()) + 1).index_add_(0, shell, torch.ones(shell.numel()))
+    relative = power / (sums / counts.clamp_min(1))[shell].reshape(power.shape).clamp_min(1e-30)
+    band = (radius > 0.05) & (radius < 0.45)
+    return band, band & (relative < 0.2)
+
+
 def noise_check(source: torch.Tensor, target: torch.Tensor, seed: int = 0) -> dict[str, dict[str, float]]:
-    """``skew_matched`` in each colour on detrended ``source`` and ``target`` volumes ``(N, 1, D, H, W)``:
-    ``v``, skewness before and after, and the noisy source's band power over the target's."""
+    """``skew_matched`` in each colour and spectrum on detrended ``source`` and ``target`` volumes
+    ``(N, 1, D, H, W)``: ``v``, skewness before and after, the noisy source's band power over the target's and
+    the share of its power at the target's empty frequencies."""
     detrend = build_aligner("detrend")  # what `[data] alignment = "detrend"` applies to both domains
     source, target = detrend(source.float(), "source"), detrend(target.float(), "target")
     radii, target_power = radial_power(target)
+    target_grid = _power_grid(target)
+    band, empty = empty_frequencies(target_grid)
     out: dict[str, dict[str, float]] = {}
-    for colour in ("source", "target"):
-        model = SkewMatchedNoise(SkewMatchedNoiseConfig(n_samples=len(target), colour=colour))
-        model.fit(target)
-        model.measure_source(source)
-        noisy = model(source, torch.Generator().manual_seed(seed))
-        noisy_power = radial_power(noisy)[1]
-        assert model.source_skewness is not None and model.target_skewness is not None
-        row = {"v": model.variance, "source_skewness": model.source_skewness,
-               "noisy_skewness": mean_skewness(noisy), "target_skewness": model.target_skewness}
-        for band, (lo, hi) in BANDS.items():
-            keep = (radii > lo) & (radii <= hi)
-            row[band] = float(noisy_power[keep].sum() / target_power[keep].sum().clamp_min(1e-30))
-        out[colour] = row
+    for spectrum in ("radial", "full"):
+        for colour in ("source", "target"):
+            model = SkewMatchedNoise(SkewMatchedNoiseConfig(n_samples=len(target), colour=colour,
+                                                            spectrum=spectrum))
+            model.fit(target)
+            model.measure_source(source)
+            noisy = model(source, torch.Generator().manual_seed(seed))
+            noisy_power = radial_power(noisy)[1]
+            noisy_grid = _power_grid(noisy)
+            assert model.source_skewness is not None and model.target_skewness is not None
+            row = {"v": model.variance, "source_skewness": model.source_skewness,
+                   "noisy_skewness": mean_skewness(noisy), "target_skewness": model.target_skewness}
+            for name, (lo, hi) in BANDS.items():
+                keep = (radii > lo) & (radii <= hi)
+                row[name] = float(noisy_power[keep].sum() / target_power[keep].sum().clamp_min(1e-30))
+            row["empty"] = float(noisy_grid[empty].sum() / noisy_grid[band].sum())
+            row["target_empty"] = float(target_grid[empty].sum() / target_grid[band].sum())
+            row["empty_freqs"] = float(empty.sum() / band.sum())
+            out[f"{colour}, {spectrum}"] = row
     return out
 
 
@@ -119,9 +150,10 @@ def main(argv: list[str] | None = None) -> int:
     checks: dict[str, Any] = {}
     if args.noise_check and "source" in domains:
         source, _, _ = load_split(args.root, "source", args.split, canonical_polarity=None, limit=args.limit)
-        ckeys = ("v", "source_skewness", "noisy_skewness", "target_skewness", *BANDS)
+        ckeys = ("v", "source_skewness", "noisy_skewness", "target_skewness", *BANDS, "empty",
+                 "target_empty", "empty_freqs")
         print("\nskew_matched noise on the detrended source (noisy source / target power per band)\n")
-        print("| target | colour | " + " | ".join(ckeys) + " |")
+        print("| target | colour, spectrum | " + " | ".join(ckeys) + " |")
         print("|---" * (len(ckeys) + 2) + "|")
         for domain in (d for d in domains if d != "source"):
             target, _, _ = load_split(args.root, domain, args.split, canonical_polarity=None,

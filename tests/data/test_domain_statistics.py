@@ -58,8 +58,30 @@ def test_the_noise_check_gives_the_target_colour_where_the_source_lacks_it() -> 
     target, _ = _volumes(smooth_volumes(16, 16, g, cutoff=0.06), 1.0)
     target = target + 0.7 * torch.randn(target.shape, generator=g)  # a white band the source lacks
     check = noise_check(source, target)
-    assert check["source"]["v"] == pytest.approx(check["target"]["v"]) and check["target"]["v"] > 0.5
-    assert check["source"]["high (>0.3)"] < 0.2  # the source's own colour leaves the high band empty
-    assert check["target"]["high (>0.3)"] == pytest.approx(1.0, abs=0.15)
-    for row in check.values():  # both match the skewness
+    assert set(check) == {"source, radial", "target, radial", "source, full", "target, full"}
+    assert check["source, radial"]["v"] == pytest.approx(check["target, radial"]["v"])
+    assert check["target, radial"]["v"] > 0.5
+    assert check["source, radial"]["high (>0.3)"] < 0.2  # the source's own colour leaves the high band empty
+    assert check["target, radial"]["high (>0.3)"] == pytest.approx(1.0, abs=0.15)
+    for row in check.values():  # all match the skewness
         assert abs(row["noisy_skewness"]) < 0.6 * abs(row["source_skewness"])
+
+
+def test_the_noise_check_measures_the_share_of_noise_in_the_missing_wedge() -> None:
+    from voxuda.simulate.wedge import wedge_mask
+
+    mask = torch.from_numpy(wedge_mask((16, 16, 16), -60.0, 60.0))
+    g = torch.Generator().manual_seed(3)
+
+    def wedged(volumes: torch.Tensor) -> torch.Tensor:
+        return torch.fft.ifftn(torch.fft.fftn(volumes, dim=(-3, -2, -1)) * mask, dim=(-3, -2, -1)).real
+
+    source, _ = _volumes(smooth_volumes(16, 16, g, cutoff=0.2), 3.0)
+    target, _ = _volumes(smooth_volumes(16, 16, g, cutoff=0.2), 2.0)
+    check = noise_check(wedged(source), wedged(target))
+    assert check["source, full"]["v"] > 0.3  # the premise holds: the target's particles are fainter
+    row = check["target, full"]
+    assert 0.2 < row["empty_freqs"] < 0.5  # the wedge: a third of the directions (less near the k_y axis)
+    assert row["target_empty"] < 1e-4
+    assert check["source, radial"]["empty"] > 0.1  # radial noise fills it
+    assert check["source, full"]["empty"] < 1e-3 and row["empty"] < 1e-3

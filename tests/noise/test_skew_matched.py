@@ -164,3 +164,59 @@ def test_a_fixed_variance_replaces_the_estimate_and_is_recorded() -> None:
     assert signal_share == pytest.approx(1 / 7, abs=0.03)
     with pytest.raises(Exception, match="fixed_variance"):
         build_component("noise_model", {"name": "skew_matched", "fixed_variance": 0.0})
+
+
+def _wedged(volumes: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """``volumes`` with the missing wedge ``mask`` applied in Fourier space, then z-scored."""
+    out = torch.fft.ifftn(torch.fft.fftn(volumes, dim=(-3, -2, -1)) * mask, dim=(-3, -2, -1)).real
+    dims = (-3, -2, -1)
+    return (out - out.mean(dim=dims, keepdim=True)) / out.std(dim=dims, keepdim=True)
+
+
+def _wedge_share(volumes: torch.Tensor, missing: torch.Tensor) -> float:
+    """Share of the volumes' (mean-removed) power at the ``missing`` frequencies."""
+    centred = volumes - volumes.mean(dim=(-3, -2, -1), keepdim=True)
+    power = (torch.fft.fftn(centred, dim=(-3, -2, -1)).abs() ** 2).reshape(-1, *volumes.shape[-3:]).mean(0)
+    return float(power[missing].sum() / power.sum())
+
+
+@pytest.mark.parametrize("colour", ["source", "target"])
+def test_the_full_spectrum_leaves_the_missing_wedge_empty_where_radial_noise_fills_it(colour: str) -> None:
+    from voxuda.simulate.wedge import wedge_mask
+
+    mask = torch.from_numpy(wedge_mask((24, 24, 24), -60.0, 60.0))
+    missing = mask == 0
+    source_raw, source_labels = _domain(64, contrast=3.0, seed=0)
+    target_raw, target_labels = _domain(64, contrast=1.5, seed=1)
+    source, target = _wedged(source_raw, mask), _wedged(target_raw, mask)
+    assert _wedge_share(source, missing) < 1e-6 and _wedge_share(target, missing) < 1e-6
+    noisy = {}
+    for spectrum in ("radial", "full"):
+        model = build_component("noise_model", {"name": "skew_matched", "n_samples": 64, "colour": colour,
+                                                "spectrum": spectrum})
+        model.fit(target)
+        model.measure_source(source)
+        noisy[spectrum] = model(source, torch.Generator().manual_seed(2))
+    # radial noise spreads its power over every direction, the wedge's third of the sphere included
+    assert _wedge_share(noisy["radial"], missing) > 0.1
+    assert _wedge_share(noisy["full"], missing) < 1e-3
+    # the amount of noise is still set by the skewness: the particles become about as faint as the target's
+    assert abs(mean_skewness(noisy["full"])) < 0.5 * abs(mean_skewness(source))
+    assert _contrast(noisy["full"], source_labels) == pytest.approx(_contrast(target, target_labels), rel=0.2)
+
+
+def test_the_full_spectrum_survives_a_state_dict_round_trip_and_refuses_another_shape() -> None:
+    source, _ = _domain(8, contrast=3.0, seed=0)
+    target, _ = _domain(8, contrast=1.0, seed=1)
+    config = {"name": "skew_matched", "colour": "target", "spectrum": "full"}
+    model = build_component("noise_model", config)
+    model.fit(target)
+    model.measure_source(source)
+    fresh = build_component("noise_model", config)
+    fresh.load_state_dict(model.state_dict())
+    assert torch.equal(fresh(source, torch.Generator().manual_seed(3)),
+                       model(source, torch.Generator().manual_seed(3)))
+    with pytest.raises(ValueError, match="measured on 24x24x24 volumes and cannot colour 16x16x16"):
+        model(source[..., :16, :16, :16])
+    with pytest.raises(ValueError, match="spectrum"):
+        build_component("noise_model", {"name": "skew_matched", "spectrum": "cubic"})
