@@ -60,6 +60,7 @@ from voxuda.bench.report import load_results
 from voxuda.bench.results import EvalRecord, Row
 from voxuda.bench.stats import PairedInterval, paired_differences, paired_interval, paired_t_interval
 from voxuda.bench.tables import fmt_interval
+from voxuda.errors import ConfigError
 
 
 def summary_rows(rows: Sequence[Row], labels: Sequence[str], denoiser: str,
@@ -274,7 +275,11 @@ def main(argv: list[str] | None = None) -> int:
     records: list[EvalRecord] = []
     diagnostics: dict[str, Mapping[str, object]] = {}
     for folder in args.folders:
-        results = load_results(Path(folder))
+        try:
+            results = load_results(Path(folder))
+        except ConfigError as error:  # an unfinished or mistyped folder: one line, not a traceback
+            print(f"summary_table: {error}", file=sys.stderr)
+            return 2
         rows += results.rows
         records += results.records
         for run_id, diag in results.diagnostics.items():

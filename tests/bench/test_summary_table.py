@@ -169,6 +169,16 @@ def test_a_loss_the_diagnostics_do_not_record_is_refused(capsys: pytest.CaptureF
     assert exit_info.value.code == 2 and "invalid choice: 'seg_noise'" in capsys.readouterr().err
 
 
+def test_a_folder_without_results_is_refused_in_one_line(tmp_path: Path,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    """A benchmark still running has no results.json yet: say so and which folder, without a traceback."""
+    from summary_table import main
+
+    assert main(["--from", str(tmp_path), "--label", "m"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and str(tmp_path) in err and "no results.json" in err
+
+
 def test_the_seed_gap_plot_needs_the_seed_gap_and_is_written(tmp_path: Path,
                                                               capsys: pytest.CaptureFixture[str]) -> None:
     import matplotlib.image
