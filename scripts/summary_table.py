@@ -60,7 +60,6 @@ from voxuda.bench.report import load_results
 from voxuda.bench.results import EvalRecord, Row
 from voxuda.bench.stats import PairedInterval, paired_differences, paired_interval, paired_t_interval
 from voxuda.bench.tables import fmt_interval
-from voxuda.errors import ConfigError
 
 
 def summary_rows(rows: Sequence[Row], labels: Sequence[str], denoiser: str,
@@ -242,7 +241,7 @@ def markdown_summary(rows: Sequence[Row], baseline: str, *, records: Sequence[Ev
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
+def _summarise(argv: list[str] | None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--from", dest="folders", action="append", required=True,
                         help="a finished suite output folder (repeatable)")
@@ -275,11 +274,7 @@ def main(argv: list[str] | None = None) -> int:
     records: list[EvalRecord] = []
     diagnostics: dict[str, Mapping[str, object]] = {}
     for folder in args.folders:
-        try:
-            results = load_results(Path(folder))
-        except ConfigError as error:  # an unfinished or mistyped folder: one line, not a traceback
-            print(f"summary_table: {error}", file=sys.stderr)
-            return 2
+        results = load_results(Path(folder))
         rows += results.rows
         records += results.records
         for run_id, diag in results.diagnostics.items():
@@ -308,6 +303,22 @@ def main(argv: list[str] | None = None) -> int:
                        title=f"gap closed per seed, {seed_gap_ends[0]} to {seed_gap_ends[1]}")
         print(f"\n(plot: {args.plot})", file=sys.stderr)
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The script's entry: a user's error (a folder without results.json, a mistyped path) is one line and the
+    exit status the ``voxuda`` command gives it (``voxuda.cli.describe_error``), not a traceback."""
+    from voxuda.cli import describe_error
+
+    try:
+        return _summarise(argv)
+    except Exception as exc:
+        described = describe_error(exc)
+        if described is None:
+            raise
+        message, code = described
+        print(f"summary_table: {message}", file=sys.stderr)
+        return code
 
 
 if __name__ == "__main__":
