@@ -241,7 +241,7 @@ def markdown_summary(rows: Sequence[Row], baseline: str, *, records: Sequence[Ev
     return "\n".join(lines)
 
 
-def _summarise(argv: list[str] | None) -> int:
+def _summarise(argv: Sequence[str] | None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--from", dest="folders", action="append", required=True,
                         help="a finished suite output folder (repeatable)")
@@ -305,20 +305,12 @@ def _summarise(argv: list[str] | None) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     """The script's entry: a user's error (a folder without results.json, a mistyped path) is one line and the
-    exit status the ``voxuda`` command gives it (``voxuda.cli.describe_error``), not a traceback."""
-    from voxuda.cli import describe_error
+    exit status the ``voxuda`` command gives it (``voxuda.cli.script_main``), not a traceback."""
+    from voxuda.cli import script_main
 
-    try:
-        return _summarise(argv)
-    except Exception as exc:
-        described = describe_error(exc)
-        if described is None:
-            raise
-        message, code = described
-        print(f"summary_table: {message}", file=sys.stderr)
-        return code
+    return script_main("summary_table", _summarise, argv)
 
 
 if __name__ == "__main__":

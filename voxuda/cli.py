@@ -11,7 +11,7 @@ import errno
 import importlib
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from voxuda._version import __version__
 
@@ -115,6 +115,22 @@ def describe_error(exc: BaseException) -> tuple[str, int] | None:
     if isinstance(exc, ValueError):
         return _one_line(exc), 2
     return None
+
+
+def script_main(name: str, entry: Callable[[Sequence[str] | None], int],
+                argv: Sequence[str] | None = None) -> int:
+    """The entry of a script in ``scripts/``: ``entry(argv)``, with a user's error (a missing folder, a
+    mistyped path, a bad option value) printed as one line ``<name>: <message>`` and the exit status the
+    ``voxuda`` command gives it (:func:`describe_error`), not a traceback; a bug keeps its traceback."""
+    try:
+        return entry(argv)
+    except Exception as exc:
+        described = describe_error(exc)
+        if described is None:
+            raise
+        message, code = described
+        print(f"{name}: {message}", file=sys.stderr)
+        return code
 
 
 def main(argv: Sequence[str] | None = None) -> int:

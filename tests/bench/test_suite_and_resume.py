@@ -229,3 +229,28 @@ def test_builtin_suites_only_read_files_a_wheel_ships() -> None:
         rel = "voxuda/" + path.relative_to(package).as_posix()
         assert any(PurePosixPath(rel).match(p) and rel.count("/") == p.count("/") for p in patterns), \
             f"{rel} matches no package-data glob"
+
+
+def test_runs_trained_on_other_numerics_are_named_in_the_report_and_a_note(tmp_path: Path,
+                                                                            suite_file: Path) -> None:
+    """A folder whose runs were trained (or resumed) on other numerics says so: results.md's numerics line
+    counts runs per numerics, and the benchmark adds a note; one machine's folder adds none."""
+    suite = load_suite(str(suite_file))
+    here = {"cpu": "CPU A", "cpu_capability": "AVX512", "threads": 2, "torch": "2.13.0", "env": {}}
+    engine = FakeEngine()
+    engine.run_json = {label: {"numerics": here} for label in ("source_only", "adapted", "oracle")}
+    result = run_benchmark(suite, options(tmp_path, targets=("t1",)), engine)
+    assert result.notes == []
+    md = (tmp_path / "out" / "results.md").read_text()
+    assert "- **numerics**: CPU A, AVX512, 2 threads, torch 2.13.0 (6 runs)" in md  # 3 labels x 2 seeds
+
+    elsewhere = {**here, "cpu_capability": "AVX2"}
+    engine = FakeEngine()
+    engine.run_json = {"source_only": {"numerics": here},
+                       "adapted": {"numerics": here, "resumed": [{"step": 2, "numerics": elsewhere}]},
+                       "oracle": {}}  # a run of a voxuda that did not record numerics
+    result = run_benchmark(suite, options(tmp_path / "mixed", targets=("t1",)), engine)
+    assert len(result.notes) == 1 and "3 different numerics" in result.notes[0]
+    md = (tmp_path / "mixed" / "out" / "results.md").read_text()
+    assert ("CPU A, AVX512, 2 threads, torch 2.13.0 (4 runs); CPU A, AVX2, 2 threads, torch 2.13.0 (2 runs); "
+            "unknown (2 runs)") in md

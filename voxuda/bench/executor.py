@@ -364,7 +364,10 @@ class BenchEngine:
 
         import torch
 
-        return f"{os.cpu_count()} CPUs visible, torch threads {torch.get_num_threads()}"
+        from voxuda.engine.provenance import cpu_model
+
+        return (f"{cpu_model()} ({torch.backends.cpu.get_cpu_capability()}), {os.cpu_count()} CPUs visible, "
+                f"torch threads {torch.get_num_threads()}")
 
 
 def warm_start(last: Path, parent: Path, record: Path) -> dict[str, Any]:

@@ -70,6 +70,7 @@ class BenchmarkResult:
     reused: list[str] = attrs.field(factory=list)  # evaluated without training (evaluate-only, shared)
     skipped: list[str] = attrs.field(factory=list)
     results: SuiteResults | None = None
+    notes: list[str] = attrs.field(factory=list)  # for the user, one line each (e.g. mixed numerics)
 
 
 def run_dir_of(out_dir: Path, plan: RunPlan) -> Path:
@@ -178,6 +179,11 @@ def run_benchmark(suite: Suite, options: BenchmarkOptions,
     result.records = records
     meta = _meta(suite, options, targets, data_dir, started, data_seconds, reported, engine)
     meta["invocations"] = _log_invocation(out, options, started, data_seconds, result)
+    numerics = trained_numerics(out, reported)
+    if len(numerics) > 1:
+        result.notes.append(f"the runs in {out} were trained on {len(numerics)} different numerics "
+                            f"({numerics_line(numerics)}): their results are not bit-reproducible on one "
+                            "machine; see results.md's numerics line")
     results = SuiteResults(
         meta=meta, records=records, diagnostics=collect_diagnostics(out, reported),
         label_order=[r.label for r in suite.runs],
@@ -404,6 +410,34 @@ def data_versions(out: Path, plans: Sequence[RunPlan]) -> list[str]:
     return list(dict.fromkeys(seen))
 
 
+def trained_numerics(out: Path, plans: Sequence[RunPlan]) -> dict[str, int]:
+    """How many of the finished training runs behind ``plans`` ran on each numerics
+    (:func:`voxuda.engine.provenance.numerics_label` of ``run.json``'s ``numerics`` and of each resumed
+    session's), "unknown" for runs of voxuda versions that did not record it. A run resumed on other
+    numerics counts under both. Why: seeds paired within one folder are only bit-reproducible if their runs
+    share numerics; a folder resumed on another machine says so instead of passing for one machine's."""
+    from voxuda.engine.provenance import numerics_label
+
+    counts: dict[str, int] = {}
+    seen: set[Path] = set()
+    for plan in plans:
+        folder = training_dir(out, plan)
+        if folder is None or folder in seen or not is_done(run_dir_of(out, plan)):
+            continue
+        seen.add(folder)
+        record = read_json(folder / "run.json", default={})
+        sessions = [record.get("numerics")] + [s["numerics"] for s in record.get("resumed", [])
+                                               if isinstance(s, dict) and "numerics" in s]
+        for label in dict.fromkeys(numerics_label(n) for n in sessions):
+            counts[label] = counts.get(label, 0) + 1
+    return counts
+
+
+def numerics_line(counts: dict[str, int]) -> str:
+    """``counts`` (:func:`trained_numerics`) as one provenance line."""
+    return "; ".join(f"{label} ({n} run{'s' if n != 1 else ''})" for label, n in counts.items())
+
+
 def _train_seconds(out: Path, plans: Sequence[RunPlan]) -> float:
     total = 0.0
     for plan in plans:
@@ -422,6 +456,7 @@ def _meta(suite: Suite, options: BenchmarkOptions, targets: Sequence[str], data_
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "versions": engine.versions(),
         "machine": f"{platform.machine()}, {platform.system()}, {engine.device_description()}",
+        "numerics": numerics_line(trained_numerics(options.out_dir, plans)),
         "wall_time": f"{time.perf_counter() - started:.0f} s this invocation (data {data_seconds:.0f} s); "
                      f"training of all runs {_train_seconds(options.out_dir, plans):.0f} s",
         "data": f"preset {suite.preset} (seed {suite.data_seed}) at {data_dir}, simulator version "

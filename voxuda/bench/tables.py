@@ -257,7 +257,7 @@ def _command_of(session: Mapping[str, Any], base: Path | None) -> str:
 def provenance_lines(meta: Mapping[str, Any], base: Path | None = None) -> list[str]:
     """The provenance bullet list of a suite, paths relative to ``base`` (default: the working directory)."""
     out = []
-    for key in ("command", "date", "versions", "machine", "wall_time", "data", "trainer"):
+    for key in ("command", "date", "versions", "machine", "numerics", "wall_time", "data", "trainer"):
         if key in meta and meta[key]:
             value = meta[key]
             if isinstance(value, Mapping):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import os
 import shlex
+import sys
 from pathlib import Path
 
 from voxuda.commands.options import add_progress_argument
@@ -103,6 +104,8 @@ def run(args: argparse.Namespace) -> int:
             result = run_benchmark(suite, options)
     if result.table:
         print(result.table)
+    for note in result.notes:
+        print(f"voxuda: note: {note}", file=sys.stderr)
     return 0
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as _dt
+import os
 import platform
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,61 @@ def package_versions() -> dict[str, str]:
         "numpy": numpy.__version__,
         "voxuda": __version__,
     }
+
+
+# Environment variables that change which kernels torch, oneDNN and MKL pick, and so the float results.
+_NUMERICS_ENV = ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA", "ATEN_CPU_CAPABILITY", "MKL_CBWR",
+                 "MKL_ENABLE_INSTRUCTIONS", "CUBLAS_WORKSPACE_CONFIG")
+
+
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo``; ``platform.processor()`` elsewhere), "unknown" if neither
+    says."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as info:
+            for line in info:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def numerics(device: str = "cpu", threads: int | None = None) -> dict[str, Any]:
+    """What decides a run's floating-point results besides its config, data and seed.
+
+    Why: with the same code, data, seed and settings two runs are bit-identical only when these agree too.
+    Measured (docs/training.md, "Reproducibility"): on one machine two runs gave the same bits, while
+    limiting oneDNN to AVX2 instead of AVX-512 (``ONEDNN_MAX_CPU_ISA``), or 1 thread instead of 2, changed
+    the weights after 40-60 steps; training amplifies such differences into different final models. A run
+    records this so that a number retrained on another machine is not mistaken for a changed method."""
+    import torch
+
+    record: dict[str, Any] = {
+        "cpu": cpu_model(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "threads": torch.get_num_threads() if threads is None else threads,
+        "torch": torch.__version__,
+        "env": {key: os.environ[key] for key in _NUMERICS_ENV if key in os.environ},
+    }
+    if device.startswith("cuda") and torch.cuda.is_available():
+        index = torch.device(device).index
+        record["gpu"] = torch.cuda.get_device_name(torch.cuda.current_device() if index is None else index)
+        record["cudnn"] = torch.backends.cudnn.version()
+    return record
+
+
+def numerics_label(record: dict[str, Any] | None) -> str:
+    """One line naming a :func:`numerics` record (equal records, equal lines): "unknown" for runs of
+    voxuda versions that did not record it."""
+    if not record:
+        return "unknown"
+    parts = [str(record.get("cpu", "unknown")), str(record.get("cpu_capability", "?")),
+             f"{record.get('threads', '?')} threads", f"torch {record.get('torch', '?')}"]
+    if record.get("gpu"):
+        parts.append(f"{record['gpu']} (cuDNN {record.get('cudnn')})")
+    parts += [f"{key}={value}" for key, value in sorted(dict(record.get("env") or {}).items())]
+    return ", ".join(parts)
 
 
 def component_record(kind: str, ref: ComponentRef) -> dict[str, Any]:

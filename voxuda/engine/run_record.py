@@ -110,17 +110,23 @@ def start_record(config: RunConfig, state: RunState) -> dict[str, Any]:
         "alignment": state.data.alignment,  # the aligner and its fitted statistics (e.g. both spectra)
         "device": str(state.device),
         "num_threads": config.trainer.num_threads,
+        "numerics": provenance.numerics(str(state.device), config.trainer.num_threads),
         "op_backend": op_backend_used(state),
         "start_time": provenance.now(),
         "end_time": None,
     }
 
 
-def resume_record(run_json: Path, step: int) -> dict[str, Any]:
+def resume_record(run_json: Path, step: int, numerics: dict[str, Any] | None = None) -> dict[str, Any]:
     """The record of a resumed run: its ``run.json`` (``{}`` for a folder without one) with this session's
-    start appended to ``resumed``. A malformed ``run.json`` is an error naming it, not a fresh record."""
+    start appended to ``resumed``, with the numerics it continues on (:func:`provenance.numerics`: a run
+    resumed on another machine is no longer bit-reproducible). A malformed ``run.json`` is an error naming
+    it, not a fresh record."""
     record: dict[str, Any] = read_json(run_json, default={})
-    record.setdefault("resumed", []).append({"time": provenance.now(), "step": step})
+    session: dict[str, Any] = {"time": provenance.now(), "step": step}
+    if numerics is not None:
+        session["numerics"] = numerics
+    record.setdefault("resumed", []).append(session)
     return record
 
 

@@ -324,7 +324,8 @@ def train(
         run_json = out / "run.json"
         if resume:
             trainer.restore(last)
-            record = resume_record(run_json, trainer.step)
+            record = resume_record(run_json, trainer.step,
+                                   provenance.numerics(str(trainer.device), run_config.trainer.num_threads))
         else:
             record = start_record(run_config, trainer)
         if main:
