@@ -6,11 +6,19 @@ apart they are, and what each ran on (``run.json``'s ``numerics``), so that a re
 can be traced to the machine or not.
 
     python scripts/compare_runs.py RUN_A RUN_B [--checkpoint last.pt]
+    python scripts/compare_runs.py SUITE_OUT_A SUITE_OUT_B [--label L ...]
 
-Compared: the method's floating-point tensors in the checkpoint (student, teacher, discriminator; not the
-optimiser or random states). Printed: how many are bit-identical, the largest absolute difference and
-where, ``||a - b|| / ||a||`` over them all (the relative drift of :mod:`voxuda.engine.drift`, with run A as
-the start), and each run's test Dice where ``eval_test_best.json`` holds it.
+Two run folders: the method's floating-point tensors in the checkpoint are compared (student, teacher,
+discriminator; not the optimiser or random states). Printed: how many are bit-identical, the largest
+absolute difference and where, ``||a - b|| / ||a||`` over them all (the relative drift of
+:mod:`voxuda.engine.drift`, with run A as the start), and each run's test Dice where ``eval_test_best.json``
+holds it.
+
+Two benchmark output folders (each with ``results.json``): every run both hold is paired, as Markdown. Per
+run and network: the selected checkpoint's test Dice in each (identity input) and whether the trained
+weights are bit-identical; per row (target, label, network): B - A as the mean and 95 % t interval over
+seeds and the mean absolute difference. It answers "did the rerun reproduce the folder, and if not, by how
+much did the numbers move", which a paired comparison inside one folder cannot.
 """
 
 from __future__ import annotations
@@ -60,18 +68,84 @@ def _run_lines(tag: str, run: Path) -> list[str]:
     record = read_json(folder / "run.json", default={})
     sessions = [record.get("numerics")] + [s.get("numerics") for s in record.get("resumed", [])
                                            if isinstance(s, dict) and s.get("numerics")]
-    dice = read_json(folder / "eval_test_best.json", default={}).get("per_volume_dice_mean")
-    dice_text = f", test Dice {dice:.4f}" if isinstance(dice, (int, float)) else ""
+    dice = read_json(folder / "eval_test_best.json", default={}).get("overall", {}).get("dice_fg")
+    dice_text = f", test Dice {dice:.4f}" if isinstance(dice, (int, float)) else ""  # what `train` prints
     return [f"{tag}: {run} ({' then '.join(numerics_label(n) for n in sessions)}{dice_text})"]
+
+
+def _weights_text(a: Path, b: Path, checkpoint: str) -> str:
+    if not ((a / checkpoint).is_file() and (b / checkpoint).is_file()):
+        return "-"
+    result = compare(_method_state(a, checkpoint), _method_state(b, checkpoint))
+    if result["identical"] == result["tensors"] and not result["only_in_one"]:
+        return "bit-identical"
+    return f"differ (||b - a|| / ||a|| = {result['relative']:.3g})"
+
+
+def _folder_numerics(folder: Path, keys: Sequence[tuple[str, str, str, int]]) -> str:
+    """The distinct numerics the compared runs of a benchmark folder trained on (``run.json``)."""
+    labels: dict[str, None] = {}
+    for target, label, _, seed in keys:
+        record = read_json(folder / "runs" / target / label / f"seed{seed}" / "run.json", default=None)
+        if record is not None:
+            labels[numerics_label(record.get("numerics"))] = None
+    return "; ".join(labels) or "no run.json"
+
+
+def compare_suites(a: Path, b: Path, labels: Sequence[str], checkpoint: str) -> str:
+    """The Markdown comparison of two benchmark output folders (see the module doc)."""
+    from voxuda.bench.report import load_results
+    from voxuda.bench.stats import paired_t_interval
+    from voxuda.bench.tables import fmt_interval
+
+    def selected(folder: Path) -> dict[tuple[str, str, str, int], Any]:
+        return {(r.target, r.label, r.network, r.seed): r for r in load_results(folder).records
+                if r.checkpoint == "selected" and r.input_denoiser == "identity"
+                and (not labels or r.label in labels)}
+
+    in_a, in_b = selected(a), selected(b)
+    keys = sorted(set(in_a) & set(in_b))
+    if not keys:
+        raise ConfigError(f"{a} and {b} share no finished run{' with these labels' if labels else ''}")
+    lines = [f"A: `{a}` ({_folder_numerics(a, keys)}); B: `{b}` ({_folder_numerics(b, keys)}); selected "
+             "checkpoints, identity input.", "",
+             "| run | network | Dice A | Dice B | B - A | trained weights |", "|---|---|---|---|---|---|"]
+    diffs: dict[tuple[str, str, str], list[float]] = {}
+    for key in keys:
+        ra, rb = in_a[key], in_b[key]
+        target, label, network, seed = key
+        run_id = f"{target}/{label}/seed{seed}"
+        weights = "-" if ra.mode != "train" else _weights_text(a / "runs" / run_id, b / "runs" / run_id,
+                                                               checkpoint)
+        name = f"{network}{' (reported)' if ra.reported else ''}"
+        lines.append(f"| `{run_id}` | {name} | {ra.dice:.4f} | {rb.dice:.4f} | {rb.dice - ra.dice:+.4f} | "
+                     f"{weights} |")
+        diffs.setdefault((target, label, f"{network}{', reported' if ra.reported else ''}"), []).append(
+            rb.dice - ra.dice)
+    lines += ["", "| target | row (network) | seeds | B - A, mean [95 % t] | mean abs(B - A) |",
+              "|---|---|---|---|---|"]
+    for (target, label, name), values in diffs.items():
+        interval = paired_t_interval(values)
+        assert interval is not None
+        spread = sum(abs(v) for v in values) / len(values)
+        lines.append(f"| `{target}` | `{label}` ({name}) | {len(values)} | {fmt_interval(interval)} | "
+                     f"{spread:.4f} |")
+    return "\n".join(lines)
 
 
 def _main(argv: Sequence[str] | None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("run_a", type=Path, help="a run folder (or a checkpoint file)")
-    parser.add_argument("run_b", type=Path, help="another run folder (or a checkpoint file)")
+    parser.add_argument("run_a", type=Path,
+                        help="a run folder, a checkpoint file or a benchmark output folder")
+    parser.add_argument("run_b", type=Path, help="the same kind of folder or file to compare it with")
     parser.add_argument("--checkpoint", default="last.pt",
-                        help="the checkpoint in each folder (default last.pt)")
+                        help="the checkpoint in each run folder (default last.pt)")
+    parser.add_argument("--label", action="append", default=[],
+                        help="benchmark folders: only these row labels (repeatable; default all)")
     args = parser.parse_args(argv)
+    if (args.run_a / "results.json").is_file() or (args.run_b / "results.json").is_file():
+        print(compare_suites(args.run_a, args.run_b, args.label, args.checkpoint))
+        return 0
     result = compare(_method_state(args.run_a, args.checkpoint), _method_state(args.run_b, args.checkpoint))
     lines = _run_lines("a", args.run_a) + _run_lines("b", args.run_b)
     lines.append(f"method tensors compared: {result['tensors']}, bit-identical: {result['identical']}, "
