@@ -298,4 +298,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from voxuda.cli import script_main
+
+    raise SystemExit(script_main("perf_report", main))  # one-line user errors

@@ -115,4 +115,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from voxuda.cli import script_main
+
+    raise SystemExit(script_main("select_start_regret", main))  # one-line user errors

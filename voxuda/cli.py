@@ -117,13 +117,13 @@ def describe_error(exc: BaseException) -> tuple[str, int] | None:
     return None
 
 
-def script_main(name: str, entry: Callable[[Sequence[str] | None], int],
+def script_main(name: str, entry: Callable[[list[str] | None], int],
                 argv: Sequence[str] | None = None) -> int:
     """The entry of a script in ``scripts/``: ``entry(argv)``, with a user's error (a missing folder, a
     mistyped path, a bad option value) printed as one line ``<name>: <message>`` and the exit status the
     ``voxuda`` command gives it (:func:`describe_error`), not a traceback; a bug keeps its traceback."""
     try:
-        return entry(argv)
+        return entry(None if argv is None else list(argv))
     except Exception as exc:
         described = describe_error(exc)
         if described is None:
