@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +41,20 @@ def _method_state(run: Path, checkpoint: str) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError(f"{path}: no such checkpoint; give a run folder holding {checkpoint} "
                           "(or a .pt file)")
-    return {key: value for key, value in load_checkpoint(path)["method"].items() if value.is_floating_point()}
+    return dict(_float_tensors(load_checkpoint(path)["method"]))
+
+
+def _float_tensors(state: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
+    """The floating-point tensors of a method state, nested states (a noise model's, a sampler's) flattened
+    to dotted keys; other values (names, counters, integer tensors) are not weights and are skipped."""
+    import torch
+
+    if isinstance(state, torch.Tensor):
+        if state.is_floating_point():
+            yield prefix, state
+    elif isinstance(state, dict):
+        for key, value in state.items():
+            yield from _float_tensors(value, f"{prefix}.{key}" if prefix else str(key))
 
 
 def compare(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
@@ -70,7 +83,8 @@ def _run_lines(tag: str, run: Path) -> list[str]:
                                            if isinstance(s, dict) and s.get("numerics")]
     dice = read_json(folder / "eval_test_best.json", default={}).get("overall", {}).get("dice_fg")
     dice_text = f", test Dice {dice:.4f}" if isinstance(dice, (int, float)) else ""  # what `train` prints
-    return [f"{tag}: {run} ({' then '.join(numerics_label(n) for n in sessions)}{dice_text})"]
+    labels = dict.fromkeys(numerics_label(n) for n in sessions)  # a resumed session's, if it differs
+    return [f"{tag}: {run} ({' then '.join(labels)}{dice_text})"]
 
 
 def _weights_text(a: Path, b: Path, checkpoint: str) -> str:

@@ -70,7 +70,8 @@ def test_two_benchmark_folders_are_paired_run_by_run(tmp_path: Path) -> None:
         for last in out.glob("runs/*/*/seed*/last.pt"):  # the fake's marker files become real checkpoints
             moved = shift if last.parts[-3] == "adapted" else 0.0
             save_atomic({"format": FORMAT, "version": VERSION, "step": 1,
-                         "method": {"w": torch.ones(3) + moved}}, last)
+                         "method": {"w": torch.ones(3) + moved,  # nested states are compared too
+                                    "noise": {"sigma2": torch.tensor(2.0 + moved), "name": "skew"}}}, last)
         folders.append(out)
     from compare_runs import compare_suites
 

@@ -78,7 +78,8 @@ def numerics_label(record: dict[str, Any] | None) -> str:
     if not record:
         return "unknown"
     parts = [str(record.get("cpu", "unknown")), str(record.get("cpu_capability", "?")),
-             f"{record.get('threads', '?')} threads", f"torch {record.get('torch', '?')}"]
+             f"{record.get('threads', '?')} thread{'' if record.get('threads') == 1 else 's'}",
+             f"torch {record.get('torch', '?')}"]
     if record.get("gpu"):
         parts.append(f"{record['gpu']} (cuDNN {record.get('cudnn')})")
     parts += [f"{key}={value}" for key, value in sorted(dict(record.get("env") or {}).items())]
