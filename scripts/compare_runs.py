@@ -93,7 +93,7 @@ def _weights_text(a: Path, b: Path, checkpoint: str) -> str:
     result = compare(_method_state(a, checkpoint), _method_state(b, checkpoint))
     if result["identical"] == result["tensors"] and not result["only_in_one"]:
         return "bit-identical"
-    return f"differ (||b - a|| / ||a|| = {result['relative']:.3g})"
+    return f"differ (relative distance {result['relative']:.3g})"  # no "|": it is a table cell
 
 
 def _folder_numerics(folder: Path, keys: Sequence[tuple[str, str, str, int]]) -> str:
@@ -123,7 +123,8 @@ def compare_suites(a: Path, b: Path, labels: Sequence[str], checkpoint: str) -> 
         raise ConfigError(f"{a} and {b} share no finished run{' with these labels' if labels else ''}")
     lines = [f"A: `{a}` ({_folder_numerics(a, keys)}); B: `{b}` ({_folder_numerics(b, keys)}); selected "
              "checkpoints, identity input.", "",
-             "| run | network | Dice A | Dice B | B - A | trained weights |", "|---|---|---|---|---|---|"]
+             "| run | network | Dice A | Dice B | B - A | trained weights (relative distance: norm of B - A "
+             "over norm of A) |", "|---|---|---|---|---|---|"]
     diffs: dict[tuple[str, str, str], list[float]] = {}
     for key in keys:
         ra, rb = in_a[key], in_b[key]
