@@ -31,7 +31,7 @@ from typing import Any
 
 from voxuda.engine.checkpoint import load_checkpoint
 from voxuda.engine.drift import relative_drift
-from voxuda.engine.provenance import numerics_label
+from voxuda.engine.provenance import run_numerics_labels
 from voxuda.errors import ConfigError
 from voxuda.jsonio import read_json
 
@@ -78,12 +78,9 @@ def compare(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
 
 def _run_lines(tag: str, run: Path) -> list[str]:
     folder = run if run.is_dir() else run.parent
-    record = read_json(folder / "run.json", default={})
-    sessions = [record.get("numerics")] + [s.get("numerics") for s in record.get("resumed", [])
-                                           if isinstance(s, dict) and s.get("numerics")]
+    labels = run_numerics_labels(read_json(folder / "run.json", default={}))
     dice = read_json(folder / "eval_test_best.json", default={}).get("overall", {}).get("dice_fg")
     dice_text = f", test Dice {dice:.4f}" if isinstance(dice, (int, float)) else ""  # what `train` prints
-    labels = dict.fromkeys(numerics_label(n) for n in sessions)  # a resumed session's, if it differs
     return [f"{tag}: {run} ({' then '.join(labels)}{dice_text})"]
 
 
@@ -96,13 +93,14 @@ def _weights_text(a: Path, b: Path, checkpoint: str) -> str:
     return f"differ (relative distance {result['relative']:.3g})"  # no "|": it is a table cell
 
 
-def _folder_numerics(folder: Path, keys: Sequence[tuple[str, str, str, int]]) -> str:
-    """The distinct numerics the compared runs of a benchmark folder trained on (``run.json``)."""
+def _folder_numerics(folder: Path, run_ids: Sequence[str]) -> str:
+    """The distinct numerics the compared runs of a benchmark folder trained on (``run.json``, resumed
+    sessions included)."""
     labels: dict[str, None] = {}
-    for target, label, _, seed in keys:
-        record = read_json(folder / "runs" / target / label / f"seed{seed}" / "run.json", default=None)
+    for run_id in run_ids:
+        record = read_json(folder / "runs" / run_id / "run.json", default=None)
         if record is not None:
-            labels[numerics_label(record.get("numerics"))] = None
+            labels.update(dict.fromkeys(run_numerics_labels(record)))
     return "; ".join(labels) or "no run.json"
 
 
@@ -121,15 +119,16 @@ def compare_suites(a: Path, b: Path, labels: Sequence[str], checkpoint: str) -> 
     keys = sorted(set(in_a) & set(in_b))
     if not keys:
         raise ConfigError(f"{a} and {b} share no finished run{' with these labels' if labels else ''}")
-    lines = [f"A: `{a}` ({_folder_numerics(a, keys)}); B: `{b}` ({_folder_numerics(b, keys)}); selected "
-             "checkpoints, identity input.", "",
+    run_ids = list(dict.fromkeys(in_a[key].run_id for key in keys))
+    lines = [f"A: `{a}` ({_folder_numerics(a, run_ids)}); B: `{b}` ({_folder_numerics(b, run_ids)}); "
+             "selected checkpoints, identity input.", "",
              "| run | network | Dice A | Dice B | B - A | trained weights (relative distance: norm of B - A "
              "over norm of A) |", "|---|---|---|---|---|---|"]
     diffs: dict[tuple[str, str, str], list[float]] = {}
     for key in keys:
         ra, rb = in_a[key], in_b[key]
-        target, label, network, seed = key
-        run_id = f"{target}/{label}/seed{seed}"
+        target, label, network, _ = key
+        run_id = ra.run_id
         weights = "-" if ra.mode != "train" else _weights_text(a / "runs" / run_id, b / "runs" / run_id,
                                                                checkpoint)
         name = f"{network}{' (reported)' if ra.reported else ''}"

@@ -179,7 +179,8 @@ def run_benchmark(suite: Suite, options: BenchmarkOptions,
     result.records = records
     meta = _meta(suite, options, targets, data_dir, started, data_seconds, reported, engine)
     meta["invocations"] = _log_invocation(out, options, started, data_seconds, result)
-    numerics = trained_numerics(out, reported)
+    numerics = trained_numerics(out, reported)  # read once: the provenance line and the note
+    meta["numerics"] = numerics_line(numerics)
     if len(numerics) > 1:
         result.notes.append(f"the runs in {out} were trained on {len(numerics)} different numerics "
                             f"({numerics_line(numerics)}): their results are not bit-reproducible on one "
@@ -416,7 +417,7 @@ def trained_numerics(out: Path, plans: Sequence[RunPlan]) -> dict[str, int]:
     session's), "unknown" for runs of voxuda versions that did not record it. A run resumed on other
     numerics counts under both. Why: seeds paired within one folder are only bit-reproducible if their runs
     share numerics; a folder resumed on another machine says so instead of passing for one machine's."""
-    from voxuda.engine.provenance import numerics_label
+    from voxuda.engine.provenance import run_numerics_labels
 
     counts: dict[str, int] = {}
     seen: set[Path] = set()
@@ -425,10 +426,7 @@ def trained_numerics(out: Path, plans: Sequence[RunPlan]) -> dict[str, int]:
         if folder is None or folder in seen or not is_done(run_dir_of(out, plan)):
             continue
         seen.add(folder)
-        record = read_json(folder / "run.json", default={})
-        sessions = [record.get("numerics")] + [s["numerics"] for s in record.get("resumed", [])
-                                               if isinstance(s, dict) and "numerics" in s]
-        for label in dict.fromkeys(numerics_label(n) for n in sessions):
+        for label in run_numerics_labels(read_json(folder / "run.json", default={})):
             counts[label] = counts.get(label, 0) + 1
     return counts
 
@@ -456,7 +454,6 @@ def _meta(suite: Suite, options: BenchmarkOptions, targets: Sequence[str], data_
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "versions": engine.versions(),
         "machine": f"{platform.machine()}, {platform.system()}, {engine.device_description()}",
-        "numerics": numerics_line(trained_numerics(options.out_dir, plans)),
         "wall_time": f"{time.perf_counter() - started:.0f} s this invocation (data {data_seconds:.0f} s); "
                      f"training of all runs {_train_seconds(options.out_dir, plans):.0f} s",
         "data": f"preset {suite.preset} (seed {suite.data_seed}) at {data_dir}, simulator version "

@@ -86,6 +86,14 @@ def numerics_label(record: dict[str, Any] | None) -> str:
     return ", ".join(parts)
 
 
+def run_numerics_labels(record: dict[str, Any]) -> list[str]:
+    """The distinct :func:`numerics_label` lines a run's ``run.json`` record trained on, in order: its start
+    and each resumed session that recorded its own (a run resumed on another machine names both)."""
+    sessions = [record.get("numerics")] + [s["numerics"] for s in record.get("resumed", [])
+                                           if isinstance(s, dict) and s.get("numerics")]
+    return list(dict.fromkeys(numerics_label(n) for n in sessions))
+
+
 def component_record(kind: str, ref: ComponentRef) -> dict[str, Any]:
     """Registry provenance (plugin, distribution, version, factory) and the resolved config of a component."""
     from voxuda.components import component_record as record
