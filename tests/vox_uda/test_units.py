@@ -290,3 +290,26 @@ def test_segmentation_on_the_noisy_source_is_supervised_with_the_source_labels()
     start(method, target)
     out = method.training_step(SourceBatch(source[:2], label[:2]), TargetBatch(target[:2]), step=0)
     assert len(seen) == 1 and "seg_noisy" not in out.losses
+
+
+def test_supervision_only_on_the_noisy_source() -> None:
+    """``w_seg = 0, w_seg_noisy = 1`` (the eleventh try): the loss is the noisy source's L_seg alone, the
+    clean L_seg is still logged (docs read its rise) and sends no gradient."""
+    only_noisy = {"w_seg": 0.0, "w_con": 0.0, "w_dis": 0.0, "pseudo_weight": 0.0, **ID}
+    source, label, target, _ = tiny_domains()
+    method = tiny_method(noise={"name": "ngm", "n_samples": 4}, w_seg_noisy=1.0, **only_noisy)
+    seen = _student_forwards(method)
+    start(method, target)
+    out = method.training_step(SourceBatch(source[:2], label[:2]), TargetBatch(target[:2]), step=0)
+    assert len(seen) == 2 and not torch.equal(seen[1], source[:2])
+    assert out.losses["seg"] > 0  # still computed and logged
+    assert float(out.loss.detach()) == pytest.approx(out.losses["seg_noisy"], rel=1e-6)
+    out.loss.backward()
+    grads = {n: p.grad.clone() for n, p in method.student.named_parameters() if p.grad is not None}
+    assert grads
+    method.zero_grad()
+    noisy_only, _ = method.seg_loss(method.student(seen[1])[0], label[:2])
+    noisy_only.backward()
+    for name, p in method.student.named_parameters():
+        if name in grads:
+            assert torch.allclose(grads[name], p.grad, atol=1e-6), name
