@@ -38,6 +38,10 @@ there; ``-`` for argmax rows, which record neither.
 ends (reported networks), as its mean and 95 % t interval over seeds: how sure a "closes 90 %" is, which
 the ratio of means does not say.
 
+``--pool-seeds`` reads the ``--from`` folders as one suite whose seeds were trained in blocks, one folder
+per block (:func:`voxuda.bench.report.pool_seeds`; a seed in two folders is an error); without it, several
+folders add their rows side by side (different labels), the first folder's winning where they repeat.
+
 ``--plot PATH`` (with ``--seed-gap``) also draws those per-seed fractions, one panel per target, every seed
 a dot, the mean with its interval, ``--bar`` (default 0.9, issue 15's) a dashed line.
 
@@ -56,7 +60,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from voxuda.bench.diagnostics import LOSS_TAIL_KEYS, TAIL_FRACTION
-from voxuda.bench.report import load_results
+from voxuda.bench.report import load_results, pool_seeds
 from voxuda.bench.results import EvalRecord, Row
 from voxuda.bench.stats import PairedInterval, paired_differences, paired_interval, paired_t_interval
 from voxuda.bench.tables import fmt_interval
@@ -245,6 +249,9 @@ def _summarise(argv: Sequence[str] | None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--from", dest="folders", action="append", required=True,
                         help="a finished suite output folder (repeatable)")
+    parser.add_argument("--pool-seeds", action="store_true",
+                        help="the --from folders hold different seeds of one suite: read them as one "
+                        "(each seed whole in one folder)")
     parser.add_argument("--label", action="append", required=True, help="a run label to list (repeatable)")
     parser.add_argument("--target", action="append", default=[], help="only these targets (repeatable)")
     parser.add_argument("--denoiser", default="identity", help="test-time input (default: identity)")
@@ -273,8 +280,8 @@ def _summarise(argv: Sequence[str] | None) -> int:
     rows: list[Row] = []
     records: list[EvalRecord] = []
     diagnostics: dict[str, Mapping[str, object]] = {}
-    for folder in args.folders:
-        results = load_results(Path(folder))
+    pooled = [pool_seeds([Path(f) for f in args.folders])] if args.pool_seeds else []
+    for results in pooled or [load_results(Path(folder)) for folder in args.folders]:
         rows += results.rows
         records += results.records
         for run_id, diag in results.diagnostics.items():

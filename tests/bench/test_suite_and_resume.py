@@ -254,3 +254,24 @@ def test_runs_trained_on_other_numerics_are_named_in_the_report_and_a_note(tmp_p
     md = (tmp_path / "mixed" / "out" / "results.md").read_text()
     assert ("CPU A, AVX512, 2 threads, torch 2.13.0 (4 runs); CPU A, AVX2, 2 threads, torch 2.13.0 (2 runs); "
             "unknown (2 runs)") in md
+
+
+def test_a_later_seed_block_trains_only_its_seeds_and_pools_with_the_first(tmp_path: Path,
+                                                                         suite_file: Path) -> None:
+    """``--first-seed 2 --seeds 2`` trains seeds 2 and 3 (each warm start from its own seed's parent) and
+    says so in the provenance; pooled with a block of seeds 0-1, every row has all four seeds."""
+    from voxuda.bench.report import pool_seeds
+
+    suite = load_suite(suite_file)
+    engine = FakeEngine()
+    later = run_benchmark(suite, options(tmp_path / "b", first_seed=2, targets=("t1",)), engine)
+    trained = [str(c[0]) for c in engine.train_calls]
+    assert len(trained) == 6 and all("seed2" in t or "seed3" in t for t in trained)
+    adapted = [c for c in engine.train_calls if "adapted/seed3" in str(c[0])]
+    assert "source_only/seed3" in str(adapted[0][2])
+    assert later.results is not None and "2 seed(s) from seed 2" in later.results.meta["data"]
+    run_benchmark(suite, options(tmp_path / "a", targets=("t1",)), FakeEngine())
+    pooled = pool_seeds([tmp_path / "a" / "out", tmp_path / "b" / "out"])
+    assert {r.seeds for r in pooled.rows} == {(0, 1, 2, 3)}
+    with pytest.raises(ConfigError, match="--first-seed -1"):
+        run_benchmark(suite, options(tmp_path / "c", first_seed=-1), FakeEngine())

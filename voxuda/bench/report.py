@@ -47,6 +47,49 @@ def load_results(folder: Path) -> SuiteResults:
     return SuiteResults.from_json(read_json(path, fix="rerun the suite to rewrite it"))
 
 
+def pool_seeds(folders: Sequence[Path]) -> SuiteResults:
+    """One suite's seeds trained in several folders, read as one result.
+
+    Why: a measurement planned at more seeds than one session can train (issue 15's bar: 10 seeds on one
+    target, about 3.5 h on 2 cores) is trained seed block by seed block, each block in its own folder with
+    its own parent, control and oracle runs. Every comparison in a table is paired within a seed, so pooling
+    is sound only if each (target, seed) comes whole from one folder: then a method's seed and the control
+    it is paired with share their parent. A seed found in two folders is refused (it would silently pick
+    one of two draws), as are folders of different suites.
+    """
+    if not folders:
+        raise ConfigError("--from: no folder to pool; give one or more benchmark output folders")
+    loaded = [(Path(f), load_results(Path(f))) for f in folders]
+    first_folder, first = loaded[0]
+    owner: dict[tuple[str, int], Path] = {}
+    records = []
+    diagnostics: dict[str, dict[str, Any]] = {}
+    labels: list[str] = []
+    dens: list[str] = []
+    numerics: list[str] = []
+    for folder, results in loaded:
+        if results.name != first.name:
+            raise ConfigError(f"--from {folder}: suite {results.name!r}, but {first_folder} holds "
+                              f"{first.name!r}; pool only folders of one suite")
+        for key in sorted({(r.target, r.seed) for r in results.records}):
+            if key in owner:
+                raise ConfigError(f"--from {folder}: {key[0]} seed {key[1]} is also in {owner[key]}; "
+                                  "each seed must come from one folder (drop it from one of them)")
+            owner[key] = folder
+        records += results.records
+        diagnostics.update(results.diagnostics)
+        labels += [x for x in results.label_order if x not in labels]
+        dens += [x for x in results.denoiser_order if x not in dens]
+        line = results.meta.get("numerics")
+        if line and line not in numerics:
+            numerics.append(str(line))
+    meta = {**first.meta, "pooled_from": [str(f) for f, _ in loaded]}
+    if numerics:
+        meta["numerics"] = "; ".join(numerics)
+    return SuiteResults(meta=meta, records=records, diagnostics=diagnostics, label_order=labels,
+                        denoiser_order=dens)
+
+
 def _track_key(results: SuiteResults) -> int:
     return TRACKS.index(results.track) if results.track in TRACKS else len(TRACKS)
 

@@ -48,6 +48,7 @@ class BenchmarkOptions:
     out_dir: Path
     data_root: Path
     seeds: int | None = None
+    first_seed: int = 0
     targets: tuple[str, ...] | None = None
     only: tuple[str, ...] | None = None
     sets: tuple[str, ...] = ()
@@ -117,6 +118,8 @@ def check_runs(suite: Suite, options: BenchmarkOptions) -> None:
 
     if options.seeds is not None and options.seeds < 1:
         raise ConfigError(f"--seeds {options.seeds}: needs at least one seed")
+    if options.first_seed < 0:
+        raise ConfigError(f"--first-seed {options.first_seed}: seeds are numbered from 0; give 0 or more")
     targets = [t for t in (options.targets or suite.targets) if t != "all"] or ["target"]  # "all": any name
     plans = expand(suite, targets=targets[:1], seeds=1, data_root=Path(options.data_root), sets=options.sets)
     for plan in _select(plans, options.only):
@@ -157,7 +160,7 @@ def run_benchmark(suite: Suite, options: BenchmarkOptions,
     # shared runs train on the suite's first target, also when --target names a subset
     shared_target = suite_targets[0] if suite_targets and suite_targets != ["all"] else None
     plans = expand(suite, targets=targets, seeds=options.seeds, data_root=data_dir, sets=options.sets,
-                   shared_target=shared_target)
+                   shared_target=shared_target, first_seed=options.first_seed)
     plans = _select(plans, options.only)
     if options.dry_run:
         lines = [f"{p.run_id}  method={p.method}  selection={p.selection}  init_from={p.init_from or '-'}  "
@@ -459,7 +462,7 @@ def _meta(suite: Suite, options: BenchmarkOptions, targets: Sequence[str], data_
         "data": f"preset {suite.preset} (seed {suite.data_seed}) at {data_dir}, simulator version "
                 f"{data_version(data_dir)}; runs trained on data versions "
                 f"{', '.join(data_versions(options.out_dir, plans))}; targets {', '.join(targets)}; "
-                f"{seeds} seed(s)",
+                f"{seeds} seed(s)" + (f" from seed {options.first_seed}" if options.first_seed else ""),
         "trainer": ", ".join(f"{k}={v}" for k, v in trainer.items() if k != "progress"),
         "selection": suite.selection,
         "test_time_denoisers": [denoiser_label(d) for d in suite.test_time_denoisers],

@@ -406,12 +406,14 @@ def _flatten(overrides: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def expand(suite: Suite, *, targets: Sequence[str], seeds: int | None = None, data_root: Path,
-           sets: Sequence[str] = (), shared_target: str | None = None) -> list[RunPlan]:
+           sets: Sequence[str] = (), shared_target: str | None = None,
+           first_seed: int = 0) -> list[RunPlan]:
     """All runs of ``suite`` on ``targets``, ordered so that every warm-start parent precedes its child.
 
     ``shared`` runs train on ``shared_target`` (default: the first of ``targets``; the runner passes the
     suite's first target, so that ``--target`` on a subset reuses the same checkpoint). When it is not among
-    ``targets``, the shared runs on it are planned first (they are needed, not reported).
+    ``targets``, the shared runs on it are planned first (they are needed, not reported). Seeds run from
+    ``first_seed`` (a later block of a measurement trained in several folders, docs/benchmark.md).
     """
     n_seeds = seeds if seeds is not None else suite.seeds
     order = _topological(suite.runs)
@@ -421,7 +423,7 @@ def expand(suite: Suite, *, targets: Sequence[str], seeds: int | None = None, da
     plans = []
     support = [] if owner is None or owner in targets or not shared else [owner]
     for target in [*support, *targets]:
-        for seed in range(n_seeds):
+        for seed in range(first_seed, first_seed + n_seeds):
             for entry in order:
                 if target in support and entry.label not in shared:
                     continue

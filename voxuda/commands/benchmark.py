@@ -20,6 +20,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="built-in suite (quick, paper, tiny, ...; see --list) or a suite TOML path")
     parser.add_argument("--list", action="store_true", help="list the built-in suites and exit")
     parser.add_argument("--seeds", type=int, default=None, help="number of seeds (default: the suite's)")
+    parser.add_argument("--first-seed", type=int, default=0, metavar="K",
+                        help="seeds K .. K+N-1 instead of 0 .. N-1: a later block of seeds, trained in its "
+                        "own folder and pooled with `scripts/summary_table.py --pool-seeds` (default 0)")
     parser.add_argument("--out", type=Path, default=None, help="output folder (default: results/<suite>)")
     parser.add_argument("--data-root", type=Path, default=None,
                         help="folder of simulated datasets, one sub-folder per preset, reused across suites "
@@ -47,8 +50,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def command_line(args: argparse.Namespace) -> str:
     """The invocation, rebuilt from the parsed arguments (recorded in results, so runs can be repeated)."""
     parts = ["voxuda", "benchmark", "--suite", str(args.suite)]
-    for flag, value in (("--seeds", args.seeds), ("--out", args.out), ("--data-root", args.data_root),
-                        ("--write-doc", args.write_doc)):
+    first_seed = getattr(args, "first_seed", 0) or None
+    for flag, value in (("--seeds", args.seeds), ("--first-seed", first_seed), ("--out", args.out),
+                        ("--data-root", args.data_root), ("--write-doc", args.write_doc)):
         if value is not None:
             parts += [flag, str(value)]
     if getattr(args, "report_from", None):
@@ -83,6 +87,7 @@ def run(args: argparse.Namespace) -> int:
         out_dir=out,
         data_root=data_root,
         seeds=args.seeds,
+        first_seed=args.first_seed,
         targets=tuple(args.targets) if args.targets else None,
         only=tuple(args.only) if args.only else None,
         sets=tuple(args.sets),
