@@ -36,7 +36,11 @@ there; ``-`` for argmax rows, which record neither.
 
 ``--seed-gap LOW HIGH`` adds the gap closed per seed, ``(row - LOW) / (HIGH - LOW)`` with each seed's own
 ends (reported networks), as its mean and 95 % t interval over seeds: how sure a "closes 90 %" is, which
-the ratio of means does not say.
+the ratio of means does not say. A seed whose HIGH end does not score above its LOW end has no gap to
+close and is left out of that column, which then says how many seeds it read (``(n=9 of 10)``).
+``--defined-gap-only`` leaves such seeds out of every column of every row (the means, the gap closed, the
+paired intervals) and names them under the table: a failed upper-bound run (an oracle that predicts no
+foreground) otherwise lowers the oracle's mean and inflates every row's gap closed.
 
 ``--pool-seeds`` reads the ``--from`` folders as one suite whose seeds were trained in blocks, one folder
 per block (:func:`voxuda.bench.report.pool_seeds`; a seed in two folders is an error); without it, several
@@ -61,7 +65,7 @@ from pathlib import Path
 
 from voxuda.bench.diagnostics import LOSS_TAIL_KEYS, TAIL_FRACTION
 from voxuda.bench.report import load_results, pool_seeds
-from voxuda.bench.results import EvalRecord, Row
+from voxuda.bench.results import EvalRecord, Row, SuiteResults
 from voxuda.bench.stats import PairedInterval, paired_differences, paired_interval, paired_t_interval
 from voxuda.bench.tables import fmt_interval
 
@@ -128,18 +132,49 @@ def seed_gap(records: Sequence[EvalRecord], row: Row, low: str, high: str) -> Pa
     return paired_t_interval(seed_gap_fractions(records, row, low, high))
 
 
-def seed_gap_fractions(records: Sequence[EvalRecord], row: Row, low: str, high: str) -> list[float]:
-    """The gap closed per seed (``(row - low) / (high - low)``, each seed against its own ends, the ends'
-    reported networks), in seed order; seeds whose ends are missing or equal are left out."""
+def gap_ends(records: Sequence[EvalRecord], target: str, denoiser: str, low: str,
+             high: str) -> tuple[dict[int, float], dict[int, float]]:
+    """Per-seed test Dice of the two ends of a gap (their reported networks) on one target and input."""
 
     def reported_dice(label: str) -> dict[int, float]:
         network = next((r.network or "" for r in records if r.label == label and r.reported), "")
-        return per_seed_dice(records, row.target, label, network, row.input_denoiser)
+        return per_seed_dice(records, target, label, network, denoiser)
 
+    return reported_dice(low), reported_dice(high)
+
+
+def seed_gap_fractions(records: Sequence[EvalRecord], row: Row, low: str, high: str) -> list[float]:
+    """The gap closed per seed (``(row - low) / (high - low)``, each seed against its own ends, the ends'
+    reported networks), in seed order; seeds whose ends are missing, or whose ``high`` end does not score
+    above its ``low`` end (no gap to close: e.g. a failed oracle run), are left out, and the table says how
+    many were (:func:`markdown_summary`)."""
     mine = per_seed_dice(records, row.target, row.label, row.network, row.input_denoiser)
-    lows, highs = reported_dice(low), reported_dice(high)
+    lows, highs = gap_ends(records, row.target, row.input_denoiser, low, high)
     return [(mine[s] - lows[s]) / (highs[s] - lows[s]) for s in sorted(mine)
             if s in lows and s in highs and highs[s] - lows[s] > 1e-9]
+
+
+def seeds_without_gap(records: Sequence[EvalRecord], denoiser: str, low: str,
+                      high: str) -> list[tuple[str, int, float, float]]:
+    """``(target, seed, low Dice, high Dice)`` for every seed whose ``high`` end does not score above its
+    ``low`` end: there the gap closed is undefined (0 / 0 or a negative denominator), whatever a method
+    scores. Why: an upper-bound run that failed (a collapsed oracle) would otherwise pull the oracle's mean
+    down and inflate every row's ratio-of-means gap closed."""
+    found = []
+    for target in dict.fromkeys(r.target for r in records):
+        lows, highs = gap_ends(records, target, denoiser, low, high)
+        found += [(target, s, lows[s], highs[s]) for s in sorted(set(lows) & set(highs))
+                  if highs[s] - lows[s] <= 1e-9]
+    return found
+
+
+def drop_seeds(results: SuiteResults, seeds: Sequence[tuple[str, int, float, float]]) -> SuiteResults:
+    """``results`` without any record of the given (target, seed) pairs, its rows recomputed, so that every
+    column of a table reads the same seeds."""
+    gone = {(target, seed) for target, seed, _, _ in seeds}
+    kept = [r for r in results.records if (r.target, r.seed) not in gone]
+    return SuiteResults(meta=results.meta, records=kept, diagnostics=results.diagnostics,
+                        label_order=results.label_order, denoiser_order=results.denoiser_order)
 
 
 def loss_tail(diagnostics: Mapping[str, Mapping[str, object]], row: Row, key: str) -> str:
@@ -233,7 +268,10 @@ def markdown_summary(rows: Sequence[Row], baseline: str, *, records: Sequence[Ev
             other = gap_between(all_rows, r, *gap)
             line += f" {gap_percent(other)} |"
         if seed_gap_ends:
-            line += f" {percent_interval(seed_gap(records, r, *seed_gap_ends))} |"
+            per_seed = seed_gap(records, r, *seed_gap_ends)
+            read = per_seed.n if per_seed is not None else 0
+            count = f" (n={read} of {r.n_seeds})" if 0 < read < r.n_seeds else ""
+            line += f" {percent_interval(per_seed)}{count} |"
         line += "".join(f" {loss_tail(diagnostics or {}, r, key)} |" for key in loss_keys)
         if with_readout:
             line += f" {readout(records, r)} |"
@@ -265,6 +303,9 @@ def _summarise(argv: Sequence[str] | None) -> int:
     parser.add_argument("--regret", action="store_true", help="also each row's selection regret")
     parser.add_argument("--seed-gap", nargs=2, metavar=("LOW", "HIGH"),
                         help="also the gap closed per seed between these two rows, with its 95 %% t interval")
+    parser.add_argument("--defined-gap-only", action="store_true",
+                        help="with --seed-gap: leave out of every row the seeds where HIGH does not score "
+                        "above LOW (no gap to close there, e.g. a failed oracle), and name them below")
     parser.add_argument("--plot", type=Path, metavar="PATH",
                         help="with --seed-gap: also a PNG of the gap closed per seed, row by row")
     parser.add_argument("--bar", type=float, default=0.9,
@@ -277,11 +318,20 @@ def _summarise(argv: Sequence[str] | None) -> int:
     args = parser.parse_args(argv)
     if args.plot is not None and not args.seed_gap:
         parser.error("--plot draws the gap closed per seed: add --seed-gap LOW HIGH")
+    if args.defined_gap_only and not args.seed_gap:
+        parser.error("--defined-gap-only leaves out seeds without a gap: add --seed-gap LOW HIGH")
     rows: list[Row] = []
     records: list[EvalRecord] = []
     diagnostics: dict[str, Mapping[str, object]] = {}
     pooled = [pool_seeds([Path(f) for f in args.folders])] if args.pool_seeds else []
-    for results in pooled or [load_results(Path(folder)) for folder in args.folders]:
+    left_out: list[tuple[str, int, float, float]] = []
+    loaded = pooled or [load_results(Path(folder)) for folder in args.folders]
+    if args.defined_gap_only:
+        without = seeds_without_gap([r for results in loaded for r in results.records], args.denoiser,
+                                    *args.seed_gap)
+        loaded = [drop_seeds(results, without) for results in loaded]
+        left_out = [s for s in without if not args.target or s[0] in args.target]
+    for results in loaded:
         rows += results.rows
         records += results.records
         for run_id, diag in results.diagnostics.items():
@@ -299,6 +349,11 @@ def _summarise(argv: Sequence[str] | None) -> int:
                            versus_parent=args.versus_parent, regret=args.regret,
                            loss_keys=args.loss_tail, diagnostics=diagnostics,
                            with_readout=args.readout))
+    if args.defined_gap_only:
+        low, high = args.seed_gap
+        named = "; ".join(f"`{t}` seed {s} ({low} {lo:.3f}, {high} {hi:.3f})" for t, s, lo, hi in left_out)
+        print(f"\nLeft out of every row, because {high} does not score above {low} there (no gap to "
+              f"close): {named or 'none'}.")
     if args.plot is not None and seed_gap_ends is not None:
         from voxuda.bench.plots import seed_gap_chart
 

@@ -266,6 +266,41 @@ def test_pooling_refuses_a_seed_in_two_folders_and_two_suites(tmp_path: Path,
     assert main(["--from", str(tmp_path / "a"), *args]) == 0  # one folder pools to itself
 
 
+def test_a_seed_without_a_gap_is_counted_in_the_seed_gap_column_and_can_be_left_out_of_every_row(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A failed oracle (Dice 0 at seed 3, below its parent) has no gap to close: the per-seed column reads
+    the other seeds and says so; ``--defined-gap-only`` drops that seed from every column and names it."""
+    from summary_table import main
+
+    from voxuda.bench.results import EvalRecord, SuiteResults
+
+    def rec(label: str, method: str, seed: int, dice: float) -> EvalRecord:
+        return EvalRecord(suite="s", target="t", label=label, method=method, seed=seed,
+                          input_denoiser="identity", selection="x", checkpoint="selected", step=1, dice=dice,
+                          iou=0.0, network="student", init_from="src" if label == "m" else None)
+
+    records = [r for s in range(4) for r in (rec("src", "source_only", s, 0.2 + 0.01 * s),
+                                            rec("m", "vox_uda", s, 0.4),
+                                            rec("orc", "oracle", s, 0.0 if s == 3 else 0.5))]
+    (tmp_path / "f").mkdir()
+    (tmp_path / "f" / "results.json").write_text(json.dumps(SuiteResults(meta={"suite": "s"},
+                                                                         records=records).to_json()))
+    args = ["--from", str(tmp_path / "f"), "--label", "src", "--label", "m", "--label", "orc",
+            "--seed-gap", "src", "orc"]
+    assert main(args) == 0
+    m_line = next(line for line in capsys.readouterr().out.splitlines() if "`m`" in line)
+    assert "(n=4)" in m_line and m_line.endswith("(n=3 of 4) |")
+    assert main([*args, "--defined-gap-only"]) == 0
+    out = capsys.readouterr().out
+    m_line = next(line for line in out.splitlines() if "`m`" in line)
+    # seeds 0-2 only: (0.4 - 0.21) / (0.5 - 0.21) of the means; each seed's own fraction, all three read
+    assert "0.400 ± 0.000 (n=3)" in m_line and "65.5 %" in m_line and "(n=3 of" not in m_line
+    assert "Left out of every row" in out and "`t` seed 3 (src 0.230, orc 0.000)" in out
+    with pytest.raises(SystemExit):
+        main(["--from", str(tmp_path / "f"), "--label", "m", "--defined-gap-only"])
+    assert "--seed-gap" in capsys.readouterr().err
+
+
 def test_tables_generated_from_kept_results_match_the_docs(capsys: pytest.CaptureFixture[str]) -> None:
     """A page's table whose command reads results kept in the repository (``--from docs/data/...``) is what
     that command prints today: the page was pasted from the command, not edited by hand."""
@@ -289,7 +324,8 @@ def test_tables_generated_from_kept_results_match_the_docs(capsys: pytest.Captur
             argv = [str(root / a) if a in folders else a for a in argv]
             capsys.readouterr()
             assert main(argv) == 0, command
-            table = [line for line in capsys.readouterr().out.splitlines() if line.startswith("|")]
+            table = [line for line in capsys.readouterr().out.splitlines()
+                     if line.startswith(("|", "Left out of every row"))]
             assert table and all(line in text for line in table), f"{page.name}: {command}"
             checked += 1
     assert checked >= 1
