@@ -133,7 +133,8 @@ def test_shipped_run_config_is_valid_and_spells_out_the_defaults() -> None:
 
 def test_the_appearance_config_is_the_measured_suite_row() -> None:
     """configs/vox_uda_appearance.toml must load as a run config and hold the settings of the suite row it
-    cites (appearance_long's vox_uda_colour_split), so that the file and the measurement cannot drift."""
+    cites (appearance_long's vox_uda_colour_split_noisyonly, the eleventh try, which met issue 15's bar), so
+    that the file and the measurement cannot drift."""
     from voxuda.bench.suite import expand, load_suite
     from voxuda.config import load_toml
     from voxuda.engine.run_config import run_config_from_dict
@@ -143,9 +144,10 @@ def test_the_appearance_config_is_the_measured_suite_row() -> None:
     run_config_from_dict(written)
     suite = load_suite("appearance_long")
     plan = next(p for p in expand(suite, targets=["appear_insitu"], data_root=Path("data/appearance"))
-                if p.label == "vox_uda_colour_split")
+                if p.label == "vox_uda_colour_split_noisyonly")
     measured = plan.config
     assert written["method"] == measured["method"]
+    assert written["method"]["w_seg"] == 0.0 and written["method"]["w_seg_noisy"] == 1.0
     for key in ("steps", "batch_size", "lr", "schedule", "warmup", "eval_every"):
         assert written["trainer"][key] == measured["trainer"][key], key
     for key in ("preset", "box", "canonical_polarity", "alignment", "target_domain"):
