@@ -23,7 +23,7 @@ from typing import Any
 
 from voxuda.bench.diagnostics import CHANCE_ACCURACY, TAIL_FRACTION, discriminator_at_chance
 from voxuda.bench.io import write_json, write_text
-from voxuda.bench.results import Row, SuiteResults, TargetSummary
+from voxuda.bench.results import EvalRecord, Row, SuiteResults, TargetSummary
 from voxuda.bench.stats import LEVEL, PairedInterval
 
 #: Columns of the Markdown table before the baseline, regret, per-class Dice and notes columns.
@@ -213,7 +213,7 @@ def suite_sections(results: SuiteResults, figures: Sequence[str] = (), level: in
     h = "#" * level
     classes = results.classes
     out = []
-    found = findings(results.rows)
+    found = findings(results.rows, results.records)
     if found:
         out += [f"{h} Findings (computed from the table)", ""] + [f"- {f}" for f in found] + [""]
     for target, target_rows in by_target(results.rows).items():
@@ -301,10 +301,34 @@ def _compared(kind: str, label: str, interval: PairedInterval) -> str:
     return f"vs {kind} `{label}`: {verdict} ({interval.text()})"
 
 
-def findings(rows: Sequence[Row]) -> list[str]:
-    """Plain statements computed from the rows. A row wins or loses against its control, its parent or an
-    evaluate-only baseline only where the paired 95 % interval excludes zero; each names its network."""
+def failed_run_findings(records: Sequence[EvalRecord]) -> list[str]:
+    """One statement per run whose selected checkpoint (its reported network, raw test input) scores Dice 0:
+    it got no test voxel right, a failed run whose row mean includes it.
+
+    Why: an oracle of issue 15's full rule ended with foreground probabilities below 0.5 everywhere, so
+    argmax called nothing foreground (docs/vox_uda.md, "Eleventh try at the bar's full rule"). The tables
+    hid it in a mean and a wide std, and when the failed run is the upper bound every row's gap closed on
+    that target divides by a lowered oracle mean, so the statement says how to read the gap instead.
+    """
     out = []
+    for r in sorted(records, key=lambda r: (r.target, r.label, r.seed)):
+        if r.checkpoint != "selected" or not r.reported or r.input_denoiser != "identity" or r.dice > 0.0:
+            continue
+        line = (f"{r.target}: `{r.label}` seed {r.seed} scores Dice 0.000 on the test split: a failed run "
+                "(no test voxel right), counted in its row's mean")
+        if r.flag:
+            line += ("; it is the gap's upper end, so the gap closed of every row on this target is "
+                     "inflated: read the gap per seed (`scripts/summary_table.py --seed-gap LOW HIGH "
+                     "--defined-gap-only`)")
+        out.append(line + ".")
+    return out
+
+
+def findings(rows: Sequence[Row], records: Sequence[EvalRecord] = ()) -> list[str]:
+    """Plain statements computed from the rows (and, given the ``records``, :func:`failed_run_findings`).
+    A row wins or loses against its control, its parent or an evaluate-only baseline only where the paired
+    95 % interval excludes zero; each names its network."""
+    out = failed_run_findings(records)
     for target, target_rows in by_target(rows).items():
         for r in target_rows:
             if r.flag or r.leaky_selection:
@@ -354,7 +378,8 @@ def write_results(out_dir: Path, results: SuiteResults, figures: Sequence[str] =
     classes = results.classes
     rows = results.rows
     data = results.to_json()
-    data.update({"classes": classes, "findings": findings(rows), "rows": [r.flat(classes) for r in rows]})
+    data.update({"classes": classes, "findings": findings(rows, results.records),
+                 "rows": [r.flat(classes) for r in rows]})
     return {
         "csv": write_text(out_dir / "results.csv", csv_text(rows, classes)),
         "json": write_json(out_dir / "results.json", data),
