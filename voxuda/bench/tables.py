@@ -317,9 +317,9 @@ def failed_run_findings(records: Sequence[EvalRecord]) -> list[str]:
         line = (f"{r.target}: `{r.label}` seed {r.seed} scores Dice 0.000 on the test split: a failed run "
                 "(no test voxel right), counted in its row's mean")
         if r.flag:
-            line += ("; it is the gap's upper end, so the gap closed of every row on this target is "
-                     "inflated: read the gap per seed (`scripts/summary_table.py --seed-gap LOW HIGH "
-                     "--defined-gap-only`)")
+            line += ("; it is the gap's upper end, so the gap closed of every row on this target divides "
+                     "by a lowered oracle mean: read the gap per seed (`scripts/summary_table.py --seed-gap "
+                     "LOW HIGH --defined-gap-only`)")
         out.append(line + ".")
     return out
 
