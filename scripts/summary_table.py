@@ -104,12 +104,17 @@ def versus(records: Sequence[EvalRecord], row: Row, other: str) -> PairedInterva
     return paired_interval(mine, theirs) if theirs and row.label != other else None
 
 
+def has_gap(low: float, high: float) -> bool:
+    """Whether ``high`` scores above ``low`` by more than rounding: a gap closed is defined only then."""
+    return high - low > 1e-9
+
+
 def gap_between(all_rows: Sequence[Row], row: Row, low: str, high: str) -> float:
     """The fraction of the gap from row ``low`` to row ``high`` (reported networks, same target and test-time
     input) that ``row``'s mean Dice closes; NaN where either end is missing or the gap is empty."""
     ends = {r.label: r.dice_mean for r in all_rows if r.reported and r.target == row.target
             and r.input_denoiser == row.input_denoiser and r.label in (low, high)}
-    if low not in ends or high not in ends or ends[high] - ends[low] <= 1e-9:
+    if low not in ends or high not in ends or not has_gap(ends[low], ends[high]):
         return math.nan
     return (row.dice_mean - ends[low]) / (ends[high] - ends[low])
 
@@ -151,7 +156,7 @@ def seed_gap_fractions(records: Sequence[EvalRecord], row: Row, low: str, high: 
     mine = per_seed_dice(records, row.target, row.label, row.network, row.input_denoiser)
     lows, highs = gap_ends(records, row.target, row.input_denoiser, low, high)
     return [(mine[s] - lows[s]) / (highs[s] - lows[s]) for s in sorted(mine)
-            if s in lows and s in highs and highs[s] - lows[s] > 1e-9]
+            if s in lows and s in highs and has_gap(lows[s], highs[s])]
 
 
 def seeds_without_gap(records: Sequence[EvalRecord], denoiser: str, low: str,
@@ -164,7 +169,7 @@ def seeds_without_gap(records: Sequence[EvalRecord], denoiser: str, low: str,
     for target in dict.fromkeys(r.target for r in records):
         lows, highs = gap_ends(records, target, denoiser, low, high)
         found += [(target, s, lows[s], highs[s]) for s in sorted(set(lows) & set(highs))
-                  if highs[s] - lows[s] <= 1e-9]
+                  if not has_gap(lows[s], highs[s])]
     return found
 
 
